@@ -1,0 +1,51 @@
+"""The ``imc-sim`` command line: one module per sub-command, each with ``register`` and ``run``.
+
+A command module keeps its heavy imports (torch, transformers, aihwkit) inside ``run`` so that
+``imc-sim --help`` answers at once. User errors (:class:`ImcSimError`, unreadable files) end in
+one line on stderr and exit status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import NoReturn
+
+from imc_sim.errors import ImcSimError
+
+COMMANDS = ("train",)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line, like every other error here."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="imc-sim", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    for name in COMMANDS:
+        importlib.import_module(f"imc_sim.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (ImcSimError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"imc-sim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("imc-sim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""The one exception type the CLI turns into a one-line message and a non-zero exit."""
+
+
+class ImcSimError(Exception):
+    """A problem with the user's input (file, flag, profile, data) worth one clear line."""

@@ -1,0 +1,43 @@
+"""Task metrics of the GLUE table: accuracy, F1 (positive class), Matthews correlation, Pearson r."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def accuracy(pred: np.ndarray, gold: np.ndarray) -> float:
+    return float((pred == gold).mean())
+
+
+def f1(pred: np.ndarray, gold: np.ndarray) -> float:
+    """F1 of class 1: 2 TP / (2 TP + FP + FN)."""
+    tp = float(((pred == 1) & (gold == 1)).sum())
+    wrong = float((pred != gold).sum())
+    return 2 * tp / (2 * tp + wrong) if tp + wrong else 0.0
+
+
+def matthews(pred: np.ndarray, gold: np.ndarray) -> float:
+    """(TP TN - FP FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)), 0 when undefined."""
+    tp = float(((pred == 1) & (gold == 1)).sum())
+    tn = float(((pred == 0) & (gold == 0)).sum())
+    fp = float(((pred == 1) & (gold == 0)).sum())
+    fn = float(((pred == 0) & (gold == 1)).sum())
+    denom = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return (tp * tn - fp * fn) / denom if denom else 0.0
+
+
+def pearson(pred: np.ndarray, gold: np.ndarray) -> float:
+    if pred.std() == 0 or gold.std() == 0:
+        return 0.0
+    return float(np.corrcoef(pred, gold)[0, 1])
+
+
+METRICS = {"accuracy": accuracy, "f1": f1, "matthews": matthews, "pearson": pearson}
+
+
+def compute_metric(name: str, logits: np.ndarray, gold: np.ndarray) -> float:
+    """The metric ``name`` from raw logits ([N, C], or [N, 1] for regression) and gold labels."""
+    pred = logits[:, 0] if name == "pearson" else logits.argmax(axis=-1)
+    return METRICS[name](pred, gold)

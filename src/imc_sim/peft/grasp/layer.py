@@ -1,0 +1,62 @@
+"""The GRASP layer: x~_i = (x_i - beta_g(i)) / gamma_g(i), then the frozen layer (eq. 1)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from imc_sim.peft.grouping import group_index, layer_seed
+from imc_sim.peft.inject import AdapterLayer
+from imc_sim.peft.grasp.config import GraspConfig
+from imc_sim.peft.targets import in_out_features, weight_in_out, with_weights
+
+
+def safe_divisor(gamma: torch.Tensor, gamma_min: float) -> torch.Tensor:
+    """sign(gamma) * max(|gamma|, gamma_min), with a straight-through gradient."""
+    sign = torch.where(gamma < 0, -1.0, 1.0)
+    projected = sign * gamma.abs().clamp_min(gamma_min)
+    return gamma + (projected - gamma).detach()
+
+
+class GraspLayer(AdapterLayer):
+    """Group-wise input scale and shift of one Linear/Conv1D; K scales and K shifts."""
+
+    def __init__(self, base: nn.Module, name: str, config: GraspConfig) -> None:
+        super().__init__()
+        self.base = base
+        d_in, _ = in_out_features(base)
+        k = config.k
+        self.register_buffer(
+            "group", group_index(d_in, k, layer_seed(config.seed, name), name), persistent=False
+        )
+        self.gamma_min = config.gamma_min
+        self.gamma = nn.Parameter(torch.ones(k)) if config.learn_scale else None
+        self.beta = nn.Parameter(torch.zeros(k)) if config.learn_shift else None
+
+    def expanded(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(gamma_hat, beta_hat) in R^D of eq. 2; None for an ablated half."""
+        gamma = None if self.gamma is None else safe_divisor(self.gamma, self.gamma_min)[self.group]
+        beta = None if self.beta is None else self.beta[self.group]
+        return gamma, beta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.expanded()
+        if beta is not None:
+            x = x - beta
+        if gamma is not None:
+            x = x / gamma
+        return self.base(x)
+
+    @torch.no_grad()
+    def merged(self) -> nn.Module:
+        """W' = diag(1/gamma_hat) W and b' = b - (beta_hat / gamma_hat) W (W is [D_in, D_out])."""
+        gamma, beta = self.expanded()
+        w = weight_in_out(self.base)
+        d_in, _ = in_out_features(self.base)
+        inv = torch.ones(d_in, device=w.device) if gamma is None else 1.0 / gamma
+        w_new = w * inv[:, None]
+        bias = self.base.bias
+        if beta is not None:
+            shift = -(beta * inv) @ w
+            bias = shift if bias is None else bias + shift
+        return with_weights(self.base, w_new, bias)

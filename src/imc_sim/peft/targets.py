@@ -1,0 +1,115 @@
+"""Which layers an adapter modifies: presets and module-name patterns, for Linear and GPT-2 Conv1D.
+
+Presets (paper Table IV):
+- ``all-linear``: every Linear/Conv1D inside the transformer blocks (not the pooler or head);
+- ``kv-ff2``: key and value projections and the second feed-forward projection;
+- ``ff2``: the second feed-forward projection only.
+GPT-2 fuses query, key and value into one ``c_attn`` Conv1D; ``kv-ff2`` takes it whole, since an
+input-side adapter cannot tell the three apart.
+
+Anything else is a comma-separated list of patterns: a pattern matches a module whose name equals
+it, ends with ``.<pattern>``, or matches it as a full regular expression.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from imc_sim.errors import ImcSimError
+
+BLOCK = r".*\.(layer|layers|h|block|blocks)\.\d+\..*"
+KEY_VALUE = r"(key|value|k_proj|v_proj|k_lin|v_lin|c_attn)"
+FF2 = r"(\d+\.output\.dense|mlp\.c_proj|ffn\.lin2|fc2|mlp\.down_proj)"
+PRESETS: dict[str, str] = {
+    "all-linear": BLOCK,
+    "kv-ff2": rf".*\.{KEY_VALUE}|.*\.{FF2}",
+    "ff2": rf".*\.{FF2}",
+}
+
+LINEAR_TYPES = (nn.Linear, Conv1D)
+
+
+def is_linear(module: nn.Module) -> bool:
+    """nn.Linear or Hugging Face's Conv1D (GPT-2), the layers that become crossbar tiles."""
+    return isinstance(module, LINEAR_TYPES)
+
+
+def _matches(pattern: str, name: str) -> bool:
+    if name == pattern or name.endswith("." + pattern):
+        return True
+    try:
+        return re.fullmatch(pattern, name) is not None
+    except re.error:
+        return False
+
+
+def find_targets(model: nn.Module, targets: str) -> list[str]:
+    """Names of the Linear/Conv1D modules selected by a preset or a pattern list.
+
+    Raises :class:`ImcSimError` when a pattern (or a whole preset) matches no such module.
+    """
+    linear = [n for n, m in model.named_modules() if is_linear(m)]
+    if targets in PRESETS:
+        chosen = [n for n in linear if _matches(PRESETS[targets], n)]
+        if not chosen:
+            raise ImcSimError(f"target preset {targets!r} matches no Linear/Conv1D module")
+        return chosen
+    patterns = [p.strip() for p in targets.split(",") if p.strip()]
+    if not patterns:
+        raise ImcSimError("empty --targets; give a preset or module-name patterns")
+    chosen: list[str] = []
+    for pattern in patterns:
+        hits = [n for n in linear if _matches(pattern, n)]
+        if not hits:
+            raise ImcSimError(
+                f"target pattern {pattern!r} matches no Linear/Conv1D module "
+                f"(presets: {', '.join(PRESETS)})"
+            )
+        chosen += [n for n in hits if n not in chosen]
+    return [n for n in linear if n in chosen]
+
+
+def in_out_features(layer: nn.Module) -> tuple[int, int]:
+    """(D_in, D_out) of a Linear (weight [out, in]) or Conv1D (weight [in, out])."""
+    if isinstance(layer, nn.Linear):
+        return layer.in_features, layer.out_features
+    d_in, d_out = layer.weight.shape
+    return d_in, d_out
+
+
+def weight_in_out(layer: nn.Module) -> torch.Tensor:
+    """The weight as the paper writes it, W in R^{D_in x D_out} (a view, no copy)."""
+    return layer.weight.T if isinstance(layer, nn.Linear) else layer.weight
+
+
+def linear_forward(layer: nn.Module, x: torch.Tensor, w_in_out: torch.Tensor) -> torch.Tensor:
+    """y = x W + b with W given as [D_in, D_out], for either layer type."""
+    bias = layer.bias
+    if bias is None:
+        return x @ w_in_out
+    return torch.addmm(bias, x.reshape(-1, x.shape[-1]), w_in_out).view(*x.shape[:-1], -1)
+
+
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Put ``new`` where the sub-module called ``name`` was."""
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+
+
+@torch.no_grad()
+def with_weights(layer: nn.Module, w_in_out: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    """A plain layer of ``layer``'s type holding ``w_in_out`` ([D_in, D_out]) and ``bias``."""
+    d_in, d_out = in_out_features(layer)
+    if isinstance(layer, nn.Linear):
+        out: nn.Module = nn.Linear(d_in, d_out, bias=bias is not None)
+        out.weight.copy_(w_in_out.T)
+    else:
+        out = Conv1D(d_out, d_in)
+        out.weight.copy_(w_in_out)
+    if bias is not None:
+        out.bias.copy_(bias)
+    return out.to(dtype=layer.weight.dtype, device=layer.weight.device)

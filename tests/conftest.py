@@ -1,0 +1,88 @@
+"""Shared fixtures: tiny random BERT / GPT-2 models, a tiny GLUE folder, the real SST-2 data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    GPT2Config,
+    GPT2ForSequenceClassification,
+)
+
+from imc_sim.backbones import packaged_model_dir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_tiny_bert(vocab_size: int = 100, num_labels: int = 2) -> BertForSequenceClassification:
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, num_labels=num_labels,
+                        max_position_embeddings=64)
+    return BertForSequenceClassification(config).eval()
+
+
+def make_tiny_gpt2() -> GPT2ForSequenceClassification:
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=2, n_positions=64,
+                        num_labels=2, pad_token_id=0)
+    return GPT2ForSequenceClassification(config).eval()
+
+
+@pytest.fixture
+def tiny_bert() -> BertForSequenceClassification:
+    return make_tiny_bert()
+
+
+@pytest.fixture
+def tiny_gpt2() -> GPT2ForSequenceClassification:
+    return make_tiny_gpt2()
+
+
+@pytest.fixture
+def token_batch() -> dict[str, torch.Tensor]:
+    ids = torch.randint(1, 100, (3, 7), generator=torch.Generator().manual_seed(1))
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random BERT saved as a local model folder, with the packaged MiniLM tokenizer."""
+    out = tmp_path_factory.mktemp("tiny-bert")
+    make_tiny_bert(vocab_size=30522).save_pretrained(out)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(packaged_model_dir() / name, out / name)
+    return out
+
+
+POSITIVE = ["a charming and moving film", "great fun", "wonderful acting", "a delight"]
+NEGATIVE = ["a dull mess", "boring and flat", "terrible plot", "painfully slow"]
+
+
+@pytest.fixture(scope="session")
+def tiny_glue(tmp_path_factory) -> Path:
+    """GLUE's layout with a tiny SST-2: DIR/SST-2/{train,dev}.tsv."""
+    root = tmp_path_factory.mktemp("glue")
+    (root / "SST-2").mkdir()
+    rows = [(s, 1) for s in POSITIVE] + [(s, 0) for s in NEGATIVE]
+    body = "".join(f"{s} \t{label}\n" for s, label in rows)
+    (root / "SST-2" / "train.tsv").write_text("sentence\tlabel\n" + body * 4)
+    (root / "SST-2" / "dev.tsv").write_text("sentence\tlabel\n" + body)
+    return root
+
+
+@pytest.fixture(scope="session")
+def real_glue() -> Path:
+    """The real GLUE folder (../shared/data/glue or $IMC_SIM_DATA); a failure under CI if absent."""
+    root = Path(os.environ.get("IMC_SIM_DATA", REPO.parent / "shared" / "data" / "glue"))
+    if not (root / "SST-2" / "dev.tsv").is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but the GLUE data folder {root} is missing")
+        pytest.skip(f"real GLUE data not found at {root} (set IMC_SIM_DATA)")
+    return root

@@ -1,0 +1,50 @@
+import pytest
+
+from imc_sim import data
+from imc_sim.errors import ImcSimError
+from imc_sim.tasks import get_task
+
+
+def test_real_sst2_layout_and_counts(real_glue):
+    task = get_task("sst2")
+    dev = data.load_split(task, "dev", real_glue)
+    assert len(dev.texts) == 872 and set(dev.labels) == {0, 1}
+    train = data.load_split(task, "train", real_glue, limit=100)
+    assert len(train.texts) == 100
+
+
+def test_env_variable_is_the_fallback(tiny_glue, monkeypatch):
+    monkeypatch.setenv(data.DATA_ENV, str(tiny_glue))
+    assert len(data.load_split(get_task("sst2"), "dev", None).texts) == 8
+
+
+def test_pair_task_and_string_labels(tmp_path):
+    (tmp_path / "RTE").mkdir()
+    (tmp_path / "RTE" / "dev.tsv").write_text(
+        "index\tsentence1\tsentence2\tlabel\n0\tA man runs.\tA person moves.\tentailment\n"
+        "1\tIt rains.\tIt is dry.\tnot_entailment\n")
+    ex = data.load_split(get_task("rte"), "dev", tmp_path)
+    assert ex.texts[0] == ("A man runs.", "A person moves.") and ex.labels == [0, 1]
+
+
+def test_bad_label_and_unknown_task(tmp_path):
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "dev.tsv").write_text("sentence\tlabel\nfine\tmaybe\n")
+    with pytest.raises(ImcSimError, match="label 'maybe'"):
+        data.load_split(get_task("sst2"), "dev", tmp_path)
+    with pytest.raises(ImcSimError, match="unknown task"):
+        get_task("imagenet")
+
+
+def test_length_grouped_batches_cover_every_example(tiny_glue):
+    import torch
+    from transformers import AutoTokenizer
+
+    from imc_sim.backbones import packaged_model_dir
+
+    tok = AutoTokenizer.from_pretrained(packaged_model_dir())
+    enc = data.encode(data.load_split(get_task("sst2"), "train", tiny_glue), tok, 16)
+    order = data.length_grouped_order(enc, 4, torch.Generator().manual_seed(0))
+    assert sorted(order) == list(range(len(enc)))
+    batch = data.collate(enc, order[:4])
+    assert batch["input_ids"].shape[0] == 4 and batch["attention_mask"].sum() > 0

@@ -1,0 +1,34 @@
+import math
+
+import pytest
+import torch
+
+from imc_sim.errors import ImcSimError
+from imc_sim.peft.grouping import group_index, group_sizes
+
+
+@pytest.mark.parametrize(("d", "k"), [(384, 32), (100, 7), (10, 10), (5, 1), (1536, 128)])
+def test_group_sizes_are_ceil_or_floor(d, k):
+    sizes = group_sizes(group_index(d, k, seed=3), k)
+    assert sizes.sum() == d
+    assert set(sizes.tolist()) <= {math.floor(d / k), math.ceil(d / k)}
+    assert (sizes == math.ceil(d / k)).sum() == (d % k or k)
+
+
+def test_matches_eq2_repeat_truncate_permute():
+    d, k, seed = 50, 8, 11
+    v = torch.arange(k, dtype=torch.float) * 10
+    perm = torch.randperm(d, generator=torch.Generator().manual_seed(seed))
+    literal = v.repeat(math.ceil(d / k))[:d][perm]
+    assert torch.equal(v[group_index(d, k, seed)], literal)
+
+
+def test_seed_fixes_permutation_and_seeds_differ():
+    assert torch.equal(group_index(64, 8, 5), group_index(64, 8, 5))
+    assert not torch.equal(group_index(64, 8, 5), group_index(64, 8, 6))
+
+
+@pytest.mark.parametrize("k", [0, -1, 65])
+def test_k_out_of_range(k):
+    with pytest.raises(ImcSimError, match="K must be in"):
+        group_index(64, k, 0)

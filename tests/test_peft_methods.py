@@ -1,0 +1,203 @@
+"""GRASP, weight-space GRASP and StochGRASP on tiny BERT and GPT-2 (with Conv1D)."""
+
+import copy
+
+import pytest
+import torch
+
+from imc_sim.backbones import is_head
+from imc_sim.errors import ImcSimError
+from imc_sim.peft import get_method
+from imc_sim.peft.grasp import GraspLayer
+from imc_sim.peft.stochgrasp import StochGraspLayer, set_eval_mode, sigma_penalty
+from imc_sim.peft.targets import find_targets, in_out_features
+
+VARIANTS = [
+    ("grasp", {"k": 4}),
+    ("grasp", {"k": 4, "learn_scale": False}),
+    ("grasp", {"k": 4, "learn_shift": False}),
+    ("grasp", {"k": 3, "targets": "kv-ff2"}),
+    ("grasp-w", {"k": 4}),
+    ("grasp-w", {"k": 4, "rows": "shared"}),
+    ("stochgrasp", {"k": 4}),
+    ("stochgrasp", {"k": 4, "rows": "shared"}),
+    ("bitfit", {}),
+    ("lora", {}),
+    ("ia3", {}),
+]
+
+
+def attach(model, name, options):
+    method = get_method(name)
+    config = method.make_config({"seed": 0, **options})
+    return method, config, method.attach(model, config)
+
+
+def randomize_trainable(model):
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad and not is_head(name):
+                p.add_(0.1 * torch.randn(p.shape, generator=gen))
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2"])
+@pytest.mark.parametrize(("name", "options"), VARIANTS)
+def test_merge_equals_adapted_logits(arch, name, options, tiny_bert, tiny_gpt2, token_batch):
+    if arch == "gpt2" and name == "ia3":
+        options = {}
+    model = tiny_bert if arch == "bert" else tiny_gpt2
+    method, _, adapted = attach(model, name, options)
+    randomize_trainable(adapted)
+    adapted.eval()
+    with torch.no_grad():
+        expected = adapted(**token_batch).logits
+        merged = method.merge(adapted)
+        got = merged(**token_batch).logits
+    assert not any(isinstance(m, (GraspLayer, StochGraspLayer)) for m in merged.modules())
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6 * expected.abs().max())
+
+
+def test_merged_model_is_plain_hf_state_dict(tiny_bert):
+    keys = set(copy.deepcopy(tiny_bert).state_dict())
+    method, _, adapted = attach(tiny_bert, "grasp", {"k": 4})
+    assert set(method.merge(adapted).state_dict()) == keys
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2"])
+def test_grasp_parameter_count_formula(arch, tiny_bert, tiny_gpt2):
+    model = tiny_bert if arch == "bert" else tiny_gpt2
+    n_targets = len(find_targets(model, "all-linear"))
+    _, _, adapted = attach(model, "grasp", {"k": 5})
+    trainable = sum(p.numel() for n, p in adapted.named_parameters()
+                    if p.requires_grad and not is_head(n))
+    assert trainable == n_targets * 2 * 5
+    assert n_targets == (12 if arch == "bert" else 8)
+
+
+@pytest.mark.parametrize(("name", "rows"), [("stochgrasp", "rows"), ("stochgrasp", "shared"),
+                                            ("grasp-w", "rows"), ("grasp-w", "shared")])
+def test_weight_space_parameter_count_formula(name, rows, tiny_bert):
+    k = 4
+    dims = [in_out_features(tiny_bert.get_submodule(n))
+            for n in find_targets(tiny_bert, "all-linear")]
+    per_param = sum(d_in * k if rows == "rows" else k for d_in, _ in dims)
+    _, _, adapted = attach(tiny_bert, name, {"k": k, "rows": rows})
+    trainable = sum(p.numel() for n, p in adapted.named_parameters()
+                    if p.requires_grad and not is_head(n))
+    assert trainable == per_param * (2 if name == "stochgrasp" else 1)
+
+
+@pytest.mark.parametrize(("name", "options"), VARIANTS[:8])
+def test_only_adapter_and_head_get_gradients(name, options, tiny_bert, token_batch):
+    method, config, adapted = attach(tiny_bert, name, options)
+    adapted.train()
+    out = adapted(**token_batch, labels=torch.tensor([0, 1, 1]))
+    extra = method.extra_loss(adapted, config)
+    (out.loss if extra is None else out.loss + extra).backward()
+    got_grad = {n for n, p in adapted.named_parameters() if p.grad is not None}
+    trainable = {n for n, p in adapted.named_parameters() if p.requires_grad}
+    assert got_grad == trainable
+    assert all(".base." not in n for n in got_grad)
+    assert any(is_head(n) for n in got_grad) and any(not is_head(n) for n in got_grad)
+
+
+def test_presets_select_expected_layers(tiny_bert, tiny_gpt2):
+    kv = find_targets(tiny_bert, "kv-ff2")
+    assert [n.split("layer.0.")[-1] for n in kv if ".layer.0." in n] == [
+        "attention.self.key", "attention.self.value", "output.dense"]
+    assert find_targets(tiny_bert, "ff2") == [f"bert.encoder.layer.{i}.output.dense" for i in (0, 1)]
+    assert find_targets(tiny_gpt2, "ff2") == ["transformer.h.0.mlp.c_proj",
+                                              "transformer.h.1.mlp.c_proj"]
+    assert "bert.pooler.dense" not in find_targets(tiny_bert, "all-linear")
+
+
+def test_unknown_target_pattern_is_an_error(tiny_bert):
+    with pytest.raises(ImcSimError, match="matches no Linear/Conv1D"):
+        attach(tiny_bert, "grasp", {"targets": "query,nonexistent"})
+
+
+def test_k_larger_than_d_is_an_error(tiny_bert):
+    with pytest.raises(ImcSimError, match="K must be in"):
+        attach(tiny_bert, "grasp", {"k": 33})
+
+
+def test_gamma_at_zero_stays_finite(tiny_bert, token_batch):
+    _, _, adapted = attach(tiny_bert, "grasp", {"k": 4})
+    with torch.no_grad():
+        for m in adapted.modules():
+            if isinstance(m, GraspLayer):
+                m.gamma.zero_()
+    assert torch.isfinite(adapted(**token_batch).logits).all()
+
+
+def test_stochgrasp_samples_match_mu_and_sigma(tiny_bert):
+    _, _, adapted = attach(tiny_bert, "stochgrasp", {"k": 2})
+    layer = next(m for m in adapted.modules() if isinstance(m, StochGraspLayer))
+    with torch.no_grad():
+        layer.mu.copy_(torch.linspace(-0.5, 0.5, layer.mu.numel()).view_as(layer.mu))
+        layer.sigma_raw.fill_(0.2)
+    layer.train()
+    draws = torch.stack([layer.delta() for _ in range(2000)])  # [N, D_in, D_out]
+    mu_hat = layer.mu[:, layer.group].detach()
+    # Monte-Carlo: std of a mean = 0.2/sqrt(2000) = 0.0045; of a std ~ 0.2/sqrt(4000) = 0.0032
+    assert (draws.mean(0) - mu_hat).abs().max() < 6 * 0.0045
+    assert (draws.std(0) - 0.2).abs().max() < 6 * 0.0032
+
+
+def test_training_noise_fresh_each_forward_and_eval_modes(tiny_bert, token_batch):
+    _, _, adapted = attach(tiny_bert, "stochgrasp", {"k": 4})
+    adapted.train()
+    torch.manual_seed(0)
+    layer = next(m for m in adapted.modules() if isinstance(m, StochGraspLayer))
+    assert not torch.equal(layer.delta(), layer.delta())
+    adapted.eval()
+    with torch.no_grad():
+        mean = adapted(**token_batch).logits
+        assert torch.equal(mean, adapted(**token_batch).logits)
+        set_eval_mode(adapted, "inject", sigma_noise=0.05, seed=1)
+        a = adapted(**token_batch).logits
+        assert torch.equal(a, adapted(**token_batch).logits)  # one realization, held
+        set_eval_mode(adapted, "inject", sigma_noise=0.05, seed=2)
+        assert not torch.allclose(a, adapted(**token_batch).logits)
+        set_eval_mode(adapted, "inject", sigma_noise=0.0, seed=2)
+        assert torch.allclose(adapted(**token_batch).logits, mean, atol=1e-6)
+    with pytest.raises(ImcSimError):
+        set_eval_mode(adapted, "bogus")
+
+
+def test_eq6_penalty_hand_computed():
+    lin = torch.nn.Linear(3, 4)  # D_in = 3, D_out = 4
+    from imc_sim.peft.stochgrasp import StochGraspConfig
+
+    for rows in ("rows", "shared"):
+        layer = StochGraspLayer(lin, "x", StochGraspConfig(k=2, rows=rows))
+        with torch.no_grad():
+            layer.sigma_raw.copy_(torch.arange(1.0, 1 + layer.sigma_raw.numel()).view_as(
+                layer.sigma_raw) * 0.01)
+        sigma = layer.sigma.detach()
+        expected = 0.0
+        for i in range(3):          # every weight W[i, j] counts once, as eq. 6 writes it
+            for j in range(4):
+                f = i if rows == "rows" else 0
+                expected += (float(sigma[f, layer.group[j]]) - 0.02) ** 2
+        assert layer.penalty(0.02).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_extra_loss_is_lambda_times_penalty(tiny_bert):
+    method, config, adapted = attach(tiny_bert, "stochgrasp", {"k": 4, "lam": 0.07,
+                                                                "sigma_target": 0.03})
+    expected = 0.07 * sigma_penalty(adapted, 0.03)
+    assert method.extra_loss(adapted, config).item() == pytest.approx(expected.item())
+    assert get_method("grasp-w").extra_loss(adapted, config) is None
+
+
+def test_sigma_init_range_and_positive(tiny_bert):
+    _, _, adapted = attach(tiny_bert, "stochgrasp", {"k": 4})
+    sigmas = torch.cat([m.sigma.flatten() for m in adapted.modules()
+                        if isinstance(m, StochGraspLayer)])
+    assert sigmas.min() >= 0.001 and sigmas.max() <= 0.005 + 1e-6
+    layer = next(m for m in adapted.modules() if isinstance(m, StochGraspLayer))
+    with torch.no_grad():
+        layer.sigma_raw.fill_(-0.3)
+    assert (layer.sigma > 0).all()

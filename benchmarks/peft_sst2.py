@@ -3,7 +3,9 @@
 Every arm: batch 32, max length 64, 1,500 steps, seed 0, its method's default learning rate.
 Each arm writes its own JSON under --out-dir as it finishes (``--resume`` skips arms already
 there), then one table: dev accuracy, trainable parameters (head excluded), parameters and
-seconds per step relative to LoRA from the same run.
+seconds per step relative to LoRA from the same run. Step times come from a separate timing pass
+(--timing-steps per arm, arms interleaved over two rounds, identical batches for every arm), so
+that a slower or busier stretch of the long training run does not bias one arm.
 
     python benchmarks/peft_sst2.py --data-dir ../shared/data/glue
 """
@@ -12,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import torch
 
 from imc_sim.atomic import write_text_atomic
 from imc_sim.table import format_table
-from imc_sim.train import TrainArgs, train
+from imc_sim.train import TrainArgs, prepare, train
 
 ARMS: dict[str, tuple[str, dict]] = {
     "lora-r8-qv": ("lora", {"lora_r": 8, "targets": "query,value"}),
@@ -33,11 +36,28 @@ ARMS: dict[str, tuple[str, dict]] = {
 }
 
 
-def run_arm(name: str, args: argparse.Namespace) -> dict:
+def arm_args(name: str, args: argparse.Namespace, **extra) -> TrainArgs:
     method, options = ARMS[name]
-    result = train(TrainArgs(method=method, data_dir=args.data_dir, max_steps=args.steps,
-                             batch_size=32, max_length=64, seed=0, method_options=options))
-    return {"arm": name, **result.metrics}
+    return TrainArgs(method=method, data_dir=args.data_dir, max_steps=args.steps, batch_size=32,
+                     max_length=64, seed=0, method_options=options, **extra)
+
+
+def run_arm(name: str, args: argparse.Namespace) -> dict:
+    return {"arm": name, **train(arm_args(name, args)).metrics}
+
+
+def timing_pass(names: list[str], args: argparse.Namespace, rounds: int = 2) -> dict[str, float]:
+    """Median seconds per training step of each arm, arms interleaved round by round."""
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(rounds):
+        for name in names:
+            run = prepare(arm_args(name, args, train_limit=5000))
+            for step in range(5 + args.timing_steps):
+                start = time.perf_counter()
+                run.step()
+                if step >= 5:
+                    samples[name].append(time.perf_counter() - start)
+    return {n: sorted(v)[len(v) // 2] for n, v in samples.items()}
 
 
 def table(rows: list[dict], markdown: bool) -> str:
@@ -45,9 +65,10 @@ def table(rows: list[dict], markdown: bool) -> str:
     out = []
     for r in rows:
         rel_p = f"{r['trainable_params'] / lora['trainable_params']:.4f}" if lora else "-"
-        rel_t = f"{r['seconds_per_step'] / lora['seconds_per_step']:.2f}" if lora else "-"
+        t = r.get("timed_seconds_per_step", r["seconds_per_step"])
+        t_lora = lora.get("timed_seconds_per_step", lora["seconds_per_step"]) if lora else None
         out.append([r["arm"], f"{100 * r['metric']:.2f}", r["trainable_params"], rel_p,
-                    f"{r['seconds_per_step']:.3f}", rel_t, r["lr"]])
+                    f"{t:.3f}", f"{t / t_lora:.2f}" if lora else "-", r["lr"]])
     return format_table(["arm", "dev acc %", "trainable (excl. head)", "params / LoRA",
                          "s/step", "time / LoRA", "lr"], out, markdown=markdown)
 
@@ -60,6 +81,7 @@ def main() -> None:
     parser.add_argument("--out-dir", default="benchmarks/results/peft_sst2")
     parser.add_argument("--resume", action="store_true", help="skip arms with a JSON already")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--timing-steps", type=int, default=40, help="timed steps per arm and round")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out_dir)
@@ -73,6 +95,9 @@ def main() -> None:
         write_text_atomic(path, json.dumps(row, indent=2) + "\n")
         rows.append(row)
         print(table(rows, markdown=False), flush=True)
+    timed = timing_pass([r["arm"] for r in rows], args)
+    for row in rows:
+        row["timed_seconds_per_step"] = timed[row["arm"]]
     write_text_atomic(out.with_suffix(".json"), json.dumps(rows, indent=2) + "\n")
     print(table(rows, markdown=True))
 

@@ -6,12 +6,11 @@ import pickle
 
 import pytest
 import torch
+from conftest import make_tiny_bert
 
 from imc_sim.checkpoint import load_adapted, load_model, read_checkpoint
 from imc_sim.cli import main
 from imc_sim.errors import ImcSimError
-
-from conftest import make_tiny_bert
 
 
 def train_cli(tmp_path, model_dir, glue, *extra, out="model.pt"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -10,12 +11,12 @@ import torch
 from tqdm.auto import tqdm
 
 from imc_sim import data
-from imc_sim.backbones import fingerprint, is_head, load_backbone, model_reference
+from imc_sim.backbones import Backbone, fingerprint, is_head, load_backbone, model_reference
 from imc_sim.checkpoint import trainable_state
 from imc_sim.errors import ImcSimError
 from imc_sim.evaluate import evaluate
-from imc_sim.peft import get_method
-from imc_sim.tasks import get_task
+from imc_sim.peft import Method, get_method
+from imc_sim.tasks import TaskSpec, get_task
 
 DEFAULT_LR = {"grasp": 5e-3, "grasp-w": 1e-3, "stochgrasp": 1e-3, "lora": 5e-4, "ia3": 5e-3,
               "bitfit": 1e-3, "full": 3e-5}
@@ -79,75 +80,101 @@ def lr_lambda(warmup_steps: int, total: int):
     return factor
 
 
-def train(args: TrainArgs, progress: bool = True) -> TrainResult:
-    """Fine-tune ``args.method`` on ``args.task``; returns the adapted model and the checkpoint."""
+@dataclass
+class Run:
+    """A prepared training run: the adapted model and what one optimisation step needs."""
+
+    args: TrainArgs
+    task: TaskSpec
+    method: Method
+    config: dict[str, Any]
+    backbone: Backbone
+    base_print: dict[str, Any]
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    stream: Iterator[dict[str, torch.Tensor]]
+    lr: float
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.backbone.model
+
+    def step(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One optimisation step; returns (task loss, extra loss or None), detached."""
+        task_loss = self.model(**next(self.stream)).loss
+        extra = self.method.extra_loss(self.model, self.config)
+        loss = task_loss if extra is None else task_loss + extra
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        return task_loss.detach(), None if extra is None else extra.detach()
+
+
+def prepare(args: TrainArgs) -> Run:
+    """Load data and model, attach the method, build optimizer, schedule and batch stream."""
     args.validate()
     task = get_task(args.task)
     method = get_method(args.method)
     config = method.make_config({**args.method_options, "seed": args.seed})
     train_ex = data.load_split(task, "train", args.data_dir, args.train_limit)
-    dev_ex = data.load_split(task, "dev", args.data_dir, args.eval_limit)
-
     torch.manual_seed(args.seed)
     backbone = load_backbone(model_reference(args.model), task)
     base_print = fingerprint(backbone.model)
-    model = method.attach(backbone.model, config)
-    counts = count_params(model)
-    train_enc = data.encode(train_ex, backbone.tokenizer, args.max_length)
-    dev_batches = list(data.batches(data.encode(dev_ex, backbone.tokenizer, args.max_length), 128))
-
+    backbone.model = method.attach(backbone.model, config)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.method]
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in backbone.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(int(args.warmup * args.max_steps), args.max_steps)
     )
     stream = data.endless_batches(
-        train_enc, args.batch_size, torch.Generator().manual_seed(args.seed)
+        data.encode(train_ex, backbone.tokenizer, args.max_length), args.batch_size,
+        torch.Generator().manual_seed(args.seed),
     )
-    model.train()
+    backbone.model.train()
+    return Run(args, task, method, config, backbone, base_print, optimizer, schedule, stream, lr)
+
+
+def train(args: TrainArgs, progress: bool = True) -> TrainResult:
+    """Fine-tune ``args.method`` on ``args.task``; returns the adapted model and the checkpoint."""
+    run = prepare(args)
+    dev_ex = data.load_split(run.task, "dev", args.data_dir, args.eval_limit)
+    dev_batches = list(data.batches(data.encode(dev_ex, run.backbone.tokenizer, args.max_length), 128))
+    counts = count_params(run.model)
     step_times: list[float] = []
-    task_loss = extra = torch.zeros(())
+    task_loss, extra = torch.zeros(()), None
     bar = tqdm(range(args.max_steps), desc=f"train {args.method}", disable=not progress)
     for step in bar:
         start = time.perf_counter()
-        task_loss = model(**next(stream)).loss
-        extra_term = method.extra_loss(model, config)
-        loss = task_loss if extra_term is None else task_loss + extra_term
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        task_loss, extra = run.step()
         step_times.append(time.perf_counter() - start)
-        if extra_term is not None:
-            extra = extra_term.detach()
         if step % 10 == 0:
             bar.set_postfix(loss=f"{task_loss.item():.3f}")
     steady = step_times[min(5, len(step_times) - 1):]
-    metric = evaluate(model, dev_batches, task)
     metrics = {
         "method": args.method,
-        "task": task.name,
-        "metric_name": task.metric_name,
-        "metric": metric,
+        "task": run.task.name,
+        "metric_name": run.task.metric_name,
+        "metric": evaluate(run.model, dev_batches, run.task),
         **counts,
         "seconds_per_step": sum(steady) / len(steady),
         "final_task_loss": task_loss.item(),
-        "final_extra_loss": extra.item(),
-        "lr": lr,
+        "final_extra_loss": 0.0 if extra is None else extra.item(),
+        "lr": run.lr,
         "steps": args.max_steps,
         "dev_examples": len(dev_ex.labels),
     }
     payload = {
-        "base_model": backbone.reference,
-        "base_fingerprint": base_print,
-        "task": task.name,
-        "labels": list(task.labels),
+        "base_model": run.backbone.reference,
+        "base_fingerprint": run.base_print,
+        "task": run.task.name,
+        "labels": list(run.task.labels),
         "method": args.method,
-        "config": config,
+        "config": run.config,
         "seed": args.seed,
         "metrics": metrics,
         "train_args": {k: v for k, v in asdict(args).items() if k != "method_options"},
-        "state": trainable_state(model),
+        "state": trainable_state(run.model),
     }
-    return TrainResult(model, backbone.tokenizer, payload, metrics)
+    return TrainResult(run.model, run.backbone.tokenizer, payload, metrics)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from imc_sim.peft.grasp.config import GraspConfig
 from imc_sim.peft.grouping import group_index, layer_seed
 from imc_sim.peft.inject import AdapterLayer
-from imc_sim.peft.grasp.config import GraspConfig
 from imc_sim.peft.targets import in_out_features, weight_in_out, with_weights
 
 

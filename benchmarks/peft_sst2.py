@@ -21,7 +21,7 @@ import torch
 
 from imc_sim.atomic import write_text_atomic
 from imc_sim.table import format_table
-from imc_sim.train import TrainArgs, prepare, train
+from imc_sim.train import TrainArgs, count_params, prepare, train
 
 ARMS: dict[str, tuple[str, dict]] = {
     "lora-r8-qv": ("lora", {"lora_r": 8, "targets": "query,value"}),
@@ -46,18 +46,24 @@ def run_arm(name: str, args: argparse.Namespace) -> dict:
     return {"arm": name, **train(arm_args(name, args)).metrics}
 
 
-def timing_pass(names: list[str], args: argparse.Namespace, rounds: int = 2) -> dict[str, float]:
-    """Median seconds per training step of each arm, arms interleaved round by round."""
+def timing_pass(rows: list[dict], args: argparse.Namespace, rounds: int = 2) -> None:
+    """Add each arm's median seconds per training step (arms interleaved round by round) and
+    its parameter counts, measured on a freshly prepared run."""
+    names = [r["arm"] for r in rows]
     samples: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(rounds):
-        for name in names:
+        for row in rows:
+            name = row["arm"]
             run = prepare(arm_args(name, args, train_limit=5000))
+            row.update(count_params(run.model))
             for step in range(5 + args.timing_steps):
                 start = time.perf_counter()
                 run.step()
                 if step >= 5:
                     samples[name].append(time.perf_counter() - start)
-    return {n: sorted(v)[len(v) // 2] for n, v in samples.items()}
+    for row in rows:
+        v = samples[row["arm"]]
+        row["timed_seconds_per_step"] = sorted(v)[len(v) // 2]
 
 
 def table(rows: list[dict], markdown: bool) -> str:
@@ -95,9 +101,7 @@ def main() -> None:
         write_text_atomic(path, json.dumps(row, indent=2) + "\n")
         rows.append(row)
         print(table(rows, markdown=False), flush=True)
-    timed = timing_pass([r["arm"] for r in rows], args)
-    for row in rows:
-        row["timed_seconds_per_step"] = timed[row["arm"]]
+    timing_pass(rows, args)
     write_text_atomic(out.with_suffix(".json"), json.dumps(rows, indent=2) + "\n")
     print(table(rows, markdown=True))
 

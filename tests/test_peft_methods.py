@@ -201,3 +201,14 @@ def test_sigma_init_range_and_positive(tiny_bert):
     with torch.no_grad():
         layer.sigma_raw.fill_(-0.3)
     assert (layer.sigma > 0).all()
+
+
+@pytest.mark.parametrize("name", ["lora", "ia3", "grasp", "bitfit"])
+def test_head_counted_apart_for_every_method(name, tiny_bert):
+    from imc_sim.train import count_params
+
+    _, _, adapted = attach(tiny_bert, name, {})
+    counts = count_params(adapted)
+    assert counts["head_params"] == 32 * 2 + 2  # the classifier, also under peft's wrapper
+    if name == "lora":  # r=8 on query and value of 2 layers: 2 * 2 * (32*8 + 8*32)
+        assert counts["trainable_params"] == 2 * 2 * 2 * 32 * 8

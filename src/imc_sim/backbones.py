@@ -85,9 +85,13 @@ def load_backbone(ref: dict[str, str], task: TaskSpec) -> Backbone:
     return Backbone(model, tokenizer, ref)
 
 
+PEFT_PREFIX = "base_model.model."
+"""Where Hugging Face ``peft`` puts the wrapped model's names."""
+
+
 def is_head(name: str) -> bool:
-    """True for a parameter or module name inside the task head."""
-    return name.split(".")[0] in HEAD_NAMES
+    """True for a parameter or module name inside the task head (plain or under ``peft``)."""
+    return name.removeprefix(PEFT_PREFIX).split(".")[0] in HEAD_NAMES
 
 
 @torch.no_grad()

@@ -28,9 +28,9 @@ def make_tiny_bert(vocab_size: int = 100, num_labels: int = 2) -> BertForSequenc
     return BertForSequenceClassification(config).eval()
 
 
-def make_tiny_gpt2() -> GPT2ForSequenceClassification:
+def make_tiny_gpt2(vocab_size: int = 100) -> GPT2ForSequenceClassification:
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=2, n_positions=64,
+    config = GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=64,
                         num_labels=2, pad_token_id=0)
     return GPT2ForSequenceClassification(config).eval()
 
@@ -51,14 +51,24 @@ def token_batch() -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A tiny random BERT saved as a local model folder, with the packaged MiniLM tokenizer."""
-    out = tmp_path_factory.mktemp("tiny-bert")
-    make_tiny_bert(vocab_size=30522).save_pretrained(out)
+def save_with_tokenizer(model, out: Path) -> Path:
+    """Save ``model`` as a local model folder with the packaged MiniLM tokenizer beside it."""
+    model.save_pretrained(out)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(packaged_model_dir() / name, out / name)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random BERT saved as a local model folder."""
+    return save_with_tokenizer(make_tiny_bert(vocab_size=30522), tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory) -> Path:
+    """A tiny random GPT-2 (Conv1D layers) saved as a local model folder."""
+    return save_with_tokenizer(make_tiny_gpt2(vocab_size=30522), tmp_path_factory.mktemp("tiny-gpt2"))
 
 
 POSITIVE = ["a charming and moving film", "great fun", "wonderful acting", "a delight"]

@@ -64,6 +64,19 @@ def test_round_trip_adapted_and_merged_logits(trained):
     assert state[name].abs().sum() > 0  # training moved mu
 
 
+@pytest.mark.parametrize("method", ["grasp", "lora"])
+def test_gpt2_conv1d_train_and_merge_round_trip(method, tmp_path, tiny_gpt2_dir, tiny_glue):
+    assert train_cli(tmp_path, tiny_gpt2_dir, tiny_glue, "--method", method, "--k", "4",
+                     "--lr", "0.05") == 0
+    adapted = load_adapted(tmp_path / "model.pt")
+    merged = load_model(tmp_path / "model.pt")
+    assert merged.meta["base_fingerprint"]["model_type"] == "gpt2"
+    with torch.no_grad():
+        a = adapted.model(**batch_of(adapted)).logits
+        b = merged.model(**batch_of(merged)).logits
+    assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 class Exploit:
     def __reduce__(self):
         return (os.system, ("touch PWNED_BY_PICKLE",))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from imc_sim.backbones import is_head
-from imc_sim.peft.targets import find_targets, replace_module
+from imc_sim.peft.targets import find_targets, replace_module, with_weights
 
 
 class AdapterLayer(nn.Module):
@@ -15,9 +16,15 @@ class AdapterLayer(nn.Module):
 
     base: nn.Module
 
+    def effective_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(W', b') with W' as [D_in, D_out] such that this layer computes x W' + b' (with
+        gradients to the adapter): what a crossbar holding this layer is programmed with."""
+        raise NotImplementedError
+
+    @torch.no_grad()
     def merged(self) -> nn.Module:
         """A plain layer of the base layer's type computing what this adapter computes."""
-        raise NotImplementedError
+        return with_weights(self.base, *self.effective_weight())
 
 
 def freeze_all_but(model: nn.Module, trainable: Callable[[str], bool]) -> None:

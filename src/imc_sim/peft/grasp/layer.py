@@ -8,7 +8,7 @@ from torch import nn
 from imc_sim.peft.grasp.config import GraspConfig
 from imc_sim.peft.grouping import group_index, layer_seed
 from imc_sim.peft.inject import AdapterLayer
-from imc_sim.peft.targets import in_out_features, weight_in_out, with_weights
+from imc_sim.peft.targets import in_out_features, weight_in_out
 
 
 def safe_divisor(gamma: torch.Tensor, gamma_min: float) -> torch.Tensor:
@@ -47,16 +47,14 @@ class GraspLayer(AdapterLayer):
             x = x / gamma
         return self.base(x)
 
-    @torch.no_grad()
-    def merged(self) -> nn.Module:
+    def effective_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """W' = diag(1/gamma_hat) W and b' = b - (beta_hat / gamma_hat) W (W is [D_in, D_out])."""
         gamma, beta = self.expanded()
         w = weight_in_out(self.base)
-        d_in, _ = in_out_features(self.base)
-        inv = torch.ones(d_in, device=w.device) if gamma is None else 1.0 / gamma
-        w_new = w * inv[:, None]
         bias = self.base.bias
+        if gamma is not None:
+            w = w / gamma[:, None]
         if beta is not None:
-            shift = -(beta * inv) @ w
+            shift = -beta @ w
             bias = shift if bias is None else bias + shift
-        return with_weights(self.base, w_new, bias)
+        return w, bias

@@ -91,8 +91,12 @@ class StochGraspLayer(AdapterLayer):
             return self.realization
         return self.mu[:, self.group]
 
+    def effective_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(W + dW, b) for this forward pass (dW as :meth:`delta`)."""
+        return weight_in_out(self.base) + self.delta(), self.base.bias
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear_forward(self.base, x, weight_in_out(self.base) + self.delta())
+        return linear_forward(self.base, x, self.effective_weight()[0])
 
     def penalty(self, sigma_target: float) -> torch.Tensor:
         """sum over this layer's weights of (sigma[f(i), g(j)] - sigma_target)^2 (eq. 6)."""
@@ -104,5 +108,5 @@ class StochGraspLayer(AdapterLayer):
     @torch.no_grad()
     def merged(self) -> nn.Module:
         """W' = W + mu_hat: the mean weights, the ones a chip is programmed with."""
-        w = weight_in_out(self.base) + self.mu[:, self.group]
-        return with_weights(self.base, w, self.base.bias)
+        return with_weights(self.base, weight_in_out(self.base) + self.mu[:, self.group],
+                            self.base.bias)

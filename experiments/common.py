@@ -25,8 +25,7 @@ def trained_checkpoint(name: str, args: TrainArgs, fresh: bool = False) -> Path:
 
 def dev_batches(task: TaskSpec, tokenizer, data_dir: str, limit: int | None) -> list[dict]:
     """The dev set, tokenized once, in evaluation batches of 128."""
-    encoded = data.encode(data.load_split(task, "dev", data_dir, limit), tokenizer, 64)
-    return list(data.batches(encoded, 128))
+    return data.eval_batches(data.encode(data.load_split(task, "dev", data_dir, limit), tokenizer, 64))
 
 
 def summary(values: list[float]) -> dict[str, Any]:

@@ -96,3 +96,20 @@ def real_glue() -> Path:
             pytest.fail(f"CI=true but the GLUE data folder {root} is missing")
         pytest.skip(f"real GLUE data not found at {root} (set IMC_SIM_DATA)")
     return root
+
+
+def train_tiny(out: Path, model_dir: Path, glue: Path, *extra: str) -> Path:
+    """``imc-sim train`` for 3 steps on a tiny local model; returns the checkpoint path."""
+    from imc_sim.cli import main
+
+    argv = ["train", "--model", str(model_dir), "--data-dir", str(glue), "--max-steps", "3",
+            "--batch-size", "8", "--out", str(out), "--quiet", *extra]
+    assert main(argv) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tiny_model_dir, tiny_glue) -> Path:
+    """A GRASP (K=4) checkpoint of the tiny BERT on the tiny SST-2."""
+    return train_tiny(tmp_path_factory.mktemp("ckpt") / "grasp.pt", tiny_model_dir, tiny_glue,
+                      "--k", "4", "--lr", "0.05")

@@ -169,6 +169,12 @@ def batches(
         yield collate(encoded, order[start : start + batch_size])
 
 
+def eval_batches(encoded: Encoded, batch_size: int = 128) -> list[dict[str, torch.Tensor]]:
+    """The whole split once, longest examples first, so that batches carry little padding."""
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded.input_ids[i]))
+    return [collate(encoded, order[s : s + batch_size]) for s in range(0, len(order), batch_size)]
+
+
 def length_grouped_order(encoded: Encoded, batch_size: int, generator: torch.Generator) -> list[int]:
     """A shuffled epoch whose batches hold examples of similar length (less padding).
 

@@ -140,7 +140,7 @@ def train(args: TrainArgs, progress: bool = True) -> TrainResult:
     """Fine-tune ``args.method`` on ``args.task``; returns the adapted model and the checkpoint."""
     run = prepare(args)
     dev_ex = data.load_split(run.task, "dev", args.data_dir, args.eval_limit)
-    dev_batches = list(data.batches(data.encode(dev_ex, run.backbone.tokenizer, args.max_length), 128))
+    dev_batches = data.eval_batches(data.encode(dev_ex, run.backbone.tokenizer, args.max_length))
     counts = count_params(run.model)
     step_times: list[float] = []
     task_loss, extra = torch.zeros(()), None

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from imc_sim.errors import ImcSimError
 
-COMMANDS = ("train",)
+COMMANDS = ("train", "deploy", "devices")
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -1,0 +1,1 @@
+"""Analog crossbar deployment on aihwkit: device profiles, tiles, drift and evaluation sweeps."""

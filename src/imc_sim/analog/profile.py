@@ -1,0 +1,333 @@
+"""Device profiles: the YAML files of ``device_models/``, read and validated.
+
+A profile names an aihwkit noise-model family (``model``) and gives its parameters in four
+sections (``conductance``, ``programming``, ``drift``, ``read_noise``), plus the drift
+``compensation`` and the crossbar ``periphery``. Every field is checked against the family's
+schema; an error names the file, the field, the value and the allowed range. Conductances are in
+microsiemens (uS), times in seconds. ``device_models/README.md`` documents every field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from imc_sim.errors import ImcSimError
+
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "device_models"
+COMPENSATIONS = ("none", "global", "per-column")
+NOISE_MANAGEMENT = ("abs-max", "none")
+WEIGHT_SCALING = ("none", "per-tile", "per-column")
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class Num:
+    """A number field: default (None: required unless ``optional``) and allowed range."""
+
+    default: float | None
+    lo: float = -INF
+    hi: float = INF
+    open_lo: bool = False
+    integer: bool = False
+    optional: bool = False
+
+    def describe(self) -> str:
+        left = "(" if self.open_lo else "["
+        kind = "integer" if self.integer else "number"
+        return f"a {kind} in {left}{self.lo:g}, {self.hi:g}]"
+
+
+@dataclass(frozen=True)
+class Nums:
+    """A list of numbers, each at least ``lo``; ``ascending`` demands sorted values."""
+
+    default: list[float] | None
+    lo: float = -INF
+    min_len: int = 1
+    ascending: bool = False
+
+
+@dataclass(frozen=True)
+class Flag:
+    default: bool
+
+
+POSITIVE = Num(None, 0.0, open_lo=True)
+SCALE = Num(1.0, 0.0, 100.0)
+T0 = Num(20.0, 0.0, 1e6, open_lo=True)
+T_READ = Num(250e-9, 0.0, 1.0, open_lo=True)
+DRIFT_TABLE = {"g": Nums(None, 0.0, 2, ascending=True), "nu_mean": Nums(None, 0.0, 2),
+               "nu_std": Nums(None, 0.0, 2)}
+
+# Per noise-model family: the allowed fields of each section, with defaults and ranges.
+SCHEMAS: dict[str, dict[str, dict[str, Any]]] = {
+    "pcm": {
+        "conductance": {"g_max": Num(25.0, 0.0, 1e4, open_lo=True)},
+        "programming": {"coeffs": Nums([0.26348, 1.9650, -1.1731]),
+                        "coeffs_g_ref": Num(25.0, 0.0, 1e4, open_lo=True), "scale": SCALE},
+        "drift": {"t0": T0, "scale": SCALE, "table": DRIFT_TABLE},
+        "read_noise": {"t_read": T_READ, "scale": SCALE},
+    },
+    "state-independent": {
+        "conductance": {"g_max": Num(25.0, 0.0, 1e4, open_lo=True)},
+        "programming": {"coeffs": Nums([0.2, 0.0, 0.0]), "scale": SCALE},
+        "drift": {"nu_mean": Num(0.1, 0.0, 1.0), "nu_std": Num(0.05, 0.0, 1.0), "t0": T0,
+                  "scale": SCALE},
+        "read_noise": {"t_read": T_READ, "scale": SCALE},
+    },
+    "reram-wan2022": {
+        "conductance": {"g_max": Num(40.0, 0.0, 1e4, open_lo=True)},
+        "programming": {"scale": SCALE},
+        "drift": {},
+        "read_noise": {},
+    },
+    "fefet": {
+        "conductance": {"g_max": Num(None, 0.0, 1e4, open_lo=True), "g_min": Num(0.0, 0.0, 1e4)},
+        "programming": {"n_domains": Num(None, 1.0, 1e6, integer=True),
+                        "sigma_floor": Num(0.0, 0.0, 1e3), "scale": SCALE},
+        "drift": {"t0": Num(1.0, 0.0, 1e6, open_lo=True), "relax_per_decade": Num(None, 0.0, 1.0),
+                  "relax_spread": Num(0.0, 0.0, 1.0), "g_relax": Num(None, 0.0, 1e4, optional=True),
+                  "scale": SCALE},
+        "read_noise": {"relative": Num(0.0, 0.0, 1.0)},
+    },
+    "gaussian": {
+        "conductance": {},
+        "programming": {"sigma": Num(None, 0.0, 10.0), "relative": Flag(False)},
+        "drift": {},
+        "read_noise": {},
+    },
+    "ideal": {"conductance": {}, "programming": {}, "drift": {}, "read_noise": {}},
+}
+# Families whose conductances do not drift, and families that only know some times.
+DRIFT_FREE = ("gaussian", "ideal")
+ALLOWED_TIMES: dict[str, tuple[float, ...]] = {"reram-wan2022": (1.0, 86400.0, 172800.0)}
+
+PERIPHERY: dict[str, Any] = {
+    "tile_rows": Num(512, 1, 65536, integer=True),
+    "tile_cols": Num(512, 1, 65536, integer=True),
+    "dac_bits": Num(8, 2, 24, integer=True),
+    "adc_bits": Num(8, 2, 24, integer=True),
+    "out_noise": Num(0.0, 0.0, 10.0),
+    "out_bound": Num(12.0, 0.0, 1e6, open_lo=True),
+    "inp_bound": Num(1.0, 0.0, 1e6, open_lo=True),
+}
+PERIPHERY_CHOICES = {"noise_management": ("abs-max", NOISE_MANAGEMENT),
+                     "weight_scaling": ("per-column", WEIGHT_SCALING)}
+TOP_KEYS = ("name", "description", "source", "model", "conductance", "programming", "drift",
+            "read_noise", "compensation", "periphery")
+
+
+@dataclass(frozen=True)
+class Periphery:
+    """Tile size, converters and output noise of one crossbar (aihwkit ``IOParameters`` units).
+
+    ``dac_bits``/``adc_bits`` = None (``ideal`` in YAML) means a converter without quantisation;
+    ``out_noise`` is the std of the additive output noise relative to the full-scale output of one
+    tile (inputs and weights in [-1, 1]).
+    """
+
+    tile_rows: int = 512
+    tile_cols: int = 512
+    dac_bits: int | None = 8
+    adc_bits: int | None = 8
+    out_noise: float = 0.0
+    out_bound: float = 12.0
+    inp_bound: float = 1.0
+    noise_management: str = "abs-max"
+    weight_scaling: str = "per-column"
+
+    @property
+    def perfect(self) -> bool:
+        """No converter and no output noise: the tile computes the exact product."""
+        return self.dac_bits is None and self.adc_bits is None and self.out_noise == 0.0
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """One validated device profile (see the module docstring and ``device_models/README.md``)."""
+
+    name: str
+    description: str
+    source: str
+    model: str
+    conductance: dict[str, Any]
+    programming: dict[str, Any]
+    drift: dict[str, Any]
+    read_noise: dict[str, Any]
+    compensation: str = "none"
+    periphery: Periphery = field(default_factory=Periphery)
+    path: str = ""
+
+    @property
+    def drifts(self) -> bool:
+        return self.model not in DRIFT_FREE
+
+    def check_times(self, seconds: list[float]) -> None:
+        """Refuse drift times the family's model cannot produce (ReRAM Wan 2022: 1 s, 1 d, 2 d)."""
+        allowed = ALLOWED_TIMES.get(self.model)
+        if allowed is None:
+            return
+        bad = [t for t in seconds if t not in allowed]
+        if bad:
+            from imc_sim.analog.units import format_time
+
+            raise ImcSimError(
+                f"device {self.name!r} ({self.model}) is only characterised at "
+                f"{', '.join(format_time(t) for t in allowed)}; got {format_time(bad[0])}"
+            )
+
+
+def _where(path: str, key: str) -> str:
+    return f"profile {path}: field {key}"
+
+
+def _check_num(spec: Num, value: Any, where: str) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ImcSimError(f"{where} = {value!r} is not a number; allowed {spec.describe()}")
+    low_ok = value > spec.lo if spec.open_lo else value >= spec.lo
+    if not (math.isfinite(value) and low_ok and value <= spec.hi):
+        raise ImcSimError(f"{where} = {value!r} is out of range; allowed {spec.describe()}")
+    if spec.integer:
+        if value != int(value):
+            raise ImcSimError(f"{where} = {value!r} is not an integer; allowed {spec.describe()}")
+        return int(value)
+    return float(value)
+
+
+def _check_nums(spec: Nums, value: Any, where: str) -> list[float]:
+    if not isinstance(value, list) or len(value) < spec.min_len:
+        raise ImcSimError(f"{where} = {value!r} must be a list of at least {spec.min_len} numbers")
+    item = Num(None, spec.lo)
+    out = [float(_check_num(item, v, f"{where}[{i}]")) for i, v in enumerate(value)]
+    if spec.ascending and out != sorted(out):
+        raise ImcSimError(f"{where} = {value!r} must be in ascending order")
+    return out
+
+
+def _check_section(schema: dict[str, Any], raw: Any, where: str, model: str) -> dict[str, Any]:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ImcSimError(f"{where} must be a mapping of fields, got {raw!r}")
+    unknown = sorted(set(raw) - set(schema))
+    if unknown:
+        known = ", ".join(schema) or "none"
+        raise ImcSimError(f"{where}.{unknown[0]} is not a field of model {model!r} (known: {known})")
+    out: dict[str, Any] = {}
+    for key, spec in schema.items():
+        sub = f"{where}.{key}"
+        if isinstance(spec, dict):
+            if key in raw:
+                out[key] = _check_section(spec, raw[key], sub, model)
+                lengths = {len(v) for v in out[key].values()}
+                if len(lengths) > 1:
+                    raise ImcSimError(f"{sub}: lists {', '.join(spec)} must have equal lengths")
+            continue
+        if key not in raw:
+            if spec.default is None and not getattr(spec, "optional", False):
+                raise ImcSimError(f"{sub} is missing (model {model!r} needs it)")
+            out[key] = spec.default
+        elif isinstance(spec, Num):
+            out[key] = _check_num(spec, raw[key], sub)
+        elif isinstance(spec, Nums):
+            out[key] = _check_nums(spec, raw[key], sub)
+        elif not isinstance(raw[key], bool):
+            raise ImcSimError(f"{sub} = {raw[key]!r} must be true or false")
+        else:
+            out[key] = raw[key]
+    return out
+
+
+def _check_choice(value: Any, choices: tuple[str, ...], where: str) -> str:
+    if value not in choices:
+        raise ImcSimError(f"{where} = {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def profile_from_dict(raw: Any, path: str = "<dict>") -> DeviceProfile:
+    """Validate a parsed YAML document; raises :class:`ImcSimError` naming the first bad field."""
+    if not isinstance(raw, dict):
+        raise ImcSimError(f"profile {path}: expected a mapping of fields, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(TOP_KEYS))
+    if unknown:
+        raise ImcSimError(f"{_where(path, unknown[0])} is not a profile field (known: {', '.join(TOP_KEYS)})")
+    for key in ("name", "description", "source", "model"):
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise ImcSimError(f"{_where(path, key)} is missing or not text")
+    model = _check_choice(raw["model"], tuple(SCHEMAS), _where(path, "model"))
+    schema = SCHEMAS[model]
+    sections = {
+        name: _check_section(schema[name], raw.get(name), _where(path, name), model)
+        for name in ("conductance", "programming", "drift", "read_noise")
+    }
+    cond = sections["conductance"]
+    if "g_min" in cond and cond["g_min"] >= cond["g_max"]:
+        raise ImcSimError(f"{_where(path, 'conductance.g_min')} = {cond['g_min']} must be below "
+                          f"g_max = {cond['g_max']}")
+    compensation = _check_choice(raw.get("compensation", "none"), COMPENSATIONS,
+                                 _where(path, "compensation"))
+    periphery = _periphery(raw.get("periphery"), path)
+    if model == "gaussian" and not sections["programming"]["relative"] and periphery.weight_scaling != "none":
+        raise ImcSimError(
+            f"{_where(path, 'programming.relative')} = false (sigma in weight units) needs "
+            "periphery.weight_scaling: none, so that tile weights are the model's weights"
+        )
+    return DeviceProfile(
+        name=raw["name"], description=raw["description"].strip(), source=raw["source"].strip(),
+        model=model, compensation=compensation, periphery=periphery, path=path, **sections,
+    )
+
+
+def _periphery(raw: Any, path: str) -> Periphery:
+    where = _where(path, "periphery")
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ImcSimError(f"{where} must be a mapping of fields")
+    known = set(PERIPHERY) | set(PERIPHERY_CHOICES)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        names = ", ".join(sorted(known))
+        raise ImcSimError(f"{where}.{unknown[0]} is not a periphery field (known: {names})")
+    values: dict[str, Any] = {}
+    for key, spec in PERIPHERY.items():
+        if key in ("dac_bits", "adc_bits") and raw.get(key) == "ideal":
+            values[key] = None
+        else:
+            values[key] = _check_num(spec, raw[key], f"{where}.{key}") if key in raw else spec.default
+    for key, (default, choices) in PERIPHERY_CHOICES.items():
+        values[key] = _check_choice(raw.get(key, default), choices, f"{where}.{key}")
+    return Periphery(**values)
+
+
+def shipped_profiles() -> dict[str, Path]:
+    """Name -> file of every profile in ``device_models/``, sorted by name."""
+    return {p.stem: p for p in sorted(PROFILE_DIR.glob("*.yaml"))}
+
+
+def load_profile(name_or_path: str) -> DeviceProfile:
+    """A shipped profile by name (``pcm``) or a user's YAML file by path."""
+    shipped = shipped_profiles()
+    if name_or_path in shipped:
+        path = shipped[name_or_path]
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ImcSimError(
+                f"unknown device {name_or_path!r}: not a shipped profile ({', '.join(shipped)}) "
+                "and not a YAML file"
+            )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ImcSimError(f"profile {path}: malformed YAML{at}") from exc
+    except UnicodeDecodeError as exc:
+        raise ImcSimError(f"profile {path}: not a text file") from exc
+    return profile_from_dict(raw, str(path))

@@ -1,0 +1,61 @@
+"""``imc-sim devices``: list the shipped device profiles, or show one with its noise and drift plot."""
+
+from __future__ import annotations
+
+import argparse
+
+TABLE_TIMES = "1s,1h,1d,1w,30d,1y,10y"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("devices", help="list device profiles, or show one (parameters and a PNG)",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("action", nargs="?", default="list", choices=["list", "show"])
+    p.add_argument("profile", nargs="?", help="profile name or YAML path (for show)")
+    p.add_argument("--plot", help="PNG to write for show (default device-NAME.png)")
+    p.set_defaults(run=run)
+
+
+def _list() -> int:
+    from imc_sim.analog.profile import load_profile, shipped_profiles
+    from imc_sim.table import format_table
+
+    rows = []
+    for name in shipped_profiles():
+        profile = load_profile(name)
+        text = profile.description
+        rows.append([name, profile.model, text if len(text) <= 90 else text[:87] + "..."])
+    print(format_table(["name", "model", "description"], rows))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    import yaml
+
+    from imc_sim.analog.characterize import drift_curves, programming_sigma
+    from imc_sim.analog.plots import plot_device
+    from imc_sim.analog.profile import load_profile
+    from imc_sim.analog.units import format_time, parse_times
+    from imc_sim.errors import ImcSimError
+    from imc_sim.table import format_table
+
+    if not args.profile:
+        raise ImcSimError("devices show needs a profile name or YAML path")
+    profile = load_profile(args.profile)
+    fields = {k: v for k, v in asdict(profile).items() if k not in ("path", "description", "source")}
+    print(f"{profile.name}: {profile.description}\nsource: {profile.source}\nfile: {profile.path}")
+    print(yaml.safe_dump(fields, sort_keys=False).rstrip())
+    table = drift_curves(profile, parse_times(TABLE_TIMES))
+    rows = [[f"{level} g_max", *(f"{v:.3f}" for v in values)] for level, values in table["levels"].items()]
+    print("\nmean g(t) / g(programmed), Monte Carlo through the aihwkit noise model:")
+    print(format_table(["state", *(format_time(t) for t in table["times"])], rows))
+    out = args.plot or f"device-{profile.name}.png"
+    plot_device(profile.name, programming_sigma(profile), drift_curves(profile), out)
+    print(f"wrote {out}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return _show(args) if args.action == "show" else _list()

@@ -1,0 +1,105 @@
+"""imc-sim deploy and imc-sim devices end to end on tiny checkpoints, and their bad input."""
+
+import json
+
+import pytest
+import yaml
+from conftest import train_tiny
+
+from imc_sim.analog.profile import shipped_profiles
+from imc_sim.cli import main
+
+
+def deploy(ckpt, glue, tmp_path, *extra):
+    return main(["deploy", str(ckpt), "--data-dir", str(glue), "--json", str(tmp_path / "out.json"),
+                 "--plot", str(tmp_path / "out.png"), "--quiet", *extra])
+
+
+def test_ideal_deploy_equals_digital_and_writes_json_and_png(tiny_checkpoint, tiny_glue, tmp_path, capsys):
+    assert deploy(tiny_checkpoint, tiny_glue, tmp_path, "--device", "ideal", "--drift", "1s", "1d",
+                  "--seeds", "2") == 0
+    out = capsys.readouterr().out
+    assert "digital" in out and "1d" in out
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["device"] == "ideal" and result["seeds"] == 2
+    assert [p["t_seconds"] for p in result["times"]] == [1.0, 86400.0]
+    for point in result["times"]:
+        assert point["metrics"] == [result["digital_metric"]] * 2
+        assert point["mean"] == result["digital_metric"] and point["std"] == 0.0
+    assert result["mapping"]["weights_on_nvm"] == 2 * (4 * 32 * 32 + 2 * 32 * 64)
+    assert (tmp_path / "out.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_user_profile_runs_on_pcm_physics(tiny_checkpoint, tiny_glue, tmp_path):
+    raw = yaml.safe_load(shipped_profiles()["pcm"].read_text())
+    raw.update(name="my-pcm")
+    raw["periphery"].update(tile_rows=16, tile_cols=16)
+    mine = tmp_path / "my-pcm.yaml"
+    mine.write_text(yaml.safe_dump(raw))
+    assert deploy(tiny_checkpoint, tiny_glue, tmp_path, "--device", str(mine), "--drift", "1h,1y",
+                  "--seeds", "2") == 0
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["device"] == "my-pcm"
+    assert result["mapping"]["tiles"] == 2 * (4 * 2 * 2 + 2 * 8)  # 32x32 -> 2x2, 32x64 -> 2x4 tiles
+    assert all(len(p["metrics"]) == 2 for p in result["times"])
+
+
+def test_gpt2_conv1d_checkpoint_deploys(tmp_path, tiny_gpt2_dir, tiny_glue):
+    ckpt = train_tiny(tmp_path / "gpt2.pt", tiny_gpt2_dir, tiny_glue, "--k", "4")
+    assert deploy(ckpt, tiny_glue, tmp_path, "--device", "pcm", "--drift", "1d", "--seeds", "1") == 0
+    assert json.loads((tmp_path / "out.json").read_text())["mapping"]["analog_layers"] == 2 * 4
+
+
+def bad_profile(tmp_path, section, key, value, name="pcm"):
+    raw = yaml.safe_load(shipped_profiles()[name].read_text())
+    raw[section][key] = value
+    path = tmp_path / "bad-profile.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+@pytest.mark.parametrize("args, message", [
+    (lambda p: ["--device", "memristor"], "unknown device 'memristor'"),
+    (lambda p: ["--device", str(p / "broken.yaml")], "malformed YAML"),
+    (lambda p: ["--device", bad_profile(p, "conductance", "g_max", 0)],
+     "conductance.g_max = 0 is out of range"),
+    (lambda p: ["--device", bad_profile(p, "programming", "sigma", -0.1, "gaussian")],
+     "programming.sigma = -0.1 is out of range"),
+    (lambda p: ["--device", bad_profile(p, "periphery", "adc_bits", 0)],
+     "periphery.adc_bits = 0 is out of range"),
+    (lambda p: ["--drift", "3parsecs"], "unknown time unit 'parsecs'"),
+    (lambda p: ["--drift=-1h"], "negative"),
+    (lambda p: ["--device", "reram", "--drift", "1h"], "only characterised at 1s, 1d, 2d"),
+    (lambda p: ["--seeds", "0"], "--seeds must be at least 1"),
+])
+def test_bad_input_one_line_nothing_written(args, message, tiny_checkpoint, tiny_glue, tmp_path, capsys):
+    (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
+    (tmp_path / "out.json").write_text("previous")
+    assert deploy(tiny_checkpoint, tiny_glue, tmp_path, *args(tmp_path)) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert (tmp_path / "out.json").read_text() == "previous"
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_foreign_checkpoint_is_refused(tiny_glue, tmp_path, capsys):
+    foreign = tmp_path / "weights.pt"
+    foreign.write_bytes(b"not a checkpoint at all")
+    assert deploy(foreign, tiny_glue, tmp_path, "--device", "pcm") == 2
+    err = capsys.readouterr().err.strip()
+    assert "imc-sim checkpoint" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_devices_list_and_show(tmp_path, capsys):
+    assert main(["devices"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("pcm", "reram", "fefet", "gaussian", "ideal"):
+        assert name in listing
+    png = tmp_path / "pcm.png"
+    assert main(["devices", "show", "pcm", "--plot", str(png)]) == 0
+    shown = capsys.readouterr().out
+    assert "g_max: 25.0" in shown and "1y" in shown
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["devices", "show", "nothing-here"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

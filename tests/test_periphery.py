@@ -1,0 +1,94 @@
+"""The fused crossbar forward agrees with aihwkit's own torch tile forward."""
+
+import dataclasses
+
+import pytest
+import torch
+from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
+
+from imc_sim.analog.periphery import standard_normal
+from imc_sim.analog.profile import load_profile
+from imc_sim.analog.rpu_config import build_rpu_config
+from imc_sim.analog.tiles import CrossbarLinear
+
+
+def quiet_pcm(**periphery):
+    """The pcm profile without output noise (deterministic forward), periphery overridden."""
+    profile = load_profile("pcm")
+    p = dataclasses.replace(profile.periphery, out_noise=0.0, **periphery)
+    return dataclasses.replace(profile, periphery=p)
+
+
+def aihwkit_layer(linear, profile):
+    """The same layer through aihwkit's TorchInferenceTile objects (one per row tile)."""
+    config = build_rpu_config(profile)
+    rows = profile.periphery.tile_rows
+    tiles = []
+    for start in range(0, linear.in_features, rows):
+        tile = TorchInferenceTile(linear.out_features, min(rows, linear.in_features - start),
+                                  rpu_config=config)
+        tile.set_weights(linear.weight.data[:, start : start + rows])
+        tile.eval()
+        tiles.append((start, tile))
+
+    def forward(x):
+        return sum(tile(x[:, s : s + tile.in_size]) for s, tile in tiles) + linear.bias
+    return forward
+
+
+@pytest.mark.parametrize("periphery", [
+    {"adc_bits": "ideal", "dac_bits": 8},
+    {"adc_bits": "ideal", "dac_bits": 6, "weight_scaling": "per-tile"},
+    {"adc_bits": "ideal", "dac_bits": "ideal", "noise_management": "none", "weight_scaling": "none"},
+])
+def test_fused_forward_matches_aihwkit_without_adc(periphery):
+    periphery = {k: (None if v == "ideal" else v) for k, v in periphery.items()}
+    profile = quiet_pcm(**periphery)
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(48, 24)
+    layer = CrossbarLinear(linear, build_rpu_config(profile), profile.periphery)
+    x = torch.randn(64, 48)
+    torch.testing.assert_close(layer(x), aihwkit_layer(linear, profile)(x), rtol=1e-5, atol=1e-5)
+
+
+def test_fused_forward_matches_aihwkit_with_adc_and_row_tiles():
+    profile = quiet_pcm(tile_rows=32, adc_bits=8)
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(96, 40)
+    layer = CrossbarLinear(linear, build_rpu_config(profile), profile.periphery)
+    assert layer.row_tiles == 3
+    x = torch.randn(256, 96)
+    ours, theirs = layer(x), aihwkit_layer(linear, profile)(x)
+    # ADC rounding may flip by one level where float order differs: rare, and at most one step
+    # per row tile (step = 2 out_bound / 254, times the input and weight scales).
+    diff = (ours - theirs).abs()
+    one_step = 2 * 10.0 / 254 * x.abs().amax() * linear.weight.abs().max()
+    assert (diff > 1e-5).float().mean() < 0.01
+    assert diff.max() <= 3 * one_step + 1e-5
+    assert (ours - linear(x)).abs().mean() > 0  # the converters are really there
+
+
+def test_output_noise_std_matches_the_profile():
+    profile = dataclasses.replace(load_profile("pcm"), periphery=dataclasses.replace(
+        load_profile("pcm").periphery, adc_bits=None, dac_bits=None, out_noise=0.04,
+        weight_scaling="per-tile"))
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(16, 8)
+    layer = CrossbarLinear(linear, build_rpu_config(profile), profile.periphery)
+    x = torch.randn(1, 16).repeat(20000, 1)
+    noise = layer(x) - linear(x)
+    # noise std = out_noise * max|x| * max|W| (abs-max input scaling, per-tile weight scaling)
+    expected = 0.04 * x.abs().max() * linear.weight.abs().max()
+    assert noise.std(dim=0).mean().item() == pytest.approx(expected.item(), rel=0.05)
+    assert noise.mean().abs().item() < 0.05 * expected.item()
+
+
+def test_standard_normal_is_seeded_by_the_global_generator():
+    torch.manual_seed(3)
+    a = standard_normal((600, 1000))
+    torch.manual_seed(3)
+    b = standard_normal((600, 1000))
+    assert torch.equal(a, b)
+    assert abs(a.mean().item()) < 0.01 and a.std().item() == pytest.approx(1.0, abs=0.01)
+    torch.manual_seed(4)
+    assert not torch.equal(a, standard_normal((600, 1000)))

@@ -8,19 +8,15 @@ from typing import Any
 
 from imc_sim import data
 from imc_sim.atomic import write_text_atomic
-from imc_sim.checkpoint import save_checkpoint
 from imc_sim.tasks import TaskSpec
-from imc_sim.train import TrainArgs, train
+from imc_sim.train import TrainArgs, train_cached
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def trained_checkpoint(name: str, args: TrainArgs, fresh: bool = False) -> Path:
     """Train ``args`` once and keep ``results/checkpoints/<name>.pt``; reuse it afterwards."""
-    path = RESULTS / "checkpoints" / f"{name}.pt"
-    if fresh or not path.exists():
-        save_checkpoint(path, train(args).payload)
-    return path
+    return train_cached(RESULTS / "checkpoints" / f"{name}.pt", args, fresh)
 
 
 def dev_batches(task: TaskSpec, tokenizer, data_dir: str, limit: int | None) -> list[dict]:

@@ -103,3 +103,44 @@ def test_devices_list_and_show(tmp_path, capsys):
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert main(["devices", "show", "nothing-here"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def forged(src, dst, **changes):
+    from imc_sim.checkpoint import read_checkpoint, save_checkpoint
+
+    data = read_checkpoint(src)
+    save_checkpoint(dst, {k: v for k, v in {**data, **changes}.items() if k not in ("format", "version")})
+    return dst
+
+
+def test_compare_same_chips_table_json_png(tiny_checkpoint, tiny_model_dir, tiny_glue, tmp_path, capsys):
+    other = train_tiny(tmp_path / "stoch.pt", tiny_model_dir, tiny_glue, "--method", "stochgrasp", "--k", "4")
+    twin = tmp_path / "twin.pt"
+    twin.write_bytes(tiny_checkpoint.read_bytes())
+    argv = ["compare", str(tiny_checkpoint), str(twin), str(other), "--device", "pcm", "--drift", "1s",
+            "1y", "--seeds", "3", "--data-dir", str(tiny_glue), "--json", str(tmp_path / "c.json"),
+            "--plot", str(tmp_path / "c.png"), "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "twin" in out and "stoch" in out and "1y" in out
+    result = json.loads((tmp_path / "c.json").read_text())
+    first, second, third = result["checkpoints"]
+    assert [c["method"] for c in result["checkpoints"]] == ["grasp", "grasp", "stochgrasp"]
+    assert first["times"] == second["times"]  # the same chips: identical per-seed results
+    assert all(len(p["metrics"]) == 3 for c in result["checkpoints"] for p in c["times"])
+    assert third["device_trained"] is None
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"task": "cola"}, "checkpoints trained on different tasks"),
+    ({"base_fingerprint": {"params": 1}}, "checkpoints on different base models"),
+])
+def test_compare_refuses_mixed_checkpoints(change, message, tiny_checkpoint, tiny_glue, tmp_path, capsys):
+    odd = forged(tiny_checkpoint, tmp_path / "odd.pt", **change)
+    argv = ["compare", str(tiny_checkpoint), str(odd), "--data-dir", str(tiny_glue), "--json",
+            str(tmp_path / "c.json"), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "c.json").exists()

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from imc_sim import data
+from imc_sim.analog.hwa import DeviceTraining, sigma_target_auto
+from imc_sim.analog.profile import load_profile
+from imc_sim.analog.units import parse_time_range
 from imc_sim.backbones import Backbone, fingerprint, is_head, load_backbone, model_reference
-from imc_sim.checkpoint import trainable_state
+from imc_sim.checkpoint import save_checkpoint, trainable_state
 from imc_sim.errors import ImcSimError
 from imc_sim.evaluate import evaluate
 from imc_sim.peft import Method, get_method
@@ -21,6 +26,9 @@ from imc_sim.tasks import TaskSpec, get_task
 DEFAULT_LR = {"grasp": 5e-3, "grasp-w": 1e-3, "stochgrasp": 1e-3, "lora": 5e-4, "ia3": 5e-3,
               "bitfit": 1e-3, "full": 3e-5}
 """Learning rate per method when ``--lr`` is not given (few-parameter methods take larger steps)."""
+DEVICE_METHODS = ("grasp", "grasp-w", "stochgrasp", "lora")
+"""Methods that ``--device`` trains device-aware (their programmed weights have a closed form)."""
+DEFAULT_DRIFT = "1d"
 
 
 @dataclass
@@ -40,6 +48,8 @@ class TrainArgs:
     eval_limit: int | None = None
     warmup: float = 0.06
     method_options: dict[str, Any] = field(default_factory=dict)
+    device: str | None = None
+    drift: str | None = None
 
     def validate(self) -> None:
         for name in ("batch_size", "max_steps", "max_length"):
@@ -47,6 +57,12 @@ class TrainArgs:
                 raise ImcSimError(f"--{name.replace('_', '-')} must be at least 1")
         if self.lr is not None and self.lr <= 0:
             raise ImcSimError(f"--lr must be positive, got {self.lr}")
+        if self.drift is not None and self.device is None:
+            raise ImcSimError("--drift needs --device (the profile that drifts)")
+        if self.device is not None and self.method not in DEVICE_METHODS:
+            raise ImcSimError(f"--device trains {', '.join(DEVICE_METHODS)}; not {self.method!r}")
+        if self.method_options.get("sigma_target") == "auto" and self.device is None:
+            raise ImcSimError("--sigma-target auto needs --device (it is derived from the profile)")
 
 
 @dataclass
@@ -94,6 +110,7 @@ class Run:
     schedule: torch.optim.lr_scheduler.LambdaLR
     stream: Iterator[dict[str, torch.Tensor]]
     lr: float
+    device: DeviceTraining | None = None
 
     @property
     def model(self) -> torch.nn.Module:
@@ -116,12 +133,21 @@ def prepare(args: TrainArgs) -> Run:
     args.validate()
     task = get_task(args.task)
     method = get_method(args.method)
-    config = method.make_config({**args.method_options, "seed": args.seed})
+    profile, drift = None, None
+    if args.device is not None:
+        profile = load_profile(args.device)
+        drift = parse_time_range(args.drift or DEFAULT_DRIFT)
+        profile.check_times(sorted(set(drift)))
+    options = {**args.method_options, "seed": args.seed}
     train_ex = data.load_split(task, "train", args.data_dir, args.train_limit)
     torch.manual_seed(args.seed)
     backbone = load_backbone(model_reference(args.model), task)
+    if options.get("sigma_target") == "auto":
+        options["sigma_target"] = sigma_target_auto(backbone.model, profile, drift[1])
+    config = method.make_config(options)
     base_print = fingerprint(backbone.model)
     backbone.model = method.attach(backbone.model, config)
+    device = DeviceTraining(backbone.model, profile, drift) if profile is not None else None
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.method]
     params = [p for p in backbone.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -133,7 +159,8 @@ def prepare(args: TrainArgs) -> Run:
         torch.Generator().manual_seed(args.seed),
     )
     backbone.model.train()
-    return Run(args, task, method, config, backbone, base_print, optimizer, schedule, stream, lr)
+    return Run(args, task, method, config, backbone, base_print, optimizer, schedule, stream, lr,
+               device)
 
 
 def train(args: TrainArgs, progress: bool = True) -> TrainResult:
@@ -151,6 +178,8 @@ def train(args: TrainArgs, progress: bool = True) -> TrainResult:
         step_times.append(time.perf_counter() - start)
         if step % 10 == 0:
             bar.set_postfix(loss=f"{task_loss.item():.3f}")
+    if run.device is not None:
+        run.device.detach()
     steady = step_times[min(5, len(step_times) - 1):]
     metrics = {
         "method": args.method,
@@ -164,6 +193,8 @@ def train(args: TrainArgs, progress: bool = True) -> TrainResult:
         "lr": run.lr,
         "steps": args.max_steps,
         "dev_examples": len(dev_ex.labels),
+        "device": args.device,
+        "drift": (args.drift or DEFAULT_DRIFT) if args.device else None,
     }
     payload = {
         "base_model": run.backbone.reference,
@@ -178,3 +209,11 @@ def train(args: TrainArgs, progress: bool = True) -> TrainResult:
         "state": trainable_state(run.model),
     }
     return TrainResult(run.model, run.backbone.tokenizer, payload, metrics)
+
+
+def train_cached(path: str | os.PathLike[str], args: TrainArgs, fresh: bool = False) -> Path:
+    """Train ``args`` and save the checkpoint at ``path`` once; later calls reuse the file."""
+    target = Path(path)
+    if fresh or not target.exists():
+        save_checkpoint(target, train(args).payload)
+    return target

@@ -76,40 +76,46 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="imc-sim-rng")
 
 
+def _tile_mvm(x: Tensor, weight: Tensor, factor: Tensor, bias: Tensor | None, conv: Converters) -> Tensor:
+    """One row tile: x [N, rows] (may be a strided column slice), weight [out, rows], factor [out]."""
+    step = conv.adc_step if conv.adc_step > 0 else 1.0
+    if conv.managed:
+        low, high = torch.aminmax(x, dim=-1, keepdim=True)
+        scale = torch.maximum(high, -low)
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        codes = x * (1.0 / (conv.d_in * scale))
+    else:
+        scale = None
+        codes = x * (1.0 / conv.d_in)
+    if conv.quant_in:
+        codes = codes.round_()
+    if not (conv.managed and conv.inp_bound * conv.d_in >= 1.0):  # else |codes| <= bound already
+        codes = codes.clamp_(-conv.inp_bound, conv.inp_bound)
+    if conv.out_noise > 0:
+        y = torch.addmm(standard_normal((x.shape[0], weight.shape[0])), codes, weight.T,
+                        beta=conv.out_noise / step, alpha=1.0 / step)
+    else:
+        y = torch.mm(codes, weight.T).mul_(1.0 / step)
+    if conv.adc_step > 0:
+        y.round_()
+    y.clamp_(-conv.out_bound / step, conv.out_bound / step)
+    if scale is not None:
+        y.mul_(scale)
+    y.mul_(factor * (conv.d_in * step))
+    return y.add_(bias) if bias is not None else y
+
+
 def analog_mvm(x: Tensor, weights: Tensor, column_scale: Tensor, bias: Tensor | None,
                conv: Converters) -> Tensor:
     """Periphery-managed product of ``x`` [N, row_tiles * rows] with the stacked tiles, plus bias.
 
     ``weights``: [row_tiles, out, rows]; ``column_scale``: [row_tiles, out]. Returns [N, out].
     The product comes out of the GEMM already in ADC steps, with the output noise added by the
-    GEMM itself (``baddbmm``'s beta term), so only rounding, clipping and scaling remain.
+    GEMM itself (``addmm``'s beta term), so only rounding, clipping and scaling remain; row tiles
+    read strided slices of ``x`` (no copy) and are summed digitally.
     """
-    tiles, out, rows = weights.shape
-    xt = x.view(x.shape[0], tiles, rows).transpose(0, 1)  # [tiles, N, rows]
-    step = conv.adc_step if conv.adc_step > 0 else 1.0
-    if conv.managed:
-        scale = xt.abs().amax(-1, keepdim=True)
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        codes = xt / (scale * conv.d_in)
-    else:
-        scale = None
-        codes = xt / conv.d_in
-    if conv.quant_in:
-        codes = codes.round_()
-    codes = codes.clamp_(-conv.inp_bound, conv.inp_bound).mul_(1.0 / step)
-    w_t = weights.transpose(1, 2)
-    if conv.out_noise > 0:
-        noise = standard_normal((tiles, x.shape[0], out))
-        y = torch.baddbmm(noise, codes, w_t, beta=conv.out_noise / step)
-    else:
-        y = torch.bmm(codes, w_t)
-    if conv.adc_step > 0:
-        y.round_()
-    y.clamp_(-conv.out_bound / step, conv.out_bound / step)
-    if scale is not None:
-        y.mul_(scale)
-    factor = (column_scale * (conv.d_in * step)).unsqueeze(1)
-    if tiles == 1:
-        return torch.addcmul(bias, y[0], factor[0]) if bias is not None else y[0].mul_(factor[0])
-    y = y.mul_(factor).sum(0)
-    return y.add_(bias) if bias is not None else y
+    rows = weights.shape[2]
+    out = _tile_mvm(x[:, :rows], weights[0], column_scale[0], bias, conv)
+    for r in range(1, weights.shape[0]):
+        out += _tile_mvm(x[:, r * rows : (r + 1) * rows], weights[r], column_scale[r], None, conv)
+    return out

@@ -9,6 +9,16 @@ from imc_sim.peft import METHODS
 from imc_sim.tasks import TASKS
 
 
+def sigma_target(text: str) -> float | str:
+    """A number, or 'auto'."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="fine-tune a model and write model.pt",
                        description=__doc__.splitlines()[0])
@@ -26,8 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-shift", dest="learn_shift", action="store_false", default=None,
                    help="GRASP without the shift beta (Table V ablation)")
     p.add_argument("--lora-r", type=int, help="LoRA rank (default 8)")
-    p.add_argument("--sigma-target", type=float, help="StochGRASP sigma_target of eq. 6 (0.01)")
+    p.add_argument("--sigma-target", type=sigma_target,
+                   help="StochGRASP sigma_target of eq. 6 (0.01), or 'auto': from --device at --drift")
     p.add_argument("--lam", type=float, help="StochGRASP lambda of eq. 6 (0.05)")
+    p.add_argument("--device", help="train device-aware against this profile (name or YAML path)")
+    p.add_argument("--drift", help="drift time, or a range such as 1h..1y, for --device (default 1d)")
     p.add_argument("--lr", type=float, help="learning rate (default per method)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-steps", type=int, default=1500)
@@ -54,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         TrainArgs(method=args.method, task=args.task, model=args.model, data_dir=args.data_dir,
                   lr=args.lr, batch_size=args.batch_size, max_steps=args.max_steps,
                   max_length=args.max_length, seed=args.seed, train_limit=args.train_limit,
-                  eval_limit=args.eval_limit, method_options=options),
+                  eval_limit=args.eval_limit, method_options=options, device=args.device,
+                  drift=args.drift),
         progress=not args.quiet,
     )
     m = result.metrics
@@ -62,9 +76,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_text_atomic(args.json, json.dumps(m, indent=2) + "\n")
     print(format_table(
-        ["method", "task", m["metric_name"], "trainable", "head", "base", "s/step"],
-        [[m["method"], m["task"], f"{100 * m['metric']:.2f}", m["trainable_params"],
-          m["head_params"], m["base_params"], f"{m['seconds_per_step']:.3f}"]],
+        ["method", "device", "task", m["metric_name"], "trainable", "head", "base", "s/step"],
+        [[m["method"], f"{m['device']} @ {m['drift']}" if m["device"] else "-", m["task"],
+          f"{100 * m['metric']:.2f}", m["trainable_params"], m["head_params"], m["base_params"],
+          f"{m['seconds_per_step']:.3f}"]],
     ))
     print(f"wrote {args.out}" + (f" and {args.json}" if args.json else ""))
     return 0

@@ -1,0 +1,140 @@
+"""Benchmark: what one analog realization and a drift sweep cost, relative to digital evaluation.
+
+On the packaged MiniLM-L6 fine-tuned with GRASP (K=32, 1,500 steps; trained once and cached, or
+--checkpoint), SST-2 dev (872 sentences, tokenized and batched once), in one process:
+- one digital evaluation (median of --repeats);
+- one analog realization on --device: program + drift to 1 d + evaluate (median of --repeats,
+  one seed each), with its parts timed apart;
+- a sweep of --seeds seeds x --times times (each seed programmed once, drifted through the times);
+- one 384x384 layer on a batch of 128 x 64 tokens: nn.Linear, aihwkit's TorchInferenceTile and
+  imc-sim's fused tile, same periphery (8-bit DAC/ADC, output noise).
+Prints a table and writes --out (JSON).
+
+    python benchmarks/analog_eval.py --data-dir ../shared/data/glue
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
+
+from imc_sim import data
+from imc_sim.analog.mapping import deploy_model
+from imc_sim.analog.profile import load_profile
+from imc_sim.analog.rpu_config import build_rpu_config
+from imc_sim.analog.sweep import drift_sweep
+from imc_sim.analog.tiles import CrossbarLinear
+from imc_sim.analog.units import parse_times
+from imc_sim.atomic import write_text_atomic
+from imc_sim.checkpoint import load_model
+from imc_sim.evaluate import evaluate
+from imc_sim.table import format_table
+from imc_sim.train import TrainArgs, train_cached
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CHECKPOINT = ROOT / "experiments" / "results" / "checkpoints" / "grasp-k32.pt"
+
+
+def seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def median_of(fn: Callable[[], object], repeats: int) -> float:
+    return statistics.median(seconds(fn) for _ in range(repeats))
+
+
+@torch.no_grad()
+def layer_costs(profile_name: str, repeats: int) -> dict[str, float]:
+    """ms per forward of one 384x384 layer on 128 x 64 tokens, three ways."""
+    profile = load_profile(profile_name)
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(384, 384)
+    x = torch.randn(128 * 64, 384)
+    tile = TorchInferenceTile(384, 384, rpu_config=build_rpu_config(profile))
+    tile.set_weights(linear.weight.data)
+    tile.eval()
+    fused = CrossbarLinear(linear, build_rpu_config(profile), profile.periphery)
+    runs = {"nn.Linear": lambda: linear(x), "aihwkit tile": lambda: tile(x) + linear.bias,
+            "imc-sim tile": lambda: fused(x)}
+    for fn in runs.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(repeats * 5):  # interleaved, so a busy moment hits all three
+        for name, fn in runs.items():
+            times[name].append(seconds(fn))
+    return {name: 1e3 * min(t) for name, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--checkpoint", type=Path, default=None)
+    parser.add_argument("--device", default="pcm")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--times", default="1s,1h,1d,1w,30d,1y,10y")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "analog_eval.json")
+    args = parser.parse_args()
+
+    checkpoint = args.checkpoint or train_cached(DEFAULT_CHECKPOINT, TrainArgs(
+        method="grasp", data_dir=args.data_dir, max_steps=1500, method_options={"k": 32}))
+    loaded = load_model(checkpoint)
+    dev = data.load_split(loaded.task, "dev", args.data_dir)
+    batches = data.eval_batches(data.encode(dev, loaded.tokenizer, 64))
+    profile = load_profile(args.device)
+    times = parse_times(args.times)
+
+    digital_metric = evaluate(loaded.model, batches, loaded.task)
+    digital = median_of(lambda: evaluate(loaded.model, batches, loaded.task), args.repeats)
+    deployment = deploy_model(loaded.model, profile)
+    print(deployment.describe())
+    parts: dict[str, list[float]] = {"program": [], "drift": [], "evaluate": []}
+    for seed in range(args.repeats):
+        torch.manual_seed(seed)
+        parts["program"].append(seconds(deployment.program))
+        parts["drift"].append(seconds(lambda: deployment.drift(86400.0)))
+        parts["evaluate"].append(seconds(lambda: evaluate(deployment.model, batches, loaded.task)))
+    realization = statistics.median(sum(p) for p in zip(*parts.values(), strict=True))
+    sweep_points: list[dict] = []
+    sweep = seconds(lambda: sweep_points.extend(drift_sweep(
+        deployment, lambda: evaluate(deployment.model, batches, loaded.task),
+        list(range(args.seeds)), times)))
+    layers = layer_costs(args.device, args.repeats)
+
+    n = args.seeds * len(times)
+    rows = [
+        ["digital evaluation (872)", f"{digital:.2f}", "1.00", ""],
+        ["one realization (program + drift + evaluate)", f"{realization:.2f}",
+         f"{realization / digital:.2f}", "<= 1.2"],
+        *[[f"  of which {k}", f"{statistics.median(v):.2f}", f"{statistics.median(v) / digital:.2f}", ""]
+          for k, v in parts.items()],
+        [f"sweep {args.seeds} seeds x {len(times)} times ({n} realizations)", f"{sweep:.1f}",
+         f"{sweep / digital:.1f}", "<= 70"],
+        *[[f"384x384 layer, {k} (ms)", f"{v:.1f}", f"{v / layers['nn.Linear']:.2f} x Linear", ""]
+          for k, v in layers.items()],
+    ]
+    print(format_table(["what", "seconds", "x digital", "target"], rows))
+    result = {
+        "checkpoint": str(checkpoint), "device": profile.name, "dev_examples": len(dev.labels),
+        "threads": torch.get_num_threads(), "digital_metric": digital_metric,
+        "digital_seconds": digital, "realization_seconds": realization,
+        "realization_parts_seconds": {k: statistics.median(v) for k, v in parts.items()},
+        "sweep_seconds": sweep, "sweep_realizations": n, "layer_ms": layers,
+        "ratios": {"realization": realization / digital, "sweep": sweep / digital},
+        "mapping": deployment.summary(), "times": sweep_points,
+    }
+    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

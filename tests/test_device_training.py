@@ -1,0 +1,116 @@
+"""Device-aware training on a tiny model: gradients, fresh noise per step, sigma-target auto."""
+
+import pytest
+import torch
+from conftest import make_tiny_bert, train_tiny
+
+from imc_sim.analog.hwa import DeviceTraining, analog_layers, sigma_target_auto
+from imc_sim.analog.profile import load_profile
+from imc_sim.checkpoint import read_checkpoint
+from imc_sim.cli import main
+from imc_sim.errors import ImcSimError
+from imc_sim.train import TrainArgs, prepare
+
+YEAR = 365 * 86400.0
+
+
+def run_for(method, model_dir, glue, **options):
+    return prepare(TrainArgs(method=method, model=str(model_dir), data_dir=str(glue), max_steps=3,
+                             batch_size=8, device="pcm", drift="1d", method_options=options))
+
+
+@pytest.mark.parametrize("method, adapter", [("stochgrasp", ("mu", "s")), ("grasp", ("gamma", "beta")),
+                                             ("lora", ("lora_B",))])  # B = 0 at init: dA = 0
+def test_gradients_reach_the_adapter_and_nothing_of_the_base(method, adapter, tiny_model_dir, tiny_glue):
+    run = run_for(method, tiny_model_dir, tiny_glue, k=4)
+    assert len(run.device.names) == 2 * 6  # every analog layer, adapted or not
+    run.step()
+    for name, param in run.model.named_parameters():
+        leaf = name.split(".")[-1] if "lora_" not in name else name.split(".")[-3]
+        if param.requires_grad:
+            assert param.grad is not None and torch.isfinite(param.grad).all(), name
+        else:
+            assert param.grad is None, name
+        if leaf in adapter:
+            assert param.requires_grad and param.grad.abs().sum() > 0, name
+    frozen = [n for n, p in run.model.named_parameters() if not p.requires_grad]
+    assert any("attention.self.query" in n for n in frozen)
+
+
+def test_noise_is_fresh_every_training_forward_and_absent_in_eval(tiny_model_dir, tiny_glue):
+    run = run_for("grasp-w", tiny_model_dir, tiny_glue, k=4)
+    batch = {k: v for k, v in next(run.stream).items() if k != "labels"}
+    model = run.model
+    model.train()
+    with torch.no_grad():
+        a, b = model(**batch).logits, model(**batch).logits
+    assert not torch.equal(a, b)
+    model.eval()
+    with torch.no_grad():
+        c, d = model(**batch).logits, model(**batch).logits
+    run.device.detach()
+    with torch.no_grad():
+        plain = model(**batch).logits
+    assert torch.equal(c, d) and torch.equal(c, plain)
+
+
+def test_device_changes_the_forward_and_detach_restores_it(token_batch):
+    model = make_tiny_bert().train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        clean = model(**token_batch).logits
+    device = DeviceTraining(model, load_profile("pcm"), (YEAR, YEAR))
+    with torch.no_grad():
+        noisy = model(**token_batch).logits
+    device.detach()
+    with torch.no_grad():
+        again = model(**token_batch).logits
+    assert not torch.allclose(noisy, clean, atol=1e-3)
+    assert [n for n, _ in analog_layers(model)] == device.names
+    model.eval()
+    assert not any("forward" in vars(m) for m in model.modules())
+    assert again.shape == clean.shape
+
+
+def test_sigma_target_auto_is_a_function_of_profile_and_time():
+    model = make_tiny_bert()
+    pcm = load_profile("pcm")
+    one_day = sigma_target_auto(model, pcm, 86400.0)
+    assert one_day == sigma_target_auto(model, pcm, 86400.0)
+    assert 0 < one_day < 1
+    assert sigma_target_auto(model, pcm, 10 * YEAR) > sigma_target_auto(model, pcm, 1.0)
+    gaussian = sigma_target_auto(model, load_profile("gaussian"), 86400.0)
+    assert gaussian == pytest.approx(0.01, rel=0.05)  # the gaussian profile's own sigma
+
+
+def test_checkpoint_records_the_device_and_auto_sigma(tmp_path, tiny_model_dir, tiny_glue):
+    ckpt = train_tiny(tmp_path / "hw.pt", tiny_model_dir, tiny_glue, "--method", "stochgrasp",
+                      "--k", "4", "--device", "pcm", "--drift", "1h..1y", "--sigma-target", "auto")
+    data = read_checkpoint(ckpt)
+    assert data["train_args"]["device"] == "pcm" and data["train_args"]["drift"] == "1h..1y"
+    assert data["metrics"]["device"] == "pcm"
+    model = make_tiny_bert(vocab_size=30522)
+    assert data["config"]["sigma_target"] == pytest.approx(
+        sigma_target_auto(model, load_profile("pcm"), YEAR))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--device", "gaussian", "--drift", "1h..1y"], "has no drift; a drift range 1h..1y"),
+    (["--device", "pcm", "--drift", "1y..1h"], "starts after it ends"),
+    (["--drift", "1d"], "--drift needs --device"),
+    (["--method", "stochgrasp", "--sigma-target", "auto"], "--sigma-target auto needs --device"),
+    (["--method", "bitfit", "--device", "pcm"], "--device trains grasp, grasp-w, stochgrasp, lora"),
+    (["--device", "reram", "--drift", "1h"], "only characterised at 1s, 1d, 2d"),
+])
+def test_bad_device_training_input(extra, message, tmp_path, tiny_model_dir, tiny_glue, capsys):
+    argv = ["train", "--model", str(tiny_model_dir), "--data-dir", str(tiny_glue), "--max-steps", "2",
+            "--out", str(tmp_path / "m.pt"), "--quiet", *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_device_training_refuses_a_model_without_blocks():
+    with pytest.raises(ImcSimError, match="no Linear/Conv1D layer inside transformer blocks"):
+        DeviceTraining(torch.nn.Sequential(torch.nn.Linear(4, 4)), load_profile("pcm"), (1.0, 1.0))

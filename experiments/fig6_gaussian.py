@@ -9,21 +9,30 @@ the same eps for both models.
     python experiments/fig6_gaussian.py --data-dir ../shared/data/glue            # full
     python experiments/fig6_gaussian.py --data-dir ../shared/data/glue --quick    # 300 steps
 
-Writes experiments/results/fig6_gaussian{,.json,.png} and a table in docs/results.md's style
-(printed; paste it there).
+Writes experiments/results/fig6_gaussian-<full|quick>.{json,png} and its table into
+docs/results.md.
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from common import RESULTS, dev_batches, summary, trained_checkpoint, write_json  # noqa: E402
+from common import (  # noqa: E402
+    RESULTS,
+    apply_quick,
+    common_parser,
+    dev_batches,
+    trained_checkpoint,
+    write_json,
+    write_results_section,
+)
 from tqdm.auto import tqdm  # noqa: E402
 
+from imc_sim.analog.sweep import summarize  # noqa: E402
 from imc_sim.atomic import write_atomic  # noqa: E402
 from imc_sim.checkpoint import load_adapted  # noqa: E402
 from imc_sim.evaluate import evaluate  # noqa: E402
@@ -36,26 +45,18 @@ ARMS = {"grasp-w K=64 rows (deterministic)": "grasp-w", "StochGRASP K=64 rows": 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default="../shared/data/glue")
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser = common_parser(__doc__.splitlines()[0])
+    parser.set_defaults(seeds=3)
     parser.add_argument("--sigma-target", type=float, default=0.01)
     parser.add_argument("--lam", type=float, default=0.05)
-    parser.add_argument("--eval-limit", type=int)
-    parser.add_argument("--quick", action="store_true", help="300 steps, 3 seeds, 300 dev examples")
-    parser.add_argument("--fresh", action="store_true", help="retrain even if a checkpoint exists")
     args = parser.parse_args()
-    if args.quick:
-        args.steps, args.eval_limit = 300, 300
-        print("--quick: 300 training steps, 300 dev examples; not the full protocol")
-    tag = "quick" if args.quick else "full"
+    tag = apply_quick(args)
     results = []
     for label, method in ARMS.items():
         options = {"k": 64, "rows": "rows", "sigma_target": args.sigma_target, "lam": args.lam}
         path = trained_checkpoint(
             f"fig6-{method}-{tag}",
-            TrainArgs(method=method, data_dir=args.data_dir, max_steps=args.steps,
+            TrainArgs(method=method, model=args.model, data_dir=args.data_dir, max_steps=args.steps,
                       method_options=options),
             fresh=args.fresh,
         )
@@ -69,7 +70,7 @@ def main() -> None:
             for seed in range(args.seeds):
                 set_eval_mode(loaded.model, "inject", sigma_noise=sigma, seed=seed)
                 values.append(evaluate(loaded.model, batches, loaded.task))
-            points.append({"sigma": sigma, **summary(values)})
+            points.append({"sigma": sigma, **summarize(values)})
         results.append({"name": label, "method": method, "device_trained": None,
                         "checkpoint": str(path), "digital_metric": digital, "sigmas": points})
     payload = {"experiment": "fig6_gaussian", "quick": args.quick, "steps": args.steps,
@@ -77,7 +78,11 @@ def main() -> None:
     write_json(f"fig6_gaussian-{tag}", payload)
     rows = [[r["name"]] + [f"{100 * p['mean']:.1f} ± {100 * p['std']:.1f}" for p in r["sigmas"]]
             for r in results]
-    print(format_table(["model"] + [f"sigma={s}" for s in SIGMAS], rows, markdown=True))
+    table = format_table(["model"] + [f"sigma={s}" for s in SIGMAS], rows, markdown=True)
+    print(table)
+    name = f"fig6_gaussian-{tag}"
+    command = "python experiments/fig6_gaussian.py " + " ".join(sys.argv[1:])
+    write_results_section(name, command, table)
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in results:
         ax.errorbar([p["sigma"] for p in r["sigmas"]], [100 * p["mean"] for p in r["sigmas"]],

@@ -20,10 +20,11 @@ from imc_sim.backbones import packaged_model_dir
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_tiny_bert(vocab_size: int = 100, num_labels: int = 2) -> BertForSequenceClassification:
+def make_tiny_bert(vocab_size: int = 100, num_labels: int = 2,
+                   hidden: int = 32) -> BertForSequenceClassification:
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, num_labels=num_labels,
+    config = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=2 * hidden, num_labels=num_labels,
                         max_position_embeddings=64)
     return BertForSequenceClassification(config).eval()
 
@@ -63,6 +64,13 @@ def save_with_tokenizer(model, out: Path) -> Path:
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random BERT saved as a local model folder."""
     return save_with_tokenizer(make_tiny_bert(vocab_size=30522), tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def wide_model_dir(tmp_path_factory) -> Path:
+    """A tiny random BERT with hidden size 128, wide enough for K up to 128."""
+    return save_with_tokenizer(make_tiny_bert(vocab_size=30522, hidden=128),
+                               tmp_path_factory.mktemp("wide-bert"))
 
 
 @pytest.fixture(scope="session")

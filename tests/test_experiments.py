@@ -1,0 +1,59 @@
+"""The experiment scripts end to end on the tiny model: JSON in the compare schema, PNG, results.md."""
+
+import json
+import sys
+
+import pytest
+
+from imc_sim.tasks import get_task
+
+sys.path.insert(0, str(__import__("conftest").REPO / "experiments"))
+import common  # noqa: E402
+
+
+@pytest.fixture
+def results_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(common, "RESULTS_MD", tmp_path / "results.md")
+    return tmp_path
+
+
+def run_script(module_name, monkeypatch, *argv):
+    module = __import__(module_name)
+    monkeypatch.setattr(module, "RESULTS", common.RESULTS, raising=False)
+    monkeypatch.setattr(sys, "argv", [module_name, *argv])
+    module.main()
+
+
+def test_drift_experiment_writes_compare_schema(results_dir, wide_model_dir, tiny_glue, monkeypatch, capsys):
+    run_script("drift_pcm", monkeypatch, "--model", str(wide_model_dir), "--data-dir", str(tiny_glue),
+               "--steps", "2", "--seeds", "2", "--devices", "reram,pcm")
+    assert "pcm @ 1d: StochGRASP-pcm" in capsys.readouterr().out
+    pcm = json.loads((results_dir / "results" / "drift_pcm-full.json").read_text())
+    assert [c["name"] for c in pcm["checkpoints"]][3] == "stochgrasp-pcm-full"
+    assert pcm["checkpoints"][3]["device_trained"] == "pcm @ 1h..1y"
+    labels = [p["label"] for p in pcm["checkpoints"][0]["times"]]
+    assert labels == ["1s", "1h", "1d", "1w", "1mo", "1y", "10y"]
+    point = pcm["checkpoints"][0]["times"][0]
+    assert {"t_seconds", "metrics", "mean", "std"} <= set(point) and len(point["metrics"]) == 2
+    reram = json.loads((results_dir / "results" / "drift_reram-full.json").read_text())
+    assert [p["label"] for p in reram["checkpoints"][0]["times"]] == ["1s", "1d", "2d"]
+    md = (results_dir / "results.md").read_text()
+    assert "<!-- drift_pcm-full -->" in md and "<!-- /drift_reram-full -->" in md
+    assert (results_dir / "results" / "drift_pcm-full.png").exists()
+
+
+def test_k_tradeoff_and_fig6(results_dir, wide_model_dir, tiny_glue, monkeypatch):
+    run_script("k_tradeoff", monkeypatch, "--model", str(wide_model_dir), "--data-dir", str(tiny_glue),
+               "--steps", "2", "--seeds", "1")
+    md = (results_dir / "results.md").read_text()
+    assert "| 8 " in md and "<!-- k_tradeoff-full -->" in md
+    run_script("fig6_gaussian", monkeypatch, "--model", str(wide_model_dir), "--data-dir", str(tiny_glue),
+               "--steps", "2", "--seeds", "2")
+    fig6 = json.loads((results_dir / "results" / "fig6_gaussian-full.json").read_text())
+    assert [p["sigma"] for p in fig6["checkpoints"][0]["sigmas"]] == [0.0, 0.0025, 0.005, 0.01, 0.02]
+    assert get_task("sst2").metric_name == fig6.get("metric_name", "accuracy")
+    # a second run replaces its section instead of appending another
+    run_script("k_tradeoff", monkeypatch, "--model", str(wide_model_dir), "--data-dir", str(tiny_glue),
+               "--steps", "2", "--seeds", "1")
+    assert (results_dir / "results.md").read_text().count("<!-- k_tradeoff-full -->") == 1

@@ -114,3 +114,15 @@ def test_bad_device_training_input(extra, message, tmp_path, tiny_model_dir, tin
 def test_device_training_refuses_a_model_without_blocks():
     with pytest.raises(ImcSimError, match="no Linear/Conv1D layer inside transformer blocks"):
         DeviceTraining(torch.nn.Sequential(torch.nn.Linear(4, 4)), load_profile("pcm"), (1.0, 1.0))
+
+
+def test_weight_level_device_noise_is_exactly_the_profile_sigma():
+    model = make_tiny_bert(hidden=128)
+    device = DeviceTraining(model, load_profile("gaussian"), (1.0, 1.0))
+    fwd = device.modules[0].forward
+    w = torch.randn(512, 128) * 3  # far outside [-1, 1]: weight-level noise needs no mapping
+    torch.manual_seed(0)
+    delta = fwd.device_delta(w)
+    assert delta.std().item() == pytest.approx(0.01, rel=0.03)
+    assert abs(delta.mean().item()) < 1e-3
+    device.detach()

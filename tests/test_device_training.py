@@ -1,5 +1,6 @@
 """Device-aware training on a tiny model: gradients, fresh noise per step, sigma-target auto."""
 
+import numpy as np
 import pytest
 import torch
 from conftest import make_tiny_bert, train_tiny
@@ -126,3 +127,19 @@ def test_weight_level_device_noise_is_exactly_the_profile_sigma():
     assert delta.std().item() == pytest.approx(0.01, rel=0.03)
     assert abs(delta.mean().item()) < 1e-3
     device.detach()
+
+
+def test_moment_tables_interpolate_the_measured_grid():
+    from imc_sim.analog.hwa import GRID, MomentTables
+
+    tables = MomentTables.measure(load_profile("pcm"), [1.0, YEAR])
+    grid = torch.linspace(-1, 1, GRID)
+    mean, std = tables.lookup(grid, 1)
+    torch.testing.assert_close(mean, tables.mean[1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(std, tables.std[1], rtol=1e-5, atol=1e-6)
+    u = torch.rand(1000) * 2 - 1
+    expected = torch.from_numpy(np.interp(u.numpy(), grid.numpy(), tables.std[0].numpy())).float()
+    torch.testing.assert_close(tables.lookup(u, 0)[1], expected, rtol=1e-4, atol=1e-6)
+    assert tables.mean[1, -1] < 0.7 * tables.mean[0, -1]  # the largest state drifts down
+    relative = tables.std[:, -1] / tables.mean[:, -1]
+    assert relative[1] > relative[0]  # and its noise grows relative to it

@@ -84,16 +84,21 @@ class MomentTables:
                 stds.append(drifted.std(dim=1))
         return cls(list(times), torch.stack(means), torch.stack(stds), _weight_level(profile))
 
+    def __post_init__(self) -> None:
+        # per grid cell: (mean, mean slope, std, std slope), one row gathered per weight
+        self.cells = torch.stack([self.mean[:, :-1], self.mean.diff(dim=1),
+                                  self.std[:, :-1], self.std.diff(dim=1)], dim=-1).contiguous()
+
     def lookup(self, u: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """(mean, std) at normalised targets ``u`` for time index ``k`` (linear interpolation)."""
         if self.weight_level:
             return u.clone(), torch.full_like(u, self.std[k].mean().item())
-        pos = ((u.clamp(-1, 1) + 1) * ((GRID - 1) / 2)).contiguous()
-        low = pos.floor().clamp_(max=GRID - 2)
-        frac = pos - low
-        idx = low.long()
-        mean, std = self.mean[k], self.std[k]
-        return torch.lerp(mean[idx], mean[idx + 1], frac), torch.lerp(std[idx], std[idx + 1], frac)
+        pos = (u.clamp(-1, 1) + 1).mul_((GRID - 1) / 2)
+        idx = pos.long().clamp_(max=GRID - 2)
+        frac = pos.sub_(idx)
+        cell = self.cells[k].index_select(0, idx.view(-1)).view(*u.shape, 4)
+        mean = torch.addcmul(cell[..., 0], cell[..., 1], frac)
+        return mean, torch.addcmul(cell[..., 2], cell[..., 3], frac)
 
 
 def mapping_scale(profile: DeviceProfile, w: Tensor) -> Tensor:

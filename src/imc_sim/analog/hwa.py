@@ -89,16 +89,24 @@ class MomentTables:
         self.cells = torch.stack([self.mean[:, :-1], self.mean.diff(dim=1),
                                   self.std[:, :-1], self.std.diff(dim=1)], dim=-1).contiguous()
 
-    def lookup(self, u: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """(mean, std) at normalised targets ``u`` for time index ``k`` (linear interpolation)."""
-        if self.weight_level:
-            return u.clone(), torch.full_like(u, self.std[k].mean().item())
+    @staticmethod
+    def positions(u: Tensor) -> tuple[Tensor, Tensor]:
+        """Grid cell index and fraction within it of each normalised target (time-independent)."""
         pos = (u.clamp(-1, 1) + 1).mul_((GRID - 1) / 2)
         idx = pos.long().clamp_(max=GRID - 2)
-        frac = pos.sub_(idx)
-        cell = self.cells[k].index_select(0, idx.view(-1)).view(*u.shape, 4)
+        return idx, pos.sub_(idx)
+
+    def at(self, u: Tensor, idx: Tensor, frac: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """(mean, std) for time index ``k`` at targets ``u`` whose :meth:`positions` are given."""
+        if self.weight_level:
+            return u.clone(), torch.full_like(u, self.std[k].mean().item())
+        cell = self.cells[k].index_select(0, idx.view(-1)).view(*idx.shape, 4)
         mean = torch.addcmul(cell[..., 0], cell[..., 1], frac)
         return mean, torch.addcmul(cell[..., 2], cell[..., 3], frac)
+
+    def lookup(self, u: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """(mean, std) at normalised targets ``u`` for time index ``k`` (linear interpolation)."""
+        return self.at(u, *self.positions(u), k)
 
 
 def mapping_scale(profile: DeviceProfile, w: Tensor) -> Tensor:
@@ -153,13 +161,23 @@ class DeviceAwareForward:
         self.conv = Converters.from_periphery(profile.periphery)
         self.rows = profile.periphery.tile_rows
         self.original = module.forward
+        self.frozen: tuple[Tensor, ...] | None = None  # (scale, u, idx, frac) of a frozen layer
 
     @torch.no_grad()
     def device_delta(self, w: Tensor) -> Tensor:
-        """device(W) - W: programmed, drifted, compensated, minus the target (no gradient)."""
-        scale = mapping_scale(self.profile, w)
-        u = w / scale
-        mean, std = self.tables.lookup(u, self.clock[0])
+        """device(W) - W: programmed, drifted, compensated, minus the target (no gradient).
+
+        A frozen layer's weights never change, so its mapping and grid positions are kept."""
+        if w.requires_grad or self.frozen is None:
+            scale = mapping_scale(self.profile, w)
+            u = w / scale
+            cached = (scale, u, *self.tables.positions(u))
+            if not w.requires_grad:
+                self.frozen = cached
+        else:
+            cached = self.frozen
+        scale, u, idx, frac = cached
+        mean, std = self.tables.at(u, idx, frac, self.clock[0])
         drifted = mean.add_(std.mul_(standard_normal(tuple(u.shape))))
         if self.profile.compensation == "global":
             drifted.mul_(u.abs().mean() / drifted.abs().mean().clamp_min(1e-12))
@@ -171,7 +189,7 @@ class DeviceAwareForward:
         if not self.module.training:
             return self.original(x)
         w, b = effective_weight(self.module)
-        w = w + self.device_delta(w.detach())
+        w = w + self.device_delta(w)
         flat = x.reshape(-1, x.shape[-1])
         y = sum(self._tile(flat[:, s : s + self.rows], w[:, s : s + self.rows])
                 for s in range(0, flat.shape[1], self.rows))

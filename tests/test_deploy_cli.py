@@ -20,6 +20,7 @@ def test_ideal_deploy_equals_digital_and_writes_json_and_png(tiny_checkpoint, ti
                   "--seeds", "2") == 0
     out = capsys.readouterr().out
     assert "digital" in out and "1d" in out
+    assert "mapped 12 layers onto 12 tiles of 512x512 (ideal)" in out and "weights on NVM" in out
     result = json.loads((tmp_path / "out.json").read_text())
     assert result["device"] == "ideal" and result["seeds"] == 2
     assert [p["t_seconds"] for p in result["times"]] == [1.0, 86400.0]

@@ -36,8 +36,7 @@ def deploy_checkpoint(
     batches = data.eval_batches(data.encode(dev, loaded.tokenizer, max_length))
     digital = evaluate(loaded.model, batches, task)
     deployment = deploy_model(loaded.model, profile, analog_head)
-    if progress:
-        print(deployment.describe())
+    print(deployment.describe())
     points = drift_sweep(deployment, lambda: evaluate(deployment.model, batches, task),
                          list(range(seeds)), times, progress, desc=f"{profile.name} seeds x times")
     return {

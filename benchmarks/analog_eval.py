@@ -1,7 +1,8 @@
 """Benchmark: what one analog realization and a drift sweep cost, relative to digital evaluation.
 
-On the packaged MiniLM-L6 fine-tuned with GRASP (K=32, 1,500 steps; trained once and cached, or
---checkpoint), SST-2 dev (872 sentences, tokenized and batched once), in one process:
+On the packaged MiniLM-L6 fine-tuned with GRASP (K=32, 1,500 steps; trained once and cached as
+experiments/drift_pcm.py's grasp-k32 arm, or --checkpoint), SST-2 dev (872 sentences, tokenized
+and batched once), in one process:
 - one digital evaluation (median of --repeats);
 - one analog realization on --device: program + drift to 1 d + evaluate (median of --repeats,
   one seed each), with its parts timed apart;
@@ -39,7 +40,7 @@ from imc_sim.table import format_table
 from imc_sim.train import TrainArgs, train_cached
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CHECKPOINT = ROOT / "experiments" / "results" / "checkpoints" / "grasp-k32.pt"
+DEFAULT_CHECKPOINT = ROOT / "experiments" / "results" / "checkpoints" / "grasp-k32-full.pt"
 
 
 def seconds(fn: Callable[[], object]) -> float:

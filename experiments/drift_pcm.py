@@ -14,6 +14,10 @@ Deployed on pcm at 1s 1h 1d 1w 30d 1y 10y, reram at 1s 1d 2d, fefet at 1s 1h 1d 
 
     python experiments/drift_pcm.py --data-dir ../shared/data/glue            # full
     python experiments/drift_pcm.py --data-dir ../shared/data/glue --quick    # smoke run
+
+Time on 2 CPU cores, estimated from the step and realization costs in docs/results.md: full about
+7.5 h (training 6 arms about 1.9 h; 19 s per realization: pcm 2.2 h, reram 1 h, fefet 2.2 h;
+--devices runs a subset, checkpoints are cached), --quick about 1 h.
 """
 
 from __future__ import annotations

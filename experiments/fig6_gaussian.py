@@ -9,6 +9,9 @@ the same eps for both models.
     python experiments/fig6_gaussian.py --data-dir ../shared/data/glue            # full
     python experiments/fig6_gaussian.py --data-dir ../shared/data/glue --quick    # 300 steps
 
+Time on 2 CPU cores, estimated from the step costs in docs/results.md: full about 50 min (two
+1,500-step trainings, 30 evaluations), --quick about 12 min.
+
 Writes experiments/results/fig6_gaussian-<full|quick>.{json,png} and its table into
 docs/results.md.
 """

@@ -1,0 +1,55 @@
+"""Options, checks and outputs shared by ``imc-sim deploy`` and ``imc-sim compare``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from imc_sim.analog.profile import DeviceProfile
+
+DEFAULT_TIMES = "1s,1h,1d,1w,30d,1y,10y"
+
+
+def add_sweep_options(p: argparse.ArgumentParser) -> None:
+    """--device, --drift, --seeds, --data-dir, --eval-limit, --json, --plot, --quiet."""
+    p.add_argument("--device", default="pcm", help="shipped profile name (imc-sim devices) or a YAML path")
+    p.add_argument("--drift", nargs="+", default=[DEFAULT_TIMES], metavar="TIME",
+                   help="times after programming: 1s 90s 1h 1d 1w 30d 1mo 1y 10y 3600 "
+                   f"(default {DEFAULT_TIMES})")
+    p.add_argument("--seeds", type=int, default=10, help="programmed chips (noise seeds), default 10")
+    p.add_argument("--data-dir", help="GLUE layout folder; default $IMC_SIM_DATA, else the datasets hub")
+    p.add_argument("--eval-limit", type=int, help="evaluate on the first N dev examples")
+    p.add_argument("--json", help="write the results here")
+    p.add_argument("--plot", help="write accuracy versus time here (PNG)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def sweep_setup(args: argparse.Namespace) -> tuple[DeviceProfile, list[float]]:
+    """The profile and drift times, checked before any model is loaded."""
+    from imc_sim.analog.profile import load_profile
+    from imc_sim.analog.units import parse_times
+    from imc_sim.errors import ImcSimError
+
+    profile = load_profile(args.device)
+    times = parse_times(args.drift)
+    profile.check_times(times)
+    if args.seeds < 1:
+        raise ImcSimError(f"--seeds must be at least 1, got {args.seeds}")
+    return profile, times
+
+
+def write_outputs(args: argparse.Namespace, result: dict, curves: list[dict], title: str) -> None:
+    """--json (the result) and --plot (the curves), each written atomically."""
+    import json
+
+    from imc_sim.analog.plots import plot_drift
+    from imc_sim.atomic import write_text_atomic
+
+    if args.json:
+        write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
+    if args.plot:
+        plot_drift(curves, args.plot, title, result["metric_name"])
+    written = [p for p in (args.json, args.plot) if p]
+    if written:
+        print("wrote " + " and ".join(written))

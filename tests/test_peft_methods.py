@@ -212,3 +212,19 @@ def test_head_counted_apart_for_every_method(name, tiny_bert):
     assert counts["head_params"] == 32 * 2 + 2  # the classifier, also under peft's wrapper
     if name == "lora":  # r=8 on query and value of 2 layers: 2 * 2 * (32*8 + 8*32)
         assert counts["trainable_params"] == 2 * 2 * 2 * 32 * 8
+
+
+def test_grasp_fused_transform_gradients_are_exact():
+    from imc_sim.peft.grasp.layer import GroupAffine
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 7, dtype=torch.double, generator=gen, requires_grad=True)
+    a = torch.randn(7, dtype=torch.double, generator=gen, requires_grad=True)
+    c = torch.randn(7, dtype=torch.double, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(GroupAffine.apply, (x, a, c))
+    torch.testing.assert_close(GroupAffine.apply(x, a, c), x * a + c)
+
+
+def test_grasp_without_scale_and_shift_is_an_error(tiny_bert):
+    with pytest.raises(ImcSimError, match="learns nothing"):
+        attach(tiny_bert, "grasp", {"learn_scale": False, "learn_shift": False})

@@ -6,7 +6,9 @@ import pytest
 import torch
 from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
 
-from imc_sim.analog.periphery import standard_normal
+from imc_sim.analog import int8_product
+from imc_sim.analog.int8_product import Int8Weights, to_uint8_codes
+from imc_sim.analog.periphery import Converters, standard_normal
 from imc_sim.analog.profile import load_profile
 from imc_sim.analog.rpu_config import build_rpu_config
 from imc_sim.analog.tiles import CrossbarLinear
@@ -48,7 +50,12 @@ def test_fused_forward_matches_aihwkit_without_adc(periphery):
     linear = torch.nn.Linear(48, 24)
     layer = CrossbarLinear(linear, build_rpu_config(profile), profile.periphery)
     x = torch.randn(64, 48)
-    torch.testing.assert_close(layer(x), aihwkit_layer(linear, profile)(x), rtol=1e-5, atol=1e-5)
+    ours, theirs = layer(x), aihwkit_layer(linear, profile)(x)
+    # int8 products hold each weight to 1 / 64,516 of its column's largest: with <= 48 codes of
+    # at most 127, the product differs by at most 48 * 127 / 64,516 ~ 0.1 code-weight units,
+    # i.e. ~1e-3 of one full-scale input-weight product; outputs here are ~1.
+    tol = 2e-4 if layer.conv.int8 else 1e-5
+    torch.testing.assert_close(ours, theirs, rtol=tol, atol=tol)
 
 
 def test_fused_forward_matches_aihwkit_with_adc_and_row_tiles():
@@ -92,3 +99,31 @@ def test_standard_normal_is_seeded_by_the_global_generator():
     assert abs(a.mean().item()) < 0.01 and a.std().item() == pytest.approx(1.0, abs=0.01)
     torch.manual_seed(4)
     assert not torch.equal(a, standard_normal((600, 1000)))
+
+
+@pytest.mark.skipif(not int8_product.AVAILABLE, reason="torch built without oneDNN")
+def test_int8_product_is_within_the_limb_bound():
+    torch.manual_seed(0)
+    weight = torch.randn(40, 96) * torch.rand(40, 1)  # columns of different scales
+    codes = torch.randint(-127, 128, (300, 96)).float()
+    out = torch.randn(300, 40)  # accumulate adds onto what is there (the output noise)
+    got = Int8Weights.pack(weight, out_scale=0.5).accumulate(to_uint8_codes(codes), out.clone())
+    exact = (out.double() + 0.5 * codes.double() @ weight.double().T)
+    # each weight is held to m / 64,516 (m: its column's largest |w|), so per output
+    # |error| <= 0.5 * sum_k |c_k| * m / 64,516, plus fp32 rounding of the result
+    m = weight.abs().amax(dim=1).double()
+    bound = 0.5 * codes.abs().sum(1, keepdim=True).double() * m / 64516 + 1e-5 * exact.abs()
+    assert ((got.double() - exact).abs() <= bound).all()
+    # the low limb carries real information: the high limb alone (8-bit weights) errs ~254x more
+    one_limb = (weight * (127 / m.float())[:, None]).round() * (m.float() / 127)[:, None]
+    coarse = out.double() + 0.5 * codes.double() @ one_limb.double().T
+    assert (got.double() - exact).abs().max() < (coarse - exact).abs().max() / 50
+
+
+def test_int8_is_used_only_where_codes_fit():
+    pcm = load_profile("pcm").periphery
+    assert Converters.from_periphery(pcm).int8 == int8_product.AVAILABLE
+    wide = dataclasses.replace(pcm, dac_bits=10)
+    assert not Converters.from_periphery(wide).int8
+    ideal_dac = dataclasses.replace(pcm, dac_bits=None)
+    assert not Converters.from_periphery(ideal_dac).int8

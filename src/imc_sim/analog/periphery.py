@@ -4,14 +4,18 @@ It computes what aihwkit's ``AnalogMVM.matmul`` computes for a ONE_PASS tile wit
 (or no) noise management and no bound management (``tests/test_periphery.py`` checks the two agree)
 but in integer DAC codes, so that every elementwise step runs once, in place:
 
-    s      = max_j |x_j|                         (noise management, per input row and tile)
+    s      = max_j |x_j|                         (noise management, per input row and row tile)
     c      = round(x / (s * d_in))               (DAC codes, d_in = 2 inp_bound / (2^b - 2))
-    y      = c W^T + (out_noise / d_in) xi       (xi ~ N(0, 1), one per output and read)
-    y      = clamp(round(y / q) * q, +-out_bound / d_in)   (ADC, q = d_out / d_in)
-    output = y * s * d_in * column_scale          (digital: mapping scales, drift compensation)
+    y      = c W^T / q + (out_noise / (d_in q)) xi   (in ADC steps q = d_out / d_in; xi ~ N(0, 1),
+                                                  one per output and read)
+    y      = clamp(round(y), +-out_bound / d_out)   (ADC)
+    output = y * s * d_out * column_scale        (digital: mapping scales, drift compensation)
 
 ``W`` holds the tile weights in [-1, 1] (after the mapping), stacked per row tile as
-``[row_tiles, out, rows]``; a layer's row tiles are summed digitally after their ADCs.
+``[row_tiles, out, rows]``; a layer's row tiles are summed digitally after their ADCs. Where the
+DAC codes fit int8 (a DAC of at most 8 bits) the product c W^T runs in int8 arithmetic
+(:mod:`imc_sim.analog.int8_product`), else in fp32. Only the product's arithmetic differs; every
+periphery step is the same.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from imc_sim.analog import int8_product
+from imc_sim.analog.int8_product import Int8Weights
 from imc_sim.analog.profile import Periphery
 
 PARALLEL_FILL = 1 << 18  # elements from which a normal fill is split over threads
@@ -40,20 +46,29 @@ class Converters:
     adc_step: float
     out_bound: float
     inp_bound: float
+    int8: bool = False  # the DAC codes fit int8: the product runs in int8 arithmetic
 
     @classmethod
     def from_periphery(cls, p: Periphery) -> Converters:
         d_in = 2 * p.inp_bound / (2**p.dac_bits - 2) if p.dac_bits else 1.0
         d_out = 2 * p.out_bound / (2**p.adc_bits - 2) if p.adc_bits else 0.0  # 0: no ADC rounding
+        code_max = p.inp_bound / d_in
         return cls(
             perfect=p.perfect, managed=p.noise_management == "abs-max", d_in=d_in,
             quant_in=p.dac_bits is not None, out_noise=p.out_noise / d_in, adc_step=d_out / d_in,
-            out_bound=p.out_bound / d_in, inp_bound=p.inp_bound / d_in,
+            out_bound=p.out_bound / d_in, inp_bound=code_max,
+            int8=(int8_product.AVAILABLE and p.dac_bits is not None
+                  and code_max <= int8_product.CODE_MAX),
         )
 
+    @property
+    def step(self) -> float:
+        """One ADC step in product units (1 without an ADC)."""
+        return self.adc_step if self.adc_step > 0 else 1.0
 
-def standard_normal(shape: tuple[int, ...]) -> Tensor:
-    """N(0, 1) samples of ``shape`` from torch's global generator.
+
+def standard_normal(shape: tuple[int, ...], std: float = 1.0) -> Tensor:
+    """N(0, std^2) samples of ``shape`` from torch's global generator.
 
     torch fills normal tensors on one CPU thread; large fills are split over ``torch.get_num_threads()``
     generators seeded from the global generator (so a global seed still fixes every sample).
@@ -61,10 +76,10 @@ def standard_normal(shape: tuple[int, ...]) -> Tensor:
     out = torch.empty(shape)
     threads = torch.get_num_threads()
     if threads < 2 or out.numel() < PARALLEL_FILL:
-        return out.normal_()
+        return out.normal_(0.0, std)
     seeds = torch.randint(0, 2**62, (threads,)).tolist()
     chunks = out.view(-1).chunk(threads)
-    futures = [_pool(threads).submit(c.normal_, generator=torch.Generator().manual_seed(seed))
+    futures = [_pool(threads).submit(c.normal_, 0.0, std, generator=torch.Generator().manual_seed(seed))
                for c, seed in zip(chunks, seeds, strict=True)]
     for future in futures:
         future.result()
@@ -76,46 +91,73 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="imc-sim-rng")
 
 
-def _tile_mvm(x: Tensor, weight: Tensor, factor: Tensor, bias: Tensor | None, conv: Converters) -> Tensor:
-    """One row tile: x [N, rows] (may be a strided column slice), weight [out, rows], factor [out]."""
-    step = conv.adc_step if conv.adc_step > 0 else 1.0
+@dataclass(frozen=True)
+class TileStack:
+    """A layer's row tiles: weights [row_tiles, out, rows] in [-1, 1], digital output scales
+    [row_tiles, out], and the weights as int8 limbs (one per row tile) where the codes are int8."""
+
+    weights: Tensor
+    scales: Tensor
+    packed: tuple[Int8Weights, ...] | None = None
+
+    @classmethod
+    def build(cls, weights: Tensor, scales: Tensor, conv: Converters) -> TileStack:
+        packed = (tuple(Int8Weights.pack(w, 1.0 / conv.step) for w in weights) if conv.int8
+                  else None)
+        return cls(weights, scales, packed)
+
+
+def dac(x: Tensor, row_tiles: int, conv: Converters, as_uint8: bool) -> tuple[Tensor, Tensor | None]:
+    """DAC codes of ``x`` [N, row_tiles * rows] and the noise-management scales [N, row_tiles, 1].
+
+    Codes come as uint8 [row_tiles, N, rows] (code + 128) with ``as_uint8``, else as float
+    [N, row_tiles, rows]."""
+    xv = x.view(x.shape[0], row_tiles, -1)
     if conv.managed:
-        low, high = torch.aminmax(x, dim=-1, keepdim=True)
-        scale = torch.maximum(high, -low)
+        scale = torch.maximum(xv.amax(-1, keepdim=True), xv.amin(-1, keepdim=True).neg_())
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        codes = x * (1.0 / (conv.d_in * scale))
+        codes = xv * (1.0 / conv.d_in / scale)
     else:
         scale = None
-        codes = x * (1.0 / conv.d_in)
+        codes = xv * (1.0 / conv.d_in)
     if conv.quant_in:
         codes = codes.round_()
     if not (conv.managed and conv.inp_bound * conv.d_in >= 1.0):  # else |codes| <= bound already
         codes = codes.clamp_(-conv.inp_bound, conv.inp_bound)
-    if conv.out_noise > 0:
-        y = torch.addmm(standard_normal((x.shape[0], weight.shape[0])), codes, weight.T,
-                        beta=conv.out_noise / step, alpha=1.0 / step)
+    if as_uint8:
+        codes = torch.empty(codes.shape[1], codes.shape[0], codes.shape[2], dtype=torch.uint8).copy_(
+            codes.add_(int8_product.ZERO_POINT).transpose(0, 1))
+    return codes, scale
+
+
+def _row_tile(codes: Tensor, scale: Tensor | None, n: int, stack: TileStack, r: int,
+              conv: Converters) -> Tensor:
+    """Row tile ``r`` on ``n`` inputs: output noise, product, ADC, digital scales; [n, out]."""
+    step = conv.step
+    shape = (n, stack.weights.shape[1])
+    y = standard_normal(shape, conv.out_noise / step) if conv.out_noise > 0 else torch.zeros(shape)
+    if stack.packed is not None:
+        y = stack.packed[r].accumulate(codes[r], y)
     else:
-        y = torch.mm(codes, weight.T).mul_(1.0 / step)
+        y = torch.addmm(y, codes[:, r], stack.weights[r].T, alpha=1.0 / step)
     if conv.adc_step > 0:
         y.round_()
     y.clamp_(-conv.out_bound / step, conv.out_bound / step)
     if scale is not None:
-        y.mul_(scale)
-    y.mul_(factor * (conv.d_in * step))
-    return y.add_(bias) if bias is not None else y
+        y.mul_(scale[:, r])
+    return y.mul_(stack.scales[r] * (conv.d_in * step))
 
 
-def analog_mvm(x: Tensor, weights: Tensor, column_scale: Tensor, bias: Tensor | None,
-               conv: Converters) -> Tensor:
+def analog_mvm(x: Tensor, stack: TileStack, bias: Tensor | None, conv: Converters) -> Tensor:
     """Periphery-managed product of ``x`` [N, row_tiles * rows] with the stacked tiles, plus bias.
 
-    ``weights``: [row_tiles, out, rows]; ``column_scale``: [row_tiles, out]. Returns [N, out].
-    The product comes out of the GEMM already in ADC steps, with the output noise added by the
-    GEMM itself (``addmm``'s beta term), so only rounding, clipping and scaling remain; row tiles
-    read strided slices of ``x`` (no copy) and are summed digitally.
+    Returns [N, out]. The product comes out in ADC steps and lands on the output noise (drawn
+    first, at its std in steps), so only rounding, clipping and scaling remain; row tiles are
+    summed digitally.
     """
-    rows = weights.shape[2]
-    out = _tile_mvm(x[:, :rows], weights[0], column_scale[0], bias, conv)
-    for r in range(1, weights.shape[0]):
-        out += _tile_mvm(x[:, r * rows : (r + 1) * rows], weights[r], column_scale[r], None, conv)
-    return out
+    row_tiles = stack.weights.shape[0]
+    codes, scale = dac(x, row_tiles, conv, stack.packed is not None)
+    out = _row_tile(codes, scale, x.shape[0], stack, 0, conv)
+    for r in range(1, row_tiles):
+        out += _row_tile(codes, scale, x.shape[0], stack, r, conv)
+    return out if bias is None else out.add_(bias)

@@ -18,7 +18,7 @@ from aihwkit.simulator.configs import TorchInferenceRPUConfig
 from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
 from torch import Tensor, nn
 
-from imc_sim.analog.periphery import Converters, analog_mvm
+from imc_sim.analog.periphery import Converters, TileStack, analog_mvm
 from imc_sim.analog.profile import Periphery
 from imc_sim.peft.targets import in_out_features, weight_in_out
 
@@ -39,8 +39,8 @@ class FusedReadoutTile(TorchInferenceTile):
             self.drift_readout_tensor = self.rpu_config.drift_compensation.get_readout_tensor(
                 self.tile.get_x_size())
         weight = self.tile.weight.detach()
-        return analog_mvm(self.drift_readout_tensor, weight.unsqueeze(0),
-                          torch.ones(1, weight.shape[0]), None, self.conv)
+        stack = TileStack(weight.unsqueeze(0), torch.ones(1, weight.shape[0]))  # fp32 product
+        return analog_mvm(self.drift_readout_tensor, stack, None, self.conv)
 
 
 class CrossbarLinear(nn.Module):
@@ -89,7 +89,7 @@ class CrossbarLinear(nn.Module):
                     scales[r, c0:c1] *= mapping.view(-1)
                 if tile.rpu_config.drift_compensation is not None:
                     scales[r, c0:c1] *= tile.alpha.view(-1)
-        self.weights, self.scales = weights, scales
+        self.stack = TileStack.build(weights, scales, self.conv)
         if self.conv.perfect:  # no periphery: one exact GEMM over the whole layer
             dense = (weights * scales.unsqueeze(-1)).permute(1, 0, 2).reshape(self.out_features, -1)
             self.dense = dense[:, : self.in_features].contiguous()
@@ -115,7 +115,7 @@ class CrossbarLinear(nn.Module):
         pad = self.row_tiles * self.rows - self.in_features
         if pad:
             flat = F.pad(flat, (0, pad))
-        y = analog_mvm(flat, self.weights, self.scales, self.bias, self.conv)
+        y = analog_mvm(flat, self.stack, self.bias, self.conv)
         return y.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:

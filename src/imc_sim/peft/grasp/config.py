@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from imc_sim.errors import ImcSimError
+
 
 @dataclass
 class GraspConfig:
@@ -20,3 +22,7 @@ class GraspConfig:
     learn_shift: bool = True
     seed: int = 0
     gamma_min: float = 1e-2
+
+    def __post_init__(self) -> None:
+        if not (self.learn_scale or self.learn_shift):
+            raise ImcSimError("GRASP with neither scale nor shift learns nothing; drop --no-scale or --no-shift")

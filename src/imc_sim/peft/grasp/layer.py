@@ -11,6 +11,28 @@ from imc_sim.peft.inject import AdapterLayer
 from imc_sim.peft.targets import in_out_features, weight_in_out
 
 
+class GroupAffine(torch.autograd.Function):
+    """x~ = x * a + c over the last dimension, in one pass (a = 1 / gamma_hat, c = -beta_hat / gamma_hat).
+
+    The backward gives dL/dx = g * a, dL/da = sum over tokens of g * x, dL/dc = sum over tokens
+    of g; autograd carries dL/da and dL/dc on to gamma and beta (the K-vectors of eq. 2).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, a)
+        return torch.addcmul(c, x, a)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, a = ctx.saved_tensors
+        flat = grad.reshape(-1, grad.shape[-1])
+        grad_x = grad * a if ctx.needs_input_grad[0] else None
+        grad_a = (flat * x.reshape(flat.shape)).sum(0) if ctx.needs_input_grad[1] else None
+        grad_c = flat.sum(0) if ctx.needs_input_grad[2] else None
+        return grad_x, grad_a, grad_c
+
+
 def safe_divisor(gamma: torch.Tensor, gamma_min: float) -> torch.Tensor:
     """sign(gamma) * max(|gamma|, gamma_min), with a straight-through gradient."""
     sign = torch.where(gamma < 0, -1.0, 1.0)
@@ -41,11 +63,11 @@ class GraspLayer(AdapterLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gamma, beta = self.expanded()
-        if beta is not None:
-            x = x - beta
-        if gamma is not None:
-            x = x / gamma
-        return self.base(x)
+        if gamma is None:
+            return self.base(x - beta)
+        scale = 1.0 / gamma
+        shift = torch.zeros_like(scale) if beta is None else -beta * scale
+        return self.base(GroupAffine.apply(x, scale, shift))
 
     def effective_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """W' = diag(1/gamma_hat) W and b' = b - (beta_hat / gamma_hat) W (W is [D_in, D_out])."""

@@ -25,4 +25,5 @@ class GraspConfig:
 
     def __post_init__(self) -> None:
         if not (self.learn_scale or self.learn_shift):
-            raise ImcSimError("GRASP with neither scale nor shift learns nothing; drop --no-scale or --no-shift")
+            raise ImcSimError(
+                "GRASP with neither scale nor shift learns nothing; drop --no-scale or --no-shift")

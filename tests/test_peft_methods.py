@@ -214,15 +214,32 @@ def test_head_counted_apart_for_every_method(name, tiny_bert):
         assert counts["trainable_params"] == 2 * 2 * 2 * 32 * 8
 
 
-def test_grasp_fused_transform_gradients_are_exact():
-    from imc_sim.peft.grasp.layer import GroupAffine
+@pytest.mark.parametrize("options", [{}, {"learn_scale": False}, {"learn_shift": False}])
+def test_grasp_fused_forward_and_gradients_equal_plain_autograd(options):
+    """The one-node forward/backward of eq. 1 against (x - beta_hat) / gamma_hat through autograd,
+    with one gamma inside the dead zone |gamma| < gamma_min (straight-through)."""
+    from imc_sim.peft.grasp.config import GraspConfig
+    from imc_sim.peft.grasp.layer import GraspLayer
 
+    layer = GraspLayer(torch.nn.Linear(10, 3).double(), "l", GraspConfig(k=4, **options)).double()
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(3, 5, 7, dtype=torch.double, generator=gen, requires_grad=True)
-    a = torch.randn(7, dtype=torch.double, generator=gen, requires_grad=True)
-    c = torch.randn(7, dtype=torch.double, generator=gen, requires_grad=True)
-    assert torch.autograd.gradcheck(GroupAffine.apply, (x, a, c))
-    torch.testing.assert_close(GroupAffine.apply(x, a, c), x * a + c)
+    with torch.no_grad():
+        for p in (layer.gamma, layer.beta):
+            if p is not None:
+                p.copy_(torch.randn(4, generator=gen, dtype=torch.double))
+        if layer.gamma is not None:
+            layer.gamma[0] = 0.003  # projected to gamma_min = 0.01
+    x = torch.randn(2, 5, 10, dtype=torch.double, generator=gen, requires_grad=True)
+    out = torch.randn(2, 5, 3, dtype=torch.double, generator=gen)
+    params = [p for p in (x, layer.gamma, layer.beta) if p is not None]
+    fused = torch.autograd.grad((layer(x) * out).sum(), params)
+    gamma, beta = layer.expanded()
+    plain_in = x if beta is None else x - beta
+    plain_in = plain_in if gamma is None else plain_in / gamma
+    plain = torch.autograd.grad((layer.base(plain_in) * out).sum(), params)
+    torch.testing.assert_close(layer(x), layer.base(plain_in))
+    for got, want in zip(fused, plain, strict=True):
+        torch.testing.assert_close(got, want)
 
 
 def test_grasp_without_scale_and_shift_is_an_error(tiny_bert):

@@ -12,25 +12,39 @@ from imc_sim.peft.targets import in_out_features, weight_in_out
 
 
 class GroupAffine(torch.autograd.Function):
-    """x~ = x * a + c over the last dimension, in one pass (a = 1 / gamma_hat, c = -beta_hat / gamma_hat).
+    """Eq. 1 for one layer as one autograd node: x~ = (x - beta_hat) / gamma_hat = x a[g] + c[g],
+    with a = 1 / gamma_s, c = -beta a and gamma_s = sign(gamma) max(|gamma|, gamma_min) (the
+    projection passes gradients straight through), g the group of each input dimension (eq. 2).
 
-    The backward gives dL/dx = g * a, dL/da = sum over tokens of g * x, dL/dc = sum over tokens
-    of g; autograd carries dL/da and dL/dc on to gamma and beta (the K-vectors of eq. 2).
+    Backward: dL/dx = g_out a[g]; per dimension, dL/da_d = sum over tokens of g_out x and
+    dL/dc_d = sum over tokens of g_out, summed into the K groups; then
+    dL/dgamma = a^2 (beta dL/dc - dL/da) and dL/dbeta = -a dL/dc.
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, a)
-        return torch.addcmul(c, x, a)
+    def forward(ctx, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, group: torch.Tensor,
+                gamma_min: float) -> torch.Tensor:
+        sign = torch.where(gamma < 0, -1.0, 1.0)
+        a = 1.0 / (sign * gamma.abs().clamp_min(gamma_min))
+        c = -beta * a
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, a, beta, group)
+        return torch.addcmul(c[group], x, a[group])
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        x, a = ctx.saved_tensors
+        x, a, beta, group = ctx.saved_tensors
+        grad_x = grad * a[group] if ctx.needs_input_grad[0] else None
         flat = grad.reshape(-1, grad.shape[-1])
-        grad_x = grad * a if ctx.needs_input_grad[0] else None
-        grad_a = (flat * x.reshape(flat.shape)).sum(0) if ctx.needs_input_grad[1] else None
-        grad_c = flat.sum(0) if ctx.needs_input_grad[2] else None
-        return grad_x, grad_a, grad_c
+        k = a.shape[0]
+        grad_c = torch.zeros(k, dtype=a.dtype).index_add_(0, group, flat.sum(0))
+        grad_gamma = grad_beta = None
+        if ctx.needs_input_grad[1]:
+            grad_a = torch.zeros(k, dtype=a.dtype).index_add_(
+                0, group, torch.linalg.vecdot(flat, x.reshape(flat.shape), dim=0))
+            grad_gamma = a * a * (beta * grad_c - grad_a)
+        if ctx.needs_input_grad[2]:
+            grad_beta = -a * grad_c
+        return grad_x, grad_gamma, grad_beta, None, None
 
 
 def safe_divisor(gamma: torch.Tensor, gamma_min: float) -> torch.Tensor:
@@ -52,6 +66,7 @@ class GraspLayer(AdapterLayer):
             "group", group_index(d_in, k, layer_seed(config.seed, name), name), persistent=False
         )
         self.gamma_min = config.gamma_min
+        self.k = k
         self.gamma = nn.Parameter(torch.ones(k)) if config.learn_scale else None
         self.beta = nn.Parameter(torch.zeros(k)) if config.learn_shift else None
 
@@ -62,12 +77,10 @@ class GraspLayer(AdapterLayer):
         return gamma, beta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self.expanded()
-        if gamma is None:
-            return self.base(x - beta)
-        scale = 1.0 / gamma
-        shift = torch.zeros_like(scale) if beta is None else -beta * scale
-        return self.base(GroupAffine.apply(x, scale, shift))
+        ones = self.group.new_ones(self.k, dtype=x.dtype)
+        gamma = ones if self.gamma is None else self.gamma
+        beta = ones * 0 if self.beta is None else self.beta
+        return self.base(GroupAffine.apply(x, gamma, beta, self.group, self.gamma_min))
 
     def effective_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """W' = diag(1/gamma_hat) W and b' = b - (beta_hat / gamma_hat) W (W is [D_in, D_out])."""

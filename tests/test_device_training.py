@@ -120,10 +120,11 @@ def test_device_training_refuses_a_model_without_blocks():
 def test_weight_level_device_noise_is_exactly_the_profile_sigma():
     model = make_tiny_bert(hidden=128)
     device = DeviceTraining(model, load_profile("gaussian"), (1.0, 1.0))
-    fwd = device.modules[0].forward
+    sampler = device.forwards[0].sampler
     w = torch.randn(512, 128) * 3  # far outside [-1, 1]: weight-level noise needs no mapping
     torch.manual_seed(0)
-    delta = fwd.device_delta(w)
+    u_t, scale = sampler.device_weights(w, 0, frozen=False)
+    delta = u_t * scale - w
     assert delta.std().item() == pytest.approx(0.01, rel=0.03)
     assert abs(delta.mean().item()) < 1e-3
     device.detach()
@@ -143,3 +144,68 @@ def test_moment_tables_interpolate_the_measured_grid():
     assert tables.mean[1, -1] < 0.7 * tables.mean[0, -1]  # the largest state drifts down
     relative = tables.std[:, -1] / tables.mean[:, -1]
     assert relative[1] > relative[0]  # and its noise grows relative to it
+
+
+@pytest.mark.parametrize("method", ["grasp", "grasp-w"])
+def test_ideal_device_training_is_plain_training(method, token_batch):
+    """On the ideal profile the chip's output is the digital product, and the gradients are
+    plain training's (straight through the device), for every adapter and the head."""
+    from imc_sim.peft import get_method
+
+    def adapted():
+        model = make_tiny_bert()
+        m = get_method(method)
+        model = m.attach(model, m.make_config({"k": 4, "seed": 0}))
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.requires_grad:
+                    p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(3)))
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        return model.train()
+
+    labels = torch.tensor([0, 1, 1])
+    plain, device_model = adapted(), adapted()
+    device = DeviceTraining(device_model, load_profile("ideal"), (1.0, 1.0))
+    outputs = [m(**token_batch, labels=labels) for m in (plain, device_model)]
+    for out in outputs:
+        out.loss.backward()
+    torch.testing.assert_close(outputs[1].logits, outputs[0].logits, rtol=1e-5, atol=1e-6)
+    grads = [{n: p.grad for n, p in m.named_parameters() if p.requires_grad}
+             for m in (plain, device_model)]
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 2
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    device.detach()
+
+
+def test_training_forward_matches_the_deployed_chip_in_distribution():
+    """A frozen layer's training-time output (moment tables, per-layer compensation) against
+    deploy's CrossbarLinear (full aihwkit programming, drift and read noise, compensation read out
+    through the periphery), each over many chips: per-output means agree within Monte-Carlo error
+    and stds within 25 %."""
+    from imc_sim.analog.hwa import DeviceSampler, MomentTables
+    from imc_sim.analog.rpu_config import build_rpu_config
+    from imc_sim.analog.tiles import CrossbarLinear
+
+    pcm = load_profile("pcm")
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 12)
+    x = torch.randn(1, 64)
+    sampler = DeviceSampler(pcm, MomentTables.measure(pcm, [86400.0]))
+    train = torch.cat([sampler.output(x, linear.weight, linear.bias, 0, frozen=True)
+                       for _ in range(400)])
+    chip = CrossbarLinear(linear, build_rpu_config(pcm), pcm.periphery)
+    deployed = []
+    with torch.no_grad():
+        for _ in range(400):
+            chip.program()
+            chip.drift(86400.0)
+            deployed.append(chip(x))
+    deployed = torch.cat(deployed)
+    se = (train.var(0) / 400 + deployed.var(0) / 400).sqrt()
+    assert ((train.mean(0) - deployed.mean(0)).abs() < 4 * se + 1e-4).all()
+    ratio = train.std(0) / deployed.std(0)
+    assert ((ratio > 0.75) & (ratio < 1.25)).all(), ratio
+    assert deployed.std(0).min() > 0.01 * linear(x).abs().mean()  # the noise is really there

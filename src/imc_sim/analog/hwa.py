@@ -1,16 +1,23 @@
-"""Device-aware training: every analog layer's forward passes through the device model.
+"""Device-aware training: every analog layer's training forward is the chip's output.
 
 In training mode, each layer that ``imc-sim deploy`` would put on tiles (every Linear/Conv1D in the
-transformer blocks, adapted or frozen) computes
+transformer blocks, adapted or frozen) computes, for its input x,
 
-    W_eff, b_eff = the weights it would be programmed with (with gradients to the adapter)
-    W_dev        = W_eff + stopgrad(device(W_eff) - W_eff)      (straight-through)
-    y            = ADC(DAC(x) W_dev^T + output noise) + b_eff  (rounding straight-through)
+    W, b   = the weights and bias it would be programmed with (GRASP merged, W + mu + sigma eps for
+             StochGRASP with this forward's eps, W + s B A for LoRA, W for frozen layers)
+    U      = W / m, m the weight mapping's scale (per column, per layer, or 1)
+    U_t    ~ the device at a drift time t (one time, or one drawn log-uniformly from a range per
+             step): programmed, drifted, read
+    y      = ADC(DAC(x) U_t^T + output noise) * m * alpha_t + b     (deploy's periphery and
+             product: imc_sim.analog.periphery.analog_mvm; alpha_t the drift compensation)
 
-``device(W)`` draws the programmed-and-drifted weights from the profile at a drift time (one time,
-or a log-uniform draw from a range, per step) and applies the drift compensation; the DAC/ADC,
-output noise and row tiles are the profile's periphery, as in deployment. Noise is fresh at every
-forward; in eval mode the layers compute the plain digital forward.
+and passes y on as the layer's output. The gradient is the digital layer's (straight through the
+device and the converters): d/dx and d/d(adapter) of the layer's own forward, x W^T + b. That
+backward needs the same products as plain training (GRASP still differentiates its input
+transform, not its merged weights), so a device-aware step costs a plain step plus the device's
+draws: the forward product itself runs on deploy's int8 path. In eval mode the layers compute the
+plain digital forward. The approximations against ``imc-sim deploy``: drift compensation and
+per-tile weight scaling act per layer here, per tile there.
 
 Drawing a full aihwkit realization for ~10^7 weights at every step would cost several steps' time,
 so the device is sampled through moment tables instead: for each drift time the conditional mean
@@ -32,11 +39,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from imc_sim.analog.periphery import Converters, standard_normal
+from imc_sim.analog.periphery import Converters, TileStack, analog_mvm, standard_normal
 from imc_sim.analog.profile import DeviceProfile
 from imc_sim.analog.rpu_config import build_noise_model
 from imc_sim.analog.units import format_time
 from imc_sim.errors import ImcSimError
+from imc_sim.peft.grasp import GraspLayer
 from imc_sim.peft.inject import AdapterLayer
 from imc_sim.peft.targets import PRESETS, is_linear, weight_in_out
 
@@ -121,8 +129,7 @@ def mapping_scale(profile: DeviceProfile, w: Tensor) -> Tensor:
 
 def effective_weight(module: nn.Module) -> tuple[Tensor, Tensor | None]:
     """(W [out, in], b) that ``module`` would be programmed with, differentiable in its adapter:
-    imc-sim adapter layers, peft LoRA layers (W + scaling B A; LoRA dropout is not applied) and
-    plain layers."""
+    imc-sim adapter layers, peft LoRA layers (W + scaling B A) and plain layers."""
     if isinstance(module, AdapterLayer):
         w, b = module.effective_weight()
         return w.T, b
@@ -152,69 +159,140 @@ def analog_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return chosen
 
 
-class DeviceAwareForward:
-    """The training-time forward of one analog layer (see the module docstring)."""
+class ReplacedValue(torch.autograd.Function):
+    """The product x W (W as [D_in, D_out]) whose value is ``value``, the chip's output: the forward
+    passes ``value`` on, the backward is the digital product's (dL/dx = g W^T, dL/dW = x^T g)."""
 
-    def __init__(self, module: nn.Module, profile: DeviceProfile, tables: MomentTables,
-                 clock: list[int]):
-        self.module, self.profile, self.tables, self.clock = module, profile, tables, clock
+    @staticmethod
+    def forward(ctx, x: Tensor, w_in_out: Tensor, value: Tensor) -> Tensor:
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, w_in_out)
+        return value
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, w = ctx.saved_tensors
+        grad_x = grad @ w.T if ctx.needs_input_grad[0] else None
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            grad_w = x.reshape(-1, x.shape[-1]).T @ grad.reshape(-1, grad.shape[-1])
+        return grad_x, grad_w, None
+
+
+class DeviceSampler:
+    """One layer on the device: draws its drifted weights and computes the chip's output."""
+
+    def __init__(self, profile: DeviceProfile, tables: MomentTables):
+        self.profile, self.tables = profile, tables
         self.conv = Converters.from_periphery(profile.periphery)
         self.rows = profile.periphery.tile_rows
-        self.original = module.forward
-        self.frozen: tuple[Tensor, ...] | None = None  # (scale, u, idx, frac) of a frozen layer
+        self.frozen: tuple[Tensor, ...] | None = None  # (m, u, idx, frac) of a frozen layer
+
+    def _targets(self, w: Tensor, frozen: bool) -> tuple[Tensor, ...]:
+        """Mapping scale m [out, 1] or [], normalised targets u and their grid positions; a frozen
+        layer's never change and are kept."""
+        if frozen and self.frozen is not None:
+            return self.frozen
+        m = mapping_scale(self.profile, w)
+        u = w / m
+        cached = (m, u, *self.tables.positions(u))
+        if frozen:
+            self.frozen = cached
+        return cached
+
+    def device_weights(self, w: Tensor, k: int, frozen: bool) -> tuple[Tensor, Tensor]:
+        """(U_t, out_scale): normalised weights drawn at the ``k``-th drift time, and the digital
+        scale per output (mapping scale times drift compensation), [out] or []."""
+        m, u, idx, frac = self._targets(w, frozen)
+        mean, std = self.tables.at(u, idx, frac, k)
+        drifted = mean.add_(std.mul_(standard_normal(tuple(u.shape))))
+        compensation = self.profile.compensation
+        if compensation == "none":
+            return drifted, m.view(-1)
+        dims = {"global": None, "per-column": 1}[compensation]
+        alpha = (u.abs().mean(dims, keepdim=dims is not None)
+                 / drifted.abs().mean(dims, keepdim=dims is not None).clamp_min(1e-12))
+        return drifted, (m * alpha).view(-1)
 
     @torch.no_grad()
-    def device_delta(self, w: Tensor) -> Tensor:
-        """device(W) - W: programmed, drifted, compensated, minus the target (no gradient).
-
-        A frozen layer's weights never change, so its mapping and grid positions are kept."""
-        if w.requires_grad or self.frozen is None:
-            scale = mapping_scale(self.profile, w)
-            u = w / scale
-            cached = (scale, u, *self.tables.positions(u))
-            if not w.requires_grad:
-                self.frozen = cached
+    def output(self, x: Tensor, w: Tensor, b: Tensor | None, k: int, frozen: bool) -> Tensor:
+        """The chip's output for ``x`` [..., in]: ``w`` [out, in] programmed, drifted to the
+        ``k``-th time and read through the periphery (deploy's MVM), plus the digital bias ``b``."""
+        u_t, scale = self.device_weights(w, k, frozen)
+        flat = x.reshape(-1, x.shape[-1]).float()
+        if self.conv.perfect:
+            y = F.linear(flat, u_t * scale.view(-1, 1) if scale.dim() else u_t * scale, b)
         else:
-            cached = self.frozen
-        scale, u, idx, frac = cached
-        mean, std = self.tables.at(u, idx, frac, self.clock[0])
-        drifted = mean.add_(std.mul_(standard_normal(tuple(u.shape))))
-        if self.profile.compensation == "global":
-            drifted.mul_(u.abs().mean() / drifted.abs().mean().clamp_min(1e-12))
-        elif self.profile.compensation == "per-column":
-            drifted.mul_(u.abs().mean(1, keepdim=True) / drifted.abs().mean(1, keepdim=True).clamp_min(1e-12))
-        return (drifted - u).mul_(scale)
+            rows = min(self.rows, flat.shape[1])
+            row_tiles = -(-flat.shape[1] // rows)
+            pad = row_tiles * rows - flat.shape[1]
+            if pad:
+                flat, u_t = F.pad(flat, (0, pad)), F.pad(u_t, (0, pad))
+            tiles = u_t.view(u_t.shape[0], row_tiles, rows).transpose(0, 1).contiguous()
+            scales = scale.expand(u_t.shape[0]).expand(row_tiles, -1)
+            y = analog_mvm(flat, TileStack.build(tiles, scales, self.conv), b, self.conv)
+        return y.view(*x.shape[:-1], -1).to(x.dtype)
+
+
+def _lora_branch(module: nn.Module, x: Tensor) -> Tensor:
+    """The LoRA branch's value without dropout: sum over active adapters of scaling B A x."""
+    out = 0
+    for name in module.active_adapters:
+        out = out + module.lora_B[name](module.lora_A[name](x)) * module.scaling[name]
+    return out
+
+
+def _inner_product(module: nn.Module) -> nn.Module | None:
+    """The frozen layer inside an adapter whose product the adapter's gradient flows through
+    (GRASP's base, LoRA's base layer); None where the layer's own weights carry it."""
+    if isinstance(module, GraspLayer):
+        return module.base
+    return getattr(module, "base_layer", None)
+
+
+class DeviceAwareForward:
+    """The training-time forward of one analog layer (see the module docstring).
+
+    The chip's output replaces the value of a digital product: a plain layer's own, StochGRASP's
+    product with this forward's W + mu + sigma eps, or, for GRASP and LoRA, the product of the
+    frozen layer inside them, so that their gradients flow as in plain training (GRASP's through
+    its input transform, LoRA's through its branch)."""
+
+    def __init__(self, module: nn.Module, sampler: DeviceSampler, clock: list[int]):
+        self.module, self.sampler, self.clock = module, sampler, clock
+        self.original = module.forward
+        self.inner = _inner_product(module)
+        self.pending: Tensor | None = None
+        if self.inner is not None:
+            self.inner_original = self.inner.forward
+            self.inner.forward = self.inner_forward
+
+    def inner_forward(self, x: Tensor) -> Tensor:
+        if self.pending is None:
+            return self.inner_original(x)
+        value, self.pending = self.pending, None
+        return ReplacedValue.apply(x, weight_in_out(self.inner), value)
 
     def __call__(self, x: Tensor) -> Tensor:
         if not self.module.training:
             return self.original(x)
-        w, b = effective_weight(self.module)
-        w = w + self.device_delta(w)
-        flat = x.reshape(-1, x.shape[-1])
-        y = sum(self._tile(flat[:, s : s + self.rows], w[:, s : s + self.rows])
-                for s in range(0, flat.shape[1], self.rows))
-        if b is not None:
-            y = y + b
-        return y.view(*x.shape[:-1], -1)
+        k = self.clock[0]
+        if self.inner is None:
+            w, b = effective_weight(self.module)
+            frozen = not w.requires_grad
+            value = self.sampler.output(x, w.detach(), b, k, frozen)
+            return ReplacedValue.apply(x, w.T, value)
+        with torch.no_grad():
+            w, b = effective_weight(self.module)
+            value = self.sampler.output(x, w, b, k, frozen=False)
+            if self.inner is not getattr(self.module, "base", None):  # LoRA adds its branch after
+                value = value - _lora_branch(self.module, x)
+        self.pending = value
+        return self.original(x)
 
-    def _tile(self, x: Tensor, w: Tensor) -> Tensor:
-        """One row tile with straight-through DAC/ADC rounding and fresh output noise."""
-        conv = self.conv
-        if conv.perfect:
-            return F.linear(x, w)
-        scale = x.detach().abs().amax(-1, keepdim=True).clamp_min(1e-12) if conv.managed else None
-        codes = x / (conv.d_in * scale) if scale is not None else x / conv.d_in
-        if conv.quant_in:
-            codes = codes + (codes.detach().round() - codes.detach())
-        codes = codes.clamp(-conv.inp_bound, conv.inp_bound)
-        step = conv.adc_step if conv.adc_step > 0 else 1.0
-        y = F.linear(codes, w) / step
-        if conv.out_noise > 0:
-            y = y + (conv.out_noise / step) * standard_normal(tuple(y.shape))
-        if conv.adc_step > 0:
-            y = y + (y.detach().round() - y.detach())
-        y = y.clamp(-conv.out_bound / step, conv.out_bound / step) * (conv.d_in * step)
-        return y * scale if scale is not None else y
+    def restore(self) -> None:
+        del self.module.forward
+        if self.inner is not None:
+            del self.inner.forward
 
 
 class DeviceTraining:
@@ -233,16 +311,18 @@ class DeviceTraining:
             raise ImcSimError("no Linear/Conv1D layer inside transformer blocks to train device-aware")
         self.names = [name for name, _ in layers]
         self.modules = [module for _, module in layers]
-        for module in self.modules:
-            module.forward = DeviceAwareForward(module, profile, self.tables, clock)
+        self.forwards = [DeviceAwareForward(module, DeviceSampler(profile, self.tables), clock)
+                         for module in self.modules]
+        for module, forward in zip(self.modules, self.forwards, strict=True):
+            module.forward = forward
         n = len(self.tables.times)
         self.hook = model.register_forward_pre_hook(
             lambda *_: clock.__setitem__(0, int(torch.randint(n, (1,)))))
 
     def detach(self) -> None:
         self.hook.remove()
-        for module in self.modules:
-            del module.forward
+        for forward in self.forwards:
+            forward.restore()
 
 
 @torch.no_grad()

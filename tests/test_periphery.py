@@ -127,3 +127,42 @@ def test_int8_is_used_only_where_codes_fit():
     assert not Converters.from_periphery(wide).int8
     ideal_dac = dataclasses.replace(pcm, dac_bits=None)
     assert not Converters.from_periphery(ideal_dac).int8
+
+
+def test_weight_read_noise_is_fresh_at_every_mvm_with_the_profile_std():
+    """aihwkit's torch tiles refuse forward.w_noise; imc-sim draws it per MVM: every input row
+    (one read) sees independent weight noise, so an output's std over reads of one input is
+    w_noise * ||x|| * max|W| (per-tile scaling, exact converters), and its mean the product."""
+    ideal = load_profile("ideal")
+    profile = dataclasses.replace(ideal, periphery=dataclasses.replace(
+        ideal.periphery, w_noise=0.02, weight_scaling="per-tile"))
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(24, 6)
+    layer = CrossbarLinear(linear, build_rpu_config(profile), profile.periphery)
+    x = torch.randn(1, 24).repeat(20000, 1)
+    with torch.no_grad():
+        noise = layer(x) - linear(x)
+    expected = 0.02 * x[0].norm() * linear.weight.abs().max()
+    assert noise.std(dim=0).mean().item() == pytest.approx(expected.item(), rel=0.05)
+    assert noise.mean(dim=0).abs().max().item() < 0.05 * expected.item()
+    assert layer.dense is None  # read noise keeps the layer off the exact dense path
+
+
+def test_fefet_cycle_variance_is_the_device_pair_read_noise():
+    from imc_sim.analog.rpu_config import build_noise_model
+
+    model = build_noise_model(load_profile("fefet"))
+    torch.manual_seed(0)
+    u = torch.tensor([-1.0, -0.3, 0.0, 0.5, 1.0])
+    span = model.g_max - model.g_min
+    g_pos = model.g_min + u.clamp(min=0) * span
+    g_neg = model.g_min + (-u).clamp(min=0) * span
+    reads = 200000
+    noisy = [(g + model.read_relative * g * torch.randn(reads, 5)) for g in (g_pos, g_neg)]
+    measured = ((noisy[0] - noisy[1]) / span).var(dim=0)
+    torch.testing.assert_close(model.cycle_variance(u), measured, rtol=0.03, atol=0.0)
+    # and the drifted state carries none of it: drift is deterministic given the coefficients
+    g = torch.full((1000,), 5.0)
+    params = model.generate_drift_coefficients(g)
+    assert torch.equal(model.apply_drift_noise_to_conductance(g, params, 3600.0),
+                       model.apply_drift_noise_to_conductance(g, params, 3600.0))

@@ -23,7 +23,7 @@ from imc_sim.evaluate import evaluate
 from imc_sim.peft import Method, get_method
 from imc_sim.tasks import TaskSpec, get_task
 
-DEFAULT_LR = {"grasp": 5e-3, "grasp-w": 1e-3, "stochgrasp": 1e-3, "lora": 5e-4, "ia3": 5e-3,
+DEFAULT_LR = {"grasp": 5e-3, "grasp-w": 3e-4, "stochgrasp": 3e-4, "lora": 5e-4, "ia3": 5e-3,
               "bitfit": 1e-3, "full": 3e-5}
 """Learning rate per method when ``--lr`` is not given (few-parameter methods take larger steps)."""
 DEVICE_METHODS = ("grasp", "grasp-w", "stochgrasp", "lora")

@@ -39,7 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from imc_sim.analog.periphery import Converters, TileStack, analog_mvm, standard_normal
+from imc_sim.analog.periphery import (
+    Converters,
+    TileStack,
+    analog_mvm,
+    read_variance,
+    standard_normal,
+)
 from imc_sim.analog.profile import DeviceProfile
 from imc_sim.analog.rpu_config import build_noise_model
 from imc_sim.analog.units import format_time
@@ -184,6 +190,7 @@ class DeviceSampler:
     def __init__(self, profile: DeviceProfile, tables: MomentTables):
         self.profile, self.tables = profile, tables
         self.conv = Converters.from_periphery(profile.periphery)
+        self.noise_model = build_noise_model(profile)
         self.rows = profile.periphery.tile_rows
         self.frozen: tuple[Tensor, ...] | None = None  # (m, u, idx, frac) of a frozen layer
 
@@ -219,7 +226,8 @@ class DeviceSampler:
         ``k``-th time and read through the periphery (deploy's MVM), plus the digital bias ``b``."""
         u_t, scale = self.device_weights(w, k, frozen)
         flat = x.reshape(-1, x.shape[-1]).float()
-        if self.conv.perfect:
+        read_var = read_variance(u_t, self.noise_model, self.profile.periphery.w_noise)
+        if self.conv.perfect and read_var is None:
             y = F.linear(flat, u_t * scale.view(-1, 1) if scale.dim() else u_t * scale, b)
         else:
             rows = min(self.rows, flat.shape[1])
@@ -227,9 +235,15 @@ class DeviceSampler:
             pad = row_tiles * rows - flat.shape[1]
             if pad:
                 flat, u_t = F.pad(flat, (0, pad)), F.pad(u_t, (0, pad))
-            tiles = u_t.view(u_t.shape[0], row_tiles, rows).transpose(0, 1).contiguous()
+                read_var = None if read_var is None else F.pad(read_var, (0, pad))
+
+            def stacked(t: Tensor) -> Tensor:
+                return t.view(t.shape[0], row_tiles, rows).transpose(0, 1).contiguous()
+
             scales = scale.expand(u_t.shape[0]).expand(row_tiles, -1)
-            y = analog_mvm(flat, TileStack.build(tiles, scales, self.conv), b, self.conv)
+            stack = TileStack.build(stacked(u_t), scales, self.conv,
+                                    None if read_var is None else stacked(read_var))
+            y = analog_mvm(flat, stack, b, self.conv)
         return y.view(*x.shape[:-1], -1).to(x.dtype)
 
 

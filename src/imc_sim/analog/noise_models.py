@@ -56,7 +56,9 @@ class FeFETNoiseModel(BaseNoiseModel):
     - drift (retention): each device relaxes towards ``g_relax`` by a fraction
       r * log10(1 + t / t0) of its distance (capped at 1), with r = relax_per_decade * scale *
       max(0, 1 + relax_spread * xi) drawn once per device at programming;
-    - read (cycle-to-cycle) noise: relative Gaussian, sigma_read = relative * g.
+    - read (cycle-to-cycle) noise: relative Gaussian, sigma_read = relative * g, fresh at every
+      MVM: :meth:`cycle_variance` gives it to the periphery (``imc_sim.analog.periphery``), which
+      draws it per read; the programmed and drifted state carries none of it.
     Conductances stay within [g_min, g_max].
     """
 
@@ -108,6 +110,13 @@ class FeFETNoiseModel(BaseNoiseModel):
     ) -> Tensor:
         lost = (drift_noise_param * math.log10(1 + t_inference / self.t0)).clamp(max=1.0)
         g = self.g_relax + (g_prog - self.g_relax) * (1 - lost)
-        if self.read_relative > 0:
-            g = g + self.read_relative * g.abs() * torch.randn_like(g)
         return g.clamp(self.g_min, self.g_max)
+
+    def cycle_variance(self, u: Tensor) -> Tensor | None:
+        """Per-read variance of normalised tile weights u (|u| <= 1 maps onto g_min..g_max): the
+        weight's device at g_min + |u| (g_max - g_min), its partner at g_min, each with read std
+        ``read_relative`` x g, so var = relative^2 ((|u| + r)^2 + r^2), r = g_min / (g_max - g_min)."""
+        if self.read_relative == 0:
+            return None
+        r = self.g_min / (self.g_max - self.g_min)
+        return (u.abs() + r).square_().add_(r * r).mul_(self.read_relative**2)

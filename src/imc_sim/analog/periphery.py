@@ -6,13 +6,18 @@ but in integer DAC codes, so that every elementwise step runs once, in place:
 
     s      = max_j |x_j|                         (noise management, per input row and row tile)
     c      = round(x / (s * d_in))               (DAC codes, d_in = 2 inp_bound / (2^b - 2))
-    y      = c W^T / q + (out_noise / (d_in q)) xi   (in ADC steps q = d_out / d_in; xi ~ N(0, 1),
+    y      = c W^T / q + sqrt((out_noise / d_in)^2 + sum_j c_j^2 V_j) / q xi
+                                                 (in ADC steps q = d_out / d_in; xi ~ N(0, 1),
                                                   one per output and read)
     y      = clamp(round(y), +-out_bound / d_out)   (ADC)
     output = y * s * d_out * column_scale        (digital: mapping scales, drift compensation)
 
 ``W`` holds the tile weights in [-1, 1] (after the mapping), stacked per row tile as
-``[row_tiles, out, rows]``; a layer's row tiles are summed digitally after their ADCs. Where the
+``[row_tiles, out, rows]``; a layer's row tiles are summed digitally after their ADCs. ``V`` is the
+per-read variance of each tile weight (cycle-to-cycle read noise, :func:`read_variance`): weight
+fluctuations drawn afresh at every MVM add, for each input vector and output, a Gaussian of
+variance sum_j c_j^2 V_j to the product, which is exactly their effect on that output; its
+variance comes from one bf16 GEMM of the squared codes with ``V``. Where the
 DAC codes fit int8 (a DAC of at most 8 bits) the product c W^T runs in int8 arithmetic
 (:mod:`imc_sim.analog.int8_product`), else in fp32. Only the product's arithmetic differs; every
 periphery step is the same.
@@ -25,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
+from aihwkit.inference.noise.base import BaseNoiseModel
 from torch import Tensor
 
 from imc_sim.analog import int8_product
@@ -91,20 +97,34 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="imc-sim-rng")
 
 
+def read_variance(u: Tensor, noise_model: BaseNoiseModel, w_noise: float) -> Tensor | None:
+    """Per-read variance of normalised tile weights ``u``: the periphery's constant ``w_noise``^2
+    plus the noise model's state-dependent cycle-to-cycle part (its ``cycle_variance``, where it
+    has one); None where there is neither."""
+    cycle = getattr(noise_model, "cycle_variance", None)
+    state = cycle(u) if cycle is not None else None
+    if w_noise == 0:
+        return state
+    return torch.full_like(u, w_noise**2) if state is None else state.add_(w_noise**2)
+
+
 @dataclass(frozen=True)
 class TileStack:
     """A layer's row tiles: weights [row_tiles, out, rows] in [-1, 1], digital output scales
-    [row_tiles, out], and the weights as int8 limbs (one per row tile) where the codes are int8."""
+    [row_tiles, out], the weights as int8 limbs (one per row tile) where the codes are int8, and
+    the per-read weight variance (bf16, like ``weights``) where the device has read noise."""
 
     weights: Tensor
     scales: Tensor
     packed: tuple[Int8Weights, ...] | None = None
+    read_var: Tensor | None = None
 
     @classmethod
-    def build(cls, weights: Tensor, scales: Tensor, conv: Converters) -> TileStack:
+    def build(cls, weights: Tensor, scales: Tensor, conv: Converters,
+              read_var: Tensor | None = None) -> TileStack:
         packed = (tuple(Int8Weights.pack(w, 1.0 / conv.step) for w in weights) if conv.int8
                   else None)
-        return cls(weights, scales, packed)
+        return cls(weights, scales, packed, None if read_var is None else read_var.bfloat16())
 
 
 def dac(x: Tensor, row_tiles: int, conv: Converters, as_uint8: bool) -> tuple[Tensor, Tensor | None]:
@@ -130,12 +150,24 @@ def dac(x: Tensor, row_tiles: int, conv: Converters, as_uint8: bool) -> tuple[Te
     return codes, scale
 
 
+def _noise(codes: Tensor, n: int, stack: TileStack, r: int, conv: Converters) -> Tensor:
+    """Row tile ``r``'s read noise in ADC steps: output noise and weight read noise, [n, out]."""
+    shape = (n, stack.weights.shape[1])
+    if stack.read_var is None:
+        if conv.out_noise == 0:
+            return torch.zeros(shape)
+        return standard_normal(shape, conv.out_noise / conv.step)
+    signed = codes[r].float().sub_(int8_product.ZERO_POINT) if stack.packed is not None else codes[:, r]
+    var = torch.mm(signed.square().bfloat16(), stack.read_var[r].T).float()
+    std = var.add_(conv.out_noise**2).sqrt_().mul_(1.0 / conv.step)
+    return standard_normal(shape).mul_(std)
+
+
 def _row_tile(codes: Tensor, scale: Tensor | None, n: int, stack: TileStack, r: int,
               conv: Converters) -> Tensor:
-    """Row tile ``r`` on ``n`` inputs: output noise, product, ADC, digital scales; [n, out]."""
+    """Row tile ``r`` on ``n`` inputs: read noise, product, ADC, digital scales; [n, out]."""
     step = conv.step
-    shape = (n, stack.weights.shape[1])
-    y = standard_normal(shape, conv.out_noise / step) if conv.out_noise > 0 else torch.zeros(shape)
+    y = _noise(codes, n, stack, r, conv)
     if stack.packed is not None:
         y = stack.packed[r].accumulate(codes[r], y)
     else:

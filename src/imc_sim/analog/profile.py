@@ -113,6 +113,7 @@ PERIPHERY: dict[str, Any] = {
     "dac_bits": Num(8, 2, 24, integer=True),
     "adc_bits": Num(8, 2, 24, integer=True),
     "out_noise": Num(0.0, 0.0, 10.0),
+    "w_noise": Num(0.0, 0.0, 1.0),
     "out_bound": Num(12.0, 0.0, 1e6, open_lo=True),
     "inp_bound": Num(1.0, 0.0, 1e6, open_lo=True),
 }
@@ -128,7 +129,9 @@ class Periphery:
 
     ``dac_bits``/``adc_bits`` = None (``ideal`` in YAML) means a converter without quantisation;
     ``out_noise`` is the std of the additive output noise relative to the full-scale output of one
-    tile (inputs and weights in [-1, 1]).
+    tile (inputs and weights in [-1, 1]); ``w_noise`` the std of the weight read noise drawn afresh
+    at every MVM (cycle to cycle), relative to the full-scale tile weight (aihwkit's
+    ``IOParameters.w_noise``, additive constant type).
     """
 
     tile_rows: int = 512
@@ -136,6 +139,7 @@ class Periphery:
     dac_bits: int | None = 8
     adc_bits: int | None = 8
     out_noise: float = 0.0
+    w_noise: float = 0.0
     out_bound: float = 12.0
     inp_bound: float = 1.0
     noise_management: str = "abs-max"
@@ -143,8 +147,9 @@ class Periphery:
 
     @property
     def perfect(self) -> bool:
-        """No converter and no output noise: the tile computes the exact product."""
-        return self.dac_bits is None and self.adc_bits is None and self.out_noise == 0.0
+        """No converter, no output noise and no weight read noise in the periphery."""
+        return (self.dac_bits is None and self.adc_bits is None and self.out_noise == 0.0
+                and self.w_noise == 0.0)
 
 
 @dataclass(frozen=True)

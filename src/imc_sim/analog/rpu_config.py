@@ -8,8 +8,9 @@ aihwkit 1.1.0 quirks handled here (each covered by a test in ``tests/test_aihwki
   fitted uS polynomial is not rescaled when ``g_max`` differs: the reference is set explicitly;
 - ``CustomDriftPCMLikeNoiseModel`` checks its table against the ``g_converter`` argument, so it
   must be given one;
-- torch tiles have no ``w_noise``: per-read noise is the noise model's read noise, applied at each
-  drift time, plus the periphery's output noise on every MVM.
+- torch tiles refuse ``forward.w_noise`` (ConfigError): the config keeps it 0 and imc-sim's fused
+  periphery draws the weight read noise itself at every MVM (``periphery.w_noise`` and the noise
+  model's ``cycle_variance``; ``imc_sim.analog.periphery.read_variance``).
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def build_rpu_config(profile: DeviceProfile) -> TorchInferenceRPUConfig:
     forward.inp_bound = periphery.inp_bound
     forward.out_bound = periphery.out_bound
     forward.out_noise = periphery.out_noise
-    forward.w_noise = 0.0
+    forward.w_noise = 0.0  # drawn by imc_sim.analog.periphery instead (torch tiles refuse it)
     forward.bound_management = BoundManagementType.NONE
     forward.noise_management = (NoiseManagementType.ABS_MAX if periphery.noise_management == "abs-max"
                                 else NoiseManagementType.NONE)

@@ -18,7 +18,7 @@ from aihwkit.simulator.configs import TorchInferenceRPUConfig
 from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
 from torch import Tensor, nn
 
-from imc_sim.analog.periphery import Converters, TileStack, analog_mvm
+from imc_sim.analog.periphery import Converters, TileStack, analog_mvm, read_variance
 from imc_sim.analog.profile import Periphery
 from imc_sim.peft.targets import in_out_features, weight_in_out
 
@@ -29,6 +29,7 @@ class FusedReadoutTile(TorchInferenceTile):
     periphery instead of aihwkit's own MVM: the same computation, fewer passes."""
 
     conv: Converters
+    w_noise: float
 
     @torch.no_grad()
     def _forward_drift_readout_tensor(self, reset_if: bool = False,
@@ -38,8 +39,10 @@ class FusedReadoutTile(TorchInferenceTile):
         if self.drift_readout_tensor is None or reset_if:
             self.drift_readout_tensor = self.rpu_config.drift_compensation.get_readout_tensor(
                 self.tile.get_x_size())
-        weight = self.tile.weight.detach()
-        stack = TileStack(weight.unsqueeze(0), torch.ones(1, weight.shape[0]))  # fp32 product
+        weight = self.tile.weight.detach().unsqueeze(0)
+        read_var = read_variance(weight, self.rpu_config.noise_model, self.w_noise)
+        stack = TileStack(weight, torch.ones(1, weight.shape[1]), None,  # fp32 product
+                          None if read_var is None else read_var.bfloat16())
         return analog_mvm(self.drift_readout_tensor, stack, None, self.conv)
 
 
@@ -53,6 +56,7 @@ class CrossbarLinear(nn.Module):
         bias = layer.bias.detach().clone().float() if layer.bias is not None else None
         self.register_buffer("bias", bias)
         self.conv = Converters.from_periphery(periphery)
+        self.noise_model, self.w_noise = config.noise_model, periphery.w_noise
         self.rows = min(periphery.tile_rows, self.in_features)
         self.row_tiles = math.ceil(self.in_features / self.rows)
         self.col_edges = list(range(0, self.out_features, periphery.tile_cols)) + [self.out_features]
@@ -61,7 +65,7 @@ class CrossbarLinear(nn.Module):
             for c0, c1 in zip(self.col_edges[:-1], self.col_edges[1:], strict=True):
                 block = weight[c0:c1, r * self.rows : (r + 1) * self.rows]
                 tile = FusedReadoutTile(c1 - c0, block.shape[1], rpu_config=config)
-                tile.conv = self.conv
+                tile.conv, tile.w_noise = self.conv, self.w_noise
                 tile.set_weights(block)
                 tile.eval()
                 self.tiles.append(tile)
@@ -89,8 +93,10 @@ class CrossbarLinear(nn.Module):
                     scales[r, c0:c1] *= mapping.view(-1)
                 if tile.rpu_config.drift_compensation is not None:
                     scales[r, c0:c1] *= tile.alpha.view(-1)
-        self.stack = TileStack.build(weights, scales, self.conv)
-        if self.conv.perfect:  # no periphery: one exact GEMM over the whole layer
+        read_var = read_variance(weights, self.noise_model, self.w_noise)
+        self.stack = TileStack.build(weights, scales, self.conv, read_var)
+        self.dense = None
+        if self.conv.perfect and read_var is None:  # no periphery: one exact GEMM for the layer
             dense = (weights * scales.unsqueeze(-1)).permute(1, 0, 2).reshape(self.out_features, -1)
             self.dense = dense[:, : self.in_features].contiguous()
 
@@ -109,7 +115,7 @@ class CrossbarLinear(nn.Module):
         self._gather()
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.conv.perfect:
+        if self.dense is not None:
             return F.linear(x, self.dense, self.bias)
         flat = x.reshape(-1, self.in_features)
         pad = self.row_tiles * self.rows - self.in_features

@@ -102,6 +102,8 @@ def test_checkpoint_records_the_device_and_auto_sigma(tmp_path, tiny_model_dir, 
     (["--method", "stochgrasp", "--sigma-target", "auto"], "--sigma-target auto needs --device"),
     (["--method", "bitfit", "--device", "pcm"], "--device trains grasp, grasp-w, stochgrasp, lora"),
     (["--device", "reram", "--drift", "1h"], "only characterised at 1s, 1d, 2d"),
+    (["--device-warmup", "0.5"], "--device-warmup needs --device"),
+    (["--device", "pcm", "--device-warmup", "1.5"], "fraction of the steps in [0, 1)"),
 ])
 def test_bad_device_training_input(extra, message, tmp_path, tiny_model_dir, tiny_glue, capsys):
     argv = ["train", "--model", str(tiny_model_dir), "--data-dir", str(tiny_glue), "--max-steps", "2",
@@ -209,3 +211,14 @@ def test_training_forward_matches_the_deployed_chip_in_distribution():
     ratio = train.std(0) / deployed.std(0)
     assert ((ratio > 0.75) & (ratio < 1.25)).all(), ratio
     assert deployed.std(0).min() > 0.01 * linear(x).abs().mean()  # the noise is really there
+
+
+def test_device_warmup_trains_digitally_first(tiny_model_dir, tiny_glue):
+    run = prepare(TrainArgs(method="grasp", model=str(tiny_model_dir), data_dir=str(tiny_glue),
+                            max_steps=4, batch_size=8, device="pcm", drift="1d", device_warmup=0.5,
+                            method_options={"k": 4}))
+    states = []
+    for _ in range(4):
+        run.step()
+        states.append(run.device.enabled)
+    assert states == [False, False, True, True]

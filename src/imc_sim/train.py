@@ -50,6 +50,7 @@ class TrainArgs:
     method_options: dict[str, Any] = field(default_factory=dict)
     device: str | None = None
     drift: str | None = None
+    device_warmup: float = 0.0
 
     def validate(self) -> None:
         for name in ("batch_size", "max_steps", "max_length"):
@@ -61,6 +62,11 @@ class TrainArgs:
             raise ImcSimError("--drift needs --device (the profile that drifts)")
         if self.device is not None and self.method not in DEVICE_METHODS:
             raise ImcSimError(f"--device trains {', '.join(DEVICE_METHODS)}; not {self.method!r}")
+        if not 0.0 <= self.device_warmup < 1.0:
+            raise ImcSimError(
+                f"--device-warmup is a fraction of the steps in [0, 1), got {self.device_warmup}")
+        if self.device_warmup and self.device is None:
+            raise ImcSimError("--device-warmup needs --device")
         if self.method_options.get("sigma_target") == "auto" and self.device is None:
             raise ImcSimError("--sigma-target auto needs --device (it is derived from the profile)")
 
@@ -111,13 +117,18 @@ class Run:
     stream: Iterator[dict[str, torch.Tensor]]
     lr: float
     device: DeviceTraining | None = None
+    steps_done: int = 0
 
     @property
     def model(self) -> torch.nn.Module:
         return self.backbone.model
 
     def step(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One optimisation step; returns (task loss, extra loss or None), detached."""
+        """One optimisation step; returns (task loss, extra loss or None), detached. With a device,
+        the first ``device_warmup`` fraction of the steps trains digitally."""
+        if self.device is not None:
+            self.device.enabled = self.steps_done >= self.args.device_warmup * self.args.max_steps
+        self.steps_done += 1
         task_loss = self.model(**next(self.stream)).loss
         extra = self.method.extra_loss(self.model, self.config)
         loss = task_loss if extra is None else task_loss + extra

@@ -36,9 +36,14 @@ def check_comparable(paths: list[str | os.PathLike[str]]) -> list[dict[str, Any]
 
 
 def device_trained(meta: dict[str, Any]) -> str | None:
-    """'pcm @ 1d' for a checkpoint trained device-aware, else None."""
+    """'pcm @ 1d' for a checkpoint trained device-aware (', after 50% digital' with a warm-up),
+    else None."""
     args = meta.get("train_args", {})
-    return f"{args['device']} @ {args.get('drift') or '1d'}" if args.get("device") else None
+    if not args.get("device"):
+        return None
+    warmup = args.get("device_warmup") or 0.0
+    return f"{args['device']} @ {args.get('drift') or '1d'}" + (
+        f", after {100 * warmup:.0f}% digital" if warmup else "")
 
 
 def compare_checkpoints(paths: list[str | os.PathLike[str]], profile: DeviceProfile, times: list[float],

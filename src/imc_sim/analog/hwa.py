@@ -287,9 +287,9 @@ class DeviceAwareForward:
         return ReplacedValue.apply(x, weight_in_out(self.inner), value)
 
     def __call__(self, x: Tensor) -> Tensor:
-        if not self.module.training:
-            return self.original(x)
         k = self.clock[0]
+        if not self.module.training or k < 0:
+            return self.original(x)
         if self.inner is None:
             w, b = effective_weight(self.module)
             frozen = not w.requires_grad
@@ -311,15 +311,16 @@ class DeviceAwareForward:
 
 class DeviceTraining:
     """Training forwards of ``model``'s analog layers see ``profile`` at a drift time drawn per
-    forward (log-uniform over the grid standing for ``drift``). Module structure and state-dict
-    names are unchanged; :meth:`detach` restores the plain forwards."""
+    forward (log-uniform over the grid standing for ``drift``), while :attr:`enabled`. Module
+    structure and state-dict names are unchanged; :meth:`detach` restores the plain forwards."""
 
     def __init__(self, model: nn.Module, profile: DeviceProfile, drift: tuple[float, float]):
         if drift[0] != drift[1] and not profile.drifts:
             raise ImcSimError(f"device {profile.name!r} has no drift; a drift range "
                               f"{format_time(drift[0])}..{format_time(drift[1])} means nothing for it")
         self.tables = MomentTables.measure(profile, drift_grid(*drift))
-        clock = [0]
+        self.enabled = True
+        clock = [0]  # index of this forward's drift time; -1: the device is off
         layers = analog_layers(model)
         if not layers:
             raise ImcSimError("no Linear/Conv1D layer inside transformer blocks to train device-aware")
@@ -331,7 +332,7 @@ class DeviceTraining:
             module.forward = forward
         n = len(self.tables.times)
         self.hook = model.register_forward_pre_hook(
-            lambda *_: clock.__setitem__(0, int(torch.randint(n, (1,)))))
+            lambda *_: clock.__setitem__(0, int(torch.randint(n, (1,))) if self.enabled else -1))
 
     def detach(self) -> None:
         self.hook.remove()

@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lam", type=float, help="StochGRASP lambda of eq. 6 (0.05)")
     p.add_argument("--device", help="train device-aware against this profile (name or YAML path)")
     p.add_argument("--drift", help="drift time, or a range such as 1h..1y, for --device (default 1d)")
+    p.add_argument("--device-warmup", type=float, default=0.0, metavar="FRACTION",
+                   help="train digitally for this fraction of the steps before --device switches on")
     p.add_argument("--lr", type=float, help="learning rate (default per method)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-steps", type=int, default=1500)
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                   lr=args.lr, batch_size=args.batch_size, max_steps=args.max_steps,
                   max_length=args.max_length, seed=args.seed, train_limit=args.train_limit,
                   eval_limit=args.eval_limit, method_options=options, device=args.device,
-                  drift=args.drift),
+                  drift=args.drift, device_warmup=args.device_warmup),
         progress=not args.quiet,
     )
     m = result.metrics

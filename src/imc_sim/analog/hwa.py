@@ -298,7 +298,7 @@ class DeviceAwareForward:
         with torch.no_grad():
             w, b = effective_weight(self.module)
             value = self.sampler.output(x, w, b, k, frozen=False)
-            if self.inner is not getattr(self.module, "base", None):  # LoRA adds its branch after
+            if not isinstance(self.module, GraspLayer):  # LoRA adds its branch after the base
                 value = value - _lora_branch(self.module, x)
         self.pending = value
         return self.original(x)

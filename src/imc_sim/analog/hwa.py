@@ -31,6 +31,7 @@ model gives them and approximates its conditional distribution by a Gaussian; de
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -99,28 +100,31 @@ class MomentTables:
         return cls(list(times), torch.stack(means), torch.stack(stds), _weight_level(profile))
 
     def __post_init__(self) -> None:
-        # per grid cell: (mean, mean slope, std, std slope), one row gathered per weight
-        self.cells = torch.stack([self.mean[:, :-1], self.mean.diff(dim=1),
-                                  self.std[:, :-1], self.std.diff(dim=1)], dim=-1).contiguous()
+        # [1, (mean, std), times, GRID]: the image that grid_sample interpolates
+        self.image = torch.stack([self.mean, self.std]).unsqueeze(0).contiguous()
 
     @staticmethod
-    def positions(u: Tensor) -> tuple[Tensor, Tensor]:
-        """Grid cell index and fraction within it of each normalised target (time-independent)."""
-        pos = (u.clamp(-1, 1) + 1).mul_((GRID - 1) / 2)
-        idx = pos.long().clamp_(max=GRID - 2)
-        return idx, pos.sub_(idx)
+    def grid(u: Tensor) -> Tensor:
+        """The sampling grid of normalised targets ``u``: [1, 1, n, (x = u, y = time)]; a frozen
+        layer's is built once and reused at every time."""
+        grid = torch.empty(1, 1, u.numel(), 2)
+        grid[0, 0, :, 0] = u.reshape(-1)
+        return grid
 
-    def at(self, u: Tensor, idx: Tensor, frac: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """(mean, std) for time index ``k`` at targets ``u`` whose :meth:`positions` are given."""
+    def at(self, u: Tensor, grid: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """(mean, std) for time index ``k`` at targets ``u`` (whose :meth:`grid` is given),
+        linearly interpolated in u (targets beyond [-1, 1] take the edge values)."""
         if self.weight_level:
             return u.clone(), torch.full_like(u, self.std[k].mean().item())
-        cell = self.cells[k].index_select(0, idx.view(-1)).view(*idx.shape, 4)
-        mean = torch.addcmul(cell[..., 0], cell[..., 1], frac)
-        return mean, torch.addcmul(cell[..., 2], cell[..., 3], frac)
+        rows = len(self.times)
+        grid[0, 0, :, 1] = 2 * k / (rows - 1) - 1 if rows > 1 else 0.0
+        out = F.grid_sample(self.image, grid, mode="bilinear", padding_mode="border",
+                            align_corners=True)
+        return out[0, 0, 0].view(u.shape), out[0, 1, 0].view(u.shape)
 
     def lookup(self, u: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """(mean, std) at normalised targets ``u`` for time index ``k`` (linear interpolation)."""
-        return self.at(u, *self.positions(u), k)
+        return self.at(u, self.grid(u), k)
 
 
 def mapping_scale(profile: DeviceProfile, w: Tensor) -> Tensor:
@@ -189,19 +193,21 @@ class DeviceSampler:
 
     def __init__(self, profile: DeviceProfile, tables: MomentTables):
         self.profile, self.tables = profile, tables
-        self.conv = Converters.from_periphery(profile.periphery)
+        # fp32 product: the weights change at every step, and packing int8 limbs costs more
+        # than the int8 product saves (deploy packs once per drift time)
+        self.conv = dataclasses.replace(Converters.from_periphery(profile.periphery), int8=False)
         self.noise_model = build_noise_model(profile)
         self.rows = profile.periphery.tile_rows
-        self.frozen: tuple[Tensor, ...] | None = None  # (m, u, idx, frac) of a frozen layer
+        self.frozen: tuple[Tensor, ...] | None = None  # (m, u, grid) of a frozen layer
 
     def _targets(self, w: Tensor, frozen: bool) -> tuple[Tensor, ...]:
-        """Mapping scale m [out, 1] or [], normalised targets u and their grid positions; a frozen
+        """Mapping scale m [out, 1] or [], normalised targets u and their sampling grid; a frozen
         layer's never change and are kept."""
         if frozen and self.frozen is not None:
             return self.frozen
         m = mapping_scale(self.profile, w)
         u = w / m
-        cached = (m, u, *self.tables.positions(u))
+        cached = (m, u, self.tables.grid(u))
         if frozen:
             self.frozen = cached
         return cached
@@ -209,8 +215,8 @@ class DeviceSampler:
     def device_weights(self, w: Tensor, k: int, frozen: bool) -> tuple[Tensor, Tensor]:
         """(U_t, out_scale): normalised weights drawn at the ``k``-th drift time, and the digital
         scale per output (mapping scale times drift compensation), [out] or []."""
-        m, u, idx, frac = self._targets(w, frozen)
-        mean, std = self.tables.at(u, idx, frac, k)
+        m, u, grid = self._targets(w, frozen)
+        mean, std = self.tables.at(u, grid, k)
         drifted = mean.add_(std.mul_(standard_normal(tuple(u.shape))))
         compensation = self.profile.compensation
         if compensation == "none":

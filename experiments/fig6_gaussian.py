@@ -52,8 +52,12 @@ def main() -> None:
     parser.set_defaults(seeds=3)
     parser.add_argument("--sigma-target", type=float, default=0.01)
     parser.add_argument("--lam", type=float, default=0.05)
+    parser.add_argument("--sigmas", default=",".join(map(str, SIGMAS)),
+                        help="injected noise levels (other than the paper's: results named -wide)")
     args = parser.parse_args()
+    sigmas = tuple(float(x) for x in args.sigmas.split(","))
     tag = apply_quick(args)
+    name = f"fig6_gaussian-{tag}" + ("" if sigmas == SIGMAS else "-wide")
     results = []
     for label, method in ARMS.items():
         options = {"k": 64, "rows": "rows", "sigma_target": args.sigma_target, "lam": args.lam}
@@ -68,7 +72,7 @@ def main() -> None:
         set_eval_mode(loaded.model, "mean")
         digital = evaluate(loaded.model, batches, loaded.task)
         points = []
-        for sigma in tqdm(SIGMAS, desc=label):
+        for sigma in tqdm(sigmas, desc=label):
             values = []
             for seed in range(args.seeds):
                 set_eval_mode(loaded.model, "inject", sigma_noise=sigma, seed=seed)
@@ -77,13 +81,12 @@ def main() -> None:
         results.append({"name": label, "method": method, "device_trained": None,
                         "checkpoint": str(path), "digital_metric": digital, "sigmas": points})
     payload = {"experiment": "fig6_gaussian", "quick": args.quick, "steps": args.steps,
-               "seeds": args.seeds, "checkpoints": results}
-    write_json(f"fig6_gaussian-{tag}", payload)
+               "seeds": args.seeds, "sigmas": list(sigmas), "checkpoints": results}
+    write_json(name, payload)
     rows = [[r["name"]] + [f"{100 * p['mean']:.1f} ± {100 * p['std']:.1f}" for p in r["sigmas"]]
             for r in results]
-    table = format_table(["model"] + [f"sigma={s}" for s in SIGMAS], rows, markdown=True)
+    table = format_table(["model"] + [f"sigma={s}" for s in sigmas], rows, markdown=True)
     print(table)
-    name = f"fig6_gaussian-{tag}"
     command = "python experiments/fig6_gaussian.py " + " ".join(sys.argv[1:])
     write_results_section(name, command, table)
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -95,7 +98,7 @@ def main() -> None:
            title=f"Fig. 6 protocol, MiniLM-L6 ({args.steps} steps, {args.seeds} seeds)")
     ax.grid(alpha=0.3)
     ax.legend()
-    write_atomic(RESULTS / f"fig6_gaussian-{tag}.png", lambda tmp: fig.savefig(tmp, format="png",
+    write_atomic(RESULTS / f"{name}.png", lambda tmp: fig.savefig(tmp, format="png",
                                                                                 dpi=120))
 
 

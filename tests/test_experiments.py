@@ -28,10 +28,14 @@ def run_script(module_name, monkeypatch, *argv):
 def test_drift_experiment_writes_compare_schema(results_dir, wide_model_dir, tiny_glue, monkeypatch, capsys):
     run_script("drift_pcm", monkeypatch, "--model", str(wide_model_dir), "--data-dir", str(tiny_glue),
                "--steps", "2", "--seeds", "2", "--devices", "reram,pcm")
-    assert "pcm @ 1d: StochGRASP-pcm" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "pcm @ 1d: stochgrasp-pcm" in out and "pcm @ 1y: stochgrasp-pcm-warm" in out
+    assert "vs grasp-w-k64" in out and "vs grasp-w-pcm" in out
     pcm = json.loads((results_dir / "results" / "drift_pcm-full.json").read_text())
     assert [c["name"] for c in pcm["checkpoints"]][3] == "stochgrasp-pcm-full"
     assert pcm["checkpoints"][3]["device_trained"] == "pcm @ 1h..1y"
+    warm = next(c for c in pcm["checkpoints"] if c["name"] == "stochgrasp-pcm-warm-full")
+    assert warm["device_trained"] == "pcm @ 1h..1y, after 50% digital"
     labels = [p["label"] for p in pcm["checkpoints"][0]["times"]]
     assert labels == ["1s", "1h", "1d", "1w", "1mo", "1y", "10y"]
     point = pcm["checkpoints"][0]["times"][0]

@@ -40,15 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from imc_sim.analog.periphery import (
-    Converters,
-    TileStack,
-    analog_mvm,
-    read_variance,
-    standard_normal,
-)
+from imc_sim.analog.periphery import Converters, TileStack, analog_mvm, read_variance
 from imc_sim.analog.profile import DeviceProfile
 from imc_sim.analog.rpu_config import build_noise_model
+from imc_sim.analog.threads import standard_normal
 from imc_sim.analog.units import format_time
 from imc_sim.errors import ImcSimError
 from imc_sim.peft.grasp import GraspLayer

@@ -10,7 +10,7 @@ two int8 limbs under a per-column scale m (the column's largest |w|):
 so that a weight is held to 15-bit fixed point: its error is at most m / 64,516 (1.6e-5 of the
 column's largest weight), far below the programming and read noise of any shipped profile (pcm's
 smallest programming-noise std is about 1 % of g_max). The two products accumulate into one fp32
-tensor in place (oneDNN's ``sum`` post-op), which may already hold the output noise. On a CPU with
+tensor in place (oneDNN's ``sum`` post-op). On a CPU with
 AVX-512 VNNI this is about 3x faster than the fp32 GEMM (``docs/results.md``); where oneDNN is
 missing, :data:`AVAILABLE` is false and the periphery uses fp32.
 """
@@ -61,11 +61,11 @@ class Int8Weights:
             zero_points=torch.zeros(weight.shape[0], dtype=torch.long),
         )
 
-    def accumulate(self, codes_u8: Tensor, out: Tensor) -> Tensor:
-        """``out += out_scale * c W^T`` in place, c = ``codes_u8`` - 128 ([N, rows] uint8, contiguous);
-        ``out`` is [N, out] float32, contiguous."""
-        for limb, scale in ((self.hi, self.scale_hi), (self.lo, self.scale_lo)):
-            out = torch.ops.onednn.qlinear_pointwise.binary(
-                codes_u8, 1.0, ZERO_POINT, limb, scale, self.zero_points, out, None, 1.0, 0,
-                torch.float32, 1.0, 0, "sum", 1.0, "none", [], "")
-        return out
+    def product(self, codes_u8: Tensor) -> Tensor:
+        """``out_scale * c W^T`` as float32 [N, out], c = ``codes_u8`` - 128 ([N, rows] uint8)."""
+        out = torch.ops.onednn.qlinear_pointwise(
+            codes_u8, 1.0, ZERO_POINT, self.hi, self.scale_hi, self.zero_points, None, 1.0, 0,
+            torch.float32, "none", [], "")
+        return torch.ops.onednn.qlinear_pointwise.binary(  # adds the low limb's product onto out
+            codes_u8, 1.0, ZERO_POINT, self.lo, self.scale_lo, self.zero_points, out, None, 1.0, 0,
+            torch.float32, 1.0, 0, "sum", 1.0, "none", [], "")

@@ -25,19 +25,15 @@ periphery step is the same.
 
 from __future__ import annotations
 
-import functools
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 from aihwkit.inference.noise.base import BaseNoiseModel
 from torch import Tensor
 
-from imc_sim.analog import int8_product
+from imc_sim.analog import epilogue, int8_product
 from imc_sim.analog.int8_product import Int8Weights
 from imc_sim.analog.profile import Periphery
-
-PARALLEL_FILL = 1 << 18  # elements from which a normal fill is split over threads
 
 
 @dataclass(frozen=True)
@@ -71,30 +67,6 @@ class Converters:
     def step(self) -> float:
         """One ADC step in product units (1 without an ADC)."""
         return self.adc_step if self.adc_step > 0 else 1.0
-
-
-def standard_normal(shape: tuple[int, ...], std: float = 1.0) -> Tensor:
-    """N(0, std^2) samples of ``shape`` from torch's global generator.
-
-    torch fills normal tensors on one CPU thread; large fills are split over ``torch.get_num_threads()``
-    generators seeded from the global generator (so a global seed still fixes every sample).
-    """
-    out = torch.empty(shape)
-    threads = torch.get_num_threads()
-    if threads < 2 or out.numel() < PARALLEL_FILL:
-        return out.normal_(0.0, std)
-    seeds = torch.randint(0, 2**62, (threads,)).tolist()
-    chunks = out.view(-1).chunk(threads)
-    futures = [_pool(threads).submit(c.normal_, 0.0, std, generator=torch.Generator().manual_seed(seed))
-               for c, seed in zip(chunks, seeds, strict=True)]
-    for future in futures:
-        future.result()
-    return out
-
-
-@functools.cache
-def _pool(threads: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(threads, thread_name_prefix="imc-sim-rng")
 
 
 def read_variance(u: Tensor, noise_model: BaseNoiseModel, w_noise: float) -> Tensor | None:
@@ -150,46 +122,42 @@ def dac(x: Tensor, row_tiles: int, conv: Converters, as_uint8: bool) -> tuple[Te
     return codes, scale
 
 
-def _noise(codes: Tensor, n: int, stack: TileStack, r: int, conv: Converters) -> Tensor:
-    """Row tile ``r``'s read noise in ADC steps: output noise and weight read noise, [n, out]."""
-    shape = (n, stack.weights.shape[1])
+def _noise_std(codes: Tensor, n: int, stack: TileStack, r: int, conv: Converters) -> float | Tensor:
+    """Row tile ``r``'s read-noise std in ADC steps: output noise, and weight read noise where the
+    device has it (then one value per input and output, [n, out])."""
     if stack.read_var is None:
-        if conv.out_noise == 0:
-            return torch.zeros(shape)
-        return standard_normal(shape, conv.out_noise / conv.step)
+        return conv.out_noise / conv.step
     signed = codes[r].float().sub_(int8_product.ZERO_POINT) if stack.packed is not None else codes[:, r]
     var = torch.mm(signed.square().bfloat16(), stack.read_var[r].T).float()
-    std = var.add_(conv.out_noise**2).sqrt_().mul_(1.0 / conv.step)
-    return standard_normal(shape).mul_(std)
+    return var.add_(conv.out_noise**2).sqrt_().mul_(1.0 / conv.step)
 
 
 def _row_tile(codes: Tensor, scale: Tensor | None, n: int, stack: TileStack, r: int,
-              conv: Converters) -> Tensor:
-    """Row tile ``r`` on ``n`` inputs: read noise, product, ADC, digital scales; [n, out]."""
+              conv: Converters, out: Tensor | None, bias: Tensor | None) -> Tensor:
+    """Row tile ``r`` on ``n`` inputs: product, read noise, ADC and digital scales, added onto
+    ``out`` (the row tiles before it) in place, or onto the bias for the first row tile."""
     step = conv.step
-    y = _noise(codes, n, stack, r, conv)
     if stack.packed is not None:
-        y = stack.packed[r].accumulate(codes[r], y)
+        y, y_scale = stack.packed[r].product(codes[r]), 1.0
     else:
-        y = torch.addmm(y, codes[:, r], stack.weights[r].T, alpha=1.0 / step)
-    if conv.adc_step > 0:
-        y.round_()
-    y.clamp_(-conv.out_bound / step, conv.out_bound / step)
-    if scale is not None:
-        y.mul_(scale[:, r])
-    return y.mul_(stack.scales[r] * (conv.d_in * step))
+        y, y_scale = torch.mm(codes[:, r], stack.weights[r].T), 1.0 / step
+    return epilogue.apply(
+        y, y_scale, _noise_std(codes, n, stack, r, conv), conv.adc_step > 0, conv.out_bound / step,
+        None if scale is None else scale[:, r].reshape(-1).contiguous(),
+        stack.scales[r] * (conv.d_in * step), out if out is not None else bias,
+        out if out is not None else y)
 
 
 def analog_mvm(x: Tensor, stack: TileStack, bias: Tensor | None, conv: Converters) -> Tensor:
     """Periphery-managed product of ``x`` [N, row_tiles * rows] with the stacked tiles, plus bias.
 
-    Returns [N, out]. The product comes out in ADC steps and lands on the output noise (drawn
-    first, at its std in steps), so only rounding, clipping and scaling remain; row tiles are
-    summed digitally.
+    Returns [N, out]. Each row tile's product (in ADC steps) goes through one pass of
+    :mod:`imc_sim.analog.epilogue` (read noise, ADC, scales), which adds it onto the sum of the
+    row tiles before it: row tiles are summed digitally.
     """
     row_tiles = stack.weights.shape[0]
     codes, scale = dac(x, row_tiles, conv, stack.packed is not None)
-    out = _row_tile(codes, scale, x.shape[0], stack, 0, conv)
-    for r in range(1, row_tiles):
-        out += _row_tile(codes, scale, x.shape[0], stack, r, conv)
-    return out if bias is None else out.add_(bias)
+    out = None
+    for r in range(row_tiles):
+        out = _row_tile(codes, scale, x.shape[0], stack, r, conv, out, bias)
+    return out

@@ -1,0 +1,131 @@
+/* The tile periphery after the product, fused into one pass: output noise, ADC, digital scales.
+ *
+ * For every element (i, j) of a row tile's product y:
+ *     v = y[i, j] * y_scale + sd * z[i, j]   (in ADC steps) z ~ N(0, 1); sd a scalar or per element
+ *     v = clamp(round(v), -bound, bound)     (round: half to even; skipped without an ADC)
+ *     out[i, j] = base[i, j] + v * row_scale[i] * col_factor[j]
+ * with base = out (accumulate: the row tiles before this one) or the bias (or 0).
+ *
+ * z comes from a counter-based generator, Philox4x32-10 (Salmon et al., SC 2011), keyed by a
+ * 64-bit seed drawn from torch's generator per call, and Box-Muller: each group of 64 columns of
+ * a row has its own counters, so the noise of (i, j) does not depend on how rows are split over
+ * threads. Loops over 16 lanes are written for the compiler to vectorise (libmvec for log/sin/cos).
+ * Plain C, no Python API: built at install (optional) and loaded with ctypes by
+ * imc_sim/analog/epilogue.py, which falls back to torch operations without it.
+ */
+#include <math.h>
+#include <stdint.h>
+
+#define LANES 16
+#define GROUP (4 * LANES) /* normals per group of counters */
+
+/* ln x for x in (0, 1]: x = m 2^e with m in [1, 2), ln m = 2 atanh(t), t = (m - 1) / (m + 1) in
+ * [0, 1/3), by its series to t^9 (error below 6e-7). Plain arithmetic, so the loop vectorises. */
+static inline float log_unit(float x) {
+    union { float f; uint32_t i; } v = {x};
+    const float e = (float)((int32_t)(v.i >> 23) - 127);
+    v.i = (v.i & 0x007FFFFFu) | 0x3F800000u;
+    const float t = (v.f - 1.0f) / (v.f + 1.0f), t2 = t * t;
+    const float series = t * (2.0f + t2 * (2.0f / 3 + t2 * (2.0f / 5 + t2 * (2.0f / 7 + t2 * (2.0f / 9)))));
+    return e * 0.69314718055994531f + series;
+}
+
+/* cos(2 pi u) for any u: with w = |u - rint(u)| - 1/4 in [-1/4, 1/4], cos(2 pi u) = -sin(2 pi w),
+ * sin by its odd series to x^11 on [-pi/2, pi/2] (error below 6e-8). */
+static inline float cos_turns(float u) {
+    const float x = 6.28318530717958647692f * (fabsf(u - rintf(u)) - 0.25f), x2 = x * x;
+    const float sin_x = x * (1.0f + x2 * (-1.0f / 6 + x2 * (1.0f / 120 + x2 * (-1.0f / 5040
+                        + x2 * (1.0f / 362880 + x2 * (-1.0f / 39916800))))));
+    return -sin_x;
+}
+
+static void philox_normals(uint64_t group, uint64_t seed, float *z) {
+    uint32_t c0[LANES], c1[LANES], c2[LANES], c3[LANES];
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+#pragma omp simd
+    for (int l = 0; l < LANES; l++) {
+        uint64_t counter = group * LANES + (uint64_t)l;
+        c0[l] = (uint32_t)counter;
+        c1[l] = (uint32_t)(counter >> 32);
+        c2[l] = 0x243F6A88u; /* fixed words of the counter (digits of pi) */
+        c3[l] = 0x85A308D3u;
+    }
+    for (int round = 0; round < 10; round++) {
+#pragma omp simd
+        for (int l = 0; l < LANES; l++) {
+            uint64_t p0 = (uint64_t)0xD2511F53u * c0[l];
+            uint64_t p1 = (uint64_t)0xCD9E8D57u * c2[l];
+            uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[l] ^ k0;
+            uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3[l] ^ k1;
+            c1[l] = (uint32_t)p1;
+            c3[l] = (uint32_t)p0;
+            c0[l] = n0;
+            c2[l] = n2;
+        }
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    const float scale = 1.0f / 16777216.0f;
+#pragma omp simd
+    for (int l = 0; l < LANES; l++) {
+        float u1 = ((float)(c0[l] >> 8) + 0.5f) * scale; /* in (0, 1) */
+        float u2 = (float)(c1[l] >> 8) * scale;
+        float u3 = ((float)(c2[l] >> 8) + 0.5f) * scale;
+        float u4 = (float)(c3[l] >> 8) * scale;
+        float r1 = sqrtf(-2.0f * log_unit(u1)), r2 = sqrtf(-2.0f * log_unit(u3));
+        z[l] = r1 * cos_turns(u2);
+        z[LANES + l] = r1 * cos_turns(u2 - 0.25f); /* sin(2 pi u) */
+        z[2 * LANES + l] = r2 * cos_turns(u4);
+        z[3 * LANES + l] = r2 * cos_turns(u4 - 0.25f);
+    }
+}
+
+/* Rows row0 .. row0 + rows - 1 of an [n, m] product; see the file comment. sd_elem (or NULL for
+ * sd_scalar), row_scale, bias may be NULL; out may be y itself. Returns nothing. */
+void periphery_epilogue(const float *y, float y_scale, int64_t m, int64_t row0, int64_t rows,
+                        const float *sd_elem, float sd_scalar, int quantize, float bound,
+                        const float *row_scale, const float *col_factor, const float *bias,
+                        float *out, int accumulate, uint64_t seed) {
+    const int64_t groups = (m + GROUP - 1) / GROUP;
+    const int noisy = sd_elem != 0 || sd_scalar != 0.0f;
+    float z[GROUP], v[GROUP];
+    /* one simple loop per step, each branch-free, so that every one vectorises */
+    for (int64_t i = row0; i < row0 + rows; i++) {
+        const float rs = row_scale ? row_scale[i] : 1.0f;
+        for (int64_t g = 0; g < groups; g++) {
+            const int64_t j0 = g * GROUP, len = m - j0 < GROUP ? m - j0 : GROUP;
+            const float *yg = y + i * m + j0, *cg = col_factor + j0;
+            float *og = out + i * m + j0;
+#pragma omp simd
+            for (int64_t t = 0; t < len; t++) v[t] = yg[t] * y_scale;
+            if (noisy) {
+                philox_normals((uint64_t)i * (uint64_t)groups + (uint64_t)g, seed, z);
+                if (sd_elem) {
+                    const float *sg = sd_elem + i * m + j0;
+#pragma omp simd
+                    for (int64_t t = 0; t < len; t++) v[t] += sg[t] * z[t];
+                } else {
+#pragma omp simd
+                    for (int64_t t = 0; t < len; t++) v[t] += sd_scalar * z[t];
+                }
+            }
+            if (quantize) {
+#pragma omp simd
+                for (int64_t t = 0; t < len; t++) v[t] = rintf(v[t]);
+            }
+#pragma omp simd
+            for (int64_t t = 0; t < len; t++) v[t] = fminf(fmaxf(v[t], -bound), bound) * rs * cg[t];
+            if (accumulate) {
+#pragma omp simd
+                for (int64_t t = 0; t < len; t++) og[t] += v[t];
+            } else if (bias) {
+                const float *bg = bias + j0;
+#pragma omp simd
+                for (int64_t t = 0; t < len; t++) og[t] = bg[t] + v[t];
+            } else {
+#pragma omp simd
+                for (int64_t t = 0; t < len; t++) og[t] = v[t];
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+"""The compiled periphery pass (noise, ADC, scales) against its torch fallback, and its noise."""
+
+import pytest
+import torch
+
+from imc_sim.analog import epilogue
+
+compiled = pytest.mark.skipif(not epilogue.AVAILABLE, reason="the C pass was not built (no compiler)")
+
+
+def inputs(n=300, m=200):
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randn(n, m, generator=gen) * 40
+    return y, torch.rand(n, generator=gen) + 0.5, torch.rand(m, generator=gen), torch.randn(m, generator=gen)
+
+
+@pytest.fixture
+def fallback(monkeypatch):
+    monkeypatch.setattr(epilogue, "use_compiled", False)
+
+
+def run(y, rs, cf, base, out, sd=0.0, y_scale=0.5):
+    return epilogue.apply(y, y_scale, sd, True, 30.0, rs, cf, base, out)
+
+
+def test_fallback_rounds_clips_scales_and_adds(fallback):
+    y, rs, cf, bias = inputs()
+    got = run(y, rs, cf, bias, torch.empty_like(y))
+    expected = bias + (0.5 * y).round().clamp(-30, 30) * rs[:, None] * cf
+    torch.testing.assert_close(got, expected)
+    acc = expected.clone()
+    torch.testing.assert_close(run(y, rs, cf, acc, acc), 2 * expected - bias)  # accumulate
+
+
+@compiled
+@pytest.mark.parametrize("base", ["bias", "none", "accumulate"])
+def test_compiled_pass_equals_the_fallback_without_noise(base, monkeypatch):
+    y, rs, cf, bias = inputs()
+    results = []
+    for use in (True, False):
+        monkeypatch.setattr(epilogue, "use_compiled", use)
+        out = bias.expand_as(y).clone() if base == "accumulate" else y.clone()
+        chosen = {"bias": bias, "none": None, "accumulate": out}[base]
+        results.append(run(y.clone(), rs, cf, chosen, out))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-6, atol=1e-5)
+
+
+@compiled
+def test_compiled_noise_is_standard_normal_seeded_by_torch_and_split_free(monkeypatch):
+    n, m = 2000, 1000
+    zeros, ones = torch.zeros(n, m), torch.ones(m)
+
+    def draw(seed, threads):
+        torch.manual_seed(seed)
+        monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+        return epilogue.apply(zeros, 1.0, 1.0, False, 1e30, None, ones, None, torch.empty(n, m))
+
+    z = draw(0, 1)
+    assert torch.equal(z, draw(0, 2)) and torch.equal(z, draw(0, 3))  # rows split over threads
+    assert not torch.equal(z, draw(1, 1))
+    flat = z.flatten().double()
+    assert abs(flat.mean()) < 0.003 and flat.std() == pytest.approx(1.0, abs=0.003)
+    assert ((flat - flat.mean()) ** 4).mean() / flat.var() ** 2 == pytest.approx(3.0, abs=0.03)
+    for p, expected in ((1.0, 0.6827), (2.0, 0.9545), (3.0, 0.9973)):  # the tails are Gaussian
+        assert (flat.abs() < p).double().mean() == pytest.approx(expected, abs=0.002)
+    lagged = torch.corrcoef(torch.stack([flat[:-1], flat[1:]]))[0, 1]
+    assert abs(lagged) < 0.005
+    columns = torch.corrcoef(z[:, :50].T.double()) - torch.eye(50, dtype=torch.float64)
+    assert columns.abs().max() < 0.1  # groups of 64 columns share counters, not samples
+
+
+@compiled
+def test_compiled_noise_takes_a_std_per_element():
+    torch.manual_seed(0)
+    sd = torch.linspace(0.0, 2.0, 400).repeat(5000, 1)
+    z = epilogue.apply(torch.zeros(5000, 400), 1.0, sd, False, 1e30, None, torch.ones(400), None,
+                       torch.empty(5000, 400))
+    torch.testing.assert_close(z.std(dim=0), sd[0], rtol=0.05, atol=0.0)
+    assert torch.equal(z[:, 0], torch.zeros(5000))

@@ -1,5 +1,6 @@
 """The compiled periphery pass (noise, ADC, scales) against its torch fallback, and its noise."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -77,3 +78,25 @@ def test_compiled_noise_takes_a_std_per_element():
                        torch.empty(5000, 400))
     torch.testing.assert_close(z.std(dim=0), sd[0], rtol=0.05, atol=0.0)
     assert torch.equal(z[:, 0], torch.zeros(5000))
+
+
+@compiled
+def test_compiled_device_draw_interpolates_the_tables_and_sums_rows(monkeypatch):
+    """draw(): per column (one target u each), mean and std over rows follow the tables linearly
+    interpolated in u (clamped to [-1, 1]); the row sums are those of |u| and |w|."""
+    grid = torch.linspace(-1, 1, 9)
+    mean_tab, std_tab = 0.8 * grid + 0.1 * grid**2, 0.02 + 0.05 * grid.abs()
+    u = torch.linspace(-1.3, 1.3, 300).repeat(4000, 1)
+    torch.manual_seed(0)
+    w, abs_u, abs_w = epilogue.draw(u, mean_tab, std_tab)
+    at = u[0].clamp(-1, 1).numpy()
+    expected_mean = torch.from_numpy(np.interp(at, grid.numpy(), mean_tab.numpy())).float()
+    expected_std = torch.from_numpy(np.interp(at, grid.numpy(), std_tab.numpy())).float()
+    se = expected_std / 4000**0.5
+    assert ((w.mean(0) - expected_mean).abs() < 4.5 * se).all()
+    torch.testing.assert_close(w.std(0), expected_std, rtol=0.05, atol=0.0)
+    torch.testing.assert_close(abs_u, u.abs().sum(1), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(abs_w, w.abs().sum(1), rtol=1e-5, atol=1e-4)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    torch.manual_seed(0)
+    assert torch.equal(epilogue.draw(u, mean_tab, std_tab)[0], w)  # split over threads: same draw

@@ -1,4 +1,7 @@
-/* The tile periphery after the product, fused into one pass: output noise, ADC, digital scales.
+/* Two elementwise passes of the simulator, each fused into one loop with its own Gaussian noise.
+ *
+ * periphery_epilogue: the tile periphery after the product (output noise, ADC, digital scales).
+ * device_draw: device-aware training's draw of drifted weights from the moment tables.
  *
  * For every element (i, j) of a row tile's product y:
  *     v = y[i, j] * y_scale + sd * z[i, j]   (in ADC steps) z ~ N(0, 1); sd a scalar or per element
@@ -127,5 +130,43 @@ void periphery_epilogue(const float *y, float y_scale, int64_t m, int64_t row0, 
                 for (int64_t t = 0; t < len; t++) og[t] = v[t];
             }
         }
+    }
+}
+
+/* Rows row0 .. row0 + rows - 1 of normalised targets u [n, m]: for every element
+ *     w[i, j] = mean(u[i, j]) + std(u[i, j]) * z[i, j],   z ~ N(0, 1)
+ * with mean() and std() the tables (grid points evenly spaced on [-1, 1]) interpolated linearly in
+ * u, which is clamped to [-1, 1] (the tables' edge values beyond). Also the row sums of |u| and
+ * |w| (drift compensation), into abs_u[i] and abs_w[i]. z as in periphery_epilogue (Philox,
+ * counters per group of 64 columns of a row), so the draw does not depend on the thread split. */
+void device_draw(const float *u, int64_t m, int64_t row0, int64_t rows, const float *mean_tab,
+                 const float *std_tab, int64_t grid, float *w, float *abs_u, float *abs_w,
+                 uint64_t seed) {
+    const int64_t groups = (m + GROUP - 1) / GROUP;
+    const float half = 0.5f * (float)(grid - 1);
+    float z[GROUP];
+    for (int64_t i = row0; i < row0 + rows; i++) {
+        float sum_u = 0.0f, sum_w = 0.0f;
+        for (int64_t g = 0; g < groups; g++) {
+            const int64_t j0 = g * GROUP, len = m - j0 < GROUP ? m - j0 : GROUP;
+            const float *ug = u + i * m + j0;
+            float *wg = w + i * m + j0;
+            philox_normals((uint64_t)i * (uint64_t)groups + (uint64_t)g, seed, z);
+#pragma omp simd reduction(+ : sum_u, sum_w)
+            for (int64_t t = 0; t < len; t++) {
+                const float x = (fminf(fmaxf(ug[t], -1.0f), 1.0f) + 1.0f) * half;
+                int64_t k = (int64_t)x;
+                k = k < grid - 2 ? k : grid - 2;
+                const float f = x - (float)k;
+                const float mu = mean_tab[k] + f * (mean_tab[k + 1] - mean_tab[k]);
+                const float sd = std_tab[k] + f * (std_tab[k + 1] - std_tab[k]);
+                const float v = mu + sd * z[t];
+                wg[t] = v;
+                sum_u += fabsf(ug[t]);
+                sum_w += fabsf(v);
+            }
+        }
+        abs_u[i] = sum_u;
+        abs_w[i] = sum_w;
     }
 }

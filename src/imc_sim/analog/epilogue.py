@@ -1,5 +1,6 @@
 """The periphery after a tile's product in one compiled pass (``_epilogue.c``), with torch's ops as
 the fallback: output and read noise, ADC rounding and clipping, digital scales, row-tile sum.
+The same library draws device-aware training's weights from moment tables (:func:`draw`).
 
     out = base + clamp(round(y * y_scale + sd * z), +-bound) * row_scale[:, None] * col_factor
 
@@ -34,6 +35,9 @@ def _load() -> ctypes.CDLL | None:
             fn.argtypes = [ptr, f32, i64, i64, i64, ptr, f32, ctypes.c_int, f32, ptr, ptr, ptr, ptr,
                            ctypes.c_int, ctypes.c_uint64]
             fn.restype = None
+            draw = lib.device_draw
+            draw.argtypes = [ptr, i64, i64, i64, ptr, ptr, i64, ptr, ptr, ptr, ctypes.c_uint64]
+            draw.restype = None
             return lib
     return None
 
@@ -45,6 +49,11 @@ use_compiled = AVAILABLE  # tests switch it off to check the fallback against th
 
 def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
+
+
+def _seed() -> int:
+    """The compiled generator's key for one call, drawn from torch's global generator."""
+    return int(torch.randint(0, 2**63 - 1, (1,)))
 
 
 def apply(y: Tensor, y_scale: float, sd: float | Tensor, quantize: bool, bound: float,
@@ -71,7 +80,7 @@ def apply(y: Tensor, y_scale: float, sd: float | Tensor, quantize: bool, bound: 
         return out.add_(v) if base is out else torch.add(v, base, out=out)
     sd_elem = sd if isinstance(sd, Tensor) else None
     sd_scalar = 0.0 if sd_elem is not None else float(sd)
-    seed = int(torch.randint(0, 2**63 - 1, (1,)))
+    seed = _seed()
     accumulate = base is out
     bias = None if accumulate else base
     n, m = y.shape
@@ -83,3 +92,21 @@ def apply(y: Tensor, y_scale: float, sd: float | Tensor, quantize: bool, bound: 
 
     split_rows(n, run, m)
     return out
+
+
+def draw(u: Tensor, mean: Tensor, std: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Compiled only (check :data:`use_compiled`): ``w = mean(u) + std(u) z`` for normalised
+    targets ``u`` [N, M] (float32 contiguous), ``mean`` and ``std`` tables on evenly spaced points
+    of [-1, 1] interpolated linearly (u clamped to [-1, 1]), z ~ N(0, 1); returns ``w`` and the row
+    sums of |u| and |w| ([N] each)."""
+    n, m = u.shape
+    w, abs_u, abs_w = torch.empty_like(u), torch.empty(n), torch.empty(n)
+    mean, std = mean.float().contiguous(), std.float().contiguous()
+    seed = _seed()
+
+    def run(row0: int, rows: int) -> None:
+        _LIB.device_draw(_ptr(u), m, row0, rows, _ptr(mean), _ptr(std), mean.numel(), _ptr(w),
+                         _ptr(abs_u), _ptr(abs_w), seed)
+
+    split_rows(n, run, m)
+    return w, abs_u, abs_w

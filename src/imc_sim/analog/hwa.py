@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from imc_sim.analog import epilogue
 from imc_sim.analog.periphery import Converters, TileStack, analog_mvm, read_variance
 from imc_sim.analog.profile import DeviceProfile
 from imc_sim.analog.rpu_config import build_noise_model
@@ -193,32 +194,45 @@ class DeviceSampler:
         self.conv = dataclasses.replace(Converters.from_periphery(profile.periphery), int8=False)
         self.noise_model = build_noise_model(profile)
         self.rows = profile.periphery.tile_rows
-        self.frozen: tuple[Tensor, ...] | None = None  # (m, u, grid) of a frozen layer
+        self.frozen: tuple[Tensor, Tensor] | None = None  # (m, u) of a frozen layer
+        self.frozen_grid: Tensor | None = None  # its sampling grid (look-up fallback)
 
-    def _targets(self, w: Tensor, frozen: bool) -> tuple[Tensor, ...]:
-        """Mapping scale m [out, 1] or [], normalised targets u and their sampling grid; a frozen
-        layer's never change and are kept."""
+    def _targets(self, w: Tensor, frozen: bool) -> tuple[Tensor, Tensor]:
+        """Mapping scale m [out, 1] or [] and normalised targets u; a frozen layer's never change
+        and are kept."""
         if frozen and self.frozen is not None:
             return self.frozen
         m = mapping_scale(self.profile, w)
-        u = w / m
-        cached = (m, u, self.tables.grid(u))
+        cached = (m, (w / m).contiguous())
         if frozen:
             self.frozen = cached
         return cached
 
+    def _draw(self, u: Tensor, k: int, frozen: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """U_t ~ the device at the ``k``-th time given targets ``u`` [out, in], and the row sums
+        of |u| and |U_t|: in one compiled pass where it is built, else by a table look-up
+        (``grid_sample``) and torch's generator."""
+        if epilogue.use_compiled and not self.tables.weight_level:
+            return epilogue.draw(u, self.tables.mean[k], self.tables.std[k])
+        grid = self.frozen_grid if frozen and self.frozen_grid is not None else self.tables.grid(u)
+        if frozen:
+            self.frozen_grid = grid
+        mean, std = self.tables.at(u, grid, k)
+        drifted = mean.add_(std.mul_(standard_normal(tuple(u.shape))))
+        return drifted, u.abs().sum(1), drifted.abs().sum(1)
+
     def device_weights(self, w: Tensor, k: int, frozen: bool) -> tuple[Tensor, Tensor]:
         """(U_t, out_scale): normalised weights drawn at the ``k``-th drift time, and the digital
         scale per output (mapping scale times drift compensation), [out] or []."""
-        m, u, grid = self._targets(w, frozen)
-        mean, std = self.tables.at(u, grid, k)
-        drifted = mean.add_(std.mul_(standard_normal(tuple(u.shape))))
+        m, u = self._targets(w, frozen)
+        drifted, abs_u, abs_t = self._draw(u, k, frozen)
         compensation = self.profile.compensation
         if compensation == "none":
             return drifted, m.view(-1)
-        dims = {"global": None, "per-column": 1}[compensation]
-        alpha = (u.abs().mean(dims, keepdim=dims is not None)
-                 / drifted.abs().mean(dims, keepdim=dims is not None).clamp_min(1e-12))
+        if compensation == "global":
+            alpha = abs_u.sum() / abs_t.sum().clamp_min(1e-12)
+        else:  # per-column: one gain per output, the tile's column
+            alpha = (abs_u / abs_t.clamp_min(1e-12)).view(-1, 1)
         return drifted, (m * alpha).view(-1)
 
     @torch.no_grad()

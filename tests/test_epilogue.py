@@ -87,8 +87,9 @@ def test_compiled_device_draw_interpolates_the_tables_and_sums_rows(monkeypatch)
     grid = torch.linspace(-1, 1, 9)
     mean_tab, std_tab = 0.8 * grid + 0.1 * grid**2, 0.02 + 0.05 * grid.abs()
     u = torch.linspace(-1.3, 1.3, 300).repeat(4000, 1)
+    x, inv = 2 * u, torch.full((4000,), 0.5)  # u given as x / 2
     torch.manual_seed(0)
-    w, abs_u, abs_w = epilogue.draw(u, mean_tab, std_tab)
+    w, abs_u, abs_w = epilogue.draw(x, inv, mean_tab, std_tab)
     at = u[0].clamp(-1, 1).numpy()
     expected_mean = torch.from_numpy(np.interp(at, grid.numpy(), mean_tab.numpy())).float()
     expected_std = torch.from_numpy(np.interp(at, grid.numpy(), std_tab.numpy())).float()
@@ -99,4 +100,6 @@ def test_compiled_device_draw_interpolates_the_tables_and_sums_rows(monkeypatch)
     torch.testing.assert_close(abs_w, w.abs().sum(1), rtol=1e-5, atol=1e-4)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     torch.manual_seed(0)
-    assert torch.equal(epilogue.draw(u, mean_tab, std_tab)[0], w)  # split over threads: same draw
+    assert torch.equal(epilogue.draw(x, inv, mean_tab, std_tab)[0], w)  # split over threads
+    torch.manual_seed(0)
+    assert torch.equal(epilogue.draw(u, None, mean_tab, std_tab)[0], w)  # u itself

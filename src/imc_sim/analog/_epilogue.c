@@ -133,36 +133,39 @@ void periphery_epilogue(const float *y, float y_scale, int64_t m, int64_t row0, 
     }
 }
 
-/* Rows row0 .. row0 + rows - 1 of normalised targets u [n, m]: for every element
+/* Rows row0 .. row0 + rows - 1 of targets u[i, j] = x[i, j] * row_inv[i] (x itself where row_inv
+ * is NULL), x [n, m]: for every element
  *     w[i, j] = mean(u[i, j]) + std(u[i, j]) * z[i, j],   z ~ N(0, 1)
  * with mean() and std() the tables (grid points evenly spaced on [-1, 1]) interpolated linearly in
  * u, which is clamped to [-1, 1] (the tables' edge values beyond). Also the row sums of |u| and
  * |w| (drift compensation), into abs_u[i] and abs_w[i]. z as in periphery_epilogue (Philox,
  * counters per group of 64 columns of a row), so the draw does not depend on the thread split. */
-void device_draw(const float *u, int64_t m, int64_t row0, int64_t rows, const float *mean_tab,
+void device_draw(const float *x, const float *row_inv, int64_t m, int64_t row0, int64_t rows, const float *mean_tab,
                  const float *std_tab, int64_t grid, float *w, float *abs_u, float *abs_w,
                  uint64_t seed) {
     const int64_t groups = (m + GROUP - 1) / GROUP;
     const float half = 0.5f * (float)(grid - 1);
     float z[GROUP];
     for (int64_t i = row0; i < row0 + rows; i++) {
+        const float ri = row_inv ? row_inv[i] : 1.0f;
         float sum_u = 0.0f, sum_w = 0.0f;
         for (int64_t g = 0; g < groups; g++) {
             const int64_t j0 = g * GROUP, len = m - j0 < GROUP ? m - j0 : GROUP;
-            const float *ug = u + i * m + j0;
+            const float *xg = x + i * m + j0;
             float *wg = w + i * m + j0;
             philox_normals((uint64_t)i * (uint64_t)groups + (uint64_t)g, seed, z);
 #pragma omp simd reduction(+ : sum_u, sum_w)
             for (int64_t t = 0; t < len; t++) {
-                const float x = (fminf(fmaxf(ug[t], -1.0f), 1.0f) + 1.0f) * half;
-                int64_t k = (int64_t)x;
+                const float ut = xg[t] * ri;
+                const float pos = (fminf(fmaxf(ut, -1.0f), 1.0f) + 1.0f) * half;
+                int64_t k = (int64_t)pos;
                 k = k < grid - 2 ? k : grid - 2;
-                const float f = x - (float)k;
+                const float f = pos - (float)k;
                 const float mu = mean_tab[k] + f * (mean_tab[k + 1] - mean_tab[k]);
                 const float sd = std_tab[k] + f * (std_tab[k + 1] - std_tab[k]);
                 const float v = mu + sd * z[t];
                 wg[t] = v;
-                sum_u += fabsf(ug[t]);
+                sum_u += fabsf(ut);
                 sum_w += fabsf(v);
             }
         }

@@ -36,7 +36,7 @@ def _load() -> ctypes.CDLL | None:
                            ctypes.c_int, ctypes.c_uint64]
             fn.restype = None
             draw = lib.device_draw
-            draw.argtypes = [ptr, i64, i64, i64, ptr, ptr, i64, ptr, ptr, ptr, ctypes.c_uint64]
+            draw.argtypes = [ptr, ptr, i64, i64, i64, ptr, ptr, i64, ptr, ptr, ptr, ctypes.c_uint64]
             draw.restype = None
             return lib
     return None
@@ -94,18 +94,19 @@ def apply(y: Tensor, y_scale: float, sd: float | Tensor, quantize: bool, bound: 
     return out
 
 
-def draw(u: Tensor, mean: Tensor, std: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Compiled only (check :data:`use_compiled`): ``w = mean(u) + std(u) z`` for normalised
-    targets ``u`` [N, M] (float32 contiguous), ``mean`` and ``std`` tables on evenly spaced points
-    of [-1, 1] interpolated linearly (u clamped to [-1, 1]), z ~ N(0, 1); returns ``w`` and the row
-    sums of |u| and |w| ([N] each)."""
-    n, m = u.shape
-    w, abs_u, abs_w = torch.empty_like(u), torch.empty(n), torch.empty(n)
+def draw(x: Tensor, row_inv: Tensor | None, mean: Tensor, std: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Compiled only (check :data:`use_compiled`): ``w = mean(u) + std(u) z`` for the normalised
+    targets ``u = x * row_inv[:, None]`` (``x`` [N, M] float32 contiguous; ``row_inv`` [N] or None
+    for u = x), ``mean`` and ``std`` tables on evenly spaced points of [-1, 1] interpolated
+    linearly (u clamped to [-1, 1]), z ~ N(0, 1); returns ``w`` and the row sums of |u| and |w|
+    ([N] each)."""
+    n, m = x.shape
+    w, abs_u, abs_w = torch.empty_like(x), torch.empty(n), torch.empty(n)
     mean, std = mean.float().contiguous(), std.float().contiguous()
     seed = _seed()
 
     def run(row0: int, rows: int) -> None:
-        _LIB.device_draw(_ptr(u), m, row0, rows, _ptr(mean), _ptr(std), mean.numel(), _ptr(w),
+        _LIB.device_draw(_ptr(x), _ptr(row_inv), m, row0, rows, _ptr(mean), _ptr(std), mean.numel(), _ptr(w),
                          _ptr(abs_u), _ptr(abs_w), seed)
 
     split_rows(n, run, m)

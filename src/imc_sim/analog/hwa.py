@@ -194,29 +194,33 @@ class DeviceSampler:
         self.conv = dataclasses.replace(Converters.from_periphery(profile.periphery), int8=False)
         self.noise_model = build_noise_model(profile)
         self.rows = profile.periphery.tile_rows
-        self.frozen: tuple[Tensor, Tensor] | None = None  # (m, u) of a frozen layer
-        self.frozen_grid: Tensor | None = None  # its sampling grid (look-up fallback)
+        # a frozen layer's mapping scale, and its targets u and sampling grid (look-up path)
+        self.frozen_scale: Tensor | None = None
+        self.frozen_lookup: tuple[Tensor, Tensor] | None = None
 
-    def _targets(self, w: Tensor, frozen: bool) -> tuple[Tensor, Tensor]:
-        """Mapping scale m [out, 1] or [] and normalised targets u; a frozen layer's never change
-        and are kept."""
-        if frozen and self.frozen is not None:
-            return self.frozen
+    def _mapping(self, w: Tensor, frozen: bool) -> Tensor:
+        """Mapping scale m, [out, 1] or []; a frozen layer's never changes and is kept."""
+        if frozen and self.frozen_scale is not None:
+            return self.frozen_scale
         m = mapping_scale(self.profile, w)
-        cached = (m, (w / m).contiguous())
         if frozen:
-            self.frozen = cached
-        return cached
+            self.frozen_scale = m
+        return m
 
-    def _draw(self, u: Tensor, k: int, frozen: bool) -> tuple[Tensor, Tensor, Tensor]:
-        """U_t ~ the device at the ``k``-th time given targets ``u`` [out, in], and the row sums
-        of |u| and |U_t|: in one compiled pass where it is built, else by a table look-up
-        (``grid_sample``) and torch's generator."""
+    def _draw(self, w: Tensor, m: Tensor, k: int, frozen: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """U_t ~ the device at the ``k``-th time given the targets u = w / m ([out, in]), and
+        the row sums of |u| and |U_t|: in one compiled pass where it is built, else by a table
+        look-up (``grid_sample``) and torch's generator."""
         if epilogue.use_compiled and not self.tables.weight_level:
-            return epilogue.draw(u, self.tables.mean[k], self.tables.std[k])
-        grid = self.frozen_grid if frozen and self.frozen_grid is not None else self.tables.grid(u)
-        if frozen:
-            self.frozen_grid = grid
+            inv = (1.0 / m).reshape(-1).expand(w.shape[0]).contiguous()
+            return epilogue.draw(w.contiguous(), inv, self.tables.mean[k], self.tables.std[k])
+        lookup = self.frozen_lookup if frozen else None
+        if lookup is None:
+            u = w / m
+            lookup = (u, self.tables.grid(u))
+            if frozen:
+                self.frozen_lookup = lookup
+        u, grid = lookup
         mean, std = self.tables.at(u, grid, k)
         drifted = mean.add_(std.mul_(standard_normal(tuple(u.shape))))
         return drifted, u.abs().sum(1), drifted.abs().sum(1)
@@ -224,8 +228,8 @@ class DeviceSampler:
     def device_weights(self, w: Tensor, k: int, frozen: bool) -> tuple[Tensor, Tensor]:
         """(U_t, out_scale): normalised weights drawn at the ``k``-th drift time, and the digital
         scale per output (mapping scale times drift compensation), [out] or []."""
-        m, u = self._targets(w, frozen)
-        drifted, abs_u, abs_t = self._draw(u, k, frozen)
+        m = self._mapping(w, frozen)
+        drifted, abs_u, abs_t = self._draw(w, m, k, frozen)
         compensation = self.profile.compensation
         if compensation == "none":
             return drifted, m.view(-1)

@@ -103,3 +103,33 @@ def test_compiled_device_draw_interpolates_the_tables_and_sums_rows(monkeypatch)
     assert torch.equal(epilogue.draw(x, inv, mean_tab, std_tab)[0], w)  # split over threads
     torch.manual_seed(0)
     assert torch.equal(epilogue.draw(u, None, mean_tab, std_tab)[0], w)  # u itself
+
+
+@compiled
+@pytest.mark.parametrize("managed", [True, False], ids=["abs-max", "unmanaged"])
+@pytest.mark.parametrize("as_uint8", [True, False], ids=["uint8", "float"])
+def test_compiled_dac_equals_the_fallback(managed, as_uint8, monkeypatch):
+    """Codes and noise-management scales of the compiled DAC against the torch one (a zero row
+    tile included; unmanaged inputs beyond the DAC's range are clipped)."""
+    import dataclasses
+
+    from imc_sim.analog.periphery import Converters, dac
+    from imc_sim.analog.profile import load_profile
+
+    conv = dataclasses.replace(Converters.from_periphery(load_profile("pcm").periphery), managed=managed)
+    x = torch.randn(300, 2 * 128, generator=torch.Generator().manual_seed(0)) * 2
+    x[7, :128] = 0.0
+    results = []
+    for use in (True, False):
+        monkeypatch.setattr(epilogue, "use_compiled", use)
+        results.append(dac(x, 2, conv, as_uint8))
+    (codes, scale), (expected_codes, expected_scale) = results
+    assert codes.dtype == expected_codes.dtype and codes.shape == expected_codes.shape
+    differ = (codes.float() - expected_codes.float()).abs()
+    assert differ.max() <= 1 and (differ > 0).float().mean() < 1e-3  # an ulp may flip a rounding
+    if managed:
+        torch.testing.assert_close(scale, expected_scale, rtol=0, atol=0)
+        assert scale[7, 0, 0] == 1.0
+    else:
+        assert scale is None and expected_scale is None
+        assert codes.float().abs().max() == expected_codes.float().abs().max()  # clipped alike

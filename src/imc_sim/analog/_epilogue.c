@@ -1,5 +1,7 @@
-/* Two elementwise passes of the simulator, each fused into one loop with its own Gaussian noise.
+/* The simulator's elementwise passes, each fused into one loop (the noisy ones with their own
+ * Gaussian generator).
  *
+ * dac_codes: the DAC before a tile's product (noise management, quantisation, clipping).
  * periphery_epilogue: the tile periphery after the product (output noise, ADC, digital scales).
  * device_draw: device-aware training's draw of drifted weights from the moment tables.
  *
@@ -171,5 +173,40 @@ void device_draw(const float *x, const float *row_inv, int64_t m, int64_t row0, 
         }
         abs_u[i] = sum_u;
         abs_w[i] = sum_w;
+    }
+}
+
+/* Rows row0 .. row0 + count - 1 of inputs x [n, tiles * rows], each row cut into its row tiles:
+ *     s = max |x| over the row tile (noise management; 1 where that is 0; s = 1 without it)
+ *     c = x * (inv_d_in / s), rounded half to even (quantize), clamped to +-bound (clip)
+ * c goes to codes_f [n, tiles, rows] (x's layout) or, as uint8 c + 128, to codes_u8
+ * [tiles, n, rows] (one contiguous block per row tile, the int8 product's input); s to scale
+ * [n, tiles] when managed. */
+void dac_codes(const float *x, int64_t n, int64_t tiles, int64_t rows, int64_t row0, int64_t count,
+               float inv_d_in, int managed, int quantize, int clip, float bound, float *codes_f,
+               uint8_t *codes_u8, float *scale) {
+    for (int64_t i = row0; i < row0 + count; i++) {
+        for (int64_t r = 0; r < tiles; r++) {
+            const float *xr = x + (i * tiles + r) * rows;
+            float f = inv_d_in;
+            if (managed) {
+                float s = 0.0f;
+#pragma omp simd reduction(max : s)
+                for (int64_t t = 0; t < rows; t++) s = fmaxf(s, fabsf(xr[t]));
+                s = s > 0.0f ? s : 1.0f;
+                scale[i * tiles + r] = s;
+                f = inv_d_in / s;
+            }
+            float *cf = codes_f ? codes_f + (i * tiles + r) * rows : 0;
+            uint8_t *cu = codes_u8 ? codes_u8 + (r * n + i) * rows : 0;
+#pragma omp simd
+            for (int64_t t = 0; t < rows; t++) {
+                float v = xr[t] * f;
+                if (quantize) v = rintf(v);
+                if (clip) v = fminf(fmaxf(v, -bound), bound);
+                if (cu) cu[t] = (uint8_t)(int32_t)(v + 128.0f);
+                else cf[t] = v;
+            }
+        }
     }
 }

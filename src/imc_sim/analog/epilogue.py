@@ -38,6 +38,10 @@ def _load() -> ctypes.CDLL | None:
             draw = lib.device_draw
             draw.argtypes = [ptr, ptr, i64, i64, i64, ptr, ptr, i64, ptr, ptr, ptr, ctypes.c_uint64]
             draw.restype = None
+            dac = lib.dac_codes
+            dac.argtypes = [ptr, i64, i64, i64, i64, i64, f32, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                            f32, ptr, ptr, ptr]
+            dac.restype = None
             return lib
     return None
 
@@ -111,3 +115,25 @@ def draw(x: Tensor, row_inv: Tensor | None, mean: Tensor, std: Tensor) -> tuple[
 
     split_rows(n, run, m)
     return w, abs_u, abs_w
+
+
+def dac_codes(x: Tensor, row_tiles: int, inv_d_in: float, managed: bool, quantize: bool,
+              bound: float | None, as_uint8: bool) -> tuple[Tensor, Tensor | None]:
+    """Compiled only (check :data:`use_compiled`): DAC codes of ``x`` [N, row_tiles * rows]
+    (float32 contiguous), ``x * inv_d_in / s`` with s the max |x| of each row tile where
+    ``managed``, rounded where ``quantize``, clamped to +-``bound`` (None: no clamp). Returns the
+    codes, as float [N, row_tiles, rows] or as uint8 code + 128 [row_tiles, N, rows], and s
+    [N, row_tiles, 1] (None unless ``managed``)."""
+    n, rows = x.shape[0], x.shape[1] // row_tiles
+    codes = (torch.empty(row_tiles, n, rows, dtype=torch.uint8) if as_uint8
+             else torch.empty(n, row_tiles, rows))
+    scale = torch.empty(n, row_tiles, 1) if managed else None
+    codes_f, codes_u8 = (None, codes) if as_uint8 else (codes, None)
+
+    def run(row0: int, count: int) -> None:
+        _LIB.dac_codes(_ptr(x), n, row_tiles, rows, row0, count, inv_d_in, int(managed),
+                       int(quantize), int(bound is not None), 0.0 if bound is None else bound,
+                       _ptr(codes_f), _ptr(codes_u8), _ptr(scale))
+
+    split_rows(n, run, x.shape[1])
+    return codes, scale

@@ -103,7 +103,11 @@ def dac(x: Tensor, row_tiles: int, conv: Converters, as_uint8: bool) -> tuple[Te
     """DAC codes of ``x`` [N, row_tiles * rows] and the noise-management scales [N, row_tiles, 1].
 
     Codes come as uint8 [row_tiles, N, rows] (code + 128) with ``as_uint8``, else as float
-    [N, row_tiles, rows]."""
+    [N, row_tiles, rows]; in one compiled pass where it is built, else in torch operations."""
+    clip = not (conv.managed and conv.inp_bound * conv.d_in >= 1.0)  # else |codes| <= bound already
+    if epilogue.use_compiled:
+        return epilogue.dac_codes(x.float().contiguous(), row_tiles, 1.0 / conv.d_in, conv.managed,
+                                  conv.quant_in, conv.inp_bound if clip else None, as_uint8)
     xv = x.view(x.shape[0], row_tiles, -1)
     if conv.managed:
         scale = torch.maximum(xv.amax(-1, keepdim=True), xv.amin(-1, keepdim=True).neg_())
@@ -114,7 +118,7 @@ def dac(x: Tensor, row_tiles: int, conv: Converters, as_uint8: bool) -> tuple[Te
         codes = xv * (1.0 / conv.d_in)
     if conv.quant_in:
         codes = codes.round_()
-    if not (conv.managed and conv.inp_bound * conv.d_in >= 1.0):  # else |codes| <= bound already
+    if clip:
         codes = codes.clamp_(-conv.inp_bound, conv.inp_bound)
     if as_uint8:
         codes = torch.empty(codes.shape[1], codes.shape[0], codes.shape[2], dtype=torch.uint8).copy_(

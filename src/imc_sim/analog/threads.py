@@ -1,8 +1,8 @@
 """Spreading elementwise work over the CPU threads torch is allowed (``torch.get_num_threads()``).
 
 torch fills normal tensors on one thread, and the compiled periphery pass (``epilogue``) is called
-per block of rows; both are split here over a small pool whose threads run while the GIL is
-released (inside torch's fill, inside the ctypes call).
+per block of rows; both are split here over the calling thread and a small pool, whose threads
+run while the GIL is released (inside torch's fill, inside the ctypes call).
 """
 
 from __future__ import annotations
@@ -36,12 +36,18 @@ def standard_normal(shape: tuple[int, ...], std: float = 1.0) -> Tensor:
     if threads < 2:
         return out.normal_(0.0, std)
     seeds = torch.randint(0, 2**62, (threads,)).tolist()
-    chunks = out.view(-1).chunk(threads)
-    futures = [_pool(threads).submit(c.normal_, 0.0, std, generator=torch.Generator().manual_seed(s))
-               for c, s in zip(chunks, seeds, strict=True)]
+    fills = [functools.partial(c.normal_, 0.0, std, generator=torch.Generator().manual_seed(s))
+             for c, s in zip(out.view(-1).chunk(threads), seeds, strict=True)]
+    _run_all(fills)
+    return out
+
+
+def _run_all(tasks: list[Callable[[], object]]) -> None:
+    """Run ``tasks`` at once: the first on the calling thread, the others on the pool."""
+    futures = [_pool(len(tasks) - 1).submit(task) for task in tasks[1:]]
+    tasks[0]()
     for future in futures:
         future.result()
-    return out
 
 
 def split_rows(rows: int, run: Callable[[int, int], None], row_elements: int = 1) -> None:
@@ -51,7 +57,4 @@ def split_rows(rows: int, run: Callable[[int, int], None], row_elements: int = 1
         run(0, rows)
         return
     step = -(-rows // threads)
-    futures = [_pool(threads).submit(run, start, min(step, rows - start))
-               for start in range(0, rows, step)]
-    for future in futures:
-        future.result()
+    _run_all([functools.partial(run, start, min(step, rows - start)) for start in range(0, rows, step)])

@@ -19,9 +19,10 @@ Deployed on pcm at 1s 1h 1d 1w 30d 1y 10y, reram at 1s 1d 2d, fefet at 1s 1h 1d 
     python experiments/drift_pcm.py --data-dir ../shared/data/glue            # full
     python experiments/drift_pcm.py --data-dir ../shared/data/glue --quick    # smoke run
 
-Time on 2 CPU cores, estimated from the step and realization costs in docs/results.md: full about
-7.5 h (training 6 arms about 1.9 h; 19 s per realization: pcm 2.2 h, reram 1 h, fefet 2.2 h;
---devices runs a subset, checkpoints are cached), --quick about 1 h.
+Time on 2 CPU cores (measured; docs/results.md): training the 8 arms about 1 h (plain steps 0.13-
+0.35 s, device-aware ones 0.2-0.4 s), then about 3 s per realization: pcm (8 x 70) 30 min, reram
+(8 x 30) 12 min, fefet (8 x 70) 30 min; full about 2 h 10 min, --seeds 5 halves the evaluation.
+--devices runs a subset, checkpoints are cached; --quick about 20 min.
 """
 
 from __future__ import annotations

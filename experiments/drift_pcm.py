@@ -48,9 +48,21 @@ ARMS = {
 DEVICES = {"pcm": "1s,1h,1d,1w,30d,1y,10y", "reram": "1s,1d,2d", "fefet": "1s,1h,1d,1w,30d,1y,10y"}
 
 
+def paired(a: dict, b: dict) -> str:
+    """Per-chip differences a - b at one time (the same seeds are the same chips): mean, t (mean
+    over std / sqrt(n)) and the chips on which a is ahead."""
+    diffs = [x - y for x, y in zip(a["metrics"], b["metrics"], strict=True)]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    sd = (sum((d - mean) ** 2 for d in diffs) / (n - 1)) ** 0.5 if n > 1 else 0.0
+    t = mean / (sd / n**0.5) if sd else float("inf")
+    return f"paired {100 * mean:+.2f}, t {t:+.1f}, ahead on {sum(d > 0 for d in diffs)}/{n} chips"
+
+
 def headline(result: dict) -> None:
     """The issue's target on pcm: StochGRASP-pcm against each deterministic GRASP at 1 d and 1 y
-    (gap in units of the larger std over seeds), and its loss against its own digital accuracy."""
+    (gap in units of the larger std over seeds, and paired by chip), and its loss against its own
+    digital accuracy."""
     by_name = {c["name"].rsplit("-", 1)[0]: c for c in result["checkpoints"]}
     for name, label in ((n, t) for n in ("stochgrasp-pcm", "stochgrasp-pcm-warm") for t in ("1d", "1y")):
         stoch = by_name[name]
@@ -61,7 +73,7 @@ def headline(result: dict) -> None:
             d = next(p for p in by_name[other]["times"] if p["label"] == label)
             gap, spread = s["mean"] - d["mean"], max(s["std"], d["std"])
             print(f"  vs {other} {100 * d['mean']:.2f} +- {100 * d['std']:.2f}: gap "
-                  f"{100 * gap:+.2f} = {gap / spread if spread else float('inf'):+.1f} std")
+                  f"{100 * gap:+.2f} = {gap / spread if spread else float('inf'):+.1f} std; {paired(s, d)}")
 
 
 def main() -> None:

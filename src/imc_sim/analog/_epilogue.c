@@ -5,16 +5,11 @@
  * periphery_epilogue: the tile periphery after the product (output noise, ADC, digital scales).
  * device_draw: device-aware training's draw of drifted weights from the moment tables.
  *
- * For every element (i, j) of a row tile's product y:
- *     v = y[i, j] * y_scale + sd * z[i, j]   (in ADC steps) z ~ N(0, 1); sd a scalar or per element
- *     v = clamp(round(v), -bound, bound)     (round: half to even; skipped without an ADC)
- *     out[i, j] = base[i, j] + v * row_scale[i] * col_factor[j]
- * with base = out (accumulate: the row tiles before this one) or the bias (or 0).
- *
- * z comes from a counter-based generator, Philox4x32-10 (Salmon et al., SC 2011), keyed by a
- * 64-bit seed drawn from torch's generator per call, and Box-Muller: each group of 64 columns of
- * a row has its own counters, so the noise of (i, j) does not depend on how rows are split over
- * threads. Loops over 16 lanes are written for the compiler to vectorise (libmvec for log/sin/cos).
+ * Gaussian z comes from a counter-based generator, Philox4x32-10 (Salmon et al., SC 2011), keyed
+ * by a 64-bit seed drawn from torch's generator per call, and Box-Muller: each group of 64 columns
+ * of a row has its own counters, so the noise of (i, j) does not depend on how rows are split over
+ * threads. Loops over 16 lanes are written for the compiler to vectorise (log and cos as plain
+ * polynomials).
  * Plain C, no Python API: built at install (optional) and loaded with ctypes by
  * imc_sim/analog/epilogue.py, which falls back to torch operations without it.
  */
@@ -31,7 +26,8 @@ static inline float log_unit(float x) {
     const float e = (float)((int32_t)(v.i >> 23) - 127);
     v.i = (v.i & 0x007FFFFFu) | 0x3F800000u;
     const float t = (v.f - 1.0f) / (v.f + 1.0f), t2 = t * t;
-    const float series = t * (2.0f + t2 * (2.0f / 3 + t2 * (2.0f / 5 + t2 * (2.0f / 7 + t2 * (2.0f / 9)))));
+    const float series =
+        t * (2.0f + t2 * (2.0f / 3 + t2 * (2.0f / 5 + t2 * (2.0f / 7 + t2 * (2.0f / 9)))));
     return e * 0.69314718055994531f + series;
 }
 
@@ -85,8 +81,12 @@ static void philox_normals(uint64_t group, uint64_t seed, float *z) {
     }
 }
 
-/* Rows row0 .. row0 + rows - 1 of an [n, m] product; see the file comment. sd_elem (or NULL for
- * sd_scalar), row_scale, bias may be NULL; out may be y itself. Returns nothing. */
+/* Rows row0 .. row0 + rows - 1 of a row tile's product y [n, m]: for every element (i, j)
+ *     v = y[i, j] * y_scale + sd * z[i, j]   (in ADC steps) z ~ N(0, 1); sd a scalar or per element
+ *     v = clamp(round(v), -bound, bound)     (round: half to even; skipped without an ADC)
+ *     out[i, j] = base[i, j] + v * row_scale[i] * col_factor[j]
+ * with base = out (accumulate: the row tiles before this one) or the bias (or 0). sd_elem (or NULL
+ * for sd_scalar), row_scale, bias may be NULL; out may be y itself. */
 void periphery_epilogue(const float *y, float y_scale, int64_t m, int64_t row0, int64_t rows,
                         const float *sd_elem, float sd_scalar, int quantize, float bound,
                         const float *row_scale, const float *col_factor, const float *bias,
@@ -142,9 +142,9 @@ void periphery_epilogue(const float *y, float y_scale, int64_t m, int64_t row0, 
  * u, which is clamped to [-1, 1] (the tables' edge values beyond). Also the row sums of |u| and
  * |w| (drift compensation), into abs_u[i] and abs_w[i]. z as in periphery_epilogue (Philox,
  * counters per group of 64 columns of a row), so the draw does not depend on the thread split. */
-void device_draw(const float *x, const float *row_inv, int64_t m, int64_t row0, int64_t rows, const float *mean_tab,
-                 const float *std_tab, int64_t grid, float *w, float *abs_u, float *abs_w,
-                 uint64_t seed) {
+void device_draw(const float *x, const float *row_inv, int64_t m, int64_t row0, int64_t rows,
+                 const float *mean_tab, const float *std_tab, int64_t grid, float *w, float *abs_u,
+                 float *abs_w, uint64_t seed) {
     const int64_t groups = (m + GROUP - 1) / GROUP;
     const float half = 0.5f * (float)(grid - 1);
     float z[GROUP];

@@ -29,17 +29,17 @@ import torch
 from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
 
 from imc_sim import data
-from imc_sim.analog.mapping import deploy_model
-from imc_sim.analog.profile import load_profile
-from imc_sim.analog.rpu_config import build_rpu_config
-from imc_sim.analog.sweep import drift_sweep
-from imc_sim.analog.tiles import CrossbarLinear
-from imc_sim.analog.units import parse_times
 from imc_sim.atomic import write_text_atomic
 from imc_sim.checkpoint import load_model
+from imc_sim.crossbar.mapping import deploy_model
+from imc_sim.crossbar.rpu_config import build_rpu_config
+from imc_sim.crossbar.tiles import CrossbarLinear
+from imc_sim.deploy.sweep import drift_sweep
+from imc_sim.devices.profile import load_profile
 from imc_sim.evaluate import evaluate
 from imc_sim.table import format_table
-from imc_sim.train import TrainArgs, train_cached
+from imc_sim.training.loop import TrainArgs, train_cached
+from imc_sim.units import parse_times
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = ROOT / "experiments" / "results" / "checkpoints" / "grasp-k32-full.pt"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from imc_sim.atomic import write_text_atomic
 from imc_sim.table import format_table
-from imc_sim.train import TrainArgs, prepare
+from imc_sim.training.loop import TrainArgs, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = {

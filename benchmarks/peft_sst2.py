@@ -21,7 +21,7 @@ import torch
 
 from imc_sim.atomic import write_text_atomic
 from imc_sim.table import format_table
-from imc_sim.train import TrainArgs, count_params, prepare, train
+from imc_sim.training.loop import TrainArgs, count_params, prepare, train
 
 ARMS: dict[str, tuple[str, dict]] = {
     "lora-r8-qv": ("lora", {"lora_r": 8, "targets": "query,value"}),

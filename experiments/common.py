@@ -13,13 +13,13 @@ import re
 from pathlib import Path
 
 from imc_sim import data
-from imc_sim.analog.compare import compare_checkpoints, format_compare_table
-from imc_sim.analog.plots import plot_drift
-from imc_sim.analog.profile import load_profile
-from imc_sim.analog.units import parse_times
 from imc_sim.atomic import write_text_atomic
+from imc_sim.deploy.compare import compare_checkpoints, format_compare_table
+from imc_sim.deploy.plots import plot_drift
+from imc_sim.devices.profile import load_profile
 from imc_sim.tasks import TaskSpec
-from imc_sim.train import TrainArgs, train_cached
+from imc_sim.training.loop import TrainArgs, train_cached
+from imc_sim.units import parse_times
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"

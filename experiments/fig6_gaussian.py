@@ -35,13 +35,13 @@ from common import (  # noqa: E402
 )
 from tqdm.auto import tqdm  # noqa: E402
 
-from imc_sim.analog.sweep import summarize  # noqa: E402
 from imc_sim.atomic import write_atomic  # noqa: E402
 from imc_sim.checkpoint import load_adapted  # noqa: E402
+from imc_sim.deploy.sweep import summarize  # noqa: E402
 from imc_sim.evaluate import evaluate  # noqa: E402
 from imc_sim.peft.stochgrasp import set_eval_mode  # noqa: E402
 from imc_sim.table import format_table  # noqa: E402
-from imc_sim.train import TrainArgs  # noqa: E402
+from imc_sim.training.loop import TrainArgs  # noqa: E402
 
 SIGMAS = (0.0, 0.0025, 0.005, 0.01, 0.02)
 ARMS = {"grasp-w K=64 rows (deterministic)": "grasp-w", "StochGRASP K=64 rows": "stochgrasp"}

@@ -14,10 +14,10 @@ from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
 from conftest import make_tiny_gpt2
 from transformers.pytorch_utils import Conv1D
 
-from imc_sim.analog.mapping import deploy_model
-from imc_sim.analog.profile import load_profile, profile_from_dict
-from imc_sim.analog.rpu_config import build_noise_model
-from imc_sim.analog.tiles import CrossbarLinear
+from imc_sim.crossbar.mapping import deploy_model
+from imc_sim.crossbar.tiles import CrossbarLinear
+from imc_sim.devices.aihwkit_models import build_noise_model
+from imc_sim.devices.profile import load_profile, profile_from_dict
 from imc_sim.errors import ImcSimError
 
 N = 200_000

@@ -6,8 +6,8 @@ import pytest
 import yaml
 from conftest import train_tiny
 
-from imc_sim.analog.profile import shipped_profiles
 from imc_sim.cli import main
+from imc_sim.devices.profile import shipped_profiles
 
 
 def deploy(ckpt, glue, tmp_path, *extra):

@@ -5,12 +5,12 @@ import pytest
 import torch
 from conftest import make_tiny_bert, train_tiny
 
-from imc_sim.analog.hwa import DeviceTraining, analog_layers, sigma_target_auto
-from imc_sim.analog.profile import load_profile
 from imc_sim.checkpoint import read_checkpoint
 from imc_sim.cli import main
+from imc_sim.devices.profile import load_profile
 from imc_sim.errors import ImcSimError
-from imc_sim.train import TrainArgs, prepare
+from imc_sim.training.device_aware import DeviceTraining, analog_layers, sigma_target_auto
+from imc_sim.training.loop import TrainArgs, prepare
 
 YEAR = 365 * 86400.0
 
@@ -133,7 +133,7 @@ def test_weight_level_device_noise_is_exactly_the_profile_sigma():
 
 
 def test_moment_tables_interpolate_the_measured_grid():
-    from imc_sim.analog.hwa import GRID, MomentTables
+    from imc_sim.devices.moments import GRID, MomentTables
 
     tables = MomentTables.measure(load_profile("pcm"), [1.0, YEAR])
     grid = torch.linspace(-1, 1, GRID)
@@ -188,14 +188,15 @@ def test_training_forward_matches_the_deployed_chip_in_distribution(compiled, mo
     deploy's CrossbarLinear (full aihwkit programming, drift and read noise, compensation read out
     through the periphery), each over many chips: per-output means agree within Monte-Carlo error
     and 3 %, stds within 25 %; with the compiled draw and with its torch fallback."""
-    from imc_sim.analog import epilogue
-    from imc_sim.analog.hwa import DeviceSampler, MomentTables
+    from imc_sim.crossbar import epilogue
+    from imc_sim.devices.moments import MomentTables
+    from imc_sim.training.device_aware import DeviceSampler
 
     if compiled and not epilogue.AVAILABLE:
         pytest.skip("the C pass was not built (no compiler)")
     monkeypatch.setattr(epilogue, "use_compiled", compiled)
-    from imc_sim.analog.rpu_config import build_rpu_config
-    from imc_sim.analog.tiles import CrossbarLinear
+    from imc_sim.crossbar.rpu_config import build_rpu_config
+    from imc_sim.crossbar.tiles import CrossbarLinear
 
     pcm = load_profile("pcm")
     torch.manual_seed(0)

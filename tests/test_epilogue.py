@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from imc_sim.analog import epilogue
+from imc_sim.crossbar import epilogue
 
 compiled = pytest.mark.skipif(not epilogue.AVAILABLE, reason="the C pass was not built (no compiler)")
 
@@ -113,8 +113,8 @@ def test_compiled_dac_equals_the_fallback(managed, as_uint8, monkeypatch):
     tile included; unmanaged inputs beyond the DAC's range are clipped)."""
     import dataclasses
 
-    from imc_sim.analog.periphery import Converters, dac
-    from imc_sim.analog.profile import load_profile
+    from imc_sim.crossbar.periphery import Converters, dac
+    from imc_sim.devices.profile import load_profile
 
     conv = dataclasses.replace(Converters.from_periphery(load_profile("pcm").periphery), managed=managed)
     x = torch.randn(300, 2 * 128, generator=torch.Generator().manual_seed(0)) * 2

@@ -205,7 +205,7 @@ def test_sigma_init_range_and_positive(tiny_bert):
 
 @pytest.mark.parametrize("name", ["lora", "ia3", "grasp", "bitfit"])
 def test_head_counted_apart_for_every_method(name, tiny_bert):
-    from imc_sim.train import count_params
+    from imc_sim.training.loop import count_params
 
     _, _, adapted = attach(tiny_bert, name, {})
     counts = count_params(adapted)

@@ -6,13 +6,13 @@ import pytest
 import torch
 from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
 
-from imc_sim.analog import int8_product
-from imc_sim.analog.int8_product import Int8Weights, to_uint8_codes
-from imc_sim.analog.periphery import Converters
-from imc_sim.analog.profile import load_profile
-from imc_sim.analog.rpu_config import build_rpu_config
-from imc_sim.analog.threads import standard_normal
-from imc_sim.analog.tiles import CrossbarLinear
+from imc_sim.crossbar import int8_product
+from imc_sim.crossbar.int8_product import Int8Weights, to_uint8_codes
+from imc_sim.crossbar.periphery import Converters
+from imc_sim.crossbar.rpu_config import build_rpu_config
+from imc_sim.crossbar.threads import standard_normal
+from imc_sim.crossbar.tiles import CrossbarLinear
+from imc_sim.devices.profile import load_profile
 
 
 def quiet_pcm(**periphery):
@@ -61,7 +61,7 @@ def test_fused_forward_matches_aihwkit_without_adc(periphery):
 
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled-epilogue", "torch-epilogue"])
 def test_fused_forward_matches_aihwkit_with_adc_and_row_tiles(compiled, monkeypatch):
-    from imc_sim.analog import epilogue
+    from imc_sim.crossbar import epilogue
 
     monkeypatch.setattr(epilogue, "use_compiled", compiled and epilogue.AVAILABLE)
     profile = quiet_pcm(tile_rows=32, adc_bits=8)
@@ -153,7 +153,7 @@ def test_weight_read_noise_is_fresh_at_every_mvm_with_the_profile_std():
 
 
 def test_fefet_cycle_variance_is_the_device_pair_read_noise():
-    from imc_sim.analog.rpu_config import build_noise_model
+    from imc_sim.devices.aihwkit_models import build_noise_model
 
     model = build_noise_model(load_profile("fefet"))
     torch.manual_seed(0)

@@ -7,12 +7,13 @@ import pytest
 import torch
 from conftest import make_tiny_bert, make_tiny_gpt2
 
-from imc_sim.analog.characterize import programming_sigma
-from imc_sim.analog.mapping import deploy_model
-from imc_sim.analog.profile import load_profile, profile_from_dict
-from imc_sim.analog.rpu_config import build_noise_model, build_rpu_config
-from imc_sim.analog.sweep import drift_sweep
-from imc_sim.analog.tiles import CrossbarLinear
+from imc_sim.crossbar.mapping import deploy_model
+from imc_sim.crossbar.rpu_config import build_rpu_config
+from imc_sim.crossbar.tiles import CrossbarLinear
+from imc_sim.deploy.sweep import drift_sweep
+from imc_sim.devices.aihwkit_models import build_noise_model
+from imc_sim.devices.characterize import programming_sigma
+from imc_sim.devices.profile import load_profile, profile_from_dict
 
 YEAR = 365 * 86400.0
 

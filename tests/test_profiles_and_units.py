@@ -3,10 +3,10 @@
 import pytest
 import yaml
 
-from imc_sim.analog.profile import load_profile, profile_from_dict, shipped_profiles
-from imc_sim.analog.rpu_config import build_rpu_config
-from imc_sim.analog.units import format_time, parse_time, parse_time_range, parse_times
+from imc_sim.crossbar.rpu_config import build_rpu_config
+from imc_sim.devices.profile import load_profile, profile_from_dict, shipped_profiles
 from imc_sim.errors import ImcSimError
+from imc_sim.units import format_time, parse_time, parse_time_range, parse_times
 
 
 @pytest.mark.parametrize("text, seconds", [

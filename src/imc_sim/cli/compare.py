@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from imc_sim.analog.compare import compare_checkpoints, format_compare_table
     from imc_sim.cli.sweep_options import sweep_setup, write_outputs
+    from imc_sim.deploy.compare import compare_checkpoints, format_compare_table
 
     profile, times = sweep_setup(args)
     result = compare_checkpoints(args.checkpoints, profile, times, args.seeds, args.data_dir,

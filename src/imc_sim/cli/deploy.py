@@ -17,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from imc_sim.analog.deploy import deploy_checkpoint, format_deploy_table
     from imc_sim.cli.sweep_options import sweep_setup, write_outputs
+    from imc_sim.deploy.run import deploy_checkpoint, format_deploy_table
 
     profile, times = sweep_setup(args)
     result = deploy_checkpoint(args.checkpoint, profile, times, args.seeds, args.data_dir,

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _list() -> int:
-    from imc_sim.analog.profile import load_profile, shipped_profiles
+    from imc_sim.devices.profile import load_profile, shipped_profiles
     from imc_sim.table import format_table
 
     rows = []
@@ -34,12 +34,12 @@ def _show(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from imc_sim.analog.characterize import drift_curves, programming_sigma
-    from imc_sim.analog.plots import plot_device
-    from imc_sim.analog.profile import load_profile
-    from imc_sim.analog.units import format_time, parse_times
+    from imc_sim.devices.characterize import drift_curves, programming_sigma
+    from imc_sim.devices.plots import plot_device
+    from imc_sim.devices.profile import load_profile
     from imc_sim.errors import ImcSimError
     from imc_sim.table import format_table
+    from imc_sim.units import format_time, parse_times
 
     if not args.profile:
         raise ImcSimError("devices show needs a profile name or YAML path")

@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from imc_sim.analog.profile import DeviceProfile
+    from imc_sim.devices.profile import DeviceProfile
 
 DEFAULT_TIMES = "1s,1h,1d,1w,30d,1y,10y"
 
@@ -27,9 +27,9 @@ def add_sweep_options(p: argparse.ArgumentParser) -> None:
 
 def sweep_setup(args: argparse.Namespace) -> tuple[DeviceProfile, list[float]]:
     """The profile and drift times, checked before any model is loaded."""
-    from imc_sim.analog.profile import load_profile
-    from imc_sim.analog.units import parse_times
+    from imc_sim.devices.profile import load_profile
     from imc_sim.errors import ImcSimError
+    from imc_sim.units import parse_times
 
     profile = load_profile(args.device)
     times = parse_times(args.drift)
@@ -43,8 +43,8 @@ def write_outputs(args: argparse.Namespace, result: dict, curves: list[dict], ti
     """--json (the result) and --plot (the curves), each written atomically."""
     import json
 
-    from imc_sim.analog.plots import plot_drift
     from imc_sim.atomic import write_text_atomic
+    from imc_sim.deploy.plots import plot_drift
 
     if args.json:
         write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")

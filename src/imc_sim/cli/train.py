@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from imc_sim.atomic import write_text_atomic
     from imc_sim.checkpoint import save_checkpoint
     from imc_sim.table import format_table
-    from imc_sim.train import TrainArgs, train
+    from imc_sim.training.loop import TrainArgs, train
 
     options = {k: getattr(args, k) for k in
                ("k", "targets", "rows", "learn_scale", "learn_shift", "lora_r", "sigma_target",

@@ -13,15 +13,15 @@ import torch
 from tqdm.auto import tqdm
 
 from imc_sim import data
-from imc_sim.analog.hwa import DeviceTraining, sigma_target_auto
-from imc_sim.analog.profile import load_profile
-from imc_sim.analog.units import parse_time_range
 from imc_sim.backbones import Backbone, fingerprint, is_head, load_backbone, model_reference
 from imc_sim.checkpoint import save_checkpoint, trainable_state
+from imc_sim.devices.profile import load_profile
 from imc_sim.errors import ImcSimError
 from imc_sim.evaluate import evaluate
 from imc_sim.peft import Method, get_method
 from imc_sim.tasks import TaskSpec, get_task
+from imc_sim.training.device_aware import DeviceTraining, sigma_target_auto
+from imc_sim.units import parse_time_range
 
 DEFAULT_LR = {"grasp": 5e-3, "grasp-w": 3e-4, "stochgrasp": 3e-4, "lora": 5e-4, "ia3": 5e-3,
               "bitfit": 1e-3, "full": 3e-5}

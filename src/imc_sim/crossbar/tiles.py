@@ -5,7 +5,7 @@ each block lives in its own aihwkit ``TorchInferenceTile`` (read-out sped up), w
 (digital scales), the programming, the drift and the drift compensation (``program_weights``,
 ``drift_weights``, ``alpha``). After each of those the layer gathers the tiles' conductance-derived
 weights and digital scales into stacked tensors, and its forward runs the fused periphery of
-:mod:`imc_sim.analog.periphery`. The bias stays digital.
+:mod:`imc_sim.crossbar.periphery`. The bias stays digital.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from aihwkit.simulator.configs import TorchInferenceRPUConfig
 from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
 from torch import Tensor, nn
 
-from imc_sim.analog.periphery import Converters, TileStack, analog_mvm, read_variance
-from imc_sim.analog.profile import Periphery
+from imc_sim.crossbar.periphery import Converters, TileStack, analog_mvm, read_variance
+from imc_sim.devices.profile import Periphery
 from imc_sim.peft.targets import in_out_features, weight_in_out
 
 

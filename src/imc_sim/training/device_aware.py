@@ -9,7 +9,7 @@ transformer blocks, adapted or frozen) computes, for its input x,
     U_t    ~ the device at a drift time t (one time, or one drawn log-uniformly from a range per
              step): programmed, drifted, read
     y      = ADC(DAC(x) U_t^T + output noise) * m * alpha_t + b     (deploy's periphery and
-             product: imc_sim.analog.periphery.analog_mvm; alpha_t the drift compensation)
+             product: imc_sim.crossbar.periphery.analog_mvm; alpha_t the drift compensation)
 
 and passes y on as the layer's output. The gradient is the digital layer's (straight through the
 device and the converters): d/dx and d/d(adapter) of the layer's own forward, x W^T + b. That
@@ -34,25 +34,23 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from imc_sim.analog import epilogue
-from imc_sim.analog.periphery import Converters, TileStack, analog_mvm, read_variance
-from imc_sim.analog.profile import DeviceProfile
-from imc_sim.analog.rpu_config import build_noise_model
-from imc_sim.analog.threads import standard_normal
-from imc_sim.analog.units import format_time
+from imc_sim.crossbar import epilogue
+from imc_sim.crossbar.periphery import Converters, TileStack, analog_mvm, read_variance
+from imc_sim.crossbar.threads import standard_normal
+from imc_sim.devices.aihwkit_models import build_noise_model
+from imc_sim.devices.moments import MomentTables, weight_level
+from imc_sim.devices.profile import DeviceProfile
 from imc_sim.errors import ImcSimError
 from imc_sim.peft.grasp import GraspLayer
 from imc_sim.peft.inject import AdapterLayer
 from imc_sim.peft.targets import PRESETS, is_linear, weight_in_out
+from imc_sim.units import format_time
 
-GRID = 129  # normalised target values in [-1, 1]
-SAMPLES = 16384  # Monte-Carlo draws per target value (table mean error ~ std / 128)
 RANGE_POINTS = 8  # log-spaced times that stand for a drift range
 
 
@@ -64,69 +62,10 @@ def drift_grid(start: float, end: float) -> list[float]:
     return [math.exp(lo + (hi - lo) * k / (RANGE_POINTS - 1)) for k in range(RANGE_POINTS)]
 
 
-def _weight_level(profile: DeviceProfile) -> bool:
-    """Noise defined on weights, not conductances (no per-tile normalisation applies)."""
-    return profile.model in ("gaussian", "ideal")
-
-
-@dataclass
-class MomentTables:
-    """E[w_t | u] and sd[w_t | u] on a grid of u in [-1, 1], one row per drift time."""
-
-    times: list[float]
-    mean: Tensor  # [times, GRID]
-    std: Tensor  # [times, GRID]
-    weight_level: bool = False  # noise independent of the target: mean = u exactly, std constant
-
-    @classmethod
-    @torch.no_grad()
-    def measure(cls, profile: DeviceProfile, times: list[float], seed: int = 0) -> MomentTables:
-        profile.check_times(times)
-        model = build_noise_model(profile)
-        u = torch.linspace(-1.0, 1.0, GRID)
-        targets = u.repeat_interleave(SAMPLES).view(GRID, SAMPLES)
-        means, stds = [], []
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for t in times:
-                programmed, params = model.apply_programming_noise(targets)
-                drifted = model.apply_drift_noise(programmed, params, t)
-                means.append(drifted.mean(dim=1))
-                stds.append(drifted.std(dim=1))
-        return cls(list(times), torch.stack(means), torch.stack(stds), _weight_level(profile))
-
-    def __post_init__(self) -> None:
-        # [1, (mean, std), times, GRID]: the image that grid_sample interpolates
-        self.image = torch.stack([self.mean, self.std]).unsqueeze(0).contiguous()
-
-    @staticmethod
-    def grid(u: Tensor) -> Tensor:
-        """The sampling grid of normalised targets ``u``: [1, 1, n, (x = u, y = time)]; a frozen
-        layer's is built once and reused at every time."""
-        grid = torch.empty(1, 1, u.numel(), 2)
-        grid[0, 0, :, 0] = u.reshape(-1)
-        return grid
-
-    def at(self, u: Tensor, grid: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """(mean, std) for time index ``k`` at targets ``u`` (whose :meth:`grid` is given),
-        linearly interpolated in u (targets beyond [-1, 1] take the edge values)."""
-        if self.weight_level:
-            return u.clone(), torch.full_like(u, self.std[k].mean().item())
-        rows = len(self.times)
-        grid[0, 0, :, 1] = 2 * k / (rows - 1) - 1 if rows > 1 else 0.0
-        out = F.grid_sample(self.image, grid, mode="bilinear", padding_mode="border",
-                            align_corners=True)
-        return out[0, 0, 0].view(u.shape), out[0, 1, 0].view(u.shape)
-
-    def lookup(self, u: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """(mean, std) at normalised targets ``u`` for time index ``k`` (linear interpolation)."""
-        return self.at(u, self.grid(u), k)
-
-
 def mapping_scale(profile: DeviceProfile, w: Tensor) -> Tensor:
     """The weight that maps onto g_max: per column, per layer, or 1 for weight-level noise."""
     mapping = profile.periphery.weight_scaling
-    if _weight_level(profile) and mapping == "none":
+    if weight_level(profile) and mapping == "none":
         return torch.ones(())
     if mapping == "per-column":
         return w.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)

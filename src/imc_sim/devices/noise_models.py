@@ -57,7 +57,7 @@ class FeFETNoiseModel(BaseNoiseModel):
       r * log10(1 + t / t0) of its distance (capped at 1), with r = relax_per_decade * scale *
       max(0, 1 + relax_spread * xi) drawn once per device at programming;
     - read (cycle-to-cycle) noise: relative Gaussian, sigma_read = relative * g, fresh at every
-      MVM: :meth:`cycle_variance` gives it to the periphery (``imc_sim.analog.periphery``), which
+      MVM: :meth:`cycle_variance` gives it to the periphery (``imc_sim.crossbar.periphery``), which
       draws it per read; the programmed and drifted state carries none of it.
     Conductances stay within [g_min, g_max].
     """

@@ -19,7 +19,7 @@ fluctuations drawn afresh at every MVM add, for each input vector and output, a 
 variance sum_j c_j^2 V_j to the product, which is exactly their effect on that output; its
 variance comes from one bf16 GEMM of the squared codes with ``V``. Where the
 DAC codes fit int8 (a DAC of at most 8 bits) the product c W^T runs in int8 arithmetic
-(:mod:`imc_sim.analog.int8_product`), else in fp32. Only the product's arithmetic differs; every
+(:mod:`imc_sim.crossbar.int8_product`), else in fp32. Only the product's arithmetic differs; every
 periphery step is the same.
 """
 
@@ -31,9 +31,9 @@ import torch
 from aihwkit.inference.noise.base import BaseNoiseModel
 from torch import Tensor
 
-from imc_sim.analog import epilogue, int8_product
-from imc_sim.analog.int8_product import Int8Weights
-from imc_sim.analog.profile import Periphery
+from imc_sim.crossbar import epilogue, int8_product
+from imc_sim.crossbar.int8_product import Int8Weights
+from imc_sim.devices.profile import Periphery
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def analog_mvm(x: Tensor, stack: TileStack, bias: Tensor | None, conv: Converter
     """Periphery-managed product of ``x`` [N, row_tiles * rows] with the stacked tiles, plus bias.
 
     Returns [N, out]. Each row tile's product (in ADC steps) goes through one pass of
-    :mod:`imc_sim.analog.epilogue` (read noise, ADC, scales), which adds it onto the sum of the
+    :mod:`imc_sim.crossbar.epilogue` (read noise, ADC, scales), which adds it onto the sum of the
     row tiles before it: row tiles are summed digitally.
     """
     row_tiles = stack.weights.shape[0]

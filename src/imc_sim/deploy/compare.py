@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from imc_sim.analog.deploy import deploy_checkpoint
-from imc_sim.analog.profile import DeviceProfile
 from imc_sim.checkpoint import read_checkpoint
+from imc_sim.deploy.run import deploy_checkpoint
+from imc_sim.devices.profile import DeviceProfile
 from imc_sim.errors import ImcSimError
 from imc_sim.table import format_table
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from imc_sim.analog.threads import split_rows, standard_normal
+from imc_sim.crossbar.threads import split_rows, standard_normal
 
 
 def _load() -> ctypes.CDLL | None:

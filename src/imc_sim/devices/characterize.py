@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from imc_sim.analog.noise_models import IdealNoiseModel
-from imc_sim.analog.profile import ALLOWED_TIMES, DeviceProfile
-from imc_sim.analog.rpu_config import build_noise_model
+from imc_sim.devices.aihwkit_models import build_noise_model
+from imc_sim.devices.noise_models import IdealNoiseModel
+from imc_sim.devices.profile import ALLOWED_TIMES, DeviceProfile
 
 LEVELS = (0.25, 0.5, 1.0)  # g / g_max of the drift curves
 

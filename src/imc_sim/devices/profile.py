@@ -179,7 +179,7 @@ class DeviceProfile:
             return
         bad = [t for t in seconds if t not in allowed]
         if bad:
-            from imc_sim.analog.units import format_time
+            from imc_sim.units import format_time
 
             raise ImcSimError(
                 f"device {self.name!r} ({self.model}) is only characterised at "

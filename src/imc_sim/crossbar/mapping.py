@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from imc_sim.analog.profile import DeviceProfile
-from imc_sim.analog.rpu_config import build_rpu_config
-from imc_sim.analog.tiles import CrossbarLinear
+from imc_sim.crossbar.rpu_config import build_rpu_config
+from imc_sim.crossbar.tiles import CrossbarLinear
+from imc_sim.devices.profile import DeviceProfile
 from imc_sim.peft.targets import find_targets, is_linear, replace_module
 
 

@@ -6,10 +6,10 @@ import os
 from typing import Any
 
 from imc_sim import data
-from imc_sim.analog.mapping import deploy_model
-from imc_sim.analog.profile import DeviceProfile
-from imc_sim.analog.sweep import drift_sweep
 from imc_sim.checkpoint import load_model
+from imc_sim.crossbar.mapping import deploy_model
+from imc_sim.deploy.sweep import drift_sweep
+from imc_sim.devices.profile import DeviceProfile
 from imc_sim.evaluate import evaluate
 from imc_sim.table import format_table
 
@@ -27,7 +27,7 @@ def deploy_checkpoint(
     """Evaluate ``path`` digitally, then on ``profile`` at every time for seeds 0..seeds-1.
 
     The dev set is tokenized and batched once; each seed programs the chip once and drifts that
-    state through ``times`` (see :mod:`imc_sim.analog.sweep`).
+    state through ``times`` (see :mod:`imc_sim.deploy.sweep`).
     """
     loaded = load_model(path)
     task = loaded.task

@@ -1,4 +1,4 @@
-"""A device profile as aihwkit objects: the noise model and the ``TorchInferenceRPUConfig``.
+"""A device profile as an aihwkit noise model (programming, drift, read noise).
 
 aihwkit 1.1.0 quirks handled here (each covered by a test in ``tests/test_aihwkit_quirks.py``):
 - ``PCMLikeNoiseModel(prog_coeff_g_max_reference=...)`` never stores the attribute (AttributeError
@@ -7,25 +7,19 @@ aihwkit 1.1.0 quirks handled here (each covered by a test in ``tests/test_aihwki
 - ``ReRamWan2022NoiseModel`` stores its 40 uS reference under a name it never reads, so the
   fitted uS polynomial is not rescaled when ``g_max`` differs: the reference is set explicitly;
 - ``CustomDriftPCMLikeNoiseModel`` checks its table against the ``g_converter`` argument, so it
-  must be given one;
-- torch tiles refuse ``forward.w_noise`` (ConfigError): the config keeps it 0 and imc-sim's fused
-  periphery draws the weight read noise itself at every MVM (``periphery.w_noise`` and the noise
-  model's ``cycle_variance``; ``imc_sim.analog.periphery.read_variance``).
+  must be given one.
 """
 
 from __future__ import annotations
 
-from aihwkit.inference.compensation.drift import GlobalDriftCompensation, PerColumnDriftCompensation
 from aihwkit.inference.converter.conductance import SinglePairConductanceConverter
 from aihwkit.inference.noise.base import BaseNoiseModel
 from aihwkit.inference.noise.custom import StateIndependentNoiseModel
 from aihwkit.inference.noise.pcm import CustomDriftPCMLikeNoiseModel, PCMLikeNoiseModel
 from aihwkit.inference.noise.reram import ReRamWan2022NoiseModel
-from aihwkit.simulator.configs import TorchInferenceRPUConfig
-from aihwkit.simulator.parameters.enums import BoundManagementType, NoiseManagementType
 
-from imc_sim.analog.noise_models import FeFETNoiseModel, GaussianWeightNoiseModel, IdealNoiseModel
-from imc_sim.analog.profile import DeviceProfile
+from imc_sim.devices.noise_models import FeFETNoiseModel, GaussianWeightNoiseModel, IdealNoiseModel
+from imc_sim.devices.profile import DeviceProfile
 from imc_sim.errors import ImcSimError
 
 WAN2022_G_REF = 40.0  # uS, the conductance scale of aihwkit's ReRAM polynomial fit
@@ -100,36 +94,3 @@ BUILDERS = {
 def build_noise_model(profile: DeviceProfile) -> BaseNoiseModel:
     """The aihwkit noise model (programming, drift, read noise) of ``profile``."""
     return BUILDERS[profile.model](profile)
-
-
-def _resolution(bits: int | None) -> float:
-    """aihwkit's resolution for a signed ``bits``-bit converter: 1 / (2^bits - 2); 0 = ideal."""
-    return 1.0 / (2**bits - 2) if bits else 0.0
-
-
-def build_rpu_config(profile: DeviceProfile) -> TorchInferenceRPUConfig:
-    """aihwkit's torch inference configuration for one tile of ``profile``."""
-    periphery = profile.periphery
-    config = TorchInferenceRPUConfig()
-    forward = config.forward
-    forward.is_perfect = periphery.perfect
-    forward.inp_res = _resolution(periphery.dac_bits)
-    forward.out_res = _resolution(periphery.adc_bits)
-    forward.inp_bound = periphery.inp_bound
-    forward.out_bound = periphery.out_bound
-    forward.out_noise = periphery.out_noise
-    forward.w_noise = 0.0  # drawn by imc_sim.analog.periphery instead (torch tiles refuse it)
-    forward.bound_management = BoundManagementType.NONE
-    forward.noise_management = (NoiseManagementType.ABS_MAX if periphery.noise_management == "abs-max"
-                                else NoiseManagementType.NONE)
-    mapping = config.mapping
-    mapping.digital_bias = True
-    mapping.weight_scaling_omega = 0.0 if periphery.weight_scaling == "none" else 1.0
-    mapping.weight_scaling_columnwise = periphery.weight_scaling == "per-column"
-    mapping.max_input_size = 0  # tiles are cut by imc_sim.analog.tiles, not by aihwkit
-    mapping.max_output_size = 0
-    config.noise_model = build_noise_model(profile)
-    config.drift_compensation = {
-        "none": None, "global": GlobalDriftCompensation(), "per-column": PerColumnDriftCompensation(),
-    }[profile.compensation]
-    return config

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from imc_sim.analog.mapping import Deployment
-from imc_sim.analog.units import format_time
+from imc_sim.crossbar.mapping import Deployment
+from imc_sim.units import format_time
 
 
 def summarize(values: Sequence[float]) -> dict[str, Any]:

@@ -1,1 +1,0 @@
-"""Analog crossbar deployment on aihwkit: device profiles, tiles, drift and evaluation sweeps."""

@@ -1,0 +1,32 @@
+"""PNG figure of accuracy versus drift time (one line per checkpoint)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from imc_sim.figures import plt, save_png
+
+
+def plot_drift(curves: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str,
+               metric_name: str) -> None:
+    """One line per curve: mean +- std over seeds versus time (log axis), digital level dashed.
+
+    A curve is ``{"name", "digital_metric", "times": [{"t_seconds", "mean", "std"}, ...]}``.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for n, curve in enumerate(curves):
+        color = f"C{n % 10}"
+        t = [max(p["t_seconds"], 1e-3) for p in curve["times"]]
+        ax.errorbar(t, [100 * p["mean"] for p in curve["times"]],
+                    yerr=[100 * p["std"] for p in curve["times"]], color=color, marker="o",
+                    capsize=3, label=curve["name"])
+        ax.axhline(100 * curve["digital_metric"], color=color, linestyle="--", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("time after programming (s)")
+    ax.set_ylabel(f"{metric_name} (%)  (dashed: digital)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    save_png(fig, path)

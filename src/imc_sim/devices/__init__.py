@@ -1,0 +1,1 @@
+"""Device physics: profiles, device families (programming, drift, read noise), moment tables."""

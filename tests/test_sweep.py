@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from imc_sim import __version__
 from imc_sim.cli import main
-from imc_sim.deploy.executors import InProcessExecutor, RayExecutor, run_sweep
+from imc_sim.deploy.executors import InProcessExecutor, run_sweep
 from imc_sim.deploy.plan import load_plan
 from imc_sim.deploy.store import read_store
 from imc_sim.deploy.unit import FAULT_ENV
@@ -62,7 +63,7 @@ def test_sweep_store_summary_and_the_same_numbers_as_deploy(tiny_checkpoint, tin
     printed = capsys.readouterr().out
     assert "3 units: 0 already in" in printed and "sst2 on noisy (3 seeds)" in printed and "1y" in printed
     lines = [json.loads(line) for line in store_of(plan).read_text().splitlines()]
-    assert len(lines) == 3 * 2 and {line["imc_sim_version"] for line in lines} == {"0.1.0"}
+    assert len(lines) == 3 * 2 and {line["imc_sim_version"] for line in lines} == {__version__}
     assert {line["entry"]["seed"] for line in lines} == {0, 1, 2}
     summary = json.loads(out.read_text())["devices"][0]
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
@@ -145,12 +146,19 @@ def test_bad_plan_one_line_store_untouched(change, message, tiny_checkpoint, tin
     checked_refusal(["sweep", str(plan), "--quiet"], store_of(plan), message, capsys)
 
 
-def test_store_of_another_version_is_refused_untouched(tiny_checkpoint, tiny_glue, tmp_path, capsys):
+@pytest.mark.parametrize("rewrite, message", [
+    (lambda t: t.replace(f'"imc_sim_version": "{__version__}"', '"imc_sim_version": "0.0.9"'),
+     "written by imc-sim 0.0.9"),
+    (lambda t: "my notes, no newline", "line 1 is not an imc-sim sweep result"),
+    (lambda t: t + "my notes\n", "line 3 is not an imc-sim sweep result"),
+])
+def test_foreign_or_old_store_is_refused_untouched(rewrite, message, tiny_checkpoint, tiny_glue, tmp_path,
+                                                   capsys):
     plan = write_plan(tmp_path, [tiny_checkpoint], tiny_glue, seeds=1)
     assert sweep(plan) == 0
     store = store_of(plan)
-    store.write_text(store.read_text().replace('"imc_sim_version": "0.1.0"', '"imc_sim_version": "0.0.9"'))
-    checked_refusal(["sweep", str(plan), "--quiet"], store, "written by imc-sim 0.0.9", capsys)
+    store.write_text(rewrite(store.read_text()))
+    checked_refusal(["sweep", str(plan), "--quiet"], store, message, capsys)
 
 
 # --- Ray: one local Ray (2 CPUs) for the module --------------------------------------------------
@@ -182,13 +190,13 @@ def local_ray(fault_marker):
 
 
 def test_ray_equals_in_process_and_retries_a_killed_worker(local_ray, fault_marker, tiny_checkpoint,
-                                                           tiny_glue, noisy_device, tmp_path):
-    plan = load_plan(write_plan(tmp_path, [tiny_checkpoint], tiny_glue, seeds=2,
-                                devices=["pcm", str(noisy_device)]))
+                                                           tiny_glue, noisy_device, tmp_path, capsys):
+    plan = write_plan(tmp_path, [tiny_checkpoint], tiny_glue, seeds=2, devices=["pcm", str(noisy_device)])
     assert not fault_marker.exists()
-    on_ray = run_sweep(plan, tmp_path / "ray.jsonl", RayExecutor(max_retries=2, progress=False))
-    assert fault_marker.exists() and on_ray.ran == 4  # one worker died mid-unit; Ray ran it again
-    run_sweep(plan, tmp_path / "here.jsonl", InProcessExecutor(progress=False))
+    assert sweep(plan, "--ray", "--max-retries", "2", "--store", str(tmp_path / "ray.jsonl")) == 0
+    assert fault_marker.exists()  # one worker died in its unit; Ray ran that unit again
+    assert "4 units: 0 already in" in capsys.readouterr().out
+    run_sweep(load_plan(plan), tmp_path / "here.jsonl", InProcessExecutor(progress=False))
     assert metrics(tmp_path / "ray.jsonl") == metrics(tmp_path / "here.jsonl")
     assert len(metrics(tmp_path / "ray.jsonl")) == 4 * 2
     assert local_ray.is_initialized()  # the executor leaves a Ray it did not start running

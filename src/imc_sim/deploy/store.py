@@ -83,8 +83,10 @@ def read_store(path: str | os.PathLike[str]) -> list[Record]:
     path = Path(path)
     if not path.exists():
         return []
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    complete = text.split("\n")[:-1]  # the piece after the last newline is empty or torn
+    *complete, torn = path.read_bytes().decode("utf-8", errors="replace").split("\n")
+    head = json.dumps({"format": FORMAT})[:-1]
+    if not (head.startswith(torn) or torn.startswith(head)):
+        raise ImcSimError(f"results store {path}: line {len(complete) + 1} is not an imc-sim sweep result")
     return [_record(line, path, n) for n, line in enumerate(complete, 1) if line.strip()]
 
 

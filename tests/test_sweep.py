@@ -202,8 +202,8 @@ def test_ray_equals_in_process_and_retries_a_killed_worker(local_ray, fault_mark
     assert local_ray.is_initialized()  # the executor leaves a Ray it did not start running
 
 
-def test_unreachable_ray_address_one_line_store_untouched(local_ray, tiny_checkpoint, tiny_glue, tmp_path,
-                                                          capsys):
+def test_unreachable_ray_address_one_line_store_untouched(tiny_checkpoint, tiny_glue, tmp_path, capsys):
+    import_ray_or_skip()
     plan = write_plan(tmp_path, [tiny_checkpoint], tiny_glue, seeds=1)
     assert sweep(plan) == 0
     write_plan(tmp_path, [tiny_checkpoint], tiny_glue, seeds=2)

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from imc_sim.errors import ImcSimError
 
-COMMANDS = ("train", "deploy", "compare", "devices")
+COMMANDS = ("train", "deploy", "compare", "sweep", "devices")
 
 
 class OneLineParser(argparse.ArgumentParser):

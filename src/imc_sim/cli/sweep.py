@@ -1,0 +1,50 @@
+"""``imc-sim sweep``: run a plan of checkpoints x devices x chips into a resumable results store."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="run a sweep plan (YAML) in this process or on Ray, resumably",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("plan", help="plan YAML: checkpoints, devices, seeds, times (see imc_sim.deploy.plan)")
+    p.add_argument("--store", help="results store (JSON lines); default PLAN.results.jsonl beside the plan")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--ray", action="store_true", help="run each unit as a task on a local Ray")
+    where.add_argument("--ray-address", metavar="ADDRESS", help="run on the Ray cluster at ADDRESS")
+    p.add_argument("--max-retries", type=int, default=3, help="Ray retries of a unit whose worker died")
+    p.add_argument("--json", help="write the summary here")
+    p.add_argument("--plot", help="write accuracy versus time here (PNG)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from imc_sim import __version__
+    from imc_sim.cli.sweep_options import write_outputs
+    from imc_sim.deploy.compare import format_compare_table
+    from imc_sim.deploy.executors import InProcessExecutor, RayExecutor, run_sweep
+    from imc_sim.deploy.plan import load_plan
+    from imc_sim.deploy.store import read_store, summarize_store
+    from imc_sim.errors import ImcSimError
+
+    if args.max_retries < 0:
+        raise ImcSimError(f"--max-retries must be at least 0, got {args.max_retries}")
+    plan = load_plan(args.plan)
+    store = args.store or str(plan.path.with_suffix(".results.jsonl"))
+    executor = (RayExecutor(args.ray_address, args.max_retries, progress=not args.quiet)
+                if args.ray or args.ray_address else InProcessExecutor(progress=not args.quiet))
+    done = run_sweep(plan, store, executor)
+    print(f"{done.planned} units: {done.found} already in {store}, {done.ran} run now")
+    results = summarize_store(plan, read_store(store))
+    for result in results:
+        print(f"\n{result['task']} on {result['device']} ({result['seeds']} seeds)")
+        print(format_compare_table(result))
+    several = len(results) > 1
+    curves = [{**c, "name": f"{c['name']} on {r['device']}" if several else c["name"]}
+              for r in results for c in r["checkpoints"]]
+    summary = {"plan": str(plan.path), "store": store, "imc_sim_version": __version__,
+               "metric_name": results[0]["metric_name"], "devices": results}
+    write_outputs(args, summary, curves, f"{results[0]['task']}: sweep {plan.path.stem}")
+    return 0

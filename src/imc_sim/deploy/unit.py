@@ -1,0 +1,100 @@
+"""Running one unit of a sweep: one checkpoint programmed on one chip (device, seed), drifted to
+every time of the plan and evaluated at each.
+
+:func:`simulate_chip` is the one place that calls the deployment engine; everything else here is
+bookkeeping (threads, timing, the result record, fault injection for tests).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from imc_sim.deploy.plan import Unit
+from imc_sim.devices.profile import DeviceProfile
+
+FAULT_ENV = "IMC_SIM_SWEEP_FAULT_ONCE"
+
+
+@dataclass(frozen=True)
+class ChipRun:
+    """What the engine measured for one chip: the digital metric and one metric per time."""
+
+    metric_name: str
+    digital_metric: float
+    metrics: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """A finished unit: its key and plan entry, what was measured, and its own wall time (s)."""
+
+    key: str
+    entry: dict[str, Any]
+    checkpoint_name: str
+    method: str
+    device_trained: str | None
+    task: str
+    times: tuple[float, ...]
+    run: ChipRun
+    unit_seconds: float
+
+
+def simulate_chip(checkpoint: Path, profile: DeviceProfile, seed: int, times: list[float],
+                  data_dir: Path | None, eval_limit: int | None) -> ChipRun:
+    """Program ``checkpoint`` on a ``profile`` chip with ``seed``, drift it through ``times``.
+
+    The same steps as :func:`imc_sim.deploy.run.deploy_checkpoint`, for one seed.
+    """
+    from imc_sim import data
+    from imc_sim.checkpoint import load_model
+    from imc_sim.crossbar.mapping import deploy_model
+    from imc_sim.deploy.sweep import drift_sweep
+    from imc_sim.evaluate import evaluate
+
+    loaded = load_model(checkpoint)
+    max_length = loaded.meta.get("train_args", {}).get("max_length", 64)
+    dev = data.load_split(loaded.task, "dev", data_dir, eval_limit)
+    batches = data.eval_batches(data.encode(dev, loaded.tokenizer, max_length))
+    digital = evaluate(loaded.model, batches, loaded.task)
+    deployment = deploy_model(loaded.model, profile)
+    points = drift_sweep(deployment, lambda: evaluate(deployment.model, batches, loaded.task),
+                         [seed], times, progress=False)
+    return ChipRun(loaded.task.metric_name, digital, tuple(p["metrics"][0] for p in points))
+
+
+def inject_fault() -> None:
+    """Tests only: with ``$IMC_SIM_SWEEP_FAULT_ONCE`` naming an absent file, create it and end the
+    process at once, as a killed worker would (so exactly one unit dies, on its first attempt)."""
+    marker = os.environ.get(FAULT_ENV)
+    if marker:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.close(fd)
+        os._exit(1)
+
+
+def run_unit(unit: Unit, checkpoint: Path, data_dir: Path | None) -> UnitResult:
+    """Run ``unit`` from local files, on ``unit.resources.cpus`` torch threads.
+
+    The thread count is fixed by the plan, not by the executor, so that in-process and Ray runs
+    of one plan compute the same numbers."""
+    start = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(unit.resources.cpus)
+    try:
+        inject_fault()
+        run = simulate_chip(checkpoint, unit.device.profile, unit.seed, list(unit.times), data_dir,
+                            unit.eval_limit)
+    finally:
+        torch.set_num_threads(threads)
+    c = unit.checkpoint
+    return UnitResult(unit.key, unit.entry(), c.name, c.method, c.device_trained, c.task, unit.times,
+                      run, time.perf_counter() - start)

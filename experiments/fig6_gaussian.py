@@ -81,7 +81,8 @@ def main() -> None:
         results.append({"name": label, "method": method, "device_trained": None,
                         "checkpoint": str(path), "digital_metric": digital, "sigmas": points})
     payload = {"experiment": "fig6_gaussian", "quick": args.quick, "steps": args.steps,
-               "seeds": args.seeds, "sigmas": list(sigmas), "checkpoints": results}
+               "seeds": args.seeds, "metric_name": loaded.task.metric_name, "sigmas": list(sigmas),
+               "checkpoints": results}
     write_json(name, payload)
     rows = [[r["name"]] + [f"{100 * p['mean']:.1f} ± {100 * p['std']:.1f}" for p in r["sigmas"]]
             for r in results]

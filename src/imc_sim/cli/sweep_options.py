@@ -37,6 +37,8 @@ def sweep_setup(args: argparse.Namespace) -> tuple[DeviceProfile, list[float]]:
     profile.check_times(times)
     if args.seeds < 1:
         raise ImcSimError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.eval_limit is not None and args.eval_limit < 1:
+        raise ImcSimError(f"--eval-limit must be at least 1, got {args.eval_limit}")
     return profile, times
 
 

@@ -28,13 +28,13 @@ from pathlib import Path
 import torch
 from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
 
-from imc_sim import data
 from imc_sim.atomic import write_text_atomic
 from imc_sim.checkpoint import load_model
 from imc_sim.crossbar.mapping import deploy_model
 from imc_sim.crossbar.rpu_config import build_rpu_config
 from imc_sim.crossbar.tiles import CrossbarLinear
-from imc_sim.deploy.sweep import drift_sweep
+from imc_sim.deploy.results import MappingSummary, TimePoint
+from imc_sim.deploy.run import dev_set, sweep_points
 from imc_sim.devices.profile import load_profile
 from imc_sim.evaluate import evaluate
 from imc_sim.table import format_table
@@ -87,8 +87,7 @@ def main() -> None:
     checkpoint = args.checkpoint or train_cached(DEFAULT_CHECKPOINT, TrainArgs(
         method="grasp", data_dir=args.data_dir, max_steps=1500, method_options={"k": 32}))
     loaded = load_model(checkpoint)
-    dev = data.load_split(loaded.task, "dev", args.data_dir)
-    batches = data.eval_batches(data.encode(dev, loaded.tokenizer, 64))
+    batches, dev_examples = dev_set(loaded, args.data_dir, None)
     profile = load_profile(args.device)
     times = parse_times(args.times)
 
@@ -106,8 +105,8 @@ def main() -> None:
         parts["evaluate"].append(seconds(lambda: evaluate(deployment.model, batches, loaded.task)))
     realization = statistics.median(sum(p) for p in zip(*parts.values(), strict=True))
     digital = statistics.median(digital_times)
-    sweep_points: list[dict] = []
-    sweep = seconds(lambda: sweep_points.extend(drift_sweep(
+    points: list[TimePoint] = []
+    sweep = seconds(lambda: points.extend(sweep_points(
         deployment, lambda: evaluate(deployment.model, batches, loaded.task),
         list(range(args.seeds)), times)))
     around_sweep = [digital, *(seconds(lambda: evaluate(digital_model, batches, loaded.task))
@@ -129,14 +128,15 @@ def main() -> None:
     ]
     print(format_table(["what", "seconds", "x digital", "target"], rows))
     result = {
-        "checkpoint": str(checkpoint), "device": profile.name, "dev_examples": len(dev.labels),
+        "checkpoint": str(checkpoint), "device": profile.name, "dev_examples": dev_examples,
         "threads": torch.get_num_threads(), "digital_metric": digital_metric,
         "digital_seconds": digital, "digital_seconds_around_sweep": digital_sweep,
         "realization_seconds": realization,
         "realization_parts_seconds": {k: statistics.median(v) for k, v in parts.items()},
         "sweep_seconds": sweep, "sweep_realizations": n, "layer_ms": layers,
         "ratios": {"realization": realization / digital, "sweep": sweep / digital_sweep},
-        "mapping": deployment.summary(), "times": sweep_points,
+        "mapping": MappingSummary.from_json(deployment.summary()).to_json(),
+        "times": [p.to_json() for p in points],
     }
     write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -1,23 +1,24 @@
-"""Shared pieces of the experiment scripts: cached training runs, dev batches, result files.
+"""Shared pieces of the experiment scripts: cached training runs, compare on a device, result files.
 
-Every script writes ``experiments/results/<name>.json`` (``imc-sim compare``'s schema), a PNG
-beside it, and its markdown table into ``docs/results.md`` between ``<!-- <name> -->`` markers
-(replacing the previous table of the same name).
+Every script writes ``experiments/results/<name>.json`` (``imc-sim compare``'s schema,
+:mod:`imc_sim.deploy.results`; fig6_gaussian's own), a PNG beside it, and its markdown table
+into ``docs/results.md`` between ``<!-- <name> -->`` markers (replacing the previous table of the
+same name).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 from pathlib import Path
 
-from imc_sim import data
 from imc_sim.atomic import write_text_atomic
 from imc_sim.deploy.compare import compare_checkpoints, format_compare_table
 from imc_sim.deploy.plots import plot_drift
+from imc_sim.deploy.results import CompareResult, ExperimentTag, save_result
 from imc_sim.devices.profile import load_profile
-from imc_sim.tasks import TaskSpec
 from imc_sim.training.loop import TrainArgs, train_cached
 from imc_sim.units import parse_times
 
@@ -64,12 +65,8 @@ def train_arms(arms: dict[str, dict], args: argparse.Namespace, tag: str) -> lis
     return paths
 
 
-def dev_batches(task: TaskSpec, tokenizer, data_dir: str, limit: int | None) -> list[dict]:
-    """The dev set, tokenized once, in length-sorted evaluation batches."""
-    return data.eval_batches(data.encode(data.load_split(task, "dev", data_dir, limit), tokenizer, 64))
-
-
 def write_json(name: str, payload: dict) -> Path:
+    """``results/<name>.json`` for a result outside the compare schema (fig6_gaussian's)."""
     path = RESULTS / f"{name}.json"
     write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
     return path
@@ -89,16 +86,15 @@ def write_results_section(name: str, command: str, table: str) -> None:
 
 
 def compare_on_device(name: str, paths: list[Path], device: str, times: str,
-                      args: argparse.Namespace, command: str) -> dict:
+                      args: argparse.Namespace, command: str) -> CompareResult:
     """``imc-sim compare`` of ``paths`` on ``device``: JSON, PNG and a docs/results.md section."""
     profile = load_profile(device)
     result = compare_checkpoints(paths, profile, parse_times(times), args.seeds, args.data_dir,
                                  args.eval_limit)
-    result.update(experiment=name, quick=args.quick, steps=args.steps)
-    write_json(name, result)
-    plot_drift(result["checkpoints"], RESULTS / f"{name}.png",
-               f"{result['task']} on {device} ({args.steps} steps, {args.seeds} seeds)",
-               result["metric_name"])
+    result = dataclasses.replace(result, experiment=ExperimentTag(name, args.quick, args.steps))
+    save_result(RESULTS / f"{name}.json", result)
+    plot_drift(result.checkpoints, RESULTS / f"{name}.png",
+               f"{result.task} on {device} ({args.steps} steps, {args.seeds} seeds)", result.metric_name)
     table = format_compare_table(result, markdown=True)
     print(table)
     write_results_section(name, command, table)

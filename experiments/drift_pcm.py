@@ -31,6 +31,8 @@ import sys
 
 from common import apply_quick, common_parser, compare_on_device, train_arms
 
+from imc_sim.deploy.results import CompareResult, SeedSummary, TimePoint
+
 K64 = {"k": 64, "rows": "rows"}
 ARMS = {
     "grasp-k32": {"method": "grasp", "method_options": {"k": 32}},
@@ -48,31 +50,29 @@ ARMS = {
 DEVICES = {"pcm": "1s,1h,1d,1w,30d,1y,10y", "reram": "1s,1d,2d", "fefet": "1s,1h,1d,1w,30d,1y,10y"}
 
 
-def paired(a: dict, b: dict) -> str:
+def paired(a: TimePoint, b: TimePoint) -> str:
     """Per-chip differences a - b at one time (the same seeds are the same chips): mean, t (mean
     over std / sqrt(n)) and the chips on which a is ahead."""
-    diffs = [x - y for x, y in zip(a["metrics"], b["metrics"], strict=True)]
-    n = len(diffs)
-    mean = sum(diffs) / n
-    sd = (sum((d - mean) ** 2 for d in diffs) / (n - 1)) ** 0.5 if n > 1 else 0.0
-    t = mean / (sd / n**0.5) if sd else float("inf")
-    return f"paired {100 * mean:+.2f}, t {t:+.1f}, ahead on {sum(d > 0 for d in diffs)}/{n} chips"
+    diffs = [x - y for x, y in zip(a.metrics, b.metrics, strict=True)]
+    d = SeedSummary.of(diffs)
+    t = d.mean / (d.std / len(diffs) ** 0.5) if d.std else float("inf")
+    return f"paired {100 * d.mean:+.2f}, t {t:+.1f}, ahead on {sum(x > 0 for x in diffs)}/{len(diffs)} chips"
 
 
-def headline(result: dict) -> None:
+def headline(result: CompareResult) -> None:
     """The issue's target on pcm: StochGRASP-pcm against each deterministic GRASP at 1 d and 1 y
     (gap in units of the larger std over seeds, and paired by chip), and its loss against its own
     digital accuracy."""
-    by_name = {c["name"].rsplit("-", 1)[0]: c for c in result["checkpoints"]}
+    by_arm = {c.name.rsplit("-", 1)[0]: c for c in result.checkpoints}
     for name, label in ((n, t) for n in ("stochgrasp-pcm", "stochgrasp-pcm-warm") for t in ("1d", "1y")):
-        stoch = by_name[name]
-        s = next(p for p in stoch["times"] if p["label"] == label)
-        print(f"pcm @ {label}: {name} {100 * s['mean']:.2f} +- {100 * s['std']:.2f}, "
-              f"{100 * (stoch['digital_metric'] - s['mean']):.2f} below its digital")
+        stoch = by_arm[name]
+        s = stoch.at(label)
+        print(f"pcm @ {label}: {name} {100 * s.mean:.2f} +- {100 * s.std:.2f}, "
+              f"{100 * (stoch.digital_metric - s.mean):.2f} below its digital")
         for other in ("grasp-w-k64", "grasp-k32", "grasp-w-pcm"):
-            d = next(p for p in by_name[other]["times"] if p["label"] == label)
-            gap, spread = s["mean"] - d["mean"], max(s["std"], d["std"])
-            print(f"  vs {other} {100 * d['mean']:.2f} +- {100 * d['std']:.2f}: gap "
+            d = by_arm[other].at(label)
+            gap, spread = s.mean - d.mean, max(s.std, d.std)
+            print(f"  vs {other} {100 * d.mean:.2f} +- {100 * d.std:.2f}: gap "
                   f"{100 * gap:+.2f} = {gap / spread if spread else float('inf'):+.1f} std; {paired(s, d)}")
 
 

@@ -28,7 +28,6 @@ from common import (  # noqa: E402
     RESULTS,
     apply_quick,
     common_parser,
-    dev_batches,
     trained_checkpoint,
     write_json,
     write_results_section,
@@ -37,7 +36,8 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from imc_sim.atomic import write_atomic  # noqa: E402
 from imc_sim.checkpoint import load_adapted  # noqa: E402
-from imc_sim.deploy.sweep import summarize  # noqa: E402
+from imc_sim.deploy.results import SeedSummary  # noqa: E402
+from imc_sim.deploy.run import dev_set  # noqa: E402
 from imc_sim.evaluate import evaluate  # noqa: E402
 from imc_sim.peft.stochgrasp import set_eval_mode  # noqa: E402
 from imc_sim.table import format_table  # noqa: E402
@@ -68,7 +68,7 @@ def main() -> None:
             fresh=args.fresh,
         )
         loaded = load_adapted(path)
-        batches = dev_batches(loaded.task, loaded.tokenizer, args.data_dir, args.eval_limit)
+        batches, _ = dev_set(loaded, args.data_dir, args.eval_limit)
         set_eval_mode(loaded.model, "mean")
         digital = evaluate(loaded.model, batches, loaded.task)
         points = []
@@ -77,11 +77,12 @@ def main() -> None:
             for seed in range(args.seeds):
                 set_eval_mode(loaded.model, "inject", sigma_noise=sigma, seed=seed)
                 values.append(evaluate(loaded.model, batches, loaded.task))
-            points.append({"sigma": sigma, **summarize(values)})
+            points.append({"sigma": sigma, **SeedSummary.of(values).to_json()})
         results.append({"name": label, "method": method, "device_trained": None,
                         "checkpoint": str(path), "digital_metric": digital, "sigmas": points})
     payload = {"experiment": "fig6_gaussian", "quick": args.quick, "steps": args.steps,
-               "seeds": args.seeds, "sigmas": list(sigmas), "checkpoints": results}
+               "seeds": args.seeds, "metric_name": loaded.task.metric_name, "sigmas": list(sigmas),
+               "checkpoints": results}
     write_json(name, payload)
     rows = [[r["name"]] + [f"{100 * p['mean']:.1f} ± {100 * p['std']:.1f}" for p in r["sigmas"]]
             for r in results]

@@ -40,19 +40,19 @@ def main() -> None:
     command = "python experiments/k_tradeoff.py " + " ".join(sys.argv[1:])
     result = compare_on_device(f"k_tradeoff_pcm-{tag}", paths, "pcm", "1d", args, command)
     params = [read_checkpoint(p)["metrics"]["trainable_params"] for p in paths]
-    rows = [[k, n, f"{100 * c['digital_metric']:.2f}",
-             f"{100 * c['times'][0]['mean']:.2f} +- {100 * c['times'][0]['std']:.2f}"]
-            for k, n, c in zip(KS, params, result["checkpoints"], strict=True)]
+    at_1d = [c.points[0] for c in result.checkpoints]
+    digital = [100 * c.digital_metric for c in result.checkpoints]
+    rows = [[k, n, f"{d:.2f}", f"{100 * p.mean:.2f} +- {100 * p.std:.2f}"]
+            for k, n, d, p in zip(KS, params, digital, at_1d, strict=True)]
     table = format_table(["K", "trainable params", "digital acc %", "pcm @ 1d acc %"], rows, markdown=True)
     print(table)
     name = f"k_tradeoff-{tag}"
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(params, [100 * c["digital_metric"] for c in result["checkpoints"]], "o-", label="digital")
-    ax.errorbar(params, [100 * c["times"][0]["mean"] for c in result["checkpoints"]],
-                yerr=[100 * c["times"][0]["std"] for c in result["checkpoints"]], marker="s",
+    ax.plot(params, digital, "o-", label="digital")
+    ax.errorbar(params, [100 * p.mean for p in at_1d], yerr=[100 * p.std for p in at_1d], marker="s",
                 capsize=3, label="pcm @ 1 d")
-    for k, n, c in zip(KS, params, result["checkpoints"], strict=True):
-        ax.annotate(f"K={k}", (n, 100 * c["digital_metric"]), textcoords="offset points", xytext=(4, 4))
+    for k, n, d in zip(KS, params, digital, strict=True):
+        ax.annotate(f"K={k}", (n, d), textcoords="offset points", xytext=(4, 4))
     ax.set(xscale="log", xlabel="trainable parameters (head excluded)", ylabel="SST-2 dev accuracy (%)",
            title=f"GRASP K trade-off ({args.steps} steps, {args.seeds} seeds)")
     ax.grid(alpha=0.3, which="both")

@@ -7,6 +7,7 @@ import yaml
 from conftest import train_tiny
 
 from imc_sim.cli import main
+from imc_sim.deploy.results import SCHEMA_VERSION, load_result
 from imc_sim.devices.profile import shipped_profiles
 
 
@@ -23,6 +24,8 @@ def test_ideal_deploy_equals_digital_and_writes_json_and_png(tiny_checkpoint, ti
     assert "mapped 12 layers onto 12 tiles of 512x512 (ideal)" in out and "weights on NVM" in out
     result = json.loads((tmp_path / "out.json").read_text())
     assert result["device"] == "ideal" and result["seeds"] == 2
+    assert result["schema_version"] == SCHEMA_VERSION and result["name"] == f"grasp ({tiny_checkpoint})"
+    assert load_result(tmp_path / "out.json").curve.points[1].metrics == (result["digital_metric"],) * 2
     assert [p["t_seconds"] for p in result["times"]] == [1.0, 86400.0]
     for point in result["times"]:
         assert point["metrics"] == [result["digital_metric"]] * 2
@@ -72,6 +75,7 @@ def bad_profile(tmp_path, section, key, value, name="pcm"):
     (lambda p: ["--drift=-1h"], "negative"),
     (lambda p: ["--device", "reram", "--drift", "1h"], "only characterised at 1s, 1d, 2d"),
     (lambda p: ["--seeds", "0"], "--seeds must be at least 1"),
+    (lambda p: ["--eval-limit", "0"], "--eval-limit must be at least 1"),
 ])
 def test_bad_input_one_line_nothing_written(args, message, tiny_checkpoint, tiny_glue, tmp_path, capsys):
     (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
@@ -104,6 +108,24 @@ def test_devices_list_and_show(tmp_path, capsys):
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert main(["devices", "show", "nothing-here"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["devices", "list", "--plot", "x.png"], "--plot applies to devices show only"),
+    (["devices", "list", "pcm"], "devices list takes no profile (got 'pcm')"),
+    (["deploy", "model.pt", "--lora-r", "8"], "unrecognized arguments: --lora-r 8"),
+    (["compare", "a.pt", "--analog-head"], "unrecognized arguments: --analog-head"),
+])
+def test_options_that_do_not_apply_are_errors(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(argv)  # imc-sim's own checks return 2
+    except SystemExit as stop:  # argparse's (an option the command does not have) exit with 2
+        code = stop.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not list(tmp_path.iterdir())  # nothing written
 
 
 def forged(src, dst, **changes):

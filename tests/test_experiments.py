@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from imc_sim.deploy.results import ExperimentTag, load_result
 from imc_sim.tasks import get_task
 
 sys.path.insert(0, str(__import__("conftest").REPO / "experiments"))
@@ -40,6 +41,9 @@ def test_drift_experiment_writes_compare_schema(results_dir, wide_model_dir, tin
     assert labels == ["1s", "1h", "1d", "1w", "1mo", "1y", "10y"]
     point = pcm["checkpoints"][0]["times"][0]
     assert {"t_seconds", "metrics", "mean", "std"} <= set(point) and len(point["metrics"]) == 2
+    typed = load_result(results_dir / "results" / "drift_pcm-full.json")
+    assert typed.experiment == ExperimentTag("drift_pcm-full", quick=False, steps=2)
+    assert typed.checkpoints[0].points[0].mean == pytest.approx(sum(point["metrics"]) / 2)
     reram = json.loads((results_dir / "results" / "drift_reram-full.json").read_text())
     assert [p["label"] for p in reram["checkpoints"][0]["times"]] == ["1s", "1d", "2d"]
     md = (results_dir / "results.md").read_text()
@@ -56,7 +60,10 @@ def test_k_tradeoff_and_fig6(results_dir, wide_model_dir, tiny_glue, monkeypatch
                "--steps", "2", "--seeds", "2")
     fig6 = json.loads((results_dir / "results" / "fig6_gaussian-full.json").read_text())
     assert [p["sigma"] for p in fig6["checkpoints"][0]["sigmas"]] == [0.0, 0.0025, 0.005, 0.01, 0.02]
-    assert get_task("sst2").metric_name == fig6.get("metric_name", "accuracy")
+    assert fig6["metric_name"] == get_task("sst2").metric_name == "accuracy"
+    for arm in fig6["checkpoints"]:  # no injected noise: every seed sees the digital model
+        assert arm["sigmas"][0]["metrics"] == [arm["digital_metric"]] * 2 and arm["sigmas"][0]["std"] == 0
+        assert all(0 <= m <= 1 for p in arm["sigmas"] for m in p["metrics"])
     # a second run replaces its section instead of appending another
     run_script("k_tradeoff", monkeypatch, "--model", str(wide_model_dir), "--data-dir", str(tiny_glue),
                "--steps", "2", "--seeds", "1")

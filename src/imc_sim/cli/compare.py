@@ -23,5 +23,5 @@ def run(args: argparse.Namespace) -> int:
     result = compare_checkpoints(args.checkpoints, profile, times, args.seeds, args.data_dir,
                                  args.eval_limit, progress=not args.quiet)
     print(format_compare_table(result))
-    write_outputs(args, result, result["checkpoints"], f"{result['task']} on {profile.name}")
+    write_outputs(args, result, list(result.checkpoints), f"{result.task} on {profile.name}")
     return 0

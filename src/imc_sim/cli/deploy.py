@@ -24,6 +24,5 @@ def run(args: argparse.Namespace) -> int:
     result = deploy_checkpoint(args.checkpoint, profile, times, args.seeds, args.data_dir,
                                args.eval_limit, args.analog_head, progress=not args.quiet)
     print(format_deploy_table(result))
-    curve = {"name": f"{result['method']} ({args.checkpoint})", **result}
-    write_outputs(args, result, [curve], f"{result['task']} on {profile.name}")
+    write_outputs(args, result, [result.curve], f"{result.task} on {profile.name}")
     return 0

@@ -58,4 +58,13 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return _show(args) if args.action == "show" else _list()
+    from imc_sim.errors import ImcSimError
+
+    if args.action == "show":
+        return _show(args)
+    if args.profile:
+        raise ImcSimError(f"devices list takes no profile (got {args.profile!r}); "
+                          f"use: imc-sim devices show {args.profile}")
+    if args.plot:
+        raise ImcSimError("--plot applies to devices show only, not to devices list")
+    return _list()

@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from imc_sim.deploy.results import CheckpointCurve, CompareResult, DeployResult
     from imc_sim.devices.profile import DeviceProfile
 
 DEFAULT_TIMES = "1s,1h,1d,1w,30d,1y,10y"
@@ -36,20 +37,21 @@ def sweep_setup(args: argparse.Namespace) -> tuple[DeviceProfile, list[float]]:
     profile.check_times(times)
     if args.seeds < 1:
         raise ImcSimError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.eval_limit is not None and args.eval_limit < 1:
+        raise ImcSimError(f"--eval-limit must be at least 1, got {args.eval_limit}")
     return profile, times
 
 
-def write_outputs(args: argparse.Namespace, result: dict, curves: list[dict], title: str) -> None:
+def write_outputs(args: argparse.Namespace, result: DeployResult | CompareResult,
+                  curves: list[CheckpointCurve], title: str) -> None:
     """--json (the result) and --plot (the curves), each written atomically."""
-    import json
-
-    from imc_sim.atomic import write_text_atomic
     from imc_sim.deploy.plots import plot_drift
+    from imc_sim.deploy.results import save_result
 
     if args.json:
-        write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
+        save_result(args.json, result)
     if args.plot:
-        plot_drift(curves, args.plot, title, result["metric_name"])
+        plot_drift(curves, args.plot, title, result.metric_name)
     written = [p for p in (args.json, args.plot) if p]
     if written:
         print("wrote " + " and ".join(written))

@@ -1,10 +1,7 @@
 """Several checkpoints on one device, the same chips (noise seeds) for each: one table, one plot.
 
-JSON schema (shared by ``imc-sim compare`` and the experiment scripts)::
-
-    {"device", "seeds", "task", "metric_name",
-     "checkpoints": [{"name", "path", "method", "device_trained", "digital_metric",
-                      "times": [{"t_seconds", "label", "metrics", "mean", "std", "min"}]}]}
+The result is a :class:`~imc_sim.deploy.results.CompareResult` (its JSON is shared by
+``imc-sim compare`` and the experiment scripts; see :mod:`imc_sim.deploy.results`).
 """
 
 from __future__ import annotations
@@ -14,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from imc_sim.checkpoint import read_checkpoint
+from imc_sim.deploy.results import CompareResult
 from imc_sim.deploy.run import deploy_checkpoint
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.errors import ImcSimError
@@ -35,39 +33,23 @@ def check_comparable(paths: list[str | os.PathLike[str]]) -> list[dict[str, Any]
     return metas
 
 
-def device_trained(meta: dict[str, Any]) -> str | None:
-    """'pcm @ 1d' for a checkpoint trained device-aware (', after 50% digital' with a warm-up),
-    else None."""
-    args = meta.get("train_args", {})
-    if not args.get("device"):
-        return None
-    warmup = args.get("device_warmup") or 0.0
-    return f"{args['device']} @ {args.get('drift') or '1d'}" + (
-        f", after {100 * warmup:.0f}% digital" if warmup else "")
-
-
 def compare_checkpoints(paths: list[str | os.PathLike[str]], profile: DeviceProfile, times: list[float],
                         seeds: int, data_dir: str | None = None, eval_limit: int | None = None,
-                        progress: bool = True) -> dict[str, Any]:
-    """Deploy every checkpoint on ``profile`` with seeds 0..seeds-1 (the same chips for each)."""
-    metas = check_comparable(paths)
-    entries = []
-    for path, meta in zip(paths, metas, strict=True):
-        result = deploy_checkpoint(path, profile, times, seeds, data_dir, eval_limit, progress=progress)
-        entries.append({
-            "name": Path(path).stem, "path": str(path), "method": meta["method"],
-            "device_trained": device_trained(meta), "digital_metric": result["digital_metric"],
-            "times": result["times"],
-        })
-        metric_name = result["metric_name"]
-    return {"device": profile.name, "seeds": seeds, "task": metas[0]["task"],
-            "metric_name": metric_name, "checkpoints": entries}
+                        progress: bool = True) -> CompareResult:
+    """Deploy every checkpoint on ``profile`` with seeds 0..seeds-1 (the same chips for each); a
+    curve is named after its file (``grasp-k32.pt``: 'grasp-k32')."""
+    check_comparable(paths)
+    results = [deploy_checkpoint(path, profile, times, seeds, data_dir, eval_limit, progress=progress,
+                                 name=Path(path).stem) for path in paths]
+    first = results[0]
+    return CompareResult(profile.name, seeds, first.task, first.metric_name,
+                         tuple(r.curve for r in results))
 
 
-def format_compare_table(result: dict[str, Any], markdown: bool = False) -> str:
+def format_compare_table(result: CompareResult, markdown: bool = False) -> str:
     """Rows: checkpoint; columns: digital and each drift time as mean +- std (percent)."""
-    labels = [p["label"] for p in result["checkpoints"][0]["times"]]
-    rows = [[c["name"], c["method"], c["device_trained"] or "-", f"{100 * c['digital_metric']:.2f}",
-             *(f"{100 * p['mean']:.2f} +- {100 * p['std']:.2f}" for p in c["times"])]
-            for c in result["checkpoints"]]
+    labels = [p.label for p in result.checkpoints[0].points]
+    rows = [[c.name, c.method, c.device_trained or "-", f"{100 * c.digital_metric:.2f}",
+             *(f"{100 * p.mean:.2f} +- {100 * p.std:.2f}" for p in c.points)]
+            for c in result.checkpoints]
     return format_table(["checkpoint", "method", "trained on", "digital", *labels], rows, markdown)

@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
 
+from imc_sim.deploy.results import CheckpointCurve
 from imc_sim.figures import plt, save_png
 
 
-def plot_drift(curves: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str,
+def plot_drift(curves: Sequence[CheckpointCurve], path: str | os.PathLike[str], title: str,
                metric_name: str) -> None:
-    """One line per curve: mean +- std over seeds versus time (log axis), digital level dashed.
-
-    A curve is ``{"name", "digital_metric", "times": [{"t_seconds", "mean", "std"}, ...]}``.
-    """
+    """One line per curve: mean +- std over seeds versus time (log axis; t = 0 drawn at 1 ms),
+    digital level dashed."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for n, curve in enumerate(curves):
         color = f"C{n % 10}"
-        t = [max(p["t_seconds"], 1e-3) for p in curve["times"]]
-        ax.errorbar(t, [100 * p["mean"] for p in curve["times"]],
-                    yerr=[100 * p["std"] for p in curve["times"]], color=color, marker="o",
-                    capsize=3, label=curve["name"])
-        ax.axhline(100 * curve["digital_metric"], color=color, linestyle="--", linewidth=0.8)
+        t = [max(p.t_seconds, 1e-3) for p in curve.points]
+        ax.errorbar(t, [100 * p.mean for p in curve.points], yerr=[100 * p.std for p in curve.points],
+                    color=color, marker="o", capsize=3, label=curve.name)
+        ax.axhline(100 * curve.digital_metric, color=color, linestyle="--", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("time after programming (s)")
     ax.set_ylabel(f"{metric_name} (%)  (dashed: digital)")

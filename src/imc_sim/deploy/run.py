@@ -3,15 +3,43 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from imc_sim import data
-from imc_sim.checkpoint import load_model
-from imc_sim.crossbar.mapping import deploy_model
+from imc_sim.checkpoint import LoadedModel, load_model
+from imc_sim.crossbar.mapping import Deployment, deploy_model
+from imc_sim.deploy.results import CheckpointCurve, DeployResult, MappingSummary, TimePoint
 from imc_sim.deploy.sweep import drift_sweep
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.evaluate import evaluate
 from imc_sim.table import format_table
+
+
+def dev_set(loaded: LoadedModel, data_dir: str | None, eval_limit: int | None) -> tuple[list[dict], int]:
+    """The dev set of ``loaded``'s task, tokenized at its training max length and batched once;
+    returns the batches and the number of examples."""
+    max_length = loaded.meta.get("train_args", {}).get("max_length", 64)
+    dev = data.load_split(loaded.task, "dev", data_dir, eval_limit)
+    return data.eval_batches(data.encode(dev, loaded.tokenizer, max_length)), len(dev.labels)
+
+
+def device_trained(meta: dict[str, Any]) -> str | None:
+    """'pcm @ 1d' for a checkpoint trained device-aware (', after 50% digital' with a warm-up),
+    else None."""
+    args = meta.get("train_args", {})
+    if not args.get("device"):
+        return None
+    warmup = args.get("device_warmup") or 0.0
+    return f"{args['device']} @ {args.get('drift') or '1d'}" + (
+        f", after {100 * warmup:.0f}% digital" if warmup else "")
+
+
+def sweep_points(deployment: Deployment, measure: Callable[[], float], seeds: Sequence[int],
+                 times: Sequence[float], progress: bool = True, desc: str = "deploy") -> list[TimePoint]:
+    """:func:`imc_sim.deploy.sweep.drift_sweep` as one :class:`TimePoint` per time."""
+    raw = drift_sweep(deployment, measure, seeds, times, progress, desc=desc)
+    return [TimePoint.of(p["t_seconds"], p["metrics"]) for p in raw]
 
 
 def deploy_checkpoint(
@@ -23,41 +51,34 @@ def deploy_checkpoint(
     eval_limit: int | None = None,
     analog_head: bool = False,
     progress: bool = True,
-) -> dict[str, Any]:
+    name: str | None = None,
+) -> DeployResult:
     """Evaluate ``path`` digitally, then on ``profile`` at every time for seeds 0..seeds-1.
 
     The dev set is tokenized and batched once; each seed programs the chip once and drifts that
-    state through ``times`` (see :mod:`imc_sim.deploy.sweep`).
+    state through ``times`` (see :mod:`imc_sim.deploy.sweep`). ``name`` labels the curve
+    (default 'METHOD (PATH)').
     """
+    profile.check_times(times)
     loaded = load_model(path)
     task = loaded.task
-    max_length = loaded.meta.get("train_args", {}).get("max_length", 64)
-    dev = data.load_split(task, "dev", data_dir, eval_limit)
-    batches = data.eval_batches(data.encode(dev, loaded.tokenizer, max_length))
+    batches, dev_examples = dev_set(loaded, data_dir, eval_limit)
     digital = evaluate(loaded.model, batches, task)
     deployment = deploy_model(loaded.model, profile, analog_head)
     print(deployment.describe())
-    points = drift_sweep(deployment, lambda: evaluate(deployment.model, batches, task),
-                         list(range(seeds)), times, progress, desc=f"{profile.name} seeds x times")
-    return {
-        "checkpoint": str(path),
-        "method": loaded.meta["method"],
-        "task": task.name,
-        "metric_name": task.metric_name,
-        "device": profile.name,
-        "device_file": profile.path,
-        "analog_head": analog_head,
-        "dev_examples": len(dev.labels),
-        "seeds": seeds,
-        "digital_metric": digital,
-        "mapping": deployment.summary(),
-        "times": points,
-    }
+    points = sweep_points(deployment, lambda: evaluate(deployment.model, batches, task),
+                          list(range(seeds)), times, progress, desc=f"{profile.name} seeds x times")
+    method = loaded.meta["method"]
+    curve = CheckpointCurve(name or f"{method} ({path})", str(path), method, device_trained(loaded.meta),
+                            digital, tuple(points), MappingSummary.from_json(deployment.summary()))
+    return DeployResult(curve, task.name, task.metric_name, profile.name, profile.path, analog_head,
+                        dev_examples, seeds)
 
 
-def format_deploy_table(result: dict[str, Any]) -> str:
+def format_deploy_table(result: DeployResult) -> str:
     """Drift time, mean +- std over seeds, min, and the digital metric (percent)."""
-    rows = [[p["label"], f"{100 * p['mean']:.2f} +- {100 * p['std']:.2f}", f"{100 * p['min']:.2f}",
-             f"{100 * result['digital_metric']:.2f}"] for p in result["times"]]
-    name = result["metric_name"]
-    return format_table(["drift", f"{name} (mean +- std, {result['seeds']} seeds)", "min", "digital"], rows)
+    digital = f"{100 * result.curve.digital_metric:.2f}"
+    rows = [[p.label, f"{100 * p.mean:.2f} +- {100 * p.std:.2f}", f"{100 * p.min:.2f}", digital]
+            for p in result.curve.points]
+    return format_table(["drift", f"{result.metric_name} (mean +- std, {result.seeds} seeds)", "min",
+                         "digital"], rows)

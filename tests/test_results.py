@@ -1,0 +1,113 @@
+"""Typed deploy / compare results: JSON round trips, and the schema-0 files on disk still load."""
+
+import json
+
+import pytest
+from conftest import REPO
+
+from imc_sim.deploy.results import (
+    SCHEMA_VERSION,
+    CheckpointCurve,
+    CompareResult,
+    DeployResult,
+    ExperimentTag,
+    MappingSummary,
+    SeedSummary,
+    TimePoint,
+    load_result,
+    save_result,
+)
+from imc_sim.errors import ImcSimError
+
+MAPPING = MappingSummary("pcm", 12, 12, "512x512", 12288, 4000)
+
+
+def curve(name="a", mapping=MAPPING):
+    points = (TimePoint.of(1.0, [0.5, 0.75]), TimePoint.of(86400.0, [0.25, 0.5, 0.75]))
+    return CheckpointCurve(name, f"/ckpt/{name}.pt", "grasp", "pcm @ 1h..1y", 0.8, points, mapping)
+
+
+def test_time_point_summary_values():
+    p = TimePoint.of(86400.0, [0.25, 0.5, 0.75])
+    assert (p.label, p.mean, p.min, p.metrics) == ("1d", 0.5, 0.25, (0.25, 0.5, 0.75))
+    assert p.std == pytest.approx(0.25)  # sample std (n - 1)
+    assert SeedSummary.of([0.7]).std == 0.0
+    with pytest.raises(ValueError):
+        SeedSummary.of([])
+
+
+def test_deploy_result_round_trip(tmp_path):
+    result = DeployResult(curve(), "sst2", "accuracy", "pcm", "/p/pcm.yaml", False, 872, 3)
+    raw = json.loads(json.dumps(result.to_json()))
+    assert raw["schema_version"] == SCHEMA_VERSION and raw["checkpoint"] == "/ckpt/a.pt"
+    assert raw["times"][1] == {"t_seconds": 86400.0, "label": "1d", "metrics": [0.25, 0.5, 0.75],
+                               "mean": 0.5, "std": pytest.approx(0.25), "min": 0.25}
+    assert raw["mapping"]["weights_on_nvm"] == 12288
+    assert DeployResult.from_json(raw) == result
+    save_result(tmp_path / "r.json", result)
+    assert load_result(tmp_path / "r.json") == result
+
+
+def test_compare_result_round_trip_with_experiment_tag(tmp_path):
+    result = CompareResult("pcm", 3, "sst2", "accuracy", (curve("a"), curve("b", None)),
+                           ExperimentTag("drift_pcm-full", False, 1500))
+    raw = json.loads(json.dumps(result.to_json()))
+    assert (raw["experiment"], raw["quick"], raw["steps"]) == ("drift_pcm-full", False, 1500)
+    assert raw["checkpoints"][1]["mapping"] is None
+    assert CompareResult.from_json(raw) == result
+    assert result.by_name("b").at("1d").mean == 0.5
+    save_result(tmp_path / "c.json", result)
+    assert load_result(tmp_path / "c.json") == result
+
+
+def test_schema0_deploy_file_converts(tmp_path):
+    """What ``imc-sim deploy --json`` wrote before the schema version: no name, no device_trained."""
+    old = DeployResult(curve(), "sst2", "accuracy", "pcm", "/p/pcm.yaml", True, 8, 2).to_json()
+    for key in ("schema_version", "name", "device_trained"):
+        del old[key]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    loaded = load_result(tmp_path / "old.json")
+    assert isinstance(loaded, DeployResult) and loaded.analog_head
+    assert loaded.curve.name == "grasp (/ckpt/a.pt)" and loaded.curve.device_trained is None
+    assert loaded.curve.points == curve().points
+    assert {k: v for k, v in loaded.to_json().items() if k in old} == old
+
+
+OLD_COMPARE_FILES = sorted((REPO / "experiments" / "results").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", [p for p in OLD_COMPARE_FILES if "fig6" not in p.name], ids=lambda p: p.name)
+def test_schema0_experiment_files_load_unchanged(path):
+    raw = json.loads(path.read_text())
+    assert "schema_version" not in raw  # written before the schema; this test reads them as schema 0
+    result = load_result(path)
+    assert isinstance(result, CompareResult) and result.experiment.name == raw["experiment"]
+    assert len(result.checkpoints) == len(raw["checkpoints"])
+    first, raw_first = result.checkpoints[0], raw["checkpoints"][0]
+    assert first.points[0].metrics == tuple(raw_first["times"][0]["metrics"])
+    converted = result.to_json()
+    assert converted["schema_version"] == SCHEMA_VERSION
+    for c, raw_c in zip(converted["checkpoints"], raw["checkpoints"], strict=True):
+        assert c.pop("mapping") is None and c == raw_c  # every schema-0 field, value for value
+    converted.pop("schema_version")
+    converted.pop("checkpoints")
+    assert converted == {k: v for k, v in raw.items() if k != "checkpoints"}
+
+
+def test_benchmark_sweep_points_load():
+    raw = json.loads((REPO / "benchmarks" / "results" / "analog_eval.json").read_text())
+    points = [TimePoint.from_json(p) for p in raw["times"]]
+    assert [p.label for p in points] == ["1s", "1h", "1d", "1w", "1mo", "1y", "10y"]
+    assert [p.to_json() for p in points] == raw["times"]
+    assert MappingSummary.from_json(raw["mapping"]).to_json() == raw["mapping"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"schema_version": SCHEMA_VERSION + 1, "checkpoints": []}, "unknown result schema_version"),
+    ({"device": "pcm"}, "not an imc-sim deploy or compare result"),
+    ([1, 2], "not an imc-sim result"),
+])
+def test_bad_result_files_are_one_line_errors(content, message, tmp_path):
+    (tmp_path / "bad.json").write_text(json.dumps(content))
+    with pytest.raises(ImcSimError, match=message):
+        load_result(tmp_path / "bad.json")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from imc_sim.checkpoint import read_checkpoint
+from imc_sim.data import DataSource
 from imc_sim.deploy.run import deploy_checkpoint
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.errors import ImcSimError
@@ -48,12 +49,13 @@ def device_trained(meta: dict[str, Any]) -> str | None:
 
 def compare_checkpoints(paths: list[str | os.PathLike[str]], profile: DeviceProfile, times: list[float],
                         seeds: int, data_dir: str | None = None, eval_limit: int | None = None,
-                        progress: bool = True) -> dict[str, Any]:
+                        progress: bool = True, source: DataSource | None = None) -> dict[str, Any]:
     """Deploy every checkpoint on ``profile`` with seeds 0..seeds-1 (the same chips for each)."""
     metas = check_comparable(paths)
     entries = []
     for path, meta in zip(paths, metas, strict=True):
-        result = deploy_checkpoint(path, profile, times, seeds, data_dir, eval_limit, progress=progress)
+        result = deploy_checkpoint(path, profile, times, seeds, data_dir, eval_limit, progress=progress,
+                                   source=source)
         entries.append({
             "name": Path(path).stem, "path": str(path), "method": meta["method"],
             "device_trained": device_trained(meta), "digital_metric": result["digital_metric"],

@@ -23,16 +23,18 @@ def deploy_checkpoint(
     eval_limit: int | None = None,
     analog_head: bool = False,
     progress: bool = True,
+    source: data.DataSource | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``path`` digitally, then on ``profile`` at every time for seeds 0..seeds-1.
 
     The dev set is tokenized and batched once; each seed programs the chip once and drifts that
-    state through ``times`` (see :mod:`imc_sim.deploy.sweep`).
+    state through ``times`` (see :mod:`imc_sim.deploy.sweep`). ``source`` (own files or a hub
+    dataset) replaces GLUE's layout at ``data_dir``.
     """
     loaded = load_model(path)
     task = loaded.task
     max_length = loaded.meta.get("train_args", {}).get("max_length", 64)
-    dev = data.load_split(task, "dev", data_dir, eval_limit)
+    dev = data.load_dev(source or data.DataSource(data_dir=data_dir), task, eval_limit)
     batches = data.eval_batches(data.encode(dev, loaded.tokenizer, max_length))
     digital = evaluate(loaded.model, batches, task)
     deployment = deploy_model(loaded.model, profile, analog_head)

@@ -79,6 +79,17 @@ def test_sentence_pairs_and_default_columns(tmp_path):
     assert ex.texts[1] == ("It is dry.", "It rains.")
 
 
+def test_row_numbers_are_no_default_text(tmp_path):
+    csv_path = write(tmp_path / "train.csv", [("0", "good", "pos"), ("1", "bad", "neg")],
+                     ("id", "review", "label"))
+    jsonl = tmp_path / "train.jsonl"
+    jsonl.write_text('{"n": 0, "review": "good", "label": "pos"}\n'
+                     '{"n": 1, "review": "bad", "label": "neg"}\n')
+    for path in (csv_path, jsonl):
+        task, ex = load_train(DataSource(train_file=str(path), validation_file=str(path)), "sst2")
+        assert task.text_columns == ("review",) and ex.texts == [("good",), ("bad",)]
+
+
 def test_integer_labels_sort_numerically_and_map_by_value(tmp_path):
     train = write(tmp_path / "train.jsonl", [(10, "a"), (2, "b"), (1, "c"), (2, "d")], ("stars", "text"))
     dev = write(tmp_path / "dev.csv", [("02", "x"), ("10", "y")], ("stars", "text"))
@@ -110,12 +121,12 @@ def fake_datasets(monkeypatch, load):
 class FakeSplit(list):
     """What ``datasets`` gives for one split: rows as dicts, column names, features."""
 
-    column_names = ["text", "label"]
-    features = {"text": object(), "label": types.SimpleNamespace(names=["neg", "pos"])}
+    column_names = ["idx", "text", "label"]
+    features = {"idx": object(), "text": object(), "label": types.SimpleNamespace(names=["neg", "pos"])}
 
 
 def test_hub_dataset_through_a_stand_in(monkeypatch):
-    rows = FakeSplit([{"text": "fine", "label": 1}, {"text": "poor", "label": 0}])
+    rows = FakeSplit([{"idx": 0, "text": "fine", "label": 1}, {"idx": 1, "text": "poor", "label": 0}])
     fake_datasets(monkeypatch, lambda name, config: {"train": rows, "test": FakeSplit(rows[:1])})
     source = DataSource(dataset="someone/reviews")
     task, ex = load_train(source, "sst2")

@@ -23,7 +23,7 @@ def hide_broken_torchvision() -> bool:
         return False
     try:
         importlib.import_module("torchvision")
-    except (RuntimeError, OSError, ImportError):
+    except Exception:  # RuntimeError (operators missing), OSError, ImportError: all equally fatal
         for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
             del sys.modules[name]
         sys.modules["torchvision"] = None  # type: ignore[assignment]

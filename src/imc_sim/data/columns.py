@@ -15,6 +15,7 @@ from imc_sim.data.files import MISSING, Table
 from imc_sim.errors import ImcSimError
 
 DEFAULT_LABEL = "label"
+ROW_NUMBER_NAMES = ("", "id", "idx", "index")
 
 
 @dataclass
@@ -43,6 +44,12 @@ def _width(table: Table) -> int:
     return len(table.names) if table.names is not None else len(table.rows[0])
 
 
+def _is_row_number(table: Table, index: int) -> bool:
+    named = table.names is not None and table.names[index].lower() in ROW_NUMBER_NAMES
+    first = table.rows[0][index] if index < len(table.rows[0]) else None
+    return named or (isinstance(first, int) and not isinstance(first, bool))
+
+
 def choose_columns(table: Table, text: Sequence[str | int], label: str | int | None) -> Columns:
     """Resolve the text and label column specs (see the module docstring for the defaults)."""
     if label is None:
@@ -54,7 +61,7 @@ def choose_columns(table: Table, text: Sequence[str | int], label: str | int | N
     if text:
         text_at = [_resolve(table, spec, "--text-column") for spec in text]
     else:
-        text_at = [i for i in range(_width(table)) if i != label_at]
+        text_at = [i for i in range(_width(table)) if i != label_at and not _is_row_number(table, i)]
         if len(text_at) not in (1, 2):
             shown = ", ".join(map(str, table.names or range(_width(table))))
             raise ImcSimError(f"{table.where}: pass --text-column (one column, or two for sentence "

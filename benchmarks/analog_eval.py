@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
 
+from imc_sim import data
 from imc_sim.atomic import write_text_atomic
 from imc_sim.checkpoint import load_model
 from imc_sim.crossbar.mapping import deploy_model
@@ -87,7 +88,7 @@ def main() -> None:
     checkpoint = args.checkpoint or train_cached(DEFAULT_CHECKPOINT, TrainArgs(
         method="grasp", data_dir=args.data_dir, max_steps=1500, method_options={"k": 32}))
     loaded = load_model(checkpoint)
-    batches, dev_examples = dev_set(loaded, args.data_dir, None)
+    batches, dev_examples = dev_set(loaded, data.DataSource(data_dir=args.data_dir), None)
     profile = load_profile(args.device)
     times = parse_times(args.times)
 

@@ -34,6 +34,7 @@ from common import (  # noqa: E402
 )
 from tqdm.auto import tqdm  # noqa: E402
 
+from imc_sim import data  # noqa: E402
 from imc_sim.atomic import write_atomic  # noqa: E402
 from imc_sim.checkpoint import load_adapted  # noqa: E402
 from imc_sim.deploy.results import SeedSummary  # noqa: E402
@@ -68,7 +69,7 @@ def main() -> None:
             fresh=args.fresh,
         )
         loaded = load_adapted(path)
-        batches, _ = dev_set(loaded, args.data_dir, args.eval_limit)
+        batches, _ = dev_set(loaded, data.DataSource(data_dir=args.data_dir), args.eval_limit)
         set_eval_mode(loaded.model, "mean")
         digital = evaluate(loaded.model, batches, loaded.task)
         points = []

@@ -48,3 +48,10 @@ def test_length_grouped_batches_cover_every_example(tiny_glue):
     assert sorted(order) == list(range(len(enc)))
     batch = data.collate(enc, order[:4])
     assert batch["input_ids"].shape[0] == 4 and batch["attention_mask"].sum() > 0
+
+
+def test_regression_score_that_is_no_number(tmp_path):
+    (tmp_path / "STS-B").mkdir()
+    (tmp_path / "STS-B" / "dev.tsv").write_text("sentence1\tsentence2\tscore\na\tb\t4.2\nc\td\thigh\n")
+    with pytest.raises(ImcSimError, match=r"dev.tsv:3: score 'high' is not a number"):
+        data.load_split(get_task("stsb"), "dev", tmp_path)

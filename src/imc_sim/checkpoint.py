@@ -25,7 +25,7 @@ from imc_sim.atomic import write_atomic
 from imc_sim.backbones import check_fingerprint, load_backbone, model_reference
 from imc_sim.errors import ImcSimError
 from imc_sim.peft import get_method
-from imc_sim.tasks import TaskSpec, get_task
+from imc_sim.tasks import TaskSpec, task_from_checkpoint
 
 FORMAT = "imc-sim-checkpoint"
 VERSION = 1
@@ -94,7 +94,7 @@ class LoadedModel:
 def load_adapted(path: str | os.PathLike[str], model_override: str | None = None) -> LoadedModel:
     """Rebuild the base model with the checkpoint's adapter attached (not merged)."""
     data = read_checkpoint(path)
-    task = get_task(data["task"])
+    task = task_from_checkpoint(data)
     ref = model_reference(model_override) if model_override else data["base_model"]
     backbone = load_backbone(ref, task)
     check_fingerprint(data["base_fingerprint"], backbone.model, str(path))

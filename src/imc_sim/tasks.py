@@ -1,19 +1,24 @@
-"""The task table: one entry per GLUE task (folder, columns, labels, metric).
+"""The task table: one entry per GLUE task (folder, columns, labels, metric), and custom tasks.
 
-A new task is one more :class:`TaskSpec` in ``TASKS``. Columns name the GLUE TSV header; a task
-whose files have no header (CoLA) gives column positions instead.
+A new GLUE-style task is one more :class:`TaskSpec` in ``TASKS``. Columns name the GLUE TSV header;
+a task whose files have no header (CoLA) gives column positions instead. Users' own data (files or
+a hub dataset) makes a custom task (:func:`custom_task`): its labels come from the training data,
+and the checkpoint records it (:func:`task_record`, :func:`task_from_checkpoint`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from imc_sim.errors import ImcSimError
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A GLUE task as laid out in GLUE's own TSV files (``DIR/<folder>/{train,dev}.tsv``)."""
+    """A GLUE task as laid out in GLUE's own TSV files (``DIR/<folder>/{train,dev}.tsv``), or a
+    custom task (``custom``: labels, columns and header from the user's training data)."""
 
     name: str
     folder: str
@@ -24,6 +29,7 @@ class TaskSpec:
     has_header: bool = True
     dev_file: str = "dev.tsv"
     hub_dev_split: str = "validation"
+    custom: bool = False
 
     @property
     def num_labels(self) -> int:
@@ -65,3 +71,28 @@ def get_task(name: str) -> TaskSpec:
         return TASKS[name.lower()]
     except KeyError:
         raise ImcSimError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}") from None
+
+
+CUSTOM = "custom"
+"""The task name of users' own data (``--train-file`` or ``--dataset``)."""
+
+
+def custom_task(labels: Sequence[str], text_columns: Sequence[str | int], label_column: str | int,
+                has_header: bool = True) -> TaskSpec:
+    """A classification task over ``labels`` (in class order), scored by accuracy."""
+    return TaskSpec(CUSTOM, "", tuple(text_columns), label_column, tuple(labels),  # type: ignore[arg-type]
+                    "accuracy", has_header=has_header, custom=True)
+
+
+def task_record(task: TaskSpec) -> dict[str, Any]:
+    """``task`` as plain data for a checkpoint (lists, strings, numbers)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(task).items()}
+
+
+def task_from_checkpoint(meta: dict[str, Any]) -> TaskSpec:
+    """The task a checkpoint was trained on: its recorded custom task, else the GLUE table's entry."""
+    record = meta.get("task_spec")
+    if not record or not record.get("custom"):
+        return get_task(meta["task"])
+    return custom_task(record["labels"], record["text_columns"], record["label_column"],
+                       record["has_header"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from imc_sim.cli.data_options import add_data_options
 from imc_sim.cli.sweep_options import add_sweep_options
 
 
@@ -12,16 +13,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__.splitlines()[0])
     p.add_argument("checkpoints", nargs="+", help="model.pt files of the same task and base model")
     add_sweep_options(p)
+    add_data_options(p, training=False, data_dir=False)  # --data-dir comes with the sweep options
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from imc_sim.cli.data_options import data_source
     from imc_sim.cli.sweep_options import sweep_setup, write_outputs
     from imc_sim.deploy.compare import compare_checkpoints, format_compare_table
 
     profile, times = sweep_setup(args)
     result = compare_checkpoints(args.checkpoints, profile, times, args.seeds, args.data_dir,
-                                 args.eval_limit, progress=not args.quiet)
+                                 args.eval_limit, progress=not args.quiet,
+                                 source=data_source(args))
     print(format_compare_table(result))
     write_outputs(args, result, list(result.checkpoints), f"{result.task} on {profile.name}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from imc_sim.cli.data_options import add_data_options
 from imc_sim.cli.sweep_options import add_sweep_options
 
 
@@ -12,17 +13,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", help="model.pt written by imc-sim train")
     add_sweep_options(p)
+    add_data_options(p, training=False, data_dir=False)  # --data-dir comes with the sweep options
     p.add_argument("--analog-head", action="store_true", help="put the pooler and task head on tiles too")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from imc_sim.cli.data_options import data_source
     from imc_sim.cli.sweep_options import sweep_setup, write_outputs
     from imc_sim.deploy.run import deploy_checkpoint, format_deploy_table
 
     profile, times = sweep_setup(args)
     result = deploy_checkpoint(args.checkpoint, profile, times, args.seeds, args.data_dir,
-                               args.eval_limit, args.analog_head, progress=not args.quiet)
+                               args.eval_limit, args.analog_head, progress=not args.quiet,
+                               source=data_source(args))
     print(format_deploy_table(result))
     write_outputs(args, result, [result.curve], f"{result.task} on {profile.name}")
     return 0

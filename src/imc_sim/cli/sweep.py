@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from dataclasses import replace
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,10 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from imc_sim import __version__
-    from imc_sim.cli.sweep_options import write_outputs
+    from imc_sim.atomic import write_text_atomic
     from imc_sim.deploy.compare import format_compare_table
     from imc_sim.deploy.executors import InProcessExecutor, RayExecutor, run_sweep
     from imc_sim.deploy.plan import load_plan
+    from imc_sim.deploy.plots import plot_drift
     from imc_sim.deploy.store import read_store, summarize_store
     from imc_sim.errors import ImcSimError
 
@@ -39,12 +42,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"{done.planned} units: {done.found} already in {store}, {done.ran} run now")
     results = summarize_store(plan, read_store(store))
     for result in results:
-        print(f"\n{result['task']} on {result['device']} ({result['seeds']} seeds)")
+        print(f"\n{result.task} on {result.device} ({result.seeds} seeds)")
         print(format_compare_table(result))
     several = len(results) > 1
-    curves = [{**c, "name": f"{c['name']} on {r['device']}" if several else c["name"]}
-              for r in results for c in r["checkpoints"]]
-    summary = {"plan": str(plan.path), "store": store, "imc_sim_version": __version__,
-               "metric_name": results[0]["metric_name"], "devices": results}
-    write_outputs(args, summary, curves, f"{results[0]['task']}: sweep {plan.path.stem}")
+    curves = [replace(c, name=f"{c.name} on {r.device}") if several else c
+              for r in results for c in r.checkpoints]
+    if args.json:
+        summary = {"plan": str(plan.path), "store": store, "imc_sim_version": __version__,
+                   "metric_name": results[0].metric_name, "devices": [r.to_json() for r in results]}
+        write_text_atomic(args.json, json.dumps(summary, indent=2) + "\n")
+    if args.plot:
+        plot_drift(curves, args.plot, f"{results[0].task}: sweep {plan.path.stem}", results[0].metric_name)
+    written = [p for p in (args.json, args.plot) if p]
+    if written:
+        print("wrote " + " and ".join(written))
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from imc_sim.cli.data_options import add_data_options
 from imc_sim.peft import METHODS
 from imc_sim.tasks import TASKS
 
@@ -25,8 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="hub id or local folder (default: the packaged MiniLM-L6)")
     p.add_argument("--task", default="sst2", choices=list(TASKS), metavar="TASK",
                    help=f"GLUE task ({', '.join(TASKS)}; default sst2)")
-    p.add_argument("--data-dir", help="GLUE layout folder (DIR/SST-2/train.tsv); "
-                   "default $IMC_SIM_DATA, else the datasets hub")
+    add_data_options(p, training=True)
     p.add_argument("--method", default="grasp", help=f"one of {', '.join(METHODS)}")
     p.add_argument("--k", type=int, help="groups K (default 32 for grasp, 64 for grasp-w/stochgrasp)")
     p.add_argument("--targets", help="preset all-linear | kv-ff2 | ff2, or module-name patterns")
@@ -59,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from imc_sim.atomic import write_text_atomic
     from imc_sim.checkpoint import save_checkpoint
+    from imc_sim.cli.data_options import data_source
     from imc_sim.table import format_table
     from imc_sim.training.loop import TrainArgs, train
 
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                   lr=args.lr, batch_size=args.batch_size, max_steps=args.max_steps,
                   max_length=args.max_length, seed=args.seed, train_limit=args.train_limit,
                   eval_limit=args.eval_limit, method_options=options, device=args.device,
-                  drift=args.drift, device_warmup=args.device_warmup),
+                  drift=args.drift, device_warmup=args.device_warmup, data_source=data_source(args)),
         progress=not args.quiet,
     )
     m = result.metrics

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from imc_sim.checkpoint import read_checkpoint
+from imc_sim.data import DataSource
 from imc_sim.deploy.results import CompareResult
 from imc_sim.deploy.run import deploy_checkpoint
 from imc_sim.devices.profile import DeviceProfile
@@ -35,12 +36,12 @@ def check_comparable(paths: list[str | os.PathLike[str]]) -> list[dict[str, Any]
 
 def compare_checkpoints(paths: list[str | os.PathLike[str]], profile: DeviceProfile, times: list[float],
                         seeds: int, data_dir: str | None = None, eval_limit: int | None = None,
-                        progress: bool = True) -> CompareResult:
+                        progress: bool = True, source: DataSource | None = None) -> CompareResult:
     """Deploy every checkpoint on ``profile`` with seeds 0..seeds-1 (the same chips for each); a
     curve is named after its file (``grasp-k32.pt``: 'grasp-k32')."""
     check_comparable(paths)
     results = [deploy_checkpoint(path, profile, times, seeds, data_dir, eval_limit, progress=progress,
-                                 name=Path(path).stem) for path in paths]
+                                 name=Path(path).stem, source=source) for path in paths]
     first = results[0]
     return CompareResult(profile.name, seeds, first.task, first.metric_name,
                          tuple(r.curve for r in results))

@@ -179,7 +179,8 @@ def _resolve(base: Path, spec: str) -> Path:
 
 
 def _checkpoints(specs: list[str], base: Path, path: Path) -> tuple[CheckpointRef, ...]:
-    from imc_sim.deploy.compare import check_comparable, device_trained
+    from imc_sim.deploy.compare import check_comparable
+    from imc_sim.deploy.run import device_trained
 
     files = [_resolve(base, s) for s in specs]
     for spec, file in zip(specs, files, strict=True):

@@ -16,11 +16,11 @@ from imc_sim.evaluate import evaluate
 from imc_sim.table import format_table
 
 
-def dev_set(loaded: LoadedModel, data_dir: str | None, eval_limit: int | None) -> tuple[list[dict], int]:
-    """The dev set of ``loaded``'s task, tokenized at its training max length and batched once;
-    returns the batches and the number of examples."""
+def dev_set(loaded: LoadedModel, source: data.DataSource, eval_limit: int | None) -> tuple[list[dict], int]:
+    """The dev set of ``loaded``'s task from ``source``, tokenized at its training max length and
+    batched once; returns the batches and the number of examples."""
     max_length = loaded.meta.get("train_args", {}).get("max_length", 64)
-    dev = data.load_split(loaded.task, "dev", data_dir, eval_limit)
+    dev = data.load_dev(source, loaded.task, eval_limit)
     return data.eval_batches(data.encode(dev, loaded.tokenizer, max_length)), len(dev.labels)
 
 
@@ -52,17 +52,19 @@ def deploy_checkpoint(
     analog_head: bool = False,
     progress: bool = True,
     name: str | None = None,
+    source: data.DataSource | None = None,
 ) -> DeployResult:
     """Evaluate ``path`` digitally, then on ``profile`` at every time for seeds 0..seeds-1.
 
     The dev set is tokenized and batched once; each seed programs the chip once and drifts that
     state through ``times`` (see :mod:`imc_sim.deploy.sweep`). ``name`` labels the curve
-    (default 'METHOD (PATH)').
+    (default 'METHOD (PATH)'); ``source`` (own files or a hub dataset)
+    replaces GLUE's layout at ``data_dir``.
     """
     profile.check_times(times)
     loaded = load_model(path)
     task = loaded.task
-    batches, dev_examples = dev_set(loaded, data_dir, eval_limit)
+    batches, dev_examples = dev_set(loaded, source or data.DataSource(data_dir=data_dir), eval_limit)
     digital = evaluate(loaded.model, batches, task)
     deployment = deploy_model(loaded.model, profile, analog_head)
     print(deployment.describe())

@@ -24,6 +24,7 @@ from typing import Any
 
 from imc_sim import __version__
 from imc_sim.deploy.plan import SweepPlan
+from imc_sim.deploy.results import CheckpointCurve, CompareResult, TimePoint
 from imc_sim.deploy.unit import UnitResult
 from imc_sim.errors import ImcSimError
 from imc_sim.units import format_time
@@ -142,15 +143,13 @@ class StoreWriter:
         self.close()
 
 
-def summarize_store(plan: SweepPlan, records: Iterable[Record]) -> list[dict[str, Any]]:
-    """One ``compare``-shaped result per device of ``plan`` (see :mod:`imc_sim.deploy.compare`),
-    its metrics over the plan's seeds read from ``records``; every unit must be complete."""
-    from imc_sim.deploy.sweep import summarize
-
+def summarize_store(plan: SweepPlan, records: Iterable[Record]) -> list[CompareResult]:
+    """One ``compare`` result per device of ``plan``, its metrics over the plan's seeds read from
+    ``records``; every unit must be complete."""
     found: dict[tuple[str, float], Record] = {(r.unit, r.t_seconds): r for r in records}
     results = []
     for device in plan.devices:
-        entries = []
+        curves = []
         for checkpoint in plan.checkpoints:
             units = [u for u in plan.units() if u.device is device and u.checkpoint is checkpoint]
             missing = [u for u in units if any((u.key, t) not in found for t in plan.times)]
@@ -158,12 +157,9 @@ def summarize_store(plan: SweepPlan, records: Iterable[Record]) -> list[dict[str
                 raise ImcSimError(f"results store lacks unit {missing[0].key} ({checkpoint.spec} on "
                                   f"{device.profile.name}, seed {missing[0].seed})")
             first = found[units[0].key, plan.times[0]]
-            entries.append({
-                "name": checkpoint.name, "path": checkpoint.spec, "method": checkpoint.method,
-                "device_trained": checkpoint.device_trained, "digital_metric": first.digital_metric,
-                "times": [{"t_seconds": t, "label": format_time(t),
-                           **summarize([found[u.key, t].metric for u in units])} for t in plan.times],
-            })
-        results.append({"device": device.profile.name, "seeds": len(plan.seeds), "task": plan.data.task.name,
-                        "metric_name": first.metric_name, "checkpoints": entries})
+            points = tuple(TimePoint.of(t, [found[u.key, t].metric for u in units]) for t in plan.times)
+            curves.append(CheckpointCurve(checkpoint.name, checkpoint.spec, checkpoint.method,
+                                          checkpoint.device_trained, first.digital_metric, points))
+        results.append(CompareResult(device.profile.name, len(plan.seeds), plan.data.task.name,
+                                     first.metric_name, tuple(curves)))
     return results

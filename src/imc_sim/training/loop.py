@@ -19,7 +19,7 @@ from imc_sim.devices.profile import load_profile
 from imc_sim.errors import ImcSimError
 from imc_sim.evaluate import evaluate
 from imc_sim.peft import Method, get_method
-from imc_sim.tasks import TaskSpec, get_task
+from imc_sim.tasks import TaskSpec, task_record
 from imc_sim.training.device_aware import DeviceTraining, sigma_target_auto
 from imc_sim.units import parse_time_range
 
@@ -51,6 +51,11 @@ class TrainArgs:
     device: str | None = None
     drift: str | None = None
     device_warmup: float = 0.0
+    data_source: data.DataSource | None = None
+    """Own files or a hub dataset; None: GLUE's layout at ``data_dir``."""
+
+    def source(self) -> data.DataSource:
+        return self.data_source or data.DataSource(data_dir=self.data_dir)
 
     def validate(self) -> None:
         for name in ("batch_size", "max_steps", "max_length"):
@@ -142,7 +147,6 @@ class Run:
 def prepare(args: TrainArgs) -> Run:
     """Load data and model, attach the method, build optimizer, schedule and batch stream."""
     args.validate()
-    task = get_task(args.task)
     method = get_method(args.method)
     profile, drift = None, None
     if args.device is not None:
@@ -150,7 +154,7 @@ def prepare(args: TrainArgs) -> Run:
         drift = parse_time_range(args.drift or DEFAULT_DRIFT)
         profile.check_times(sorted(set(drift)))
     options = {**args.method_options, "seed": args.seed}
-    train_ex = data.load_split(task, "train", args.data_dir, args.train_limit)
+    task, train_ex = data.load_train(args.source(), args.task, args.train_limit)
     torch.manual_seed(args.seed)
     backbone = load_backbone(model_reference(args.model), task)
     if options.get("sigma_target") == "auto":
@@ -177,7 +181,7 @@ def prepare(args: TrainArgs) -> Run:
 def train(args: TrainArgs, progress: bool = True) -> TrainResult:
     """Fine-tune ``args.method`` on ``args.task``; returns the adapted model and the checkpoint."""
     run = prepare(args)
-    dev_ex = data.load_split(run.task, "dev", args.data_dir, args.eval_limit)
+    dev_ex = data.load_dev(args.source(), run.task, args.eval_limit)
     dev_batches = data.eval_batches(data.encode(dev_ex, run.backbone.tokenizer, args.max_length))
     counts = count_params(run.model)
     step_times: list[float] = []
@@ -212,6 +216,7 @@ def train(args: TrainArgs, progress: bool = True) -> TrainResult:
         "base_fingerprint": run.base_print,
         "task": run.task.name,
         "labels": list(run.task.labels),
+        "task_spec": task_record(run.task),
         "method": args.method,
         "config": run.config,
         "seed": args.seed,

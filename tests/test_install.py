@@ -7,6 +7,7 @@ tests/test_install.py``.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import venv
@@ -22,6 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_a_torchvision_that_does_not_import_is_hidden(tmp_path, monkeypatch):
     import importlib.util
 
+    from transformers.utils.import_utils import is_torchvision_available
+
     fake = tmp_path / "torchvision"
     fake.mkdir()
     (fake / "__init__.py").write_text(
@@ -29,9 +32,12 @@ def test_a_torchvision_that_does_not_import_is_hidden(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     saved = sys.modules.pop("torchvision", None)
     try:
+        is_torchvision_available.cache_clear()
         assert importlib.util.find_spec("torchvision") is not None
+        assert is_torchvision_available()  # transformers imported first: its answer is cached
         assert hide_broken_torchvision() is True
         assert importlib.util.find_spec("torchvision") is None  # what transformers asks
+        assert not is_torchvision_available()  # and it asked again
         with pytest.raises(ImportError):
             import torchvision  # noqa: F401
         assert hide_broken_torchvision() is False  # already settled
@@ -39,6 +45,7 @@ def test_a_torchvision_that_does_not_import_is_hidden(tmp_path, monkeypatch):
         del sys.modules["torchvision"]
         if saved is not None:
             sys.modules["torchvision"] = saved
+        is_torchvision_available.cache_clear()
 
 
 def test_a_working_torchvision_is_left_alone(tmp_path, monkeypatch):
@@ -61,14 +68,16 @@ def test_fresh_venv_pip_install(tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     bin_dir = env_dir / "bin"
-    subprocess.run([bin_dir / "pip", "install", "-q", str(REPO)], check=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the installed package only
+    subprocess.run([bin_dir / "pip", "install", "-q", str(REPO)], check=True, env=env)
     help_text = subprocess.run([bin_dir / "imc-sim", "--help"], check=True, capture_output=True,
-                               text=True).stdout
+                               text=True, env=env).stdout
     assert "train" in help_text and "deploy" in help_text
-    check = ("import transformers, imc_sim\n"
+    check = ("import transformers, imc_sim  # transformers first: its cached answers are redone\n"
              "from transformers import BertConfig, BertForSequenceClassification\n"
              "m = BertForSequenceClassification(BertConfig(hidden_size=8, num_hidden_layers=1, "
              "num_attention_heads=2, intermediate_size=8))\n"
              "print(type(m).__name__)\n")
-    out = subprocess.run([bin_dir / "python", "-c", check], check=True, capture_output=True, text=True)
+    out = subprocess.run([bin_dir / "python", "-c", check], check=True, capture_output=True, text=True,
+                         env=env, cwd=tmp_path)
     assert out.stdout.strip() == "BertForSequenceClassification"

@@ -8,6 +8,8 @@ installed (``modeling_utils`` -> ``image_utils``), so every model load would fai
 index has a matching ``torchvision==0.28.0+cpu``; where that is not what got installed, this module
 marks torchvision as absent (``sys.modules["torchvision"] = None``: ``importlib.util.find_spec``
 then answers None and ``import torchvision`` raises ImportError), and transformers runs without it.
+If transformers was imported first, it has cached its answer (``is_torchvision_available`` and the
+other ``is_*`` checks are ``lru_cache``d); those caches are cleared so that it asks again.
 """
 
 from __future__ import annotations
@@ -27,5 +29,14 @@ def hide_broken_torchvision() -> bool:
         for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
             del sys.modules[name]
         sys.modules["torchvision"] = None  # type: ignore[assignment]
+        _clear_transformers_answers()
         return True
     return False
+
+
+def _clear_transformers_answers() -> None:
+    """Forget transformers' cached ``is_*_available`` answers, if transformers is imported."""
+    checks = sys.modules.get("transformers.utils.import_utils")
+    for name, value in vars(checks).items() if checks is not None else ():
+        if name.startswith("is_") and callable(getattr(value, "cache_clear", None)):
+            value.cache_clear()

@@ -11,7 +11,7 @@ from imc_sim.devices import FAMILIES, DeviceFamily, build_family
 from imc_sim.devices.aihwkit_models import build_noise_model
 from imc_sim.devices.characterize import drift_curves, programming_sigma
 from imc_sim.devices.moments import MomentTables
-from imc_sim.devices.profile import load_profile, profile_from_dict, shipped_profiles
+from imc_sim.devices.profile import DeviceProfile, load_profile, profile_from_dict, shipped_profiles
 from imc_sim.devices.schema import SECTIONS
 from imc_sim.errors import ImcSimError
 
@@ -31,7 +31,7 @@ N = 100_000  # draws per target and side
 K = 5.0
 
 
-def make(model: str, **sections) -> object:
+def make(model: str, **sections) -> DeviceProfile:
     return profile_from_dict({"name": model, "description": "d", "source": "s", "model": model,
                               **sections})
 

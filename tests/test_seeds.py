@@ -142,3 +142,26 @@ def test_sweep_leaves_the_global_generator_alone_and_repeats(token_batch):
     assert set(first[0]) == {"t_seconds", "label", "metrics", "mean", "std", "min"}
     assert not torch.equal(logits[0], logits[2])  # seed 0 and seed 1 at 1 s
     assert not torch.equal(logits[0], logits[1])  # the same chip at 1 s and at 1 y
+
+
+@pytest.mark.parametrize("profile", ["pcm", "gaussian"])
+def test_cpu_tile_groups_change_no_number(profile, monkeypatch):
+    """Tiles programmed and drifted in cache-sized groups (CPU) or all at once (other devices):
+    the same chip."""
+    from imc_sim.crossbar import tiles
+
+    torch.manual_seed(0)
+    base = load_profile(profile)
+    base = dataclasses.replace(base, periphery=dataclasses.replace(base.periphery, tile_rows=32,
+                                                                   tile_cols=32))
+    linear = torch.nn.Linear(80, 70)
+    states = []
+    for group in (1, 32 * 32 * 2, 1 << 30):  # one tile, two tiles, every tile per group
+        monkeypatch.setattr(tiles, "CPU_GROUP", group)
+        layer = CrossbarLinear(linear, base, build_family(base))
+        streams = ChipStreams(4)
+        layer.program(streams, "layer")
+        layer.drift(DAY, streams, "layer")
+        states.append((layer.programmed, layer.weights, layer.scales))
+    for state in states[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(states[0], state, strict=True))

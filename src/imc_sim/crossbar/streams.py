@@ -97,12 +97,12 @@ class ChipStreams:
             time = float(time)  # 1 and 1.0 name the same time
         return Stream((self.seed, layer, purpose, tile, time), device)
 
-    def tile_normals(self, layer: str, purpose: str, tiles: int, shape: tuple[int, ...],
+    def tile_normals(self, layer: str, purpose: str, tiles: range, shape: tuple[int, ...],
                      device: torch.device | str, time: float | str | None = None) -> Tensor:
-        """Standard normals [tiles, *shape], tile i's from its own stream."""
-        out = torch.empty(tiles, *shape, device=device)
-        for i in range(tiles):
-            self.stream(layer, purpose, device, i, time).fill_(out[i])
+        """Standard normals [len(tiles), *shape], tile i's from its own stream."""
+        out = torch.empty(len(tiles), *shape, device=device)
+        for k, i in enumerate(tiles):
+            self.stream(layer, purpose, device, i, time).fill_(out.select(0, k))
         return out
 
     def __repr__(self) -> str:

@@ -24,6 +24,8 @@ layer for the forward's per-read noise (``read`` at the drift time, restarted at
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -40,6 +42,7 @@ from imc_sim.peft.targets import in_out_features, weight_in_out
 from imc_sim.units import format_time
 
 UNPROGRAMMED = ChipStreams(0)  # the read noise of a layer that was never programmed
+CPU_GROUP = 1 << 18  # weights per group of tiles computed together on a CPU (cache-sized temporaries)
 
 
 def mapping_scales(tiles: Tensor, weight_scaling: str) -> Tensor:
@@ -112,14 +115,30 @@ class CrossbarLinear(nn.Module):
         self.read_stream = Stream(self.read_stream.keys, self.target.device)
         return self
 
-    def _normals(self, streams: ChipStreams, name: str, purpose: str, pair: bool,
-                 time: float | str | None = None) -> Tensor:
-        """Standard normals for every device of the layer, tile i's from its own stream:
-        [row_tiles, col_tiles, (2,) cols, rows]."""
-        g = self.grid
-        shape = (2, *g.tile_shape) if pair else g.tile_shape
-        z = streams.tile_normals(name, purpose, g.n_tiles, shape, self.target.device, time)
-        return z.view(g.row_tiles, g.col_tiles, *shape)
+    def _groups(self) -> list[tuple[int, int]]:
+        """(first tile, count) of the groups of tiles programmed and drifted together: all tiles
+        at once, or on a CPU groups of about :data:`CPU_GROUP` weights, whose temporaries stay in
+        cache (every law acts per device or per tile, so the grouping changes no number)."""
+        n, size = self.grid.n_tiles, self.grid.rows * self.grid.cols
+        per = n if self.target.device.type != "cpu" else max(1, CPU_GROUP // size)
+        return [(first, min(per, n - first)) for first in range(0, n, per)]
+
+    def _by_groups(self, compute: Callable[[int, int], Tensor]) -> Tensor:
+        """``compute(first, count)`` for every group, joined along the tile axis."""
+        parts = [compute(first, count) for first, count in self._groups()]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _tiles(self, t: Tensor, first: int, count: int) -> Tensor:
+        """Tiles first .. first + count - 1 of a per-tile tensor [row_tiles, col_tiles, ...]."""
+        return t.flatten(0, 1).narrow(0, first, count)
+
+    def _normals(self, streams: ChipStreams, name: str, purpose: str, pair: bool, first: int,
+                 count: int, time: float | str | None = None) -> Tensor:
+        """Standard normals for every device of tiles first .. first + count - 1, tile i's from
+        its own stream: [count, (2,) cols, rows]."""
+        shape = (2, *self.grid.tile_shape) if pair else self.grid.tile_shape
+        return streams.tile_normals(name, purpose, range(first, first + count), shape,
+                                    self.target.device, time)
 
     @property
     def stack(self) -> TileStack:
@@ -156,22 +175,31 @@ class CrossbarLinear(nn.Module):
     def program(self, streams: ChipStreams, name: str) -> None:
         """Program every tile once (programming noise, drift coefficients) and read the
         compensation baseline; the tiles then hold the programmed weights (t = 0, alpha = 1)."""
-        family, u = self.family, self.target
+        family, g = self.family, self.grid
         pair = not family.weight_level
-        ratio = pair_ratio(u, family.g_max, family.g_min) if pair else None
-        target = to_pair(u, ratio, family.g_max, family.g_min) if pair else u
-        prog = family.program(target, self._normals(streams, name, "program", pair))
-        coeffs = None
-        if family.drifts:
-            z = self._normals(streams, name, "drift-coefficients", pair)
-            coeffs = family.drift_coefficients(target, z)
-        if pair:
-            prog = from_pair(prog, ratio, family.g_min)
-        self.programmed = prog * self.grid.mask(u.device)  # the padding holds no device
-        self.coeffs = coeffs
+        mask = g.mask(self.target.device)
+        coeffs: list[Tensor | None] = []
+
+        def program_tiles(first: int, count: int) -> Tensor:
+            u = self._tiles(self.target, first, count)
+            ratio = pair_ratio(u, family.g_max, family.g_min) if pair else None
+            target = to_pair(u, ratio, family.g_max, family.g_min) if pair else u
+            prog = family.program(target, self._normals(streams, name, "program", pair, first, count))
+            coeffs.append(family.drift_coefficients(
+                target, self._normals(streams, name, "drift-coefficients", pair, first, count))
+                if family.drifts else None)
+            if pair:
+                prog = from_pair(prog, ratio, family.g_min)
+            return prog * self._tiles(mask, first, count)  # the padding holds no device
+
+        self.programmed = self._by_groups(program_tiles).view_as(self.target)
+        self.coeffs = None
+        if coeffs[0] is not None:
+            joined = coeffs[0] if len(coeffs) == 1 else torch.cat(coeffs)
+            self.coeffs = joined.view(g.row_tiles, g.col_tiles, *joined.shape[1:])
         self._set_state(self.programmed, self.mapping)
         self.baseline = self._read_out(streams, name, "baseline")
-        self.read_stream = streams.stream(name, "read", u.device, time="programmed")
+        self.read_stream = streams.stream(name, "read", self.target.device, time="programmed")
 
     @torch.no_grad()
     def drift(self, t_seconds: float, streams: ChipStreams, name: str) -> None:
@@ -185,17 +213,23 @@ class CrossbarLinear(nn.Module):
             allowed = ", ".join(format_time(t) for t in times)
             raise ImcSimError(f"this device is characterised at {allowed} only, not at "
                               f"{format_time(t_seconds)}")
-        u_t = u_p
-        if family.drifts:
-            pair = not family.weight_level
-            z = self._normals(streams, name, "drift-read", pair, t_seconds) if family.drift_noise else None
+        pair = not family.weight_level
+        mask = self.grid.mask(u_p.device)
+
+        def drift_tiles(first: int, count: int) -> Tensor:
+            u = self._tiles(u_p, first, count)
+            coeffs = None if self.coeffs is None else self._tiles(self.coeffs, first, count)
+            z = (self._normals(streams, name, "drift-read", pair, first, count, t_seconds)
+                 if family.drift_noise else None)
             if pair:  # aihwkit 1.1.0 re-converts u_p with a new ratio (see the module docstring)
-                ratio = pair_ratio(u_p, family.g_max, family.g_min)
-                g_t = family.drift(to_pair(u_p, ratio, family.g_max, family.g_min), self.coeffs, t_seconds, z)
+                ratio = pair_ratio(u, family.g_max, family.g_min)
+                g_t = family.drift(to_pair(u, ratio, family.g_max, family.g_min), coeffs, t_seconds, z)
                 u_t = from_pair(g_t, ratio, family.g_min)
             else:
-                u_t = family.drift(u_p, self.coeffs, t_seconds, z)
-            u_t = u_t * self.grid.mask(u_p.device)
+                u_t = family.drift(u, coeffs, t_seconds, z)
+            return u_t * self._tiles(mask, first, count)
+
+        u_t = self._by_groups(drift_tiles).view_as(u_p) if family.drifts else u_p
         self._set_state(u_t, self.mapping)
         current = self._read_out(streams, name, float(t_seconds))
         if current is not None:

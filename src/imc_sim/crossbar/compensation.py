@@ -17,26 +17,31 @@ import torch
 from torch import Tensor
 
 from imc_sim.crossbar.grid import TileGrid
-from imc_sim.crossbar.periphery import Converters, TileStack, dac, row_tile_codes, row_tile_mvm
+from imc_sim.crossbar.periphery import Converters, adc_and_scales, dac, noise_std
 from imc_sim.crossbar.streams import ChipStreams
 
 READOUT_FLOOR = 1e-4  # aihwkit's clamp on a read-out
 
 
-def read_tiles(stack: TileStack, conv: Converters, streams: ChipStreams, layer: str,
-               time: float | str) -> Tensor:
-    """Every tile's outputs for the inputs eye(rows): [row_tiles, rows, out]; row tile r's noise
-    from the ``compensation`` stream of (``layer``, r, ``time``)."""
-    row_tiles, out_features, rows = stack.weights.shape
-    device = stack.weights.device
-    packed = stack.packed is not None
-    codes, scale = dac(torch.eye(rows, device=device), 1, conv, packed)
-    codes_0, scale_0 = row_tile_codes(codes, scale, 0, packed)
+def read_tiles(weights: Tensor, read_var: Tensor | None, conv: Converters, streams: ChipStreams,
+               layer: str, time: float | str) -> Tensor:
+    """Every tile's outputs for the inputs eye(rows): [row_tiles, rows, out], for the stacked
+    ``weights`` [row_tiles, out, rows] and their per-read variance; row tile r's noise from the
+    ``compensation`` stream of (``layer``, r, ``time``). Input k drives one row with one code c,
+    so the product is c W^T and its read-noise variance c^2 V^T: no GEMM."""
+    row_tiles, out_features, rows = weights.shape
+    device = weights.device
+    codes, scale = dac(torch.eye(rows, device=device), 1, conv, as_uint8=False)
+    code = codes.sum(-1)  # [rows, 1]: each one-hot input's code
+    scale = None if scale is None else scale.reshape(-1)
     ones = torch.ones(out_features, device=device)
-    return torch.stack([
-        row_tile_mvm(codes_0, scale_0, stack, r, conv, ones, None, None,
-                     streams.stream(layer, "compensation", device, r, time))
-        for r in range(row_tiles)])
+    outputs = []
+    for r in range(row_tiles):
+        y = (weights.select(0, r).t() * code).contiguous()
+        var = None if read_var is None else read_var.select(0, r).t() * code.square()
+        outputs.append(adc_and_scales(y, 1.0 / conv.step, noise_std(var, conv), scale, conv, ones,
+                                      None, None, streams.stream(layer, "compensation", device, r, time)))
+    return torch.stack(outputs)
 
 
 def readout(outputs: Tensor, grid: TileGrid, per_column: bool) -> Tensor:

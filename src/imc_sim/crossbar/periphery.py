@@ -95,10 +95,10 @@ class TileStack:
 
     @classmethod
     def build(cls, weights: Tensor, scales: Tensor, conv: Converters,
-              read_var: Tensor | None = None, pack: bool = True) -> TileStack:
-        """The stack, packed for the int8 product where the codes fit it, the weights are on the
-        CPU (oneDNN's int8 product is CPU-only) and ``pack`` (False: the fp32 product)."""
-        int8 = pack and conv.int8 and weights.device.type == "cpu"
+              read_var: Tensor | None = None) -> TileStack:
+        """The stack, packed for the int8 product where the codes fit it and the weights are on
+        the CPU (oneDNN's int8 product is CPU-only)."""
+        int8 = conv.int8 and weights.device.type == "cpu"
         packed = tuple(Int8Weights.pack(w, 1.0 / conv.step) for w in weights) if int8 else None
         return cls(weights, scales, packed, None if read_var is None else read_var.bfloat16())
 
@@ -137,30 +137,45 @@ def row_tile_codes(codes: Tensor, scale: Tensor | None, r: int,
             None if scale is None else scale[:, r].reshape(-1).contiguous())
 
 
-def _noise_std(codes: Tensor, stack: TileStack, r: int, conv: Converters) -> float | Tensor:
-    """Row tile ``r``'s read-noise std in ADC steps: output noise, and weight read noise where the
-    device has it (then one value per input and output, [n, out])."""
-    if stack.read_var is None:
+def noise_std(var: Tensor | None, conv: Converters) -> float | Tensor:
+    """The read-noise std in ADC steps: output noise, plus the weight read noise's variance
+    ``var`` of each product (in code-weight units; None: no weight read noise)."""
+    if var is None:
         return conv.out_noise / conv.step
-    signed = codes.float().sub_(int8_product.ZERO_POINT) if stack.packed is not None else codes
-    var = torch.mm(signed.square().bfloat16(), stack.read_var[r].T).float()
     return var.add_(conv.out_noise**2).sqrt_().mul_(1.0 / conv.step)
+
+
+def _read_noise_var(codes: Tensor, stack: TileStack, r: int) -> Tensor | None:
+    """Row tile ``r``'s weight read-noise variance of each product, sum_j c_j^2 V_j ([n, out])."""
+    if stack.read_var is None:
+        return None
+    signed = codes.float().sub_(int8_product.ZERO_POINT) if stack.packed is not None else codes
+    return torch.mm(signed.square().bfloat16(), stack.read_var[r].T).float()
+
+
+def adc_and_scales(y: Tensor, y_scale: float, sd: float | Tensor, scale: Tensor | None,
+                   conv: Converters, col_scale: Tensor, out: Tensor | None, bias: Tensor | None,
+                   stream: Stream) -> Tensor:
+    """A row tile's product ``y`` (times ``y_scale``: ADC steps) after the array: read noise of
+    std ``sd``, ADC, noise-management scales ``scale`` and digital ``col_scale``, added onto
+    ``out`` in place, or onto the bias for the first row tile."""
+    step = conv.step
+    return epilogue.apply(
+        y, y_scale, sd, conv.adc_step > 0, conv.out_bound / step, scale,
+        col_scale * (conv.d_in * step), out if out is not None else bias,
+        out if out is not None else y, stream)
 
 
 def row_tile_mvm(codes: Tensor, scale: Tensor | None, stack: TileStack, r: int, conv: Converters,
                  col_scale: Tensor, out: Tensor | None, bias: Tensor | None, stream: Stream) -> Tensor:
-    """Row tile ``r`` on its codes [N, rows] (see :func:`row_tile_codes`): product, read noise,
-    ADC and digital scales ``col_scale`` [out], added onto ``out`` (the row tiles before it) in
-    place, or onto the bias for the first row tile; noise from ``stream``."""
-    step = conv.step
+    """Row tile ``r`` on its codes [N, rows] (see :func:`row_tile_codes`): product, then
+    :func:`adc_and_scales`; noise from ``stream``."""
     if stack.packed is not None:
         y, y_scale = stack.packed[r].product(codes), 1.0
     else:
-        y, y_scale = torch.mm(codes, stack.weights[r].T), 1.0 / step
-    return epilogue.apply(
-        y, y_scale, _noise_std(codes, stack, r, conv), conv.adc_step > 0, conv.out_bound / step,
-        scale, col_scale * (conv.d_in * step), out if out is not None else bias,
-        out if out is not None else y, stream)
+        y, y_scale = torch.mm(codes, stack.weights[r].T), 1.0 / conv.step
+    sd = noise_std(_read_noise_var(codes, stack, r), conv)
+    return adc_and_scales(y, y_scale, sd, scale, conv, col_scale, out, bias, stream)
 
 
 def analog_mvm(x: Tensor, stack: TileStack, bias: Tensor | None, conv: Converters,

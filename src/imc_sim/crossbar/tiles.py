@@ -165,10 +165,7 @@ class CrossbarLinear(nn.Module):
         """The compensation read-out of the current weights, [row_tiles, out] (None: none)."""
         if self.compensation == "none":
             return None
-        # fp32 product: packing int8 limbs for one read-out costs more than it saves
-        unit = TileStack.build(self.weights, torch.ones_like(self.mapping), self.conv, self.read_var,
-                               pack=False)
-        outputs = compensation.read_tiles(unit, self.conv, streams, name, time)
+        outputs = compensation.read_tiles(self.weights, self.read_var, self.conv, streams, name, time)
         return compensation.readout(outputs, self.grid, self.compensation == "per-column")
 
     @torch.no_grad()

@@ -155,7 +155,9 @@ def test_a_wrong_coefficient_is_detected(name, field, factor):
 def test_same_generator_seed_same_draws(name):
     family = build_family(CASES[name])
     g = targets_of(family)[:, :64]
+    kept = g.clone()
     first, again, other = (family_states(family, g, seed) for seed in (5, 5, 6))
+    assert torch.equal(g, kept)  # the laws leave their inputs alone
     assert all(torch.equal(first[k], again[k]) for k in first)
     noisy = name != "ideal"
     assert noisy == (not torch.equal(first["programmed"], other["programmed"]))

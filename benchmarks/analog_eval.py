@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import statistics
 import time
@@ -34,8 +35,10 @@ from imc_sim.checkpoint import load_model
 from imc_sim.crossbar.mapping import deploy_model
 from imc_sim.crossbar.rpu_config import build_rpu_config
 from imc_sim.crossbar.tiles import CrossbarLinear
+from imc_sim.deploy.chip import Chip
 from imc_sim.deploy.results import MappingSummary, TimePoint
 from imc_sim.deploy.run import dev_set, sweep_points
+from imc_sim.devices import build_family
 from imc_sim.devices.profile import load_profile
 from imc_sim.evaluate import evaluate
 from imc_sim.table import format_table
@@ -62,7 +65,7 @@ def layer_costs(profile_name: str, repeats: int) -> dict[str, float]:
     tile = TorchInferenceTile(384, 384, rpu_config=build_rpu_config(profile))
     tile.set_weights(linear.weight.data)
     tile.eval()
-    fused = CrossbarLinear(linear, build_rpu_config(profile), profile.periphery)
+    fused = CrossbarLinear(linear, profile, build_family(profile))
     runs = {"nn.Linear": lambda: linear(x), "aihwkit tile": lambda: tile(x) + linear.bias,
             "imc-sim tile": lambda: fused(x)}
     for fn in runs.values():
@@ -100,9 +103,9 @@ def main() -> None:
     digital_times: list[float] = []
     for seed in range(args.repeats):
         digital_times.append(seconds(lambda: evaluate(digital_model, batches, loaded.task)))
-        torch.manual_seed(seed)
-        parts["program"].append(seconds(deployment.program))
-        parts["drift"].append(seconds(lambda: deployment.drift(86400.0)))
+        chip = Chip(deployment, seed)
+        parts["program"].append(seconds(chip.program))
+        parts["drift"].append(seconds(functools.partial(chip.drift_to, 86400.0)))
         parts["evaluate"].append(seconds(lambda: evaluate(deployment.model, batches, loaded.task)))
     realization = statistics.median(sum(p) for p in zip(*parts.values(), strict=True))
     digital = statistics.median(digital_times)

@@ -195,8 +195,9 @@ def test_training_forward_matches_the_deployed_chip_in_distribution(compiled, mo
     if compiled and not epilogue.AVAILABLE:
         pytest.skip("the C pass was not built (no compiler)")
     monkeypatch.setattr(epilogue, "use_compiled", compiled)
-    from imc_sim.crossbar.rpu_config import build_rpu_config
+    from imc_sim.crossbar.streams import ChipStreams
     from imc_sim.crossbar.tiles import CrossbarLinear
+    from imc_sim.devices import build_family
 
     pcm = load_profile("pcm")
     torch.manual_seed(0)
@@ -205,12 +206,13 @@ def test_training_forward_matches_the_deployed_chip_in_distribution(compiled, mo
     sampler = DeviceSampler(pcm, MomentTables.measure(pcm, [86400.0]))
     train = torch.cat([sampler.output(x, linear.weight, linear.bias, 0, frozen=True)
                        for _ in range(400)])
-    chip = CrossbarLinear(linear, build_rpu_config(pcm), pcm.periphery)
+    chip = CrossbarLinear(linear, pcm, build_family(pcm))
     deployed = []
     with torch.no_grad():
-        for _ in range(400):
-            chip.program()
-            chip.drift(86400.0)
+        for seed in range(400):
+            streams = ChipStreams(seed)
+            chip.program(streams, "layer")
+            chip.drift(86400.0, streams, "layer")
             deployed.append(chip(x))
     deployed = torch.cat(deployed)
     se = (train.var(0) / 400 + deployed.var(0) / 400).sqrt()

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from imc_sim.crossbar import epilogue
+from imc_sim.crossbar.streams import ChipStreams, Stream
 
 compiled = pytest.mark.skipif(not epilogue.AVAILABLE, reason="the C pass was not built (no compiler)")
 
@@ -20,8 +21,12 @@ def fallback(monkeypatch):
     monkeypatch.setattr(epilogue, "use_compiled", False)
 
 
+def stream(seed: int = 0) -> Stream:
+    return ChipStreams(seed).stream("layer", "read", "cpu")
+
+
 def run(y, rs, cf, base, out, sd=0.0, y_scale=0.5):
-    return epilogue.apply(y, y_scale, sd, True, 30.0, rs, cf, base, out)
+    return epilogue.apply(y, y_scale, sd, True, 30.0, rs, cf, base, out, stream())
 
 
 def test_fallback_rounds_clips_scales_and_adds(fallback):
@@ -47,14 +52,14 @@ def test_compiled_pass_equals_the_fallback_without_noise(base, monkeypatch):
 
 
 @compiled
-def test_compiled_noise_is_standard_normal_seeded_by_torch_and_split_free(monkeypatch):
+def test_compiled_noise_is_standard_normal_seeded_by_the_stream_and_split_free(monkeypatch):
     n, m = 2000, 1000
     zeros, ones = torch.zeros(n, m), torch.ones(m)
 
     def draw(seed, threads):
-        torch.manual_seed(seed)
         monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
-        return epilogue.apply(zeros, 1.0, 1.0, False, 1e30, None, ones, None, torch.empty(n, m))
+        return epilogue.apply(zeros, 1.0, 1.0, False, 1e30, None, ones, None, torch.empty(n, m),
+                              stream(seed))
 
     z = draw(0, 1)
     assert torch.equal(z, draw(0, 2)) and torch.equal(z, draw(0, 3))  # rows split over threads
@@ -72,10 +77,9 @@ def test_compiled_noise_is_standard_normal_seeded_by_torch_and_split_free(monkey
 
 @compiled
 def test_compiled_noise_takes_a_std_per_element():
-    torch.manual_seed(0)
     sd = torch.linspace(0.0, 2.0, 400).repeat(5000, 1)
     z = epilogue.apply(torch.zeros(5000, 400), 1.0, sd, False, 1e30, None, torch.ones(400), None,
-                       torch.empty(5000, 400))
+                       torch.empty(5000, 400), stream())
     torch.testing.assert_close(z.std(dim=0), sd[0], rtol=0.05, atol=0.0)
     assert torch.equal(z[:, 0], torch.zeros(5000))
 
@@ -88,8 +92,7 @@ def test_compiled_device_draw_interpolates_the_tables_and_sums_rows(monkeypatch)
     mean_tab, std_tab = 0.8 * grid + 0.1 * grid**2, 0.02 + 0.05 * grid.abs()
     u = torch.linspace(-1.3, 1.3, 300).repeat(4000, 1)
     x, inv = 2 * u, torch.full((4000,), 0.5)  # u given as x / 2
-    torch.manual_seed(0)
-    w, abs_u, abs_w = epilogue.draw(x, inv, mean_tab, std_tab)
+    w, abs_u, abs_w = epilogue.draw(x, inv, mean_tab, std_tab, torch.Generator().manual_seed(0))
     at = u[0].clamp(-1, 1).numpy()
     expected_mean = torch.from_numpy(np.interp(at, grid.numpy(), mean_tab.numpy())).float()
     expected_std = torch.from_numpy(np.interp(at, grid.numpy(), std_tab.numpy())).float()
@@ -99,10 +102,10 @@ def test_compiled_device_draw_interpolates_the_tables_and_sums_rows(monkeypatch)
     torch.testing.assert_close(abs_u, u.abs().sum(1), rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(abs_w, w.abs().sum(1), rtol=1e-5, atol=1e-4)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
-    torch.manual_seed(0)
-    assert torch.equal(epilogue.draw(x, inv, mean_tab, std_tab)[0], w)  # split over threads
-    torch.manual_seed(0)
-    assert torch.equal(epilogue.draw(u, None, mean_tab, std_tab)[0], w)  # u itself
+    again = epilogue.draw(x, inv, mean_tab, std_tab, torch.Generator().manual_seed(0))[0]
+    assert torch.equal(again, w)  # split over threads
+    itself = epilogue.draw(u, None, mean_tab, std_tab, torch.Generator().manual_seed(0))[0]
+    assert torch.equal(itself, w)  # u itself
 
 
 @compiled
@@ -133,3 +136,37 @@ def test_compiled_dac_equals_the_fallback(managed, as_uint8, monkeypatch):
     else:
         assert scale is None and expected_scale is None
         assert codes.float().abs().max() == expected_codes.float().abs().max()  # clipped alike
+
+
+@compiled
+def test_compiled_wrappers_refuse_a_cuda_tensor_before_touching_it():
+    """A (fake) CUDA tensor reaching a compiled wrapper: a clear error, no pointer handed to C."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=False):
+        y = torch.zeros(4, 8, device="cuda")
+        ones = torch.ones(8, device="cuda")
+        with pytest.raises(RuntimeError, match="CPU tensors only, got one on cuda"):
+            epilogue.apply_compiled(y, 1.0, 0.5, True, 10.0, None, ones, None, y,
+                                    torch.Generator())
+        with pytest.raises(RuntimeError, match="CPU tensors only"):
+            epilogue.dac_codes(y, 1, 1.0, True, True, None, False)
+        with pytest.raises(RuntimeError, match="CPU tensors only"):
+            epilogue.draw(y, None, ones, ones, torch.Generator())
+
+
+def test_apply_takes_the_torch_path_off_the_cpu(monkeypatch):
+    """epilogue.apply on (fake) CUDA tensors runs the torch path, on CUDA, without mixing devices
+    (this CPU build cannot make a CUDA generator: the streams hand out CPU ones, which fake
+    tensors accept)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from imc_sim.crossbar import streams
+
+    monkeypatch.setattr(streams, "generator", lambda device, seed: torch.Generator().manual_seed(seed))
+    with FakeTensorMode(allow_non_fake_inputs=False):
+        y = torch.zeros(4, 8, device="cuda")
+        out = epilogue.apply(y, 1.0, 0.5, True, 10.0, torch.ones(4, device="cuda"),
+                             torch.ones(8, device="cuda"), torch.zeros(8, device="cuda"),
+                             torch.empty_like(y), ChipStreams(0).stream("l", "read", "cuda"))
+        assert out.device.type == "cuda" and out.shape == (4, 8)

@@ -8,9 +8,11 @@ import torch
 from conftest import make_tiny_bert, make_tiny_gpt2
 
 from imc_sim.crossbar.mapping import deploy_model
-from imc_sim.crossbar.rpu_config import build_rpu_config
+from imc_sim.crossbar.streams import ChipStreams
 from imc_sim.crossbar.tiles import CrossbarLinear
+from imc_sim.deploy.chip import Chip
 from imc_sim.deploy.sweep import drift_sweep
+from imc_sim.devices import build_family
 from imc_sim.devices.aihwkit_models import build_noise_model
 from imc_sim.devices.characterize import programming_sigma
 from imc_sim.devices.profile import load_profile, profile_from_dict
@@ -24,8 +26,7 @@ def test_ideal_profile_reproduces_digital_logits(make, token_batch):
     with torch.no_grad():
         expected = digital(**token_batch).logits
     deployment = deploy_model(make(), load_profile("ideal"), analog_head=True)
-    deployment.program()
-    deployment.drift(YEAR)
+    Chip(deployment, 0).drift_to(YEAR)
     with torch.no_grad():
         got = deployment.model(**token_batch).logits
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
@@ -69,12 +70,13 @@ def test_global_compensation_restores_output_magnitude(compensation, lo, hi):
                                   periphery=dataclasses.replace(base.periphery, out_noise=0.0))
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 64, bias=False)
-    layer = CrossbarLinear(linear, build_rpu_config(profile), profile.periphery)
+    layer = CrossbarLinear(linear, profile, build_family(profile))
     x = torch.randn(512, 64)
-    layer.program()
-    layer.drift(0.0)
+    streams = ChipStreams(0)
+    layer.program(streams, "layer")
+    layer.drift(0.0, streams, "layer")
     programmed = mean_output(layer, x)
-    layer.drift(10 * YEAR)
+    layer.drift(10 * YEAR, streams, "layer")
     assert lo <= mean_output(layer, x) / programmed <= hi
 
 
@@ -104,11 +106,9 @@ def test_fefet_programming_noise_follows_the_binomial_law():
 
 def test_gaussian_profile_adds_sigma_in_weight_units():
     deployment = deploy_model(make_tiny_bert(), load_profile("gaussian"))
-    torch.manual_seed(0)
-    deployment.program()
-    deployment.drift(86400.0)
     layers = list(deployment.layers.values())
-    before = torch.cat([layer.tiles[0].reference_combined_weights.flatten() for layer in layers])
+    before = torch.cat([layer.dense.flatten() for layer in layers])  # the targets, unprogrammed
+    Chip(deployment, 0).drift_to(86400.0)
     after = torch.cat([layer.dense.flatten() for layer in layers])
     assert (after - before).std().item() == pytest.approx(0.01, rel=0.05)
 

@@ -4,12 +4,15 @@ The same library draws device-aware training's weights from moment tables (:func
 
     out = base + clamp(round(y * y_scale + sd * z), +-bound) * row_scale[:, None] * col_factor
 
-``z`` ~ N(0, 1): in the compiled pass from a counter-based generator (Philox4x32-10 and
-Box-Muller) keyed by a seed drawn from torch's global generator, so a torch seed still fixes every
-sample, and the samples do not depend on how rows are split over threads; in the fallback from
-torch's own generator. The compiled pass draws and applies the noise about 2.7x faster than
-torch's generator plus separate elementwise passes (``docs/results.md``). It is built by
-``pip install`` where a C compiler is present; :data:`AVAILABLE` says whether it loaded.
+``z`` ~ N(0, 1) from the caller's :class:`~imc_sim.crossbar.streams.Stream`: in the compiled
+pass from a counter-based generator (Philox4x32-10 and Box-Muller) keyed by a seed drawn from the
+stream's generator (``torch.randint(..., generator=g)``), so the chip's seed fixes every sample,
+and the samples do not depend on how rows are split over threads; in the torch path from the
+stream's normals, on the tensors' device. The compiled pass draws and applies the noise about
+2.7x faster than torch's generator plus separate elementwise passes (``docs/results.md``). It is
+built by ``pip install`` where a C compiler is present; :data:`AVAILABLE` says whether it loaded.
+It takes CPU tensors only: its wrappers refuse any other device before touching a pointer, and
+:func:`apply` (like the periphery's DAC) takes the torch path for tensors elsewhere.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from imc_sim.crossbar.threads import split_rows, standard_normal
+from imc_sim.crossbar.streams import Stream
+from imc_sim.crossbar.threads import split_rows
 
 
 def _load() -> ctypes.CDLL | None:
@@ -51,40 +55,61 @@ AVAILABLE = _LIB is not None
 use_compiled = AVAILABLE  # tests switch it off to check the fallback against the compiled pass
 
 
+def compiled_for(t: Tensor) -> bool:
+    """Whether the compiled pass runs for tensors like ``t``: built, switched on, and on CPU."""
+    return use_compiled and t.device.type == "cpu"
+
+
+def _require_cpu(*tensors: Tensor | None) -> None:
+    """Refuse a tensor off the CPU before any pointer of it reaches C."""
+    for t in tensors:
+        if t is not None and t.device.type != "cpu":
+            raise RuntimeError(f"the compiled periphery pass takes CPU tensors only, got one on "
+                               f"{t.device}; tensors elsewhere take the torch path")
+
+
 def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def _seed() -> int:
-    """The compiled generator's key for one call, drawn from torch's global generator."""
-    return int(torch.randint(0, 2**63 - 1, (1,)))
+def _seed(generator: torch.Generator) -> int:
+    """The compiled generator's key for one call, drawn from ``generator`` (a CPU one)."""
+    return int(torch.randint(0, 2**63 - 1, (1,), generator=generator))
 
 
 def apply(y: Tensor, y_scale: float, sd: float | Tensor, quantize: bool, bound: float,
-          row_scale: Tensor | None, col_factor: Tensor, base: Tensor | None, out: Tensor) -> Tensor:
+          row_scale: Tensor | None, col_factor: Tensor, base: Tensor | None, out: Tensor,
+          stream: Stream) -> Tensor:
     """Write ``base + clamp(round(y * y_scale + sd z), +-bound) * row_scale * col_factor`` into
     ``out`` and return it. ``y``, ``out``: [N, M] float32 contiguous (``out`` may be ``y``);
     ``sd``: a number or [N, M]; ``row_scale``: [N] or None; ``col_factor``: [M]; ``base``: ``out``
-    itself (accumulate), a bias [M], or None."""
-    if not use_compiled:
-        if isinstance(sd, Tensor):
-            v = standard_normal(tuple(y.shape)).mul_(sd).add_(y, alpha=y_scale)
-        elif sd > 0:
-            v = standard_normal(tuple(y.shape), sd).add_(y, alpha=y_scale)
-        else:
-            v = y * y_scale
-        if quantize:
-            v.round_()
-        v.clamp_(-bound, bound)
-        if row_scale is not None:
-            v.mul_(row_scale[:, None])
-        v.mul_(col_factor)
-        if base is None:
-            return out.copy_(v)
-        return out.add_(v) if base is out else torch.add(v, base, out=out)
+    itself (accumulate), a bias [M], or None; ``z`` from ``stream`` (one draw per call)."""
+    if compiled_for(y):
+        return apply_compiled(y, y_scale, sd, quantize, bound, row_scale, col_factor, base, out,
+                              stream.generator())
+    if isinstance(sd, Tensor) or sd > 0:
+        v = stream.normal(tuple(y.shape)).mul_(sd).add_(y, alpha=y_scale)
+    else:
+        v = y * y_scale
+    if quantize:
+        v.round_()
+    v.clamp_(-bound, bound)
+    if row_scale is not None:
+        v.mul_(row_scale.unsqueeze(1))
+    v.mul_(col_factor)
+    if base is None:
+        return out.copy_(v)
+    return out.add_(v) if base is out else torch.add(v, base, out=out)
+
+
+def apply_compiled(y: Tensor, y_scale: float, sd: float | Tensor, quantize: bool, bound: float,
+                   row_scale: Tensor | None, col_factor: Tensor, base: Tensor | None, out: Tensor,
+                   generator: torch.Generator) -> Tensor:
+    """:func:`apply` in the compiled pass (CPU tensors only), its key drawn from ``generator``."""
     sd_elem = sd if isinstance(sd, Tensor) else None
+    _require_cpu(y, sd_elem, row_scale, col_factor, base, out)
     sd_scalar = 0.0 if sd_elem is not None else float(sd)
-    seed = _seed()
+    seed = _seed(generator)
     accumulate = base is out
     bias = None if accumulate else base
     n, m = y.shape
@@ -98,16 +123,18 @@ def apply(y: Tensor, y_scale: float, sd: float | Tensor, quantize: bool, bound: 
     return out
 
 
-def draw(x: Tensor, row_inv: Tensor | None, mean: Tensor, std: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Compiled only (check :data:`use_compiled`): ``w = mean(u) + std(u) z`` for the normalised
+def draw(x: Tensor, row_inv: Tensor | None, mean: Tensor, std: Tensor,
+         generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """Compiled only (check :func:`compiled_for`): ``w = mean(u) + std(u) z`` for the normalised
     targets ``u = x * row_inv[:, None]`` (``x`` [N, M] float32 contiguous; ``row_inv`` [N] or None
     for u = x), ``mean`` and ``std`` tables on evenly spaced points of [-1, 1] interpolated
     linearly (u clamped to [-1, 1]), z ~ N(0, 1); returns ``w`` and the row sums of |u| and |w|
-    ([N] each)."""
+    ([N] each); z keyed by a seed drawn from ``generator``."""
+    _require_cpu(x, row_inv, mean, std)
     n, m = x.shape
-    w, abs_u, abs_w = torch.empty_like(x), torch.empty(n), torch.empty(n)
+    w, abs_u, abs_w = torch.empty_like(x), x.new_empty(n), x.new_empty(n)
     mean, std = mean.float().contiguous(), std.float().contiguous()
-    seed = _seed()
+    seed = _seed(generator)
 
     def run(row0: int, rows: int) -> None:
         _LIB.device_draw(_ptr(x), _ptr(row_inv), m, row0, rows, _ptr(mean), _ptr(std), mean.numel(), _ptr(w),
@@ -119,15 +146,16 @@ def draw(x: Tensor, row_inv: Tensor | None, mean: Tensor, std: Tensor) -> tuple[
 
 def dac_codes(x: Tensor, row_tiles: int, inv_d_in: float, managed: bool, quantize: bool,
               bound: float | None, as_uint8: bool) -> tuple[Tensor, Tensor | None]:
-    """Compiled only (check :data:`use_compiled`): DAC codes of ``x`` [N, row_tiles * rows]
+    """Compiled only (check :func:`compiled_for`): DAC codes of ``x`` [N, row_tiles * rows]
     (float32 contiguous), ``x * inv_d_in / s`` with s the max |x| of each row tile where
     ``managed``, rounded where ``quantize``, clamped to +-``bound`` (None: no clamp). Returns the
     codes, as float [N, row_tiles, rows] or as uint8 code + 128 [row_tiles, N, rows], and s
     [N, row_tiles, 1] (None unless ``managed``)."""
+    _require_cpu(x)
     n, rows = x.shape[0], x.shape[1] // row_tiles
-    codes = (torch.empty(row_tiles, n, rows, dtype=torch.uint8) if as_uint8
-             else torch.empty(n, row_tiles, rows))
-    scale = torch.empty(n, row_tiles, 1) if managed else None
+    codes = (x.new_empty(row_tiles, n, rows, dtype=torch.uint8) if as_uint8
+             else x.new_empty(n, row_tiles, rows))
+    scale = x.new_empty(n, row_tiles, 1) if managed else None
     codes_f, codes_u8 = (None, codes) if as_uint8 else (codes, None)
 
     def run(row0: int, count: int) -> None:

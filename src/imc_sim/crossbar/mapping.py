@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from imc_sim.crossbar.rpu_config import build_rpu_config
+from imc_sim import devices
+from imc_sim.crossbar.streams import ChipStreams
 from imc_sim.crossbar.tiles import CrossbarLinear
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.peft.targets import find_targets, is_linear, replace_module
@@ -27,13 +28,15 @@ class Deployment:
     layers: dict[str, CrossbarLinear]
     digital_params: int
 
-    def program(self) -> None:
-        for layer in self.layers.values():
-            layer.program()
+    def program(self, streams: ChipStreams) -> None:
+        """Program every layer with the chip's ``streams`` (see :class:`imc_sim.deploy.chip.Chip`)."""
+        for name, layer in self.layers.items():
+            layer.program(streams, name)
 
-    def drift(self, t_seconds: float) -> None:
-        for layer in self.layers.values():
-            layer.drift(t_seconds)
+    def drift(self, t_seconds: float, streams: ChipStreams) -> None:
+        """Drift every programmed layer to ``t_seconds`` after programming."""
+        for name, layer in self.layers.items():
+            layer.drift(t_seconds, streams, name)
 
     def summary(self) -> dict[str, int | str]:
         """Tiles, weights on NVM and parameters left digital."""
@@ -64,11 +67,11 @@ def analog_layer_names(model: nn.Module, analog_head: bool = False) -> list[str]
 
 def deploy_model(model: nn.Module, profile: DeviceProfile, analog_head: bool = False) -> Deployment:
     """Replace the analog layers of ``model`` (in place) by tiles of ``profile``, unprogrammed."""
-    config = build_rpu_config(profile)
+    family = devices.build_family(profile)
     total = sum(p.numel() for p in model.parameters())
     layers: dict[str, CrossbarLinear] = {}
     for name in analog_layer_names(model, analog_head):
-        layer = CrossbarLinear(model.get_submodule(name), config, profile.periphery)
+        layer = CrossbarLinear(model.get_submodule(name), profile, family)
         replace_module(model, name, layer)
         layers[name] = layer
     model.eval()

@@ -19,8 +19,9 @@ fluctuations drawn afresh at every MVM add, for each input vector and output, a 
 variance sum_j c_j^2 V_j to the product, which is exactly their effect on that output; its
 variance comes from one bf16 GEMM of the squared codes with ``V``. Where the
 DAC codes fit int8 (a DAC of at most 8 bits) the product c W^T runs in int8 arithmetic
-(:mod:`imc_sim.crossbar.int8_product`), else in fp32. Only the product's arithmetic differs; every
-periphery step is the same.
+(:mod:`imc_sim.crossbar.int8_product`, CPU only), else in fp32. Only the product's arithmetic
+differs; every periphery step is the same. Every tensor is made on the input's device, and the
+noise comes from the caller's :class:`~imc_sim.crossbar.streams.Stream`.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from aihwkit.inference.noise.base import BaseNoiseModel
 from torch import Tensor
 
 from imc_sim.crossbar import epilogue, int8_product
 from imc_sim.crossbar.int8_product import Int8Weights
+from imc_sim.crossbar.streams import Stream
+from imc_sim.devices.family import DeviceFamily
 from imc_sim.devices.profile import Periphery
 
 
@@ -69,22 +71,22 @@ class Converters:
         return self.adc_step if self.adc_step > 0 else 1.0
 
 
-def read_variance(u: Tensor, noise_model: BaseNoiseModel, w_noise: float) -> Tensor | None:
+def read_variance(u: Tensor, family: DeviceFamily, w_noise: float) -> Tensor | None:
     """Per-read variance of normalised tile weights ``u``: the periphery's constant ``w_noise``^2
-    plus the noise model's state-dependent cycle-to-cycle part (its ``cycle_variance``, where it
-    has one); None where there is neither."""
-    cycle = getattr(noise_model, "cycle_variance", None)
-    state = cycle(u) if cycle is not None else None
+    plus the device family's state-dependent cycle-to-cycle part (its ``read_variance``); None
+    where there is neither."""
+    state = family.read_variance(u)
     if w_noise == 0:
         return state
-    return torch.full_like(u, w_noise**2) if state is None else state.add_(w_noise**2)
+    return torch.full_like(u, w_noise**2) if state is None else state + w_noise**2
 
 
 @dataclass(frozen=True)
 class TileStack:
     """A layer's row tiles: weights [row_tiles, out, rows] in [-1, 1], digital output scales
-    [row_tiles, out], the weights as int8 limbs (one per row tile) where the codes are int8, and
-    the per-read weight variance (bf16, like ``weights``) where the device has read noise."""
+    [row_tiles, out], the weights as int8 limbs (one per row tile) where the codes are int8 and
+    the weights on the CPU, and the per-read weight variance (bf16) where the device has read
+    noise."""
 
     weights: Tensor
     scales: Tensor
@@ -94,8 +96,10 @@ class TileStack:
     @classmethod
     def build(cls, weights: Tensor, scales: Tensor, conv: Converters,
               read_var: Tensor | None = None) -> TileStack:
-        packed = (tuple(Int8Weights.pack(w, 1.0 / conv.step) for w in weights) if conv.int8
-                  else None)
+        """The stack, packed for the int8 product where the codes fit it and the weights are on
+        the CPU (oneDNN's int8 product is CPU-only)."""
+        int8 = conv.int8 and weights.device.type == "cpu"
+        packed = tuple(Int8Weights.pack(w, 1.0 / conv.step) for w in weights) if int8 else None
         return cls(weights, scales, packed, None if read_var is None else read_var.bfloat16())
 
 
@@ -103,9 +107,10 @@ def dac(x: Tensor, row_tiles: int, conv: Converters, as_uint8: bool) -> tuple[Te
     """DAC codes of ``x`` [N, row_tiles * rows] and the noise-management scales [N, row_tiles, 1].
 
     Codes come as uint8 [row_tiles, N, rows] (code + 128) with ``as_uint8``, else as float
-    [N, row_tiles, rows]; in one compiled pass where it is built, else in torch operations."""
+    [N, row_tiles, rows]; in one compiled pass for CPU tensors where it is built, else in torch
+    operations."""
     clip = not (conv.managed and conv.inp_bound * conv.d_in >= 1.0)  # else |codes| <= bound already
-    if epilogue.use_compiled:
+    if epilogue.compiled_for(x):
         return epilogue.dac_codes(x.float().contiguous(), row_tiles, 1.0 / conv.d_in, conv.managed,
                                   conv.quant_in, conv.inp_bound if clip else None, as_uint8)
     xv = x.view(x.shape[0], row_tiles, -1)
@@ -121,47 +126,71 @@ def dac(x: Tensor, row_tiles: int, conv: Converters, as_uint8: bool) -> tuple[Te
     if clip:
         codes = codes.clamp_(-conv.inp_bound, conv.inp_bound)
     if as_uint8:
-        codes = torch.empty(codes.shape[1], codes.shape[0], codes.shape[2], dtype=torch.uint8).copy_(
-            codes.add_(int8_product.ZERO_POINT).transpose(0, 1))
+        codes = codes.add_(int8_product.ZERO_POINT).transpose(0, 1).to(torch.uint8).contiguous()
     return codes, scale
 
 
-def _noise_std(codes: Tensor, n: int, stack: TileStack, r: int, conv: Converters) -> float | Tensor:
-    """Row tile ``r``'s read-noise std in ADC steps: output noise, and weight read noise where the
-    device has it (then one value per input and output, [n, out])."""
-    if stack.read_var is None:
+def row_tile_codes(codes: Tensor, scale: Tensor | None, r: int,
+                   packed: bool) -> tuple[Tensor, Tensor | None]:
+    """Row tile ``r``'s codes ([N, rows], uint8 where ``packed``) and scales ([N] or None)."""
+    return (codes[r] if packed else codes[:, r],
+            None if scale is None else scale[:, r].reshape(-1).contiguous())
+
+
+def noise_std(var: Tensor | None, conv: Converters) -> float | Tensor:
+    """The read-noise std in ADC steps: output noise, plus the weight read noise's variance
+    ``var`` of each product (in code-weight units; None: no weight read noise)."""
+    if var is None:
         return conv.out_noise / conv.step
-    signed = codes[r].float().sub_(int8_product.ZERO_POINT) if stack.packed is not None else codes[:, r]
-    var = torch.mm(signed.square().bfloat16(), stack.read_var[r].T).float()
     return var.add_(conv.out_noise**2).sqrt_().mul_(1.0 / conv.step)
 
 
-def _row_tile(codes: Tensor, scale: Tensor | None, n: int, stack: TileStack, r: int,
-              conv: Converters, out: Tensor | None, bias: Tensor | None) -> Tensor:
-    """Row tile ``r`` on ``n`` inputs: product, read noise, ADC and digital scales, added onto
-    ``out`` (the row tiles before it) in place, or onto the bias for the first row tile."""
+def _read_noise_var(codes: Tensor, stack: TileStack, r: int) -> Tensor | None:
+    """Row tile ``r``'s weight read-noise variance of each product, sum_j c_j^2 V_j ([n, out])."""
+    if stack.read_var is None:
+        return None
+    signed = codes.float().sub_(int8_product.ZERO_POINT) if stack.packed is not None else codes
+    return torch.mm(signed.square().bfloat16(), stack.read_var[r].T).float()
+
+
+def adc_and_scales(y: Tensor, y_scale: float, sd: float | Tensor, scale: Tensor | None,
+                   conv: Converters, col_scale: Tensor, out: Tensor | None, bias: Tensor | None,
+                   stream: Stream) -> Tensor:
+    """A row tile's product ``y`` (times ``y_scale``: ADC steps) after the array: read noise of
+    std ``sd``, ADC, noise-management scales ``scale`` and digital ``col_scale``, added onto
+    ``out`` in place, or onto the bias for the first row tile."""
     step = conv.step
-    if stack.packed is not None:
-        y, y_scale = stack.packed[r].product(codes[r]), 1.0
-    else:
-        y, y_scale = torch.mm(codes[:, r], stack.weights[r].T), 1.0 / step
     return epilogue.apply(
-        y, y_scale, _noise_std(codes, n, stack, r, conv), conv.adc_step > 0, conv.out_bound / step,
-        None if scale is None else scale[:, r].reshape(-1).contiguous(),
-        stack.scales[r] * (conv.d_in * step), out if out is not None else bias,
-        out if out is not None else y)
+        y, y_scale, sd, conv.adc_step > 0, conv.out_bound / step, scale,
+        col_scale * (conv.d_in * step), out if out is not None else bias,
+        out if out is not None else y, stream)
 
 
-def analog_mvm(x: Tensor, stack: TileStack, bias: Tensor | None, conv: Converters) -> Tensor:
+def row_tile_mvm(codes: Tensor, scale: Tensor | None, stack: TileStack, r: int, conv: Converters,
+                 col_scale: Tensor, out: Tensor | None, bias: Tensor | None, stream: Stream) -> Tensor:
+    """Row tile ``r`` on its codes [N, rows] (see :func:`row_tile_codes`): product, then
+    :func:`adc_and_scales`; noise from ``stream``."""
+    if stack.packed is not None:
+        y, y_scale = stack.packed[r].product(codes), 1.0
+    else:
+        y, y_scale = torch.mm(codes, stack.weights[r].T), 1.0 / conv.step
+    sd = noise_std(_read_noise_var(codes, stack, r), conv)
+    return adc_and_scales(y, y_scale, sd, scale, conv, col_scale, out, bias, stream)
+
+
+def analog_mvm(x: Tensor, stack: TileStack, bias: Tensor | None, conv: Converters,
+               stream: Stream) -> Tensor:
     """Periphery-managed product of ``x`` [N, row_tiles * rows] with the stacked tiles, plus bias.
 
     Returns [N, out]. Each row tile's product (in ADC steps) goes through one pass of
-    :mod:`imc_sim.crossbar.epilogue` (read noise, ADC, scales), which adds it onto the sum of the
-    row tiles before it: row tiles are summed digitally.
+    :mod:`imc_sim.crossbar.epilogue` (read noise from ``stream``, ADC, scales), which adds it onto
+    the sum of the row tiles before it: row tiles are summed digitally.
     """
     row_tiles = stack.weights.shape[0]
-    codes, scale = dac(x, row_tiles, conv, stack.packed is not None)
+    packed = stack.packed is not None
+    codes, scale = dac(x, row_tiles, conv, packed)
     out = None
     for r in range(row_tiles):
-        out = _row_tile(codes, scale, x.shape[0], stack, r, conv, out, bias)
+        codes_r, scale_r = row_tile_codes(codes, scale, r, packed)
+        out = row_tile_mvm(codes_r, scale_r, stack, r, conv, stack.scales[r], out, bias, stream)
     return out

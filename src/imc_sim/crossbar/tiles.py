@@ -1,129 +1,249 @@
-"""A Linear or GPT-2 Conv1D layer programmed onto a grid of aihwkit torch inference tiles.
+"""A Linear or GPT-2 Conv1D layer programmed onto a grid of crossbar tiles, all tiles batched.
 
-The layer's weight W [out, in] is cut into tiles of ``tile_rows`` inputs x ``tile_cols`` outputs;
-each block lives in its own aihwkit ``TorchInferenceTile`` (read-out sped up), which owns the weight mapping
-(digital scales), the programming, the drift and the drift compensation (``program_weights``,
-``drift_weights``, ``alpha``). After each of those the layer gathers the tiles' conductance-derived
-weights and digital scales into stacked tensors, and its forward runs the fused periphery of
-:mod:`imc_sim.crossbar.periphery`. The bias stays digital.
+The layer's weight W [out, in] is cut into tiles of ``tile_rows`` inputs x ``tile_cols`` outputs
+(:class:`~imc_sim.crossbar.grid.TileGrid`); every per-tile quantity is one stacked tensor held as a
+registered buffer, so ``.to(device)`` moves the whole chip. Per tile, as aihwkit 1.1.0's
+``TorchInferenceTile`` does it (``tests/test_crossbar.py`` holds the two against each other):
+
+- mapping (``weight_scaling_omega`` = 1): scale m = max |w| per column within the tile's rows
+  (per-column), of the tile (per-tile) or 1 (none); targets u = w / m;
+- programming: u -> device pair (g+, g-) (:mod:`~imc_sim.crossbar.conductance`), each device
+  programmed and given its drift coefficients by the device family; u_p = back-conversion;
+- drift to t: aihwkit RE-CONVERTS the programmed u_p into a new pair with a new ratio (max |u_p|
+  of the tile), drifts those conductances with the coefficients drawn at programming, and converts
+  back with the new ratio; reproduced here as a quirk of aihwkit 1.1.0;
+- drift compensation (:mod:`~imc_sim.crossbar.compensation`): output scale = m * alpha.
+
+Weight-level families (gaussian, ideal) act on u directly, without a pair. The forward runs the
+fused periphery (:mod:`~imc_sim.crossbar.periphery`) on the stacked weights; the bias stays
+digital. Randomness comes from the chip's streams (:mod:`~imc_sim.crossbar.streams`), per tile for
+programming (``program``), drift coefficients (``drift-coefficients``), the drift's read noise
+(``drift-read`` at t) and the compensation read-out (``compensation``, per row tile), and per
+layer for the forward's per-read noise (``read`` at the drift time, restarted at each drift).
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from aihwkit.simulator.configs import TorchInferenceRPUConfig
-from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
 from torch import Tensor, nn
 
+from imc_sim.crossbar import compensation
+from imc_sim.crossbar.conductance import from_pair, pair_ratio, to_pair
+from imc_sim.crossbar.grid import TileGrid
 from imc_sim.crossbar.periphery import Converters, TileStack, analog_mvm, read_variance
-from imc_sim.devices.profile import Periphery
+from imc_sim.crossbar.streams import ChipStreams, Stream
+from imc_sim.devices.family import DeviceFamily
+from imc_sim.devices.profile import DeviceProfile
+from imc_sim.errors import ImcSimError
 from imc_sim.peft.targets import in_out_features, weight_in_out
+from imc_sim.units import format_time
+
+UNPROGRAMMED = ChipStreams(0)  # the read noise of a layer that was never programmed
+CPU_GROUP = 1 << 18  # weights per group of tiles computed together on a CPU (cache-sized temporaries)
 
 
-class FusedReadoutTile(TorchInferenceTile):
-    """aihwkit's torch inference tile whose drift-compensation read-out (the one-hot input batch
-    aihwkit sends through the tile after programming and after each drift) runs through the fused
-    periphery instead of aihwkit's own MVM: the same computation, fewer passes."""
-
-    conv: Converters
-    w_noise: float
-
-    @torch.no_grad()
-    def _forward_drift_readout_tensor(self, reset_if: bool = False,
-                                      exact_reference: bool = False) -> Tensor | None:
-        if exact_reference or self.rpu_config.drift_compensation is None:
-            return super()._forward_drift_readout_tensor(reset_if, exact_reference)
-        if self.drift_readout_tensor is None or reset_if:
-            self.drift_readout_tensor = self.rpu_config.drift_compensation.get_readout_tensor(
-                self.tile.get_x_size())
-        weight = self.tile.weight.detach().unsqueeze(0)
-        read_var = read_variance(weight, self.rpu_config.noise_model, self.w_noise)
-        stack = TileStack(weight, torch.ones(1, weight.shape[1]), None,  # fp32 product
-                          None if read_var is None else read_var.bfloat16())
-        return analog_mvm(self.drift_readout_tensor, stack, None, self.conv)
+def mapping_scales(tiles: Tensor, weight_scaling: str) -> Tensor:
+    """aihwkit's weight mapping with omega = 1: the scale per tile column [row_tiles, col_tiles,
+    cols] (max |w| over the tile's rows, or over the tile), 1 where that is 0 or unscaled."""
+    if weight_scaling == "none":
+        return tiles.new_ones(tiles.shape[:-1])
+    scale = tiles.abs().amax(dim=-1)
+    if weight_scaling == "per-tile":
+        scale = scale.amax(dim=-1, keepdim=True).expand_as(scale)
+    return torch.where(scale == 0, torch.ones_like(scale), scale)
 
 
 class CrossbarLinear(nn.Module):
-    """y = analog(x W^T) + b on ``row_tiles`` x ``col_tiles`` aihwkit tiles (inference only)."""
+    """y = analog(x W^T) + b on a grid of tiles of ``profile`` (inference only).
 
-    def __init__(self, layer: nn.Module, config: TorchInferenceRPUConfig, periphery: Periphery):
+    :meth:`program` once per chip, :meth:`drift` to each read-out time; both draw from the chip's
+    :class:`~imc_sim.crossbar.streams.ChipStreams` under this layer's ``name``."""
+
+    def __init__(self, layer: nn.Module, profile: DeviceProfile, family: DeviceFamily):
         super().__init__()
-        self.in_features, self.out_features = in_out_features(layer)
-        weight = weight_in_out(layer).detach().T.float().contiguous()  # [out, in]
+        in_features, out_features = in_out_features(layer)
+        periphery = profile.periphery
+        self.grid = TileGrid.of(in_features, out_features, periphery.tile_rows, periphery.tile_cols)
+        self.family, self.conv, self.w_noise = family, Converters.from_periphery(periphery), periphery.w_noise
+        self.compensation = profile.compensation
+        weight = weight_in_out(layer).detach().T.float()  # [out, in]
+        device = weight.device
         bias = layer.bias.detach().clone().float() if layer.bias is not None else None
+        tiles = self.grid.cut(weight)
+        scales = mapping_scales(tiles, periphery.weight_scaling)
         self.register_buffer("bias", bias)
-        self.conv = Converters.from_periphery(periphery)
-        self.noise_model, self.w_noise = config.noise_model, periphery.w_noise
-        self.rows = min(periphery.tile_rows, self.in_features)
-        self.row_tiles = math.ceil(self.in_features / self.rows)
-        self.col_edges = list(range(0, self.out_features, periphery.tile_cols)) + [self.out_features]
-        self.tiles = nn.ModuleList()
-        for r in range(self.row_tiles):
-            for c0, c1 in zip(self.col_edges[:-1], self.col_edges[1:], strict=True):
-                block = weight[c0:c1, r * self.rows : (r + 1) * self.rows]
-                tile = FusedReadoutTile(c1 - c0, block.shape[1], rpu_config=config)
-                tile.conv, tile.w_noise = self.conv, self.w_noise
-                tile.set_weights(block)
-                tile.eval()
-                self.tiles.append(tile)
-        self._gather()
+        self.register_buffer("target", tiles / scales[..., None])  # u per tile
+        self.register_buffer("mapping", self.grid.column_values(scales))  # m, [row_tiles, out]
+        self.register_buffer("programmed", None)  # u_p per tile
+        self.register_buffer("coeffs", None)  # drift coefficients per device
+        self.register_buffer("baseline", None)  # compensation read-out after programming
+        self.register_buffer("weights", None)  # current u, stacked [row_tiles, out, rows]
+        self.register_buffer("scales", None)  # digital output scales [row_tiles, out]
+        self.register_buffer("read_var", None)  # per-read weight variance, stacked
+        self.register_buffer("dense", None)  # [out, in] where the periphery is exact
+        self._stack: TileStack | None = None
+        self.read_stream = UNPROGRAMMED.stream("", "read", device)
+        self._set_state(self.target, self.mapping)
+
+    @property
+    def in_features(self) -> int:
+        return self.grid.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.grid.out_features
+
+    @property
+    def rows(self) -> int:
+        return self.grid.rows
+
+    @property
+    def row_tiles(self) -> int:
+        return self.grid.row_tiles
 
     @property
     def n_tiles(self) -> int:
-        return len(self.tiles)
+        return self.grid.n_tiles
 
-    def _tile(self, r: int, c: int) -> TorchInferenceTile:
-        return self.tiles[r * (len(self.col_edges) - 1) + c]
+    def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202 - nn.Module's signature
+        """``.to()`` / ``.cuda()`` / ``.float()``: buffers move; the packed product is rebuilt."""
+        super()._apply(fn, recurse)
+        self._stack = None
+        self.read_stream = Stream(self.read_stream.keys, self.target.device)
+        return self
 
-    @torch.no_grad()
-    def _gather(self) -> None:
-        """Stack the tiles' weights [row_tiles, out, rows] and output scales [row_tiles, out]."""
-        weights = torch.zeros(self.row_tiles, self.out_features, self.rows)
-        scales = torch.ones(self.row_tiles, self.out_features)
-        for r in range(self.row_tiles):
-            for c, (c0, c1) in enumerate(zip(self.col_edges[:-1], self.col_edges[1:], strict=True)):
-                tile = self._tile(r, c)
-                block = tile.tile.get_weights()
-                weights[r, c0:c1, : block.shape[1]] = block
-                mapping = tile.get_scales()
-                if mapping is not None:
-                    scales[r, c0:c1] *= mapping.view(-1)
-                if tile.rpu_config.drift_compensation is not None:
-                    scales[r, c0:c1] *= tile.alpha.view(-1)
-        read_var = read_variance(weights, self.noise_model, self.w_noise)
-        self.stack = TileStack.build(weights, scales, self.conv, read_var)
+    def _groups(self) -> list[tuple[int, int]]:
+        """(first tile, count) of the groups of tiles programmed and drifted together: all tiles
+        at once, or on a CPU groups of about :data:`CPU_GROUP` weights, whose temporaries stay in
+        cache (every law acts per device or per tile, so the grouping changes no number)."""
+        n, size = self.grid.n_tiles, self.grid.rows * self.grid.cols
+        per = n if self.target.device.type != "cpu" else max(1, CPU_GROUP // size)
+        return [(first, min(per, n - first)) for first in range(0, n, per)]
+
+    def _by_groups(self, compute: Callable[[int, int], Tensor]) -> Tensor:
+        """``compute(first, count)`` for every group, joined along the tile axis."""
+        parts = [compute(first, count) for first, count in self._groups()]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _tiles(self, t: Tensor, first: int, count: int) -> Tensor:
+        """Tiles first .. first + count - 1 of a per-tile tensor [row_tiles, col_tiles, ...]."""
+        return t.flatten(0, 1).narrow(0, first, count)
+
+    def _normals(self, streams: ChipStreams, name: str, purpose: str, pair: bool, first: int,
+                 count: int, time: float | str | None = None) -> Tensor:
+        """Standard normals for every device of tiles first .. first + count - 1, tile i's from
+        its own stream: [count, (2,) cols, rows]."""
+        shape = (2, *self.grid.tile_shape) if pair else self.grid.tile_shape
+        return streams.tile_normals(name, purpose, range(first, first + count), shape,
+                                    self.target.device, time)
+
+    @property
+    def stack(self) -> TileStack:
+        """The forward's tiles (int8 limbs packed on the CPU), rebuilt after a change."""
+        if self._stack is None:
+            self._stack = TileStack.build(self.weights, self.scales, self.conv, self.read_var)
+        return self._stack
+
+    def _set_state(self, u: Tensor, scales: Tensor) -> None:
+        """The tiles now hold weights ``u`` (per tile) with digital output scales [row_tiles, out]."""
+        self.weights = self.grid.stack(u)
+        self.read_var = read_variance(self.weights, self.family, self.w_noise)
+        self._set_scales(scales)
+
+    def _set_scales(self, scales: Tensor) -> None:
+        self.scales = scales
+        self._stack = None
         self.dense = None
-        if self.conv.perfect and read_var is None:  # no periphery: one exact GEMM for the layer
-            dense = (weights * scales.unsqueeze(-1)).permute(1, 0, 2).reshape(self.out_features, -1)
+        if self.conv.perfect and self.read_var is None:  # no periphery: one exact GEMM for the layer
+            dense = (self.weights * scales.unsqueeze(-1)).permute(1, 0, 2).reshape(self.out_features, -1)
             self.dense = dense[:, : self.in_features].contiguous()
 
-    @torch.no_grad()
-    def program(self) -> None:
-        """Program every tile once (aihwkit programming noise; draws drift coefficients)."""
-        for tile in self.tiles:
-            tile.program_weights()
-        self._gather()
+    def _read_out(self, streams: ChipStreams, name: str, time: float | str) -> Tensor | None:
+        """The compensation read-out of the current weights, [row_tiles, out] (None: none)."""
+        if self.compensation == "none":
+            return None
+        outputs = compensation.read_tiles(self.weights, self.read_var, self.conv, streams, name, time)
+        return compensation.readout(outputs, self.grid, self.compensation == "per-column")
 
     @torch.no_grad()
-    def drift(self, t_seconds: float) -> None:
-        """Let the programmed state drift to ``t_seconds`` after programming (then compensate)."""
-        for tile in self.tiles:
-            tile.drift_weights(t_seconds)
-        self._gather()
+    def program(self, streams: ChipStreams, name: str) -> None:
+        """Program every tile once (programming noise, drift coefficients) and read the
+        compensation baseline; the tiles then hold the programmed weights (t = 0, alpha = 1)."""
+        family, g = self.family, self.grid
+        pair = not family.weight_level
+        mask = g.mask(self.target.device)
+        coeffs: list[Tensor | None] = []
+
+        def program_tiles(first: int, count: int) -> Tensor:
+            u = self._tiles(self.target, first, count)
+            ratio = pair_ratio(u, family.g_max, family.g_min) if pair else None
+            target = to_pair(u, ratio, family.g_max, family.g_min) if pair else u
+            prog = family.program(target, self._normals(streams, name, "program", pair, first, count))
+            coeffs.append(family.drift_coefficients(
+                target, self._normals(streams, name, "drift-coefficients", pair, first, count))
+                if family.drifts else None)
+            if pair:
+                prog = from_pair(prog, ratio, family.g_min)
+            return prog * self._tiles(mask, first, count)  # the padding holds no device
+
+        self.programmed = self._by_groups(program_tiles).view_as(self.target)
+        self.coeffs = None
+        if coeffs[0] is not None:
+            joined = coeffs[0] if len(coeffs) == 1 else torch.cat(coeffs)
+            self.coeffs = joined.view(g.row_tiles, g.col_tiles, *joined.shape[1:])
+        self._set_state(self.programmed, self.mapping)
+        self.baseline = self._read_out(streams, name, "baseline")
+        self.read_stream = streams.stream(name, "read", self.target.device, time="programmed")
+
+    @torch.no_grad()
+    def drift(self, t_seconds: float, streams: ChipStreams, name: str) -> None:
+        """The programmed state ``t_seconds`` after programming (drift, accumulated read noise),
+        then the compensation gain; the forward's read noise restarts from the stream of t."""
+        if self.programmed is None:
+            raise RuntimeError("drift() before program(): program the layer first")
+        family, u_p = self.family, self.programmed
+        times = family.allowed_times
+        if times is not None and t_seconds not in times:
+            allowed = ", ".join(format_time(t) for t in times)
+            raise ImcSimError(f"this device is characterised at {allowed} only, not at "
+                              f"{format_time(t_seconds)}")
+        pair = not family.weight_level
+        mask = self.grid.mask(u_p.device)
+
+        def drift_tiles(first: int, count: int) -> Tensor:
+            u = self._tiles(u_p, first, count)
+            coeffs = None if self.coeffs is None else self._tiles(self.coeffs, first, count)
+            z = (self._normals(streams, name, "drift-read", pair, first, count, t_seconds)
+                 if family.drift_noise else None)
+            if pair:  # aihwkit 1.1.0 re-converts u_p with a new ratio (see the module docstring)
+                ratio = pair_ratio(u, family.g_max, family.g_min)
+                g_t = family.drift(to_pair(u, ratio, family.g_max, family.g_min), coeffs, t_seconds, z)
+                u_t = from_pair(g_t, ratio, family.g_min)
+            else:
+                u_t = family.drift(u, coeffs, t_seconds, z)
+            return u_t * self._tiles(mask, first, count)
+
+        u_t = self._by_groups(drift_tiles).view_as(u_p) if family.drifts else u_p
+        self._set_state(u_t, self.mapping)
+        current = self._read_out(streams, name, float(t_seconds))
+        if current is not None:
+            self._set_scales(self.mapping * (self.baseline / current))
+        self.read_stream = streams.stream(name, "read", u_p.device, time=t_seconds)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.dense is not None:
             return F.linear(x, self.dense, self.bias)
         flat = x.reshape(-1, self.in_features)
-        pad = self.row_tiles * self.rows - self.in_features
+        pad = self.grid.padded_in - self.in_features
         if pad:
             flat = F.pad(flat, (0, pad))
-        y = analog_mvm(flat, self.stack, self.bias, self.conv)
+        y = analog_mvm(flat, self.stack, self.bias, self.conv, self.read_stream)
         return y.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return (f"in={self.in_features}, out={self.out_features}, tiles={self.row_tiles}x"
-                f"{len(self.col_edges) - 1} of {self.rows} rows")
+        g = self.grid
+        return (f"in={self.in_features}, out={self.out_features}, tiles={g.row_tiles}x"
+                f"{g.col_tiles} of {g.rows}x{g.cols}")

@@ -1,9 +1,9 @@
 """Seeds x drift times: program once per seed, drift that same state to each time, evaluate.
 
-A seed fixes torch's global generator (aihwkit draws all its noise there) for one chip: its
-programming noise, drift coefficients, read noise and every output-noise sample of the
-evaluations at all drift times. The caller's generator state is restored afterwards, and two
-checkpoints swept with the same seeds see the same noise draws wherever their shapes agree.
+A seed is one chip (:class:`imc_sim.deploy.chip.Chip`): its programming noise, drift
+coefficients, read noise and every output-noise sample of the evaluations at all drift times come
+from the chip's own streams, never from torch's global generator. Two checkpoints swept with the
+same seeds see the same noise draws wherever their layer names and shapes agree.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from imc_sim.crossbar.mapping import Deployment
+from imc_sim.deploy.chip import Chip
 from imc_sim.units import format_time
 
 
@@ -39,12 +39,11 @@ def drift_sweep(
     per_time: list[list[float]] = [[] for _ in times]
     with tqdm(total=len(seeds) * len(times), desc=desc, disable=not progress) as bar:
         for seed in seeds:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                deployment.program()
-                for k, t in enumerate(times):
-                    deployment.drift(t)
-                    per_time[k].append(measure())
-                    bar.update()
+            chip = Chip(deployment, seed)
+            chip.program()
+            for k, t in enumerate(times):
+                chip.drift_to(t)
+                per_time[k].append(measure())
+                bar.update()
     return [{"t_seconds": t, "label": format_time(t), **summarize(m)}
             for t, m in zip(times, per_time, strict=True)]

@@ -1,6 +1,7 @@
 """The interface of a device family: one law of programming, drift and read noise on conductances.
 
-A family is physics only. Its laws are deterministic functions of the target (or programmed)
+A family is physics only, one module per law in ``imc_sim.devices.families`` (its parameters, its
+profile fields and its laws). Its laws are deterministic functions of the target (or programmed)
 conductances and of standard-normal draws ``z`` (same shape) that the caller supplies, so that the
 randomness comes from the chip's explicit generators (one stream per layer, tile and purpose) and a
 whole layer is computed in one call, on whatever device its tensors live on:
@@ -12,6 +13,9 @@ whole layer is computed in one call, on whatever device its tensors live on:
     var    = read_variance(u)                          per MVM (cycle to cycle), in normalised
                                                        weight units (u = w / mapping scale)
 
+``drift`` may return ``g_prog`` itself where the law leaves it unchanged (no drift, or t = 0 for a
+law without read noise); a family whose ``drift_noise`` is False ignores ``z`` (pass None).
+
 Conductances are in microsiemens (uS), in [g_min, g_max]. A ``weight_level`` family (the paper's
 Gaussian weight noise, the ideal device) acts on normalised weights u directly, without a device
 pair. ``aihwkit_model()`` returns the aihwkit noise model that states the same physics: tests hold
@@ -21,19 +25,58 @@ every family against it in distribution.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
 
+import torch
 from aihwkit.inference.noise.base import BaseNoiseModel
 from torch import Tensor
+
+from imc_sim.devices.schema import Schema
+
+if TYPE_CHECKING:
+    from imc_sim.devices.profile import DeviceProfile
+
+
+def polynomial(coeffs: Sequence[float], x: Tensor) -> Tensor:
+    """c0 + c1 x + c2 x^2 + ..., summed as aihwkit sums its programming-noise fits."""
+    out, power = torch.full_like(x, coeffs[0]), torch.ones_like(x)
+    for c in coeffs[1:]:
+        power = power * x
+        out = out + c * power
+    return out
 
 
 class DeviceFamily(ABC):
     """One device law (see the module docstring); subclasses set the class attributes."""
 
+    model: ClassVar[str]  # the profile's ``model:`` value that selects this family
+    schema: ClassVar[Schema]  # the profile's fields for this family, per section
     g_max: float = 1.0
     g_min: float = 0.0
     weight_level: bool = False
     drifts: bool = True
+    drift_noise: bool = True  # drift() reads its z (False: pass None)
     allowed_times: tuple[float, ...] | None = None  # times the law is characterised at (None: any)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
+        return f"{type(self).__name__}({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @classmethod
+    @abstractmethod
+    def from_profile(cls, profile: DeviceProfile) -> DeviceFamily:
+        """The family with the parameters of a validated ``profile``."""
+
+    @classmethod
+    def check_profile(cls, profile: DeviceProfile) -> None:
+        """Checks across fields beyond the schema's ranges (raise ImcSimError naming the field)."""
+        return None
 
     @abstractmethod
     def program(self, g_target: Tensor, z: Tensor) -> Tensor:
@@ -43,7 +86,7 @@ class DeviceFamily(ABC):
         """Per-device drift parameters drawn at programming (None: the law has none)."""
         return None
 
-    def drift(self, g_prog: Tensor, coeffs: Tensor | None, t: float, z: Tensor) -> Tensor:
+    def drift(self, g_prog: Tensor, coeffs: Tensor | None, t: float, z: Tensor | None) -> Tensor:
         """Conductances ``t`` seconds after programming (drift and accumulated read noise)."""
         return g_prog
 

@@ -1,9 +1,13 @@
 """Moment tables of a device: the drifted, normalised weight's mean and std given its target.
 
 For each drift time t and normalised target u in [-1, 1], E[w_t | u] and sd[w_t | u], measured once
-by Monte Carlo through the profile's noise model (programming noise, drift coefficients, drift and
-the read noise accumulated by then). Device-aware training draws its weights from them (one Gaussian
-draw and an interpolation per weight) instead of a full realization per step.
+by Monte Carlo through the profile's device family (programming noise, drift coefficients, drift
+and the read noise accumulated by then), as aihwkit's tiles apply them: u maps onto a device pair
+(aihwkit's ``SinglePairConductanceConverter``, the whole grid as one tile), and at each time the
+programmed weights are converted to a pair afresh before the drift (aihwkit 1.1.0's
+``apply_drift_noise``). The draws come from one ``torch.Generator`` seeded with ``seed``.
+Device-aware training draws its weights from the tables (one Gaussian draw and an interpolation per
+weight) instead of a full realization per step.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from aihwkit.inference.converter.conductance import SinglePairConductanceConverter
 from torch import Tensor
 
-from imc_sim.devices.aihwkit_models import build_noise_model
+from imc_sim.devices.families import FAMILIES, build_family
+from imc_sim.devices.family import DeviceFamily
 from imc_sim.devices.profile import DeviceProfile
 
 GRID = 129  # normalised target values in [-1, 1]
@@ -23,7 +29,34 @@ SAMPLES = 16384  # Monte-Carlo draws per target value (table mean error ~ std / 
 
 def weight_level(profile: DeviceProfile) -> bool:
     """Noise defined on weights, not conductances (no per-tile normalisation applies)."""
-    return profile.model in ("gaussian", "ideal")
+    return FAMILIES[profile.model].weight_level
+
+
+def _normal(like: Tensor, generator: torch.Generator) -> Tensor:
+    return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
+def _drifted_weights(family: DeviceFamily, u: Tensor, times: list[float],
+                     generator: torch.Generator) -> list[Tensor]:
+    """Normalised weights ``u`` programmed once, then read at each of ``times`` (s)."""
+    def drift(g: Tensor, coeffs: Tensor | None, t: float) -> Tensor:
+        return family.drift(g, coeffs, t, _normal(g, generator) if family.drift_noise else None)
+
+    if family.weight_level:
+        programmed = family.program(u, _normal(u, generator))
+        coeffs = family.drift_coefficients(u, _normal(u, generator))
+        return [drift(programmed, coeffs, t) for t in times]
+    pair = SinglePairConductanceConverter(g_max=family.g_max, g_min=family.g_min)
+    targets, params = pair.convert_to_conductances(u)
+    programmed = pair.convert_back_to_weights([family.program(g, _normal(g, generator)) for g in targets],
+                                              params)
+    coeffs = [family.drift_coefficients(g, _normal(g, generator)) for g in targets]
+    out = []
+    for t in times:
+        again, params_t = pair.convert_to_conductances(programmed)
+        out.append(pair.convert_back_to_weights(
+            [drift(g, c, t) for g, c in zip(again, coeffs, strict=True)], params_t))
+    return out
 
 
 @dataclass
@@ -37,30 +70,31 @@ class MomentTables:
 
     @classmethod
     @torch.no_grad()
-    def measure(cls, profile: DeviceProfile, times: list[float], seed: int = 0) -> MomentTables:
+    def measure(cls, profile: DeviceProfile, times: list[float], seed: int = 0,
+                device: torch.device | str = "cpu") -> MomentTables:
+        """Tables at ``times`` (s), measured on ``device`` from a generator seeded with ``seed``."""
         profile.check_times(times)
-        model = build_noise_model(profile)
-        u = torch.linspace(-1.0, 1.0, GRID)
+        family = build_family(profile)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        u = torch.linspace(-1.0, 1.0, GRID, device=device)
         targets = u.repeat_interleave(SAMPLES).view(GRID, SAMPLES)
-        means, stds = [], []
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for t in times:
-                programmed, params = model.apply_programming_noise(targets)
-                drifted = model.apply_drift_noise(programmed, params, t)
-                means.append(drifted.mean(dim=1))
-                stds.append(drifted.std(dim=1))
-        return cls(list(times), torch.stack(means), torch.stack(stds), weight_level(profile))
+        drifted = _drifted_weights(family, targets, list(times), generator)
+        return cls(list(times), torch.stack([w.mean(dim=1) for w in drifted]),
+                   torch.stack([w.std(dim=1) for w in drifted]), family.weight_level)
 
     def __post_init__(self) -> None:
         # [1, (mean, std), times, GRID]: the image that grid_sample interpolates
         self.image = torch.stack([self.mean, self.std]).unsqueeze(0).contiguous()
 
+    def to(self, device: torch.device | str) -> MomentTables:
+        """The same tables on ``device``."""
+        return MomentTables(self.times, self.mean.to(device), self.std.to(device), self.weight_level)
+
     @staticmethod
     def grid(u: Tensor) -> Tensor:
         """The sampling grid of normalised targets ``u``: [1, 1, n, (x = u, y = time)]; a frozen
         layer's is built once and reused at every time."""
-        grid = torch.empty(1, 1, u.numel(), 2)
+        grid = torch.empty(1, 1, u.numel(), 2, device=u.device)
         grid[0, 0, :, 0] = u.reshape(-1)
         return grid
 
@@ -68,7 +102,7 @@ class MomentTables:
         """(mean, std) for time index ``k`` at targets ``u`` (whose :meth:`grid` is given),
         linearly interpolated in u (targets beyond [-1, 1] take the edge values)."""
         if self.weight_level:
-            return u.clone(), torch.full_like(u, self.std[k].mean().item())
+            return u.clone(), torch.empty_like(u).copy_(self.std[k].mean())
         rows = len(self.times)
         grid[0, 0, :, 1] = 2 * k / (rows - 1) - 1 if rows > 1 else 0.0
         out = F.grid_sample(self.image, grid, mode="bilinear", padding_mode="border",

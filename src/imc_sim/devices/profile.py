@@ -1,10 +1,11 @@
 """Device profiles: the YAML files of ``device_models/``, read and validated.
 
-A profile names an aihwkit noise-model family (``model``) and gives its parameters in four
-sections (``conductance``, ``programming``, ``drift``, ``read_noise``), plus the drift
-``compensation`` and the crossbar ``periphery``. Every field is checked against the family's
-schema; an error names the file, the field, the value and the allowed range. Conductances are in
-microsiemens (uS), times in seconds. ``device_models/README.md`` documents every field.
+A profile names a device family (``model``, a key of ``imc_sim.devices.families.FAMILIES``) and
+gives its parameters in four sections (``conductance``, ``programming``, ``drift``,
+``read_noise``), plus the drift ``compensation`` and the crossbar ``periphery``. Every field is
+checked against the family's ``schema``, and across fields by its ``check_profile``; an error
+names the file, the field, the value and the allowed range. Conductances are in microsiemens (uS),
+times in seconds. ``device_models/README.md`` documents every field.
 """
 
 from __future__ import annotations
@@ -16,96 +17,14 @@ from typing import Any
 
 import yaml
 
+from imc_sim.devices.families import FAMILIES
+from imc_sim.devices.schema import SECTIONS, Num, Nums
 from imc_sim.errors import ImcSimError
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "device_models"
 COMPENSATIONS = ("none", "global", "per-column")
 NOISE_MANAGEMENT = ("abs-max", "none")
 WEIGHT_SCALING = ("none", "per-tile", "per-column")
-INF = math.inf
-
-
-@dataclass(frozen=True)
-class Num:
-    """A number field: default (None: required unless ``optional``) and allowed range."""
-
-    default: float | None
-    lo: float = -INF
-    hi: float = INF
-    open_lo: bool = False
-    integer: bool = False
-    optional: bool = False
-
-    def describe(self) -> str:
-        left = "(" if self.open_lo else "["
-        kind = "integer" if self.integer else "number"
-        return f"a {kind} in {left}{self.lo:g}, {self.hi:g}]"
-
-
-@dataclass(frozen=True)
-class Nums:
-    """A list of numbers, each at least ``lo``; ``ascending`` demands sorted values."""
-
-    default: list[float] | None
-    lo: float = -INF
-    min_len: int = 1
-    ascending: bool = False
-
-
-@dataclass(frozen=True)
-class Flag:
-    default: bool
-
-
-POSITIVE = Num(None, 0.0, open_lo=True)
-SCALE = Num(1.0, 0.0, 100.0)
-T0 = Num(20.0, 0.0, 1e6, open_lo=True)
-T_READ = Num(250e-9, 0.0, 1.0, open_lo=True)
-DRIFT_TABLE = {"g": Nums(None, 0.0, 2, ascending=True), "nu_mean": Nums(None, 0.0, 2),
-               "nu_std": Nums(None, 0.0, 2)}
-
-# Per noise-model family: the allowed fields of each section, with defaults and ranges.
-SCHEMAS: dict[str, dict[str, dict[str, Any]]] = {
-    "pcm": {
-        "conductance": {"g_max": Num(25.0, 0.0, 1e4, open_lo=True)},
-        "programming": {"coeffs": Nums([0.26348, 1.9650, -1.1731]),
-                        "coeffs_g_ref": Num(25.0, 0.0, 1e4, open_lo=True), "scale": SCALE},
-        "drift": {"t0": T0, "scale": SCALE, "table": DRIFT_TABLE},
-        "read_noise": {"t_read": T_READ, "scale": SCALE},
-    },
-    "state-independent": {
-        "conductance": {"g_max": Num(25.0, 0.0, 1e4, open_lo=True)},
-        "programming": {"coeffs": Nums([0.2, 0.0, 0.0]), "scale": SCALE},
-        "drift": {"nu_mean": Num(0.1, 0.0, 1.0), "nu_std": Num(0.05, 0.0, 1.0), "t0": T0,
-                  "scale": SCALE},
-        "read_noise": {"t_read": T_READ, "scale": SCALE},
-    },
-    "reram-wan2022": {
-        "conductance": {"g_max": Num(40.0, 0.0, 1e4, open_lo=True)},
-        "programming": {"scale": SCALE},
-        "drift": {},
-        "read_noise": {},
-    },
-    "fefet": {
-        "conductance": {"g_max": Num(None, 0.0, 1e4, open_lo=True), "g_min": Num(0.0, 0.0, 1e4)},
-        "programming": {"n_domains": Num(None, 1.0, 1e6, integer=True),
-                        "sigma_floor": Num(0.0, 0.0, 1e3), "scale": SCALE},
-        "drift": {"t0": Num(1.0, 0.0, 1e6, open_lo=True), "relax_per_decade": Num(None, 0.0, 1.0),
-                  "relax_spread": Num(0.0, 0.0, 1.0), "g_relax": Num(None, 0.0, 1e4, optional=True),
-                  "scale": SCALE},
-        "read_noise": {"relative": Num(0.0, 0.0, 1.0)},
-    },
-    "gaussian": {
-        "conductance": {},
-        "programming": {"sigma": Num(None, 0.0, 10.0), "relative": Flag(False)},
-        "drift": {},
-        "read_noise": {},
-    },
-    "ideal": {"conductance": {}, "programming": {}, "drift": {}, "read_noise": {}},
-}
-# Families whose conductances do not drift, and families that only know some times.
-DRIFT_FREE = ("gaussian", "ideal")
-ALLOWED_TIMES: dict[str, tuple[float, ...]] = {"reram-wan2022": (1.0, 86400.0, 172800.0)}
 
 PERIPHERY: dict[str, Any] = {
     "tile_rows": Num(512, 1, 65536, integer=True),
@@ -127,10 +46,12 @@ TOP_KEYS = ("name", "description", "source", "model", "conductance", "programmin
 class Periphery:
     """Tile size, converters and output noise of one crossbar (aihwkit ``IOParameters`` units).
 
-    ``dac_bits``/``adc_bits`` = None (``ideal`` in YAML) means a converter without quantisation;
-    ``out_noise`` is the std of the additive output noise relative to the full-scale output of one
-    tile (inputs and weights in [-1, 1]); ``w_noise`` the std of the weight read noise drawn afresh
-    at every MVM (cycle to cycle), relative to the full-scale tile weight (aihwkit's
+    ``dac_bits``/``adc_bits`` = None (``ideal`` in YAML) means a converter without quantisation.
+    ``out_noise`` and ``out_bound`` are in the units of the tile's normalised product x_n . u, inputs
+    x_n after noise management (|x_n| <= inp_bound) times weights u = w / mapping scale (|u| <= 1):
+    1 is one full-scale input times one full-scale weight, not a tile's full-scale output (aihwkit
+    adds ``out_noise * randn`` to that product before rescaling it). ``w_noise`` is the std of the
+    weight read noise drawn afresh at every MVM (cycle to cycle), in units of u (aihwkit's
     ``IOParameters.w_noise``, additive constant type).
     """
 
@@ -170,11 +91,12 @@ class DeviceProfile:
 
     @property
     def drifts(self) -> bool:
-        return self.model not in DRIFT_FREE
+        """Whether the family's conductances change with time."""
+        return FAMILIES[self.model].drifts
 
     def check_times(self, seconds: list[float]) -> None:
         """Refuse drift times the family's model cannot produce (ReRAM Wan 2022: 1 s, 1 d, 2 d)."""
-        allowed = ALLOWED_TIMES.get(self.model)
+        allowed = FAMILIES[self.model].allowed_times
         if allowed is None:
             return
         bad = [t for t in seconds if t not in allowed]
@@ -264,11 +186,11 @@ def profile_from_dict(raw: Any, path: str = "<dict>") -> DeviceProfile:
     for key in ("name", "description", "source", "model"):
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise ImcSimError(f"{_where(path, key)} is missing or not text")
-    model = _check_choice(raw["model"], tuple(SCHEMAS), _where(path, "model"))
-    schema = SCHEMAS[model]
+    model = _check_choice(raw["model"], tuple(FAMILIES), _where(path, "model"))
+    schema = FAMILIES[model].schema
     sections = {
         name: _check_section(schema[name], raw.get(name), _where(path, name), model)
-        for name in ("conductance", "programming", "drift", "read_noise")
+        for name in SECTIONS
     }
     cond = sections["conductance"]
     if "g_min" in cond and cond["g_min"] >= cond["g_max"]:
@@ -276,16 +198,13 @@ def profile_from_dict(raw: Any, path: str = "<dict>") -> DeviceProfile:
                           f"g_max = {cond['g_max']}")
     compensation = _check_choice(raw.get("compensation", "none"), COMPENSATIONS,
                                  _where(path, "compensation"))
-    periphery = _periphery(raw.get("periphery"), path)
-    if model == "gaussian" and not sections["programming"]["relative"] and periphery.weight_scaling != "none":
-        raise ImcSimError(
-            f"{_where(path, 'programming.relative')} = false (sigma in weight units) needs "
-            "periphery.weight_scaling: none, so that tile weights are the model's weights"
-        )
-    return DeviceProfile(
+    profile = DeviceProfile(
         name=raw["name"], description=raw["description"].strip(), source=raw["source"].strip(),
-        model=model, compensation=compensation, periphery=periphery, path=path, **sections,
+        model=model, compensation=compensation, periphery=_periphery(raw.get("periphery"), path),
+        path=path, **sections,
     )
+    FAMILIES[model].check_profile(profile)
+    return profile
 
 
 def _periphery(raw: Any, path: str) -> Periphery:

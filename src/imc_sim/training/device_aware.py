@@ -41,8 +41,8 @@ from torch import Tensor, nn
 
 from imc_sim.crossbar import epilogue
 from imc_sim.crossbar.periphery import Converters, TileStack, analog_mvm, read_variance
-from imc_sim.crossbar.threads import standard_normal
-from imc_sim.devices.aihwkit_models import build_noise_model
+from imc_sim.crossbar.streams import ChipStreams, Stream
+from imc_sim.devices import build_family
 from imc_sim.devices.moments import MomentTables, weight_level
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.errors import ImcSimError
@@ -66,7 +66,7 @@ def mapping_scale(profile: DeviceProfile, w: Tensor) -> Tensor:
     """The weight that maps onto g_max: per column, per layer, or 1 for weight-level noise."""
     mapping = profile.periphery.weight_scaling
     if weight_level(profile) and mapping == "none":
-        return torch.ones(())
+        return w.new_ones(())
     if mapping == "per-column":
         return w.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
     return w.abs().max().clamp_min(1e-12)
@@ -124,18 +124,32 @@ class ReplacedValue(torch.autograd.Function):
 
 
 class DeviceSampler:
-    """One layer on the device: draws its drifted weights and computes the chip's output."""
+    """One layer on the device: draws its drifted weights and computes the chip's output.
 
-    def __init__(self, profile: DeviceProfile, tables: MomentTables):
+    Every draw (weights, per-read noise) comes from the layer's own stream, on the weights'
+    device, keyed by ``seed``; without one, the seed is drawn once from torch's global generator
+    at construction, so that the training seed fixes it and each layer gets its own."""
+
+    def __init__(self, profile: DeviceProfile, tables: MomentTables, seed: int | None = None):
         self.profile, self.tables = profile, tables
         # fp32 product: the weights change at every step, and packing int8 limbs costs more
         # than the int8 product saves (deploy packs once per drift time)
         self.conv = dataclasses.replace(Converters.from_periphery(profile.periphery), int8=False)
-        self.noise_model = build_noise_model(profile)
+        self.family = build_family(profile)
         self.rows = profile.periphery.tile_rows
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)))
+        self.streams = ChipStreams(seed)
+        self._stream: Stream | None = None
         # a frozen layer's mapping scale, and its targets u and sampling grid (look-up path)
         self.frozen_scale: Tensor | None = None
         self.frozen_lookup: tuple[Tensor, Tensor] | None = None
+
+    def stream(self, device: torch.device) -> Stream:
+        """The layer's stream on ``device`` (a new device restarts it)."""
+        if self._stream is None or self._stream.device != device:
+            self._stream = self.streams.stream("device-aware", "train", device)
+        return self._stream
 
     def _mapping(self, w: Tensor, frozen: bool) -> Tensor:
         """Mapping scale m, [out, 1] or []; a frozen layer's never changes and is kept."""
@@ -149,10 +163,14 @@ class DeviceSampler:
     def _draw(self, w: Tensor, m: Tensor, k: int, frozen: bool) -> tuple[Tensor, Tensor, Tensor]:
         """U_t ~ the device at the ``k``-th time given the targets u = w / m ([out, in]), and
         the row sums of |u| and |U_t|: in one compiled pass where it is built, else by a table
-        look-up (``grid_sample``) and torch's generator."""
-        if epilogue.use_compiled and not self.tables.weight_level:
+        look-up (``grid_sample``) and the layer's stream."""
+        stream = self.stream(w.device)
+        if self.tables.mean.device != w.device:
+            self.tables = self.tables.to(w.device)
+        if epilogue.compiled_for(w) and not self.tables.weight_level:
             inv = (1.0 / m).reshape(-1).expand(w.shape[0]).contiguous()
-            return epilogue.draw(w.contiguous(), inv, self.tables.mean[k], self.tables.std[k])
+            return epilogue.draw(w.contiguous(), inv, self.tables.mean[k], self.tables.std[k],
+                                 stream.generator())
         lookup = self.frozen_lookup if frozen else None
         if lookup is None:
             u = w / m
@@ -161,7 +179,7 @@ class DeviceSampler:
                 self.frozen_lookup = lookup
         u, grid = lookup
         mean, std = self.tables.at(u, grid, k)
-        drifted = mean.add_(std.mul_(standard_normal(tuple(u.shape))))
+        drifted = mean.add_(std.mul_(stream.normal(tuple(u.shape))))
         return drifted, u.abs().sum(1), drifted.abs().sum(1)
 
     def device_weights(self, w: Tensor, k: int, frozen: bool) -> tuple[Tensor, Tensor]:
@@ -184,7 +202,7 @@ class DeviceSampler:
         ``k``-th time and read through the periphery (deploy's MVM), plus the digital bias ``b``."""
         u_t, scale = self.device_weights(w, k, frozen)
         flat = x.reshape(-1, x.shape[-1]).float()
-        read_var = read_variance(u_t, self.noise_model, self.profile.periphery.w_noise)
+        read_var = read_variance(u_t, self.family, self.profile.periphery.w_noise)
         if self.conv.perfect and read_var is None:
             y = F.linear(flat, u_t * scale.view(-1, 1) if scale.dim() else u_t * scale, b)
         else:
@@ -201,7 +219,7 @@ class DeviceSampler:
             scales = scale.expand(u_t.shape[0]).expand(row_tiles, -1)
             stack = TileStack.build(stacked(u_t), scales, self.conv,
                                     None if read_var is None else stacked(read_var))
-            y = analog_mvm(flat, stack, b, self.conv)
+            y = analog_mvm(flat, stack, b, self.conv, self.stream(flat.device))
         return y.view(*x.shape[:-1], -1).to(x.dtype)
 
 

@@ -1,0 +1,94 @@
+"""A layer's tile grid: the weight [out, in] cut into ``row_tiles`` x ``col_tiles`` tiles.
+
+Tile (r, c) holds inputs r * rows .. (r + 1) * rows - 1 and outputs c * cols .. (c + 1) * cols - 1;
+the last row and column of tiles hold the remainder. Layer tensors come in two layouts:
+
+    tiles  [row_tiles, col_tiles, cols, rows]   one block per tile, zero-padded to full size
+                                                (per-tile laws: mapping, pair conversion, drift)
+    stack  [row_tiles, out, rows]               the column tiles side by side per row tile
+                                                (the forward's batched product)
+
+Tile index i = r * col_tiles + c (the streams' tile key).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Tile cut of a layer with ``in_features`` inputs and ``out_features`` outputs."""
+
+    in_features: int
+    out_features: int
+    rows: int  # inputs per tile (tile_rows, or fewer for a narrow layer)
+    cols: int  # outputs per tile
+
+    @classmethod
+    def of(cls, in_features: int, out_features: int, tile_rows: int, tile_cols: int) -> TileGrid:
+        return cls(in_features, out_features, min(tile_rows, in_features), min(tile_cols, out_features))
+
+    @property
+    def row_tiles(self) -> int:
+        return math.ceil(self.in_features / self.rows)
+
+    @property
+    def col_tiles(self) -> int:
+        return math.ceil(self.out_features / self.cols)
+
+    @property
+    def n_tiles(self) -> int:
+        return self.row_tiles * self.col_tiles
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        return self.cols, self.rows
+
+    @property
+    def padded_in(self) -> int:
+        return self.row_tiles * self.rows
+
+    def cut(self, weight: Tensor) -> Tensor:
+        """``weight`` [out, in] as tiles [row_tiles, col_tiles, cols, rows] (zero padding)."""
+        pad_out = self.col_tiles * self.cols - self.out_features
+        w = F.pad(weight, (0, self.padded_in - self.in_features, 0, pad_out))
+        return w.view(self.col_tiles, self.cols, self.row_tiles, self.rows).permute(2, 0, 1, 3).contiguous()
+
+    def stack(self, tiles: Tensor) -> Tensor:
+        """Tiles [row_tiles, col_tiles, cols, rows] as the stack [row_tiles, out, rows]."""
+        flat = tiles.reshape(self.row_tiles, self.col_tiles * self.cols, self.rows)
+        return flat[:, : self.out_features].contiguous()
+
+    def column_values(self, per_tile: Tensor) -> Tensor:
+        """Per-tile values [row_tiles, col_tiles] (or per column [row_tiles, col_tiles, cols]) as
+        one value per output of each row tile [row_tiles, out]."""
+        if per_tile.dim() == 2:
+            per_tile = per_tile.unsqueeze(-1).expand(-1, -1, self.cols)
+        return per_tile.reshape(self.row_tiles, -1)[:, : self.out_features]
+
+    def tile_sums(self, per_column: Tensor) -> Tensor:
+        """Sums over each tile's columns of per-output values [row_tiles, out] -> [row_tiles, col_tiles]."""
+        pad = self.col_tiles * self.cols - self.out_features
+        return F.pad(per_column, (0, pad)).view(self.row_tiles, self.col_tiles, self.cols).sum(-1)
+
+    def valid_rows(self, device: torch.device) -> Tensor:
+        """Inputs each row tile really has: [row_tiles] (the last may hold fewer than ``rows``)."""
+        starts = torch.arange(self.row_tiles, device=device) * self.rows
+        return (self.in_features - starts).clamp(max=self.rows)
+
+    def valid_cols(self, device: torch.device) -> Tensor:
+        """Outputs each column tile really has: [col_tiles]."""
+        starts = torch.arange(self.col_tiles, device=device) * self.cols
+        return (self.out_features - starts).clamp(max=self.cols)
+
+    def mask(self, device: torch.device) -> Tensor:
+        """1 on the tiles' real weights, 0 on the padding: [row_tiles, col_tiles, cols, rows]."""
+        row_ok = torch.arange(self.rows, device=device) < self.valid_rows(device)[:, None]
+        col_ok = torch.arange(self.cols, device=device) < self.valid_cols(device)[:, None]
+        return (row_ok[:, None, None, :] & col_ok[None, :, :, None]).float()

@@ -1,0 +1,158 @@
+"""Phase-change memory: aihwkit 1.1.0's ``PCMLikeNoiseModel`` (Nandakumar et al., ICECS 2019),
+or ``CustomDriftPCMLikeNoiseModel`` when the profile gives a drift table.
+
+Conductances in uS, times in s; x = g_target / g_max, z standard normals:
+
+- programming: g_prog = max(0, g_target + scale_p * sigma_p(x) * z),
+  sigma_p(x) = (c0 + c1 x + c2 x^2 + ...) * g_max / coeffs_g_ref  (the fit is in uS at coeffs_g_ref);
+- drift coefficient, once per device: nu = scale_d * |mu(x) + s(x) z|, with
+  mu = clip(-0.0155 ln x + 0.0244, 0.049, 0.1), s = clip(-0.0125 ln x - 0.0059, 0.008, 0.045)
+  (x clipped below at 1e-7), or mu, s interpolated linearly in g_target from the table;
+- drift and accumulated 1/f read noise at t (tau = t + t0):
+  g_d = g_prog (tau / t0)^(-nu) for t > 0 (else g_prog),
+  g_t = max(0, g_d + |g_d| * scale_r * q * sqrt(ln((tau + t_read) / (2 t_read))) * z),
+  q = min(0.2, 0.0088 / max(1e-3, (|g_prog| / g_max)^0.65)). The read term is there at t = 0 too.
+
+aihwkit quirks (tests/test_aihwkit_quirks.py): ``prog_coeff_g_max_reference`` passed to the
+constructor is never stored, and explicit coefficients silently take g_max as their reference, so
+:meth:`PCM.aihwkit_model` sets the reference on the object; ``CustomDriftPCMLikeNoiseModel`` checks
+its table against its ``g_converter`` argument, so it is given one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from aihwkit.inference.converter.conductance import SinglePairConductanceConverter
+from aihwkit.inference.noise.pcm import CustomDriftPCMLikeNoiseModel, PCMLikeNoiseModel
+from torch import Tensor
+
+from imc_sim.devices.family import DeviceFamily, polynomial
+from imc_sim.devices.schema import SCALE, T0, T_READ, Num, Nums
+from imc_sim.errors import ImcSimError
+
+if TYPE_CHECKING:
+    from imc_sim.devices.profile import DeviceProfile
+
+ZERO_CLIP = 1e-7  # aihwkit's floor on g / g_max inside the logarithms of the nu fit
+
+
+def power_law_drift(g_prog: Tensor, nu: Tensor, t: float, t0: float) -> Tensor:
+    """g_prog ((t + t0) / t0)^(-nu) for t > 0; g_prog itself at t = 0 (aihwkit's ``t > t_0`` test)."""
+    return g_prog * ((t + t0) / t0) ** (-nu) if t > 0 else g_prog
+
+
+def one_over_f(t: float, t0: float, t_read: float) -> float:
+    """sqrt(ln((t + t0 + t_read) / (2 t_read))): the 1/f noise accumulated since programming."""
+    return math.sqrt(math.log((t + t0 + t_read) / (2 * t_read)))
+
+
+@dataclass(frozen=True)
+class DriftTable:
+    """nu mean and std at conductances ``g`` (uS, ascending), interpolated linearly between."""
+
+    g: tuple[float, ...]
+    nu_mean: tuple[float, ...]
+    nu_std: tuple[float, ...]
+
+    def interpolate(self, g_target: Tensor) -> tuple[Tensor, Tensor]:
+        """(nu mean, nu std) at ``g_target``, linear between the table's points and constant
+        beyond its ends (numpy.interp, as aihwkit): a sum of one clamped ramp per segment."""
+        mean, std = torch.full_like(g_target, self.nu_mean[0]), torch.full_like(g_target, self.nu_std[0])
+        for i in range(len(self.g) - 1):
+            lo, hi = self.g[i], self.g[i + 1]
+            ramp = ((g_target - lo) / (hi - lo)).clamp(0.0, 1.0) if hi > lo else (g_target >= lo).to(mean)
+            mean += (self.nu_mean[i + 1] - self.nu_mean[i]) * ramp
+            std += (self.nu_std[i + 1] - self.nu_std[i]) * ramp
+        return mean, std
+
+
+@dataclass(frozen=True)
+class PCMParams:
+    g_max: float  # uS
+    coeffs: tuple[float, ...]  # uS, programming-noise polynomial in g / g_max
+    coeffs_g_ref: float  # uS, the g_max the coefficients were fitted at
+    prog_scale: float
+    t0: float  # s
+    drift_scale: float
+    t_read: float  # s
+    read_scale: float
+    table: DriftTable | None = None
+
+
+class PCM(DeviceFamily):
+    """The PCM law of the module docstring (aihwkit ``PCMLikeNoiseModel``)."""
+
+    model = "pcm"
+    schema = {
+        "conductance": {"g_max": Num(25.0, 0.0, 1e4, open_lo=True)},
+        "programming": {"coeffs": Nums([0.26348, 1.9650, -1.1731]),
+                        "coeffs_g_ref": Num(25.0, 0.0, 1e4, open_lo=True), "scale": SCALE},
+        "drift": {"t0": T0, "scale": SCALE,
+                  "table": {"g": Nums(None, 0.0, 2, ascending=True), "nu_mean": Nums(None, 0.0, 2),
+                            "nu_std": Nums(None, 0.0, 2)}},
+        "read_noise": {"t_read": T_READ, "scale": SCALE},
+    }
+
+    def __init__(self, params: PCMParams):
+        self.params = params
+        self.g_max = params.g_max
+
+    @classmethod
+    def from_profile(cls, profile: DeviceProfile) -> PCM:
+        prog, drift, read = profile.programming, profile.drift, profile.read_noise
+        table = drift.get("table")
+        return cls(PCMParams(
+            g_max=profile.conductance["g_max"], coeffs=tuple(prog["coeffs"]),
+            coeffs_g_ref=prog["coeffs_g_ref"], prog_scale=prog["scale"], t0=drift["t0"],
+            drift_scale=drift["scale"], t_read=read["t_read"], read_scale=read["scale"],
+            table=None if table is None else DriftTable(
+                tuple(table["g"]), tuple(table["nu_mean"]), tuple(table["nu_std"])),
+        ))
+
+    @classmethod
+    def check_profile(cls, profile: DeviceProfile) -> None:
+        table, g_max = profile.drift.get("table"), profile.conductance["g_max"]
+        if table is not None and (table["g"][0] > 0.0 or table["g"][-1] < g_max):
+            raise ImcSimError(f"profile {profile.path}: field drift.table.g = {table['g']} must span "
+                              f"the conductances 0 to g_max = {g_max:g} uS")
+
+    def program(self, g_target: Tensor, z: Tensor) -> Tensor:
+        p = self.params
+        sigma = polynomial(p.coeffs, g_target / p.g_max) * (p.g_max / p.coeffs_g_ref)
+        return (g_target + p.prog_scale * sigma * z).clamp_(min=0.0)
+
+    def drift_coefficients(self, g_target: Tensor, z: Tensor) -> Tensor:
+        p = self.params
+        if p.table is None:
+            log_x = torch.log((g_target / p.g_max).abs().clamp(min=ZERO_CLIP))
+            mean = (-0.0155 * log_x + 0.0244).clamp(0.049, 0.1)
+            std = (-0.0125 * log_x - 0.0059).clamp(0.008, 0.045)
+        else:
+            mean, std = p.table.interpolate(g_target)
+        return (mean + std * z).abs_().mul_(p.drift_scale)
+
+    def drift(self, g_prog: Tensor, coeffs: Tensor | None, t: float, z: Tensor | None) -> Tensor:
+        p = self.params
+        g_d = power_law_drift(g_prog, coeffs, t, p.t0)
+        q = (0.0088 / ((g_prog.abs() / p.g_max) ** 0.65).clamp(min=1e-3)).clamp(max=0.2)
+        sigma = q * (p.read_scale * one_over_f(t, p.t0, p.t_read))
+        return (g_d + g_d.abs() * sigma * z).clamp_(min=0.0)
+
+    def aihwkit_model(self) -> PCMLikeNoiseModel:
+        p = self.params
+        kwargs = {"prog_coeff": list(p.coeffs), "t_0": p.t0, "t_read": p.t_read,
+                  "prog_noise_scale": p.prog_scale, "read_noise_scale": p.read_scale,
+                  "drift_scale": p.drift_scale,
+                  "g_converter": SinglePairConductanceConverter(g_max=p.g_max)}
+        if p.table is None:
+            model = PCMLikeNoiseModel(**kwargs)
+        else:
+            table = {"g_lst": list(p.table.g), "nu_mean_lst": list(p.table.nu_mean),
+                     "nu_std_lst": list(p.table.nu_std)}
+            model = CustomDriftPCMLikeNoiseModel(table, **kwargs)
+        model.prog_coeff_g_max_reference = p.coeffs_g_ref
+        return model

@@ -16,12 +16,17 @@
 #include <math.h>
 #include <stdint.h>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CLONES __attribute__((target_clones("arch=x86-64-v3", "arch=x86-64-v2", "default")))
+#else
+#define CLONES
+#endif
 #define LANES 16
 #define GROUP (4 * LANES) /* normals per group of counters */
 
 /* ln x for x in (0, 1]: x = m 2^e with m in [1, 2), ln m = 2 atanh(t), t = (m - 1) / (m + 1) in
  * [0, 1/3), by its series to t^9 (error below 6e-7). Plain arithmetic, so the loop vectorises. */
-static inline float log_unit(float x) {
+static inline __attribute__((always_inline)) float log_unit(float x) {
     union { float f; uint32_t i; } v = {x};
     const float e = (float)((int32_t)(v.i >> 23) - 127);
     v.i = (v.i & 0x007FFFFFu) | 0x3F800000u;
@@ -33,14 +38,14 @@ static inline float log_unit(float x) {
 
 /* cos(2 pi u) for any u: with w = |u - rint(u)| - 1/4 in [-1/4, 1/4], cos(2 pi u) = -sin(2 pi w),
  * sin by its odd series to x^11 on [-pi/2, pi/2] (error below 6e-8). */
-static inline float cos_turns(float u) {
+static inline __attribute__((always_inline)) float cos_turns(float u) {
     const float x = 6.28318530717958647692f * (fabsf(u - rintf(u)) - 0.25f), x2 = x * x;
     const float sin_x = x * (1.0f + x2 * (-1.0f / 6 + x2 * (1.0f / 120 + x2 * (-1.0f / 5040
                         + x2 * (1.0f / 362880 + x2 * (-1.0f / 39916800))))));
     return -sin_x;
 }
 
-static void philox_normals(uint64_t group, uint64_t seed, float *z) {
+static inline __attribute__((always_inline)) void philox_normals(uint64_t group, uint64_t seed, float *z) {
     uint32_t c0[LANES], c1[LANES], c2[LANES], c3[LANES];
     uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
 #pragma omp simd
@@ -87,7 +92,7 @@ static void philox_normals(uint64_t group, uint64_t seed, float *z) {
  *     out[i, j] = base[i, j] + v * row_scale[i] * col_factor[j]
  * with base = out (accumulate: the row tiles before this one) or the bias (or 0). sd_elem (or NULL
  * for sd_scalar), row_scale, bias may be NULL; out may be y itself. */
-void periphery_epilogue(const float *y, float y_scale, int64_t m, int64_t row0, int64_t rows,
+CLONES void periphery_epilogue(const float *y, float y_scale, int64_t m, int64_t row0, int64_t rows,
                         const float *sd_elem, float sd_scalar, int quantize, float bound,
                         const float *row_scale, const float *col_factor, const float *bias,
                         float *out, int accumulate, uint64_t seed) {
@@ -116,10 +121,19 @@ void periphery_epilogue(const float *y, float y_scale, int64_t m, int64_t row0, 
             }
             if (quantize) {
 #pragma omp simd
-                for (int64_t t = 0; t < len; t++) v[t] = rintf(v[t]);
+                for (int64_t t = 0; t < len; t++) {
+                    /* clamp first (bound is an integer: same values), then round half to even by
+                     * adding 1.5 * 2^23 (exact for |v| < 2^22), which vectorises without SSE4.1 */
+                    float c = v[t] < -bound ? -bound : v[t];
+                    c = c > bound ? bound : c;
+                    v[t] = (c + 12582912.0f) - 12582912.0f;
+                }
             }
 #pragma omp simd
-            for (int64_t t = 0; t < len; t++) v[t] = fminf(fmaxf(v[t], -bound), bound) * rs * cg[t];
+            for (int64_t t = 0; t < len; t++) {
+                float c = v[t] < -bound ? -bound : v[t]; /* fminf/fmaxf do not vectorise without -ffinite-math-only */
+                v[t] = (c > bound ? bound : c) * rs * cg[t];
+            }
             if (accumulate) {
 #pragma omp simd
                 for (int64_t t = 0; t < len; t++) og[t] += v[t];
@@ -142,7 +156,7 @@ void periphery_epilogue(const float *y, float y_scale, int64_t m, int64_t row0, 
  * u, which is clamped to [-1, 1] (the tables' edge values beyond). Also the row sums of |u| and
  * |w| (drift compensation), into abs_u[i] and abs_w[i]. z as in periphery_epilogue (Philox,
  * counters per group of 64 columns of a row), so the draw does not depend on the thread split. */
-void device_draw(const float *x, const float *row_inv, int64_t m, int64_t row0, int64_t rows,
+CLONES void device_draw(const float *x, const float *row_inv, int64_t m, int64_t row0, int64_t rows,
                  const float *mean_tab, const float *std_tab, int64_t grid, float *w, float *abs_u,
                  float *abs_w, uint64_t seed) {
     const int64_t groups = (m + GROUP - 1) / GROUP;
@@ -182,7 +196,7 @@ void device_draw(const float *x, const float *row_inv, int64_t m, int64_t row0, 
  * c goes to codes_f [n, tiles, rows] (x's layout) or, as uint8 c + 128, to codes_u8
  * [tiles, n, rows] (one contiguous block per row tile, the int8 product's input); s to scale
  * [n, tiles] when managed. */
-void dac_codes(const float *x, int64_t n, int64_t tiles, int64_t rows, int64_t row0, int64_t count,
+CLONES void dac_codes(const float *x, int64_t n, int64_t tiles, int64_t rows, int64_t row0, int64_t count,
                float inv_d_in, int managed, int quantize, int clip, float bound, float *codes_f,
                uint8_t *codes_u8, float *scale) {
     for (int64_t i = row0; i < row0 + count; i++) {

@@ -15,18 +15,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_sweep_options(p)
     add_data_options(p, training=False, data_dir=False)  # --data-dir comes with the sweep options
     p.add_argument("--analog-head", action="store_true", help="put the pooler and task head on tiles too")
+    p.add_argument("--digital-layers", metavar="PATTERNS",
+                   help="keep these layers digital: comma-separated module names, name suffixes, "
+                   "regular expressions or a preset (ff2, kv-ff2)")
+    p.add_argument("--keep-digital", type=int, default=0, metavar="N",
+                   help="keep the N layers that cost most digital (one-analog sensitivity at the "
+                   "first drift time, same seeds; see imc-sim sensitivity)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from imc_sim.cli.data_options import data_source
     from imc_sim.cli.sweep_options import sweep_setup, write_outputs
+    from imc_sim.deploy.placement import Placement
     from imc_sim.deploy.run import deploy_checkpoint, format_deploy_table
 
     profile, times = sweep_setup(args)
+    placement = Placement(args.digital_layers, args.keep_digital)
     result = deploy_checkpoint(args.checkpoint, profile, times, args.seeds, args.data_dir,
                                args.eval_limit, args.analog_head, progress=not args.quiet,
-                               source=data_source(args))
+                               source=data_source(args), placement=placement)
     print(format_deploy_table(result))
     write_outputs(args, result, [result.curve], f"{result.task} on {profile.name}")
     return 0

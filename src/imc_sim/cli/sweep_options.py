@@ -12,12 +12,12 @@ if TYPE_CHECKING:
 DEFAULT_TIMES = "1s,1h,1d,1w,30d,1y,10y"
 
 
-def add_sweep_options(p: argparse.ArgumentParser) -> None:
+def add_sweep_options(p: argparse.ArgumentParser, default_times: str = DEFAULT_TIMES) -> None:
     """--device, --drift, --seeds, --data-dir, --eval-limit, --json, --plot, --quiet."""
     p.add_argument("--device", default="pcm", help="shipped profile name (imc-sim devices) or a YAML path")
-    p.add_argument("--drift", nargs="+", default=[DEFAULT_TIMES], metavar="TIME",
+    p.add_argument("--drift", nargs="+", default=[default_times], metavar="TIME",
                    help="times after programming: 1s 90s 1h 1d 1w 30d 1mo 1y 10y 3600 "
-                   f"(default {DEFAULT_TIMES})")
+                   f"(default {default_times})")
     p.add_argument("--seeds", type=int, default=10, help="programmed chips (noise seeds), default 10")
     p.add_argument("--data-dir", help="GLUE layout folder; default $IMC_SIM_DATA, else the datasets hub")
     p.add_argument("--eval-limit", type=int, help="evaluate on the first N dev examples")

@@ -3,30 +3,51 @@
 By default every Linear/Conv1D inside the transformer blocks is analog; embeddings, LayerNorm,
 softmax, the pooler and the task head stay digital (``analog_head`` makes every Linear/Conv1D
 outside the blocks analog too). GPT-2's Conv1D is converted here: aihwkit's
-``convert_to_analog`` leaves it digital.
+``convert_to_analog`` leaves it digital. ``digital`` keeps chosen layers of those digital
+(placement, :mod:`imc_sim.crossbar.placement`); a deployment keeps each analog layer's digital
+original, so that :meth:`Deployment.use_analog` can switch layers between tile and digital
+without reprogramming.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 
 from torch import nn
 
 from imc_sim import devices
-from imc_sim.crossbar.streams import ChipStreams
+from imc_sim.crossbar.streams import ChipStreams, Stream
 from imc_sim.crossbar.tiles import CrossbarLinear
 from imc_sim.devices.profile import DeviceProfile
+from imc_sim.errors import ImcSimError
 from imc_sim.peft.targets import find_targets, is_linear, replace_module
 
 
 @dataclass
 class Deployment:
-    """A model whose chosen layers are :class:`CrossbarLinear` on one device profile."""
+    """A model whose chosen layers are :class:`CrossbarLinear` on one device profile.
+
+    ``originals`` holds the digital module of every layer in ``layers``; ``kept_digital`` the
+    layers that could have gone onto tiles but stay digital, with their weight counts."""
 
     model: nn.Module
     profile: DeviceProfile
     layers: dict[str, CrossbarLinear]
     digital_params: int
+    originals: dict[str, nn.Module] = field(default_factory=dict)
+    kept_digital: dict[str, int] = field(default_factory=dict)
+
+    def use_analog(self, names: Collection[str]) -> None:
+        """Layers ``names`` compute on their tiles, every other layer of ``layers`` digitally (its
+        original module), without reprogramming; each tile's per-read noise restarts as after a
+        drift, so the model computes what a deployment of only ``names`` on this chip would."""
+        unknown = set(names) - set(self.layers)
+        if unknown:
+            raise KeyError(f"not analog layers of this deployment: {sorted(unknown)}")
+        for name, layer in self.layers.items():
+            layer.read_stream = Stream(layer.read_stream.keys, layer.read_stream.device)
+            replace_module(self.model, name, layer if name in names else self.originals[name])
 
     def program(self, streams: ChipStreams) -> None:
         """Program every layer with the chip's ``streams`` (see :class:`imc_sim.deploy.chip.Chip`)."""
@@ -38,24 +59,42 @@ class Deployment:
         for name, layer in self.layers.items():
             layer.drift(t_seconds, streams, name)
 
-    def summary(self) -> dict[str, int | str]:
-        """Tiles, weights on NVM and parameters left digital."""
-        on_nvm = sum(layer.in_features * layer.out_features for layer in self.layers.values())
+    @property
+    def weights_on_nvm(self) -> int:
+        return sum(layer.in_features * layer.out_features for layer in self.layers.values())
+
+    @property
+    def fraction_on_chip(self) -> float:
+        """Weights on NVM / weights of every layer that could be analog (1 without placement)."""
+        mappable = self.weights_on_nvm + sum(self.kept_digital.values())
+        return self.weights_on_nvm / mappable if mappable else 0.0
+
+    def summary(self) -> dict[str, object]:
+        """Tiles, weights on NVM and parameters left digital; with layers kept digital, also
+        ``placement``: their names and the fraction of the layers' weights on the chip."""
         p = self.profile.periphery
-        return {
+        out: dict[str, object] = {
             "device": self.profile.name,
             "analog_layers": len(self.layers),
             "tiles": sum(layer.n_tiles for layer in self.layers.values()),
             "tile_size": f"{p.tile_rows}x{p.tile_cols}",
-            "weights_on_nvm": on_nvm,
+            "weights_on_nvm": self.weights_on_nvm,
             "digital_params": self.digital_params,
         }
+        if self.kept_digital:
+            out["placement"] = {"digital_layers": list(self.kept_digital),
+                                "fraction_on_chip": self.fraction_on_chip}
+        return out
 
     def describe(self) -> str:
         s = self.summary()
-        return (f"mapped {s['analog_layers']} layers onto {s['tiles']} tiles of {s['tile_size']} "
+        text = (f"mapped {s['analog_layers']} layers onto {s['tiles']} tiles of {s['tile_size']} "
                 f"({self.profile.name}): {s['weights_on_nvm']:,} weights on NVM, "
                 f"{s['digital_params']:,} parameters digital")
+        if self.kept_digital:
+            text += (f"; {len(self.kept_digital)} layers kept digital, "
+                     f"{100 * self.fraction_on_chip:.1f}% of the layers' weights on the chip")
+        return text
 
 
 def analog_layer_names(model: nn.Module, analog_head: bool = False) -> list[str]:
@@ -65,15 +104,27 @@ def analog_layer_names(model: nn.Module, analog_head: bool = False) -> list[str]
     return find_targets(model, "all-linear")
 
 
-def deploy_model(model: nn.Module, profile: DeviceProfile, analog_head: bool = False) -> Deployment:
-    """Replace the analog layers of ``model`` (in place) by tiles of ``profile``, unprogrammed."""
+def deploy_model(model: nn.Module, profile: DeviceProfile, analog_head: bool = False,
+                 digital: Collection[str] = ()) -> Deployment:
+    """Replace the analog layers of ``model`` (in place) by tiles of ``profile``, unprogrammed;
+    the layers named in ``digital`` stay digital."""
+    names = analog_layer_names(model, analog_head)
+    unknown = set(digital) - set(names)
+    if unknown:
+        raise ImcSimError(f"not layers that could go onto tiles: {', '.join(sorted(unknown))}")
     family = devices.build_family(profile)
     total = sum(p.numel() for p in model.parameters())
     layers: dict[str, CrossbarLinear] = {}
-    for name in analog_layer_names(model, analog_head):
-        layer = CrossbarLinear(model.get_submodule(name), profile, family)
+    originals: dict[str, nn.Module] = {}
+    kept: dict[str, int] = {}
+    for name in names:
+        original = model.get_submodule(name)
+        if name in digital:
+            kept[name] = original.weight.numel()
+            continue
+        layer = CrossbarLinear(original, profile, family)
         replace_module(model, name, layer)
-        layers[name] = layer
+        layers[name], originals[name] = layer, original
     model.eval()
     on_nvm = sum(layer.in_features * layer.out_features for layer in layers.values())
-    return Deployment(model, profile, layers, total - on_nvm)
+    return Deployment(model, profile, layers, total - on_nvm, originals, kept)

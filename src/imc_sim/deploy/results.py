@@ -5,7 +5,8 @@ A result file carries ``schema_version`` (:data:`SCHEMA_VERSION`); a file withou
 
     {"schema_version", "checkpoint", "name", "method", "device_trained", "task", "metric_name",
      "device", "device_file", "analog_head", "dev_examples", "seeds", "digital_metric",
-     "mapping": {"device", "analog_layers", "tiles", "tile_size", "weights_on_nvm", "digital_params"},
+     "mapping": {"device", "analog_layers", "tiles", "tile_size", "weights_on_nvm", "digital_params",
+                 ["placement": {"digital_layers", "fraction_on_chip"}]},
      "times": [{"t_seconds", "label", "metrics", "mean", "std", "min"}, ...]}
 
 and of a compare result (the experiment scripts add ``experiment``, ``quick``, ``steps``)::
@@ -80,8 +81,25 @@ class TimePoint:
 
 
 @dataclass(frozen=True)
+class LayerPlacement:
+    """The layers kept digital that could have gone onto tiles, and the fraction of those layers'
+    weights that is on the chip."""
+
+    digital_layers: tuple[str, ...]
+    fraction_on_chip: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"digital_layers": list(self.digital_layers), "fraction_on_chip": self.fraction_on_chip}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> LayerPlacement:
+        return cls(tuple(raw["digital_layers"]), float(raw["fraction_on_chip"]))
+
+
+@dataclass(frozen=True)
 class MappingSummary:
-    """What went onto tiles: analog layers, tiles of ``tile_size``, weights on NVM, digital rest."""
+    """What went onto tiles: analog layers, tiles of ``tile_size``, weights on NVM, digital rest;
+    ``placement`` when layers were kept digital (absent from the JSON otherwise)."""
 
     device: str
     analog_layers: int
@@ -89,16 +107,22 @@ class MappingSummary:
     tile_size: str
     weights_on_nvm: int
     digital_params: int
+    placement: LayerPlacement | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"device": self.device, "analog_layers": self.analog_layers, "tiles": self.tiles,
-                "tile_size": self.tile_size, "weights_on_nvm": self.weights_on_nvm,
-                "digital_params": self.digital_params}
+        out = {"device": self.device, "analog_layers": self.analog_layers, "tiles": self.tiles,
+               "tile_size": self.tile_size, "weights_on_nvm": self.weights_on_nvm,
+               "digital_params": self.digital_params}
+        if self.placement:
+            out["placement"] = self.placement.to_json()
+        return out
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> MappingSummary:
+        placement = raw.get("placement")
         return cls(raw["device"], raw["analog_layers"], raw["tiles"], raw["tile_size"],
-                   raw["weights_on_nvm"], raw["digital_params"])
+                   raw["weights_on_nvm"], raw["digital_params"],
+                   LayerPlacement.from_json(placement) if placement else None)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any
 from imc_sim import data
 from imc_sim.checkpoint import LoadedModel, load_model
 from imc_sim.crossbar.mapping import Deployment, deploy_model
+from imc_sim.deploy.placement import Placement, choose_digital
 from imc_sim.deploy.results import CheckpointCurve, DeployResult, MappingSummary, TimePoint
 from imc_sim.deploy.sweep import drift_sweep
 from imc_sim.devices.profile import DeviceProfile
@@ -53,20 +54,24 @@ def deploy_checkpoint(
     progress: bool = True,
     name: str | None = None,
     source: data.DataSource | None = None,
+    placement: Placement | None = None,
 ) -> DeployResult:
     """Evaluate ``path`` digitally, then on ``profile`` at every time for seeds 0..seeds-1.
 
     The dev set is tokenized and batched once; each seed programs the chip once and drifts that
     state through ``times`` (see :mod:`imc_sim.deploy.sweep`). ``name`` labels the curve
     (default 'METHOD (PATH)'); ``source`` (own files or a hub dataset)
-    replaces GLUE's layout at ``data_dir``.
+    replaces GLUE's layout at ``data_dir``; ``placement`` keeps layers digital.
     """
     profile.check_times(times)
     loaded = load_model(path)
     task = loaded.task
     batches, dev_examples = dev_set(loaded, source or data.DataSource(data_dir=data_dir), eval_limit)
     digital = evaluate(loaded.model, batches, task)
-    deployment = deploy_model(loaded.model, profile, analog_head)
+    kept = choose_digital(loaded.model, profile, placement, analog_head,
+                          lambda: evaluate(loaded.model, batches, task), list(range(seeds)), times[0],
+                          progress) if placement else []
+    deployment = deploy_model(loaded.model, profile, analog_head, kept)
     print(deployment.describe())
     points = sweep_points(deployment, lambda: evaluate(deployment.model, batches, task),
                           list(range(seeds)), times, progress, desc=f"{profile.name} seeds x times")

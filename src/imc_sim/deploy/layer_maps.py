@@ -1,0 +1,78 @@
+"""A checkpoint's sensitivity map and placement curve: load it and its dev set once (as
+:func:`imc_sim.deploy.run.deploy_checkpoint` does), deploy every analog layer, measure."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from imc_sim import data
+from imc_sim.checkpoint import LoadedModel, load_model
+from imc_sim.crossbar.mapping import Deployment, deploy_model
+from imc_sim.deploy.placement import PlacementResult, placement_curve
+from imc_sim.deploy.run import dev_set
+from imc_sim.deploy.sensitivity import MODES, SensitivityResult, measure_maps
+from imc_sim.devices.profile import DeviceProfile
+from imc_sim.errors import ImcSimError
+from imc_sim.evaluate import evaluate
+from imc_sim.units import format_time
+
+
+@dataclass
+class Deployed:
+    """A loaded checkpoint, its dev set (``examples`` of them), digital metric and full deployment."""
+
+    path: str
+    loaded: LoadedModel
+    examples: int
+    digital: float
+    deployment: Deployment
+    measure: Callable[[], float]
+
+
+def deployed(path: str | os.PathLike[str], profile: DeviceProfile, source: data.DataSource,
+             eval_limit: int | None, analog_head: bool) -> Deployed:
+    loaded = load_model(path)
+    batches, examples = dev_set(loaded, source, eval_limit)
+    digital = evaluate(loaded.model, batches, loaded.task)
+    deployment = deploy_model(loaded.model, profile, analog_head)
+    print(deployment.describe())
+    return Deployed(str(path), loaded, examples, digital, deployment,
+                    lambda: evaluate(loaded.model, batches, loaded.task))
+
+
+def sensitivity_result(d: Deployed, profile: DeviceProfile, times: Sequence[float], seeds: int,
+                       modes: Sequence[str], analog_head: bool, progress: bool) -> SensitivityResult:
+    all_analog, maps = measure_maps(d.deployment, d.measure, list(range(seeds)), times, modes, progress)
+    task = d.loaded.task
+    return SensitivityResult(d.path, d.loaded.meta["method"], task.name, task.metric_name, profile.name,
+                             profile.path, analog_head, d.examples, seeds, d.digital, all_analog, maps)
+
+
+def checkpoint_sensitivity(path: str | os.PathLike[str], profile: DeviceProfile, times: Sequence[float],
+                           seeds: int, modes: Sequence[str] = MODES, source: data.DataSource | None = None,
+                           eval_limit: int | None = None, analog_head: bool = False,
+                           progress: bool = True) -> SensitivityResult:
+    """The sensitivity maps of ``path`` on ``profile`` at ``times`` over seeds 0..seeds-1."""
+    profile.check_times(list(times))
+    d = deployed(path, profile, source or data.DataSource(), eval_limit, analog_head)
+    return sensitivity_result(d, profile, times, seeds, modes, analog_head, progress)
+
+
+def checkpoint_placement(path: str | os.PathLike[str], profile: DeviceProfile, times: Sequence[float],
+                         seeds: int, step: int = 1, source: data.DataSource | None = None,
+                         eval_limit: int | None = None, analog_head: bool = False,
+                         progress: bool = True) -> PlacementResult:
+    """The metric of ``path`` with the N costliest layers digital (``--keep-digital N``) for
+    N = 0, step, 2 step, ... and every layer, ranked as ``deploy --keep-digital`` does."""
+    if step < 1:
+        raise ImcSimError(f"the step in layers kept digital must be at least 1, got {step}")
+    profile.check_times(list(times))
+    d = deployed(path, profile, source or data.DataSource(), eval_limit, analog_head)
+    ranking = sensitivity_result(d, profile, times[:1], seeds, ["one-analog"], analog_head, progress)
+    n_layers = len(d.deployment.layers)
+    counts = sorted({*range(0, n_layers + 1, step), n_layers})
+    curve = placement_curve(d.deployment, ranking.ranking(), counts, d.measure, list(range(seeds)), times,
+                            progress)
+    return PlacementResult(ranking, format_time(times[0]), curve)

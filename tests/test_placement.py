@@ -1,0 +1,185 @@
+"""Placement and the per-layer sensitivity map: switching layers, kept-digital layers, the CLI."""
+
+import json
+
+import pytest
+import torch
+from conftest import make_tiny_bert
+
+from imc_sim.cli import main
+from imc_sim.crossbar.mapping import deploy_model
+from imc_sim.crossbar.placement import digital_layer_names
+from imc_sim.deploy.chip import Chip
+from imc_sim.deploy.results import TimePoint, load_result
+from imc_sim.deploy.sensitivity import (
+    LayerSensitivity,
+    SensitivityMap,
+    load_sensitivity,
+    rank_layers,
+)
+from imc_sim.devices.profile import load_profile
+
+DAY = 86400.0
+
+
+def logits(deployment, batch):
+    with torch.no_grad():
+        return deployment.model(**batch).logits
+
+
+def chip_at(deployment, seed=3, t=DAY):
+    Chip(deployment, seed).drift_to(t)
+    return deployment
+
+
+@pytest.mark.parametrize("analog", [lambda names: names[2:3], lambda names: names[:2] + names[3:]])
+def test_switching_layers_equals_a_fresh_deploy_of_those_layers(analog, token_batch):
+    full = chip_at(deploy_model(make_tiny_bert(), load_profile("pcm")))
+    names = list(full.layers)
+    logits(full, token_batch)  # every layer's read stream advances first
+    full.use_analog(analog(names))
+    switched = logits(full, token_batch)
+    fresh = deploy_model(make_tiny_bert(), load_profile("pcm"),
+                         digital=[n for n in names if n not in analog(names)])
+    assert torch.equal(switched, logits(chip_at(fresh), token_batch))
+    assert not torch.equal(switched, logits(deploy_model(make_tiny_bert(), load_profile("pcm"),
+                                                         digital=names), token_batch))
+
+
+def test_a_layer_kept_digital_returns_the_digital_layers_output_exactly():
+    digital = make_tiny_bert()
+    name = "bert.encoder.layer.1.intermediate.dense"
+    x = torch.randn(4, 32, generator=torch.Generator().manual_seed(0))
+    expected = digital.get_submodule(name)(x)
+    kept = chip_at(deploy_model(make_tiny_bert(), load_profile("pcm"), digital=[name]))
+    assert name not in kept.layers and kept.kept_digital == {name: 32 * 64}
+    assert torch.equal(kept.model.get_submodule(name)(x), expected)
+    switched = chip_at(deploy_model(make_tiny_bert(), load_profile("pcm")))
+    switched.use_analog([n for n in switched.layers if n != name])
+    assert torch.equal(switched.model.get_submodule(name)(x), expected)
+    switched.use_analog(list(switched.layers))
+    assert not torch.equal(switched.model.get_submodule(name)(x), expected)
+
+
+def test_a_layers_chip_noise_does_not_depend_on_the_other_layers():
+    full = chip_at(deploy_model(make_tiny_bert(), load_profile("pcm")))
+    names = list(full.layers)
+    half = chip_at(deploy_model(make_tiny_bert(), load_profile("pcm"), digital=names[::2]))
+    for name, layer in half.layers.items():
+        assert torch.equal(layer.weights, full.layers[name].weights)
+        assert torch.equal(layer.scales, full.layers[name].scales)
+    summary = half.summary()
+    assert summary["analog_layers"] == 6 and summary["placement"]["digital_layers"] == names[::2]
+    assert 0 < summary["placement"]["fraction_on_chip"] < 1
+
+
+def test_patterns_and_presets_resolve_to_analog_layers_only(tiny_bert):
+    assert digital_layer_names(tiny_bert, "ff2") == [f"bert.encoder.layer.{i}.output.dense" for i in (0, 1)]
+    assert digital_layer_names(tiny_bert, r".*layer\.0\..*query, 1.attention.self.key") == [
+        "bert.encoder.layer.0.attention.self.query", "bert.encoder.layer.1.attention.self.key"]
+
+
+def test_ranking_puts_the_costliest_layer_first():
+    def layer(name, metric):
+        return LayerSensitivity(name, 1, (TimePoint.of(DAY, [metric, metric]),))
+    one_analog = SensitivityMap("one-analog", (layer("a", 0.9), layer("b", 0.5), layer("c", 0.9)))
+    one_digital = SensitivityMap("one-digital", (layer("a", 0.6), layer("b", 0.8), layer("c", 0.7)))
+    assert rank_layers(one_analog) == ["b", "a", "c"]
+    assert rank_layers(one_digital) == ["b", "c", "a"]
+
+
+def run_cli(*argv):
+    return main([*argv, "--quiet"])
+
+
+def test_sensitivity_under_ideal_is_zero_and_writes_json_and_heatmap(tiny_checkpoint, tiny_glue, tmp_path,
+                                                                     capsys):
+    out, png = tmp_path / "s.json", tmp_path / "s.png"
+    assert run_cli("sensitivity", str(tiny_checkpoint), "--data-dir", str(tiny_glue), "--device", "ideal",
+                   "--drift", "1d", "1y", "--seeds", "1", "--json", str(out), "--plot", str(png)) == 0
+    printed = capsys.readouterr().out
+    assert "one-analog" in printed and "one-digital" in printed and "0.attention.self.query" in printed
+    result = load_sensitivity(out)
+    assert result.to_json() == json.loads(out.read_text())
+    assert [m.mode for m in result.maps] == ["one-analog", "one-digital"] and result.labels == ["1d", "1y"]
+    for m in result.maps:
+        assert len(m.layers) == 12
+        assert all(c.mean == 0.0 and c.std == 0.0 for row in result.costs(m.mode) for c in row)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sensitivity_on_pcm_one_mode(tiny_checkpoint, tiny_glue, tmp_path):
+    out = tmp_path / "s.json"
+    assert run_cli("sensitivity", str(tiny_checkpoint), "--data-dir", str(tiny_glue), "--device", "pcm",
+                   "--drift", "1d", "--seeds", "1", "--mode", "one-digital", "--json", str(out)) == 0
+    result = load_sensitivity(out)
+    assert [m.mode for m in result.maps] == ["one-digital"] and len(result.all_analog[0].metrics) == 1
+
+
+def deploy(ckpt, glue, out, *extra, seeds="2"):
+    return run_cli("deploy", str(ckpt), "--data-dir", str(glue), "--device", "pcm", "--drift", "1d",
+                   "--seeds", seeds, "--json", str(out), *extra)
+
+
+def test_keep_digital_zero_equals_a_plain_deploy(tiny_checkpoint, tiny_glue, tmp_path):
+    assert deploy(tiny_checkpoint, tiny_glue, tmp_path / "plain.json") == 0
+    assert deploy(tiny_checkpoint, tiny_glue, tmp_path / "zero.json", "--keep-digital", "0") == 0
+    plain, zero = (json.loads((tmp_path / f).read_text()) for f in ("plain.json", "zero.json"))
+    assert zero == plain and "placement" not in zero["mapping"]
+
+
+def test_keep_digital_and_digital_layers_are_reported(tiny_checkpoint, tiny_glue, tmp_path, capsys):
+    out = tmp_path / "kept.json"
+    assert deploy(tiny_checkpoint, tiny_glue, out, "--digital-layers", "ff2", "--keep-digital", "3",
+                  seeds="1") == 0
+    assert "5 layers kept digital" in capsys.readouterr().out
+    mapping = load_result(out).curve.mapping
+    assert mapping.analog_layers == 7 and len(mapping.placement.digital_layers) == 5
+    assert {"bert.encoder.layer.0.output.dense", "bert.encoder.layer.1.output.dense"} <= set(
+        mapping.placement.digital_layers)
+    assert mapping.placement.fraction_on_chip == pytest.approx(mapping.weights_on_nvm / (
+        2 * (4 * 32 * 32 + 2 * 32 * 64)))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--digital-layers", "nothing"], "--digital-layers pattern 'nothing' matches no analog layer"),
+    (["--digital-layers", "classifier"], "matches no analog layer"),
+    (["--digital-layers", " , "], "empty --digital-layers"),
+    (["--keep-digital", "-1"], "--keep-digital must be 0 or more, got -1"),
+    (["--keep-digital", "13"], "--keep-digital 13 is more than the 12 analog layers"),
+    (["--digital-layers", "ff2", "--keep-digital", "11"], "--keep-digital 11 is more than the 10 analog"),
+])
+def test_bad_placement_is_one_line_exit_2(extra, message, tiny_checkpoint, tiny_glue, tmp_path, capsys):
+    out = tmp_path / "out.json"
+    assert deploy(tiny_checkpoint, tiny_glue, out, *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_placement_experiment_writes_curve_json_png_and_section(tiny_checkpoint, tiny_glue, tmp_path,
+                                                                 monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(__import__("conftest").REPO / "experiments"))
+    import common
+    import placement
+
+    from imc_sim.deploy.placement import PlacementResult
+    monkeypatch.setattr(common, "RESULTS_MD", tmp_path / "results.md")
+    monkeypatch.setattr(placement, "RESULTS", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["placement", "--checkpoint", str(tiny_checkpoint), "--data-dir",
+                                      str(tiny_glue), "--drift", "1d", "1y", "--seeds", "1", "--step", "5",
+                                      "--name", "p"])
+    placement.main()
+    raw = json.loads((tmp_path / "p.json").read_text())
+    result = PlacementResult.from_json(raw)
+    assert result.to_json() == raw
+    assert [p.keep_digital for p in result.curve] == [0, 5, 10, 12]
+    assert result.curve[0].fraction_on_chip == 1.0 and result.curve[-1].fraction_on_chip == 0.0
+    names, top5 = [la.name for la in result.sensitivity.maps[0].layers], set(result.sensitivity.ranking()[:5])
+    assert list(result.curve[1].digital_layers) == [n for n in names if n in top5]
+    every_digital = result.curve[-1].points
+    assert all(p.metrics == (result.sensitivity.digital_metric,) for p in every_digital)
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert "<!-- p -->" in (tmp_path / "results.md").read_text()

@@ -1,4 +1,5 @@
-"""``imc-sim devices``: list the shipped device profiles, or show one with its noise and drift plot."""
+"""``imc-sim devices``: list the shipped device profiles, show one with its noise and drift plot, or
+fit one to measured conductances (``devices fit MEASUREMENTS --family pcm --out my-device.yaml``)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ TABLE_TIMES = "1s,1h,1d,1w,30d,1y,10y"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("devices", help="list device profiles, or show one (parameters and a PNG)",
+    p = sub.add_parser("devices", help="list device profiles, show one (parameters and a PNG), or fit one",
                        description=__doc__.splitlines()[0])
-    p.add_argument("action", nargs="?", default="list", choices=["list", "show"])
-    p.add_argument("profile", nargs="?", help="profile name or YAML path (for show)")
-    p.add_argument("--plot", help="PNG to write for show (default device-NAME.png)")
+    p.add_argument("action", nargs="?", default="list", choices=["list", "show", "fit"])
+    p.add_argument("profile", nargs="?",
+                   help="profile name or YAML path (for show); measurements CSV / JSON lines (for fit)")
+    p.add_argument("--plot", help="PNG to write for show (default device-NAME.png) or fit (default none)")
+    p.add_argument("--family", help="device family to fit (fit): pcm or state-independent")
+    p.add_argument("--out", help="profile YAML to write (fit)")
+    p.add_argument("--g-max", type=float, help="g_max in uS for fit (default: the largest target)")
     p.set_defaults(run=run)
 
 
@@ -57,9 +62,34 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit(args: argparse.Namespace) -> int:
+    from imc_sim.devices.fit import fit_measurements
+    from imc_sim.devices.fit_plots import plot_fit
+    from imc_sim.devices.fit_profile import fit_report, write_fitted_profile
+    from imc_sim.devices.measurements import read_measurements
+    from imc_sim.errors import ImcSimError
+
+    if not (args.profile and args.family and args.out):
+        raise ImcSimError("devices fit needs MEASUREMENTS, --family and --out "
+                          "(imc-sim devices fit data.csv --family pcm --out my-device.yaml)")
+    fit = fit_measurements(read_measurements(args.profile), args.family, g_max=args.g_max)
+    print(fit_report(fit))
+    write_fitted_profile(fit, args.out, args.profile)
+    print(f"wrote {args.out}")
+    if args.plot:
+        plot_fit(fit, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from imc_sim.errors import ImcSimError
 
+    if args.action == "fit":
+        return _fit(args)
+    if args.family or args.out or args.g_max is not None:
+        raise ImcSimError(f"--family, --out and --g-max apply to devices fit only, "
+                          f"not to devices {args.action}")
     if args.action == "show":
         return _show(args)
     if args.profile:

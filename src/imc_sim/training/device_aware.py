@@ -236,7 +236,12 @@ class DeviceAwareForward:
         self.pending: Tensor | None = None
         if self.inner is not None:
             self.inner_original = self.inner.forward
+
+    def patch(self) -> None:
+        """Route the module's (and its inner product's) forward through this object."""
+        if self.inner is not None:
             self.inner.forward = self.inner_forward
+        self.module.forward = self
 
     def inner_forward(self, x: Tensor) -> Tensor:
         if self.pending is None:
@@ -262,40 +267,66 @@ class DeviceAwareForward:
         return self.original(x)
 
     def restore(self) -> None:
-        del self.module.forward
-        if self.inner is not None:
+        """Put the plain forwards back (a no-op where they already are)."""
+        self.pending = None
+        if vars(self.module).get("forward") is self:
+            del self.module.forward
+        if self.inner is not None and vars(self.inner).get("forward") == self.inner_forward:
             del self.inner.forward
 
 
 class DeviceTraining:
     """Training forwards of ``model``'s analog layers see ``profile`` at a drift time drawn per
-    forward (log-uniform over the grid standing for ``drift``), while :attr:`enabled`. Module
-    structure and state-dict names are unchanged; :meth:`detach` restores the plain forwards."""
+    forward (log-uniform over the grid standing for ``drift``, from a generator seeded with
+    ``seed``), while :attr:`enabled`. Module structure and state-dict names are unchanged.
 
-    def __init__(self, model: nn.Module, profile: DeviceProfile, drift: tuple[float, float]):
+    The layers are patched on construction and restored by :meth:`detach`; use it as a context
+    manager, ``with DeviceTraining(model, profile, drift) as device: ...``, so that the model is
+    restored whatever happens inside (an exception included)."""
+
+    def __init__(self, model: nn.Module, profile: DeviceProfile, drift: tuple[float, float],
+                 seed: int = 0):
         if drift[0] != drift[1] and not profile.drifts:
             raise ImcSimError(f"device {profile.name!r} has no drift; a drift range "
                               f"{format_time(drift[0])}..{format_time(drift[1])} means nothing for it")
-        self.tables = MomentTables.measure(profile, drift_grid(*drift))
-        self.enabled = True
-        clock = [0]  # index of this forward's drift time; -1: the device is off
         layers = analog_layers(model)
         if not layers:
             raise ImcSimError("no Linear/Conv1D layer inside transformer blocks to train device-aware")
+        self.tables = MomentTables.measure(profile, drift_grid(*drift))
+        self.enabled = True
+        clock = [0]  # index of this forward's drift time; -1: the device is off
         self.names = [name for name, _ in layers]
         self.modules = [module for _, module in layers]
         self.forwards = [DeviceAwareForward(module, DeviceSampler(profile, self.tables), clock)
                          for module in self.modules]
-        for module, forward in zip(self.modules, self.forwards, strict=True):
-            module.forward = forward
+        times = torch.Generator().manual_seed(seed)
         n = len(self.tables.times)
-        self.hook = model.register_forward_pre_hook(
-            lambda *_: clock.__setitem__(0, int(torch.randint(n, (1,))) if self.enabled else -1))
+
+        def tick(*_) -> None:
+            clock[0] = int(torch.randint(n, (1,), generator=times)) if self.enabled else -1
+
+        self.hook = None
+        try:
+            for forward in self.forwards:
+                forward.patch()
+            self.hook = model.register_forward_pre_hook(tick)
+        except BaseException:
+            self.detach()
+            raise
 
     def detach(self) -> None:
-        self.hook.remove()
+        """Restore every plain forward and remove the hook (idempotent)."""
+        if self.hook is not None:
+            self.hook.remove()
+            self.hook = None
         for forward in self.forwards:
             forward.restore()
+
+    def __enter__(self) -> DeviceTraining:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.detach()
 
 
 @torch.no_grad()

@@ -27,8 +27,8 @@ class GroupAffine(torch.autograd.Function):
     dL/dgamma = a^2 (beta dL/dc - dL/da) and dL/dbeta = -a dL/dc.
 
     Cost: elementwise in the activations (one multiply-add forward; a multiply and two column
-    sums backward), plus K-sized work; the sums over tokens run in the parameters' dtype (fp32
-    under autocast), the activations keep theirs.
+    sums backward), plus D- and K-sized work; under autocast the activations keep their dtype
+    and the K-sized results are in the parameters' (fp32).
     """
 
     @staticmethod
@@ -48,7 +48,8 @@ class GroupAffine(torch.autograd.Function):
         grad_c = a.new_zeros(k).index_add_(0, group, flat.sum(0, dtype=a.dtype))
         grad_gamma = grad_beta = None
         if ctx.needs_input_grad[1]:
-            per_dim = (flat.to(a.dtype) * x.reshape(flat.shape).to(a.dtype)).sum(0)
+            # grad has x's dtype (the forward returns it): one fused product-sum, no copies
+            per_dim = torch.linalg.vecdot(flat, x.reshape(flat.shape), dim=0).to(a.dtype)
             grad_a = a.new_zeros(k).index_add_(0, group, per_dim)
             grad_gamma = a * a * (beta * grad_c - grad_a)
         if ctx.needs_input_grad[2]:

@@ -25,7 +25,8 @@ class StochGraspConfig:
     output from its variance (x_r^2 sigma^2)[g(j)] (the local reparameterisation trick), x_r = x
     for 'rows' and sum_i x_i for 'shared'. Each output's mean and variance are the same; the
     noise is independent per token instead of shared by the batch. Evaluation and merging do
-    not depend on it.
+    not depend on it, and device-aware training (``--device``), which programs the sampled
+    weights onto the simulated chip, always draws them weight by weight.
 
     Eq. 6 penalty: lam * sum over every weight (i, j) of every target layer of
     (sigma[f(i), g(j)] - sigma_target)^2, the sum as written in the paper. Each sigma entry then

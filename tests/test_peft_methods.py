@@ -47,8 +47,6 @@ def randomize_trainable(model):
 @pytest.mark.parametrize("arch", ["bert", "gpt2"])
 @pytest.mark.parametrize(("name", "options"), VARIANTS)
 def test_merge_equals_adapted_logits(arch, name, options, tiny_bert, tiny_gpt2, token_batch):
-    if arch == "gpt2" and name == "ia3":
-        options = {}
     model = tiny_bert if arch == "bert" else tiny_gpt2
     method, _, adapted = attach(model, name, options)
     randomize_trainable(adapted)

@@ -127,7 +127,7 @@ class StochGraspLayer(AdapterLayer):
             std = expand(var.clamp_min(VARIANCE_FLOOR).sqrt(), self.group)
             eps = torch.randn(std.shape, generator=self.generator(), device=std.device,
                               dtype=std.dtype)
-            return shift + std * eps
+            return torch.addcmul(shift, std, eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and self.sampling == "outputs":

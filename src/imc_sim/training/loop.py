@@ -156,7 +156,8 @@ class Run:
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """Every tensor of ``batch`` on ``device`` (asynchronously from pinned memory on CUDA)."""
+    """Every tensor of ``batch`` on ``device`` (non-blocking: overlapped where the source is
+    pinned)."""
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
@@ -199,7 +200,16 @@ def prepare(args: TrainArgs) -> Run:
 
 
 def train(args: TrainArgs, progress: bool = True) -> TrainResult:
-    """Fine-tune ``args.method`` on ``args.task``; returns the adapted model and the checkpoint."""
+    """Fine-tune ``args.method`` on ``args.task``; returns the adapted model and the checkpoint.
+    Running out of device memory anywhere in it is one :class:`ImcSimError` saying what to lower."""
+    try:
+        return _train(args, progress)
+    except torch.OutOfMemoryError:
+        raise ImcSimError(out_of_memory_message(args.batch_size, args.max_length,
+                                                args.torch_device)) from None
+
+
+def _train(args: TrainArgs, progress: bool) -> TrainResult:
     run = prepare(args)
     dev_ex = data.load_split(run.task, "dev", args.data_dir, args.eval_limit)
     dev_batches = [to_device(b, run.torch_device) for b in
@@ -208,18 +218,14 @@ def train(args: TrainArgs, progress: bool = True) -> TrainResult:
     step_times: list[float] = []
     task_loss, extra = torch.zeros(()), None
     bar = tqdm(range(args.max_steps), desc=f"train {args.method}", disable=not progress)
-    try:
-        with run.device or nullcontext():  # device-aware forwards restored whatever happens
-            for step in bar:
-                start = time.perf_counter()
-                task_loss, extra = run.step()
-                step_times.append(time.perf_counter() - start)
-                if progress and step % 10 == 0:
-                    bar.set_postfix(loss=f"{task_loss.item():.3f}")
-        metric = evaluate(run.model, dev_batches, run.task)
-    except torch.OutOfMemoryError:
-        raise ImcSimError(
-            out_of_memory_message(args.batch_size, args.max_length, run.torch_device)) from None
+    with run.device or nullcontext():  # device-aware forwards restored whatever happens
+        for step in bar:
+            start = time.perf_counter()
+            task_loss, extra = run.step()
+            step_times.append(time.perf_counter() - start)
+            if progress and step % 10 == 0:
+                bar.set_postfix(loss=f"{task_loss.item():.3f}")
+    metric = evaluate(run.model, dev_batches, run.task)
     steady = step_times[min(5, len(step_times) - 1):]
     metrics = {
         "method": args.method,

@@ -61,7 +61,8 @@ class Precision:
         return torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
 
 
-def out_of_memory_message(batch_size: int, max_length: int, device: torch.device) -> str:
+def out_of_memory_message(batch_size: int, max_length: int, device: str) -> str:
     """The one line for a CUDA out-of-memory during training: what to lower."""
-    return (f"out of memory on {device} at --batch-size {batch_size}, --max-length {max_length}: "
+    return (f"out of memory on --torch-device {device} at --batch-size {batch_size}, "
+            f"--max-length {max_length}: "
             f"lower --batch-size or --max-length (or use --mixed-precision bf16)")

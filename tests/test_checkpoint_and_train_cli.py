@@ -42,6 +42,7 @@ def test_train_writes_checkpoint_and_metrics(trained):
     assert metrics["head_params"] == 32 * 2 + 2
     data = read_checkpoint(trained / "model.pt")
     assert data["method"] == "stochgrasp" and data["config"]["k"] == 4
+    assert data["config"]["sampling"] == "outputs"  # the default
     assert data["base_model"]["kind"] == "local" and data["labels"] == ["negative", "positive"]
     assert sum(t.numel() for t in data["state"].values()) == (
         metrics["trainable_params"] + metrics["head_params"])

@@ -11,9 +11,9 @@ from imc_sim.training.loop import TrainArgs, prepare
 
 VARIANTS = {
     "grasp": ("grasp", {"k": 4}),
-    "grasp-w": ("grasp-w", {"k": 4}),
+    "grasp-w-weights": ("grasp-w", {"k": 4, "sampling": "weights"}),
     "grasp-w-outputs": ("grasp-w", {"k": 4, "sampling": "outputs"}),
-    "stochgrasp": ("stochgrasp", {"k": 4}),
+    "stochgrasp-weights": ("stochgrasp", {"k": 4, "sampling": "weights"}),
     "stochgrasp-outputs": ("stochgrasp", {"k": 4, "sampling": "outputs"}),
     "lora": ("lora", {}),
     "ia3": ("ia3", {}),

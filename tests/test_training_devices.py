@@ -16,11 +16,11 @@ from imc_sim.training.device_aware import DeviceSampler, DeviceTraining
 
 GROUPED = ("grasp", "grasp-w", "stochgrasp")
 METHOD_OPTIONS = {name: {"k": 4} if name in GROUPED else {} for name in METHODS}
-METHOD_OPTIONS["stochgrasp-outputs"] = {"k": 4, "sampling": "outputs"}
+METHOD_OPTIONS["stochgrasp-weights"] = {"k": 4, "sampling": "weights"}
 
 
 def adapted(arch: str, name: str):
-    method = get_method(name.removesuffix("-outputs"))
+    method = get_method(name.removesuffix("-weights"))
     config = method.make_config({"seed": 0, **METHOD_OPTIONS[name]})
     model = make_tiny_bert() if arch == "bert" else make_tiny_gpt2()
     return method, config, method.attach(model, config)

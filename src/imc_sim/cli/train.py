@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rows", choices=["rows", "shared"], help="weight-space f(i): per row or shared")
     p.add_argument("--sampling", choices=["weights", "outputs"],
                    help="weight-space dW in training: materialised per weight (the paper's) or "
-                   "drawn on the outputs from their mean and variance (default weights)")
+                   "drawn on the outputs from their mean and variance (default outputs)")
     p.add_argument("--no-scale", dest="learn_scale", action="store_false", default=None,
                    help="GRASP without the scale gamma (Table V ablation)")
     p.add_argument("--no-shift", dest="learn_shift", action="store_false", default=None,

@@ -61,7 +61,9 @@ def main() -> None:
     name = f"fig6_gaussian-{tag}" + ("" if sigmas == SIGMAS else "-wide")
     results = []
     for label, method in ARMS.items():
-        options = {"k": 64, "rows": "rows", "sigma_target": args.sigma_target, "lam": args.lam}
+        options = {"k": 64, "rows": "rows"}
+        if method == "stochgrasp":  # eq. 6's terms; grasp-w has no sigma
+            options.update(sigma_target=args.sigma_target, lam=args.lam)
         path = trained_checkpoint(
             f"fig6-{method}-{tag}",
             TrainArgs(method=method, model=args.model, data_dir=args.data_dir, max_steps=args.steps,

@@ -42,6 +42,7 @@ def test_train_writes_checkpoint_and_metrics(trained):
     assert metrics["head_params"] == 32 * 2 + 2
     data = read_checkpoint(trained / "model.pt")
     assert data["method"] == "stochgrasp" and data["config"]["k"] == 4
+    assert data["config"]["sampling"] == "outputs"  # the default
     assert data["base_model"]["kind"] == "local" and data["labels"] == ["negative", "positive"]
     assert sum(t.numel() for t in data["state"].values()) == (
         metrics["trainable_params"] + metrics["head_params"])
@@ -66,8 +67,8 @@ def test_round_trip_adapted_and_merged_logits(trained):
 
 @pytest.mark.parametrize("method", ["grasp", "lora"])
 def test_gpt2_conv1d_train_and_merge_round_trip(method, tmp_path, tiny_gpt2_dir, tiny_glue):
-    assert train_cli(tmp_path, tiny_gpt2_dir, tiny_glue, "--method", method, "--k", "4",
-                     "--lr", "0.05") == 0
+    k = ["--k", "4"] if method == "grasp" else []
+    assert train_cli(tmp_path, tiny_gpt2_dir, tiny_glue, "--method", method, *k, "--lr", "0.05") == 0
     adapted = load_adapted(tmp_path / "model.pt")
     merged = load_model(tmp_path / "model.pt")
     assert merged.meta["base_fingerprint"]["model_type"] == "gpt2"
@@ -122,6 +123,18 @@ def test_base_model_mismatch_is_refused(trained, tmp_path, tiny_model_dir):
     (["--k", "0"], "K must be in"),
     (["--k", "100000"], "K must be in"),
     (["--max-steps", "0"], "--max-steps must be at least 1"),
+    (["--method", "lora", "--k", "64"], "--k does not apply to --method lora"),
+    (["--method", "grasp", "--lora-r", "4"], "--lora-r does not apply to --method grasp"),
+    (["--method", "grasp", "--rows", "shared"], "--rows does not apply to --method grasp"),
+    (["--method", "grasp", "--sampling", "outputs"], "--sampling does not apply to --method grasp"),
+    (["--method", "grasp-w", "--lam", "0.1"], "--lam does not apply to --method grasp-w"),
+    (["--method", "grasp-w", "--sigma-target", "0.02"],
+     "--sigma-target does not apply to --method grasp-w"),
+    (["--method", "stochgrasp", "--no-scale"], "--no-scale does not apply to --method stochgrasp"),
+    (["--method", "lora", "--no-shift"], "--no-shift does not apply to --method lora"),
+    (["--method", "ia3", "--targets", "ff2"], "--targets does not apply to --method ia3"),
+    (["--method", "bitfit", "--k", "8"], "--k does not apply to --method bitfit (it takes no"),
+    (["--method", "full", "--lora-r", "8"], "--lora-r does not apply to --method full"),
 ])
 def test_bad_input_one_line_no_file(extra, message, tmp_path, tiny_model_dir, tiny_glue, capsys):
     assert train_cli(tmp_path, tiny_model_dir, tiny_glue, *extra) == 2

@@ -23,7 +23,7 @@ def run_for(method, model_dir, glue, **options):
 @pytest.mark.parametrize("method, adapter", [("stochgrasp", ("mu", "s")), ("grasp", ("gamma", "beta")),
                                              ("lora", ("lora_B",))])  # B = 0 at init: dA = 0
 def test_gradients_reach_the_adapter_and_nothing_of_the_base(method, adapter, tiny_model_dir, tiny_glue):
-    run = run_for(method, tiny_model_dir, tiny_glue, k=4)
+    run = run_for(method, tiny_model_dir, tiny_glue, **({} if method == "lora" else {"k": 4}))
     assert len(run.device.names) == 2 * 6  # every analog layer, adapted or not
     run.step()
     for name, param in run.model.named_parameters():
@@ -55,22 +55,40 @@ def test_noise_is_fresh_every_training_forward_and_absent_in_eval(tiny_model_dir
     assert torch.equal(c, d) and torch.equal(c, plain)
 
 
-def test_device_changes_the_forward_and_detach_restores_it(token_batch):
+def test_device_changes_the_forward_and_the_context_restores_it(token_batch):
+    model = make_tiny_bert().train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0  # training-mode forwards comparable value for value
+    with torch.no_grad():
+        clean = model.bert(**token_batch).last_hidden_state
+    with DeviceTraining(model, load_profile("pcm"), (YEAR, YEAR)) as device, torch.no_grad():
+        noisy = model.bert(**token_batch).last_hidden_state
+        assert sum("forward" in vars(m) for m in model.modules()) == len(device.names)
+    with torch.no_grad():
+        again = model.bert(**token_batch).last_hidden_state
+    assert (noisy - clean).abs().mean() > 1e-3 * clean.abs().mean()  # the device's noise
+    assert [n for n, _ in analog_layers(model)] == device.names
+    assert not any("forward" in vars(m) for m in model.modules())
+    assert torch.equal(again, clean)
+    device.detach()  # idempotent
+    assert not model._forward_pre_hooks
+
+
+def test_the_drift_time_is_drawn_from_the_seeded_generator_not_the_global_one():
     model = make_tiny_bert().train()
     torch.manual_seed(0)
-    with torch.no_grad():
-        clean = model(**token_batch).logits
-    device = DeviceTraining(model, load_profile("pcm"), (YEAR, YEAR))
-    with torch.no_grad():
-        noisy = model(**token_batch).logits
-    device.detach()
-    with torch.no_grad():
-        again = model(**token_batch).logits
-    assert not torch.allclose(noisy, clean, atol=1e-3)
-    assert [n for n, _ in analog_layers(model)] == device.names
-    model.eval()
-    assert not any("forward" in vars(m) for m in model.modules())
-    assert again.shape == clean.shape
+    before = torch.get_rng_state()
+    with DeviceTraining(model, load_profile("pcm"), (3600.0, YEAR), seed=5) as device:
+        hook = next(iter(model._forward_pre_hooks.values()))
+        clocks = []
+        for _ in range(6):
+            hook(model, ())
+            clocks.append(device.forwards[0].clock[0])
+    assert torch.equal(torch.get_rng_state(), before)
+    stream = torch.Generator().manual_seed(5)
+    n = len(device.tables.times)
+    assert clocks == [int(torch.randint(n, (1,), generator=stream)) for _ in range(6)]
 
 
 def test_sigma_target_auto_is_a_function_of_profile_and_time():
@@ -203,7 +221,7 @@ def test_training_forward_matches_the_deployed_chip_in_distribution(compiled, mo
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 12)
     x = torch.randn(1, 64)
-    sampler = DeviceSampler(pcm, MomentTables.measure(pcm, [86400.0]))
+    sampler = DeviceSampler(pcm, MomentTables.measure(pcm, [86400.0]), ChipStreams(0), "layer")
     train = torch.cat([sampler.output(x, linear.weight, linear.bias, 0, frozen=True)
                        for _ in range(400)])
     chip = CrossbarLinear(linear, pcm, build_family(pcm))

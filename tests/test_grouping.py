@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from imc_sim.errors import ImcSimError
-from imc_sim.peft.grouping import group_index, group_sizes
+from imc_sim.peft.grouping import eq2_group_sizes, group_index, group_sizes
 
 
 @pytest.mark.parametrize(("d", "k"), [(384, 32), (100, 7), (10, 10), (5, 1), (1536, 128)])
@@ -13,6 +13,7 @@ def test_group_sizes_are_ceil_or_floor(d, k):
     assert sizes.sum() == d
     assert set(sizes.tolist()) <= {math.floor(d / k), math.ceil(d / k)}
     assert (sizes == math.ceil(d / k)).sum() == (d % k or k)
+    assert torch.equal(eq2_group_sizes(d, k), sizes)
 
 
 def test_matches_eq2_repeat_truncate_permute():
@@ -32,3 +33,11 @@ def test_seed_fixes_permutation_and_seeds_differ():
 def test_k_out_of_range(k):
     with pytest.raises(ImcSimError, match="K must be in"):
         group_index(64, k, 0)
+
+
+def test_group_index_is_drawn_on_the_cpu_and_moved():
+    """The device a layer lives on never changes its groups: the permutation comes from a CPU
+    generator, and the index is then placed on the device asked for."""
+    moved = group_index(40, 6, 9, device="meta")
+    assert moved.device.type == "meta" and moved.shape == (40,) and moved.dtype == torch.long
+    assert torch.equal(group_index(40, 6, 9, device="cpu"), group_index(40, 6, 9))

@@ -21,6 +21,9 @@ VARIANTS = [
     ("grasp-w", {"k": 4, "rows": "shared"}),
     ("stochgrasp", {"k": 4}),
     ("stochgrasp", {"k": 4, "rows": "shared"}),
+    ("grasp-w", {"k": 4, "sampling": "weights"}),
+    ("stochgrasp", {"k": 4, "sampling": "weights"}),
+    ("stochgrasp", {"k": 4, "rows": "shared", "sampling": "weights"}),
     ("bitfit", {}),
     ("lora", {}),
     ("ia3", {}),
@@ -90,7 +93,7 @@ def test_weight_space_parameter_count_formula(name, rows, tiny_bert):
     assert trainable == per_param * (2 if name == "stochgrasp" else 1)
 
 
-@pytest.mark.parametrize(("name", "options"), VARIANTS[:8])
+@pytest.mark.parametrize(("name", "options"), VARIANTS[:11])
 def test_only_adapter_and_head_get_gradients(name, options, tiny_bert, token_batch):
     method, config, adapted = attach(tiny_bert, name, options)
     adapted.train()
@@ -247,3 +250,74 @@ def test_grasp_fused_forward_and_gradients_equal_plain_autograd(options):
 def test_grasp_without_scale_and_shift_is_an_error(tiny_bert):
     with pytest.raises(ImcSimError, match="learns nothing"):
         attach(tiny_bert, "grasp", {"learn_scale": False, "learn_shift": False})
+
+
+def sampling_layer(rows: str, sampling: str) -> StochGraspLayer:
+    """A 6 -> 10 StochGRASP layer, K = 3, with random mu and sigma of a few hundredths."""
+    from imc_sim.peft.stochgrasp import StochGraspConfig
+
+    gen = torch.Generator().manual_seed(4)
+    base = torch.nn.Linear(6, 10)
+    layer = StochGraspLayer(base, "l", StochGraspConfig(k=3, rows=rows, sampling=sampling)).train()
+    with torch.no_grad():
+        base.weight.copy_(0.3 * torch.randn(base.weight.shape, generator=gen))
+        base.bias.copy_(0.1 * torch.randn(base.bias.shape, generator=gen))
+        layer.mu.copy_(0.05 * torch.randn(layer.mu.shape, generator=gen))
+        layer.sigma_raw.copy_(0.02 + 0.04 * torch.rand(layer.sigma_raw.shape, generator=gen))
+    return layer
+
+
+def exact_moments(layer: StochGraspLayer, x: torch.Tensor):
+    """Per output: mean x (W + mu_hat) + b and variance sum_i x_i^2 sigma_hat[f(i), g(j)]^2."""
+    w = layer.base.weight.T
+    mu = layer.mu.expand(x.shape[-1], -1)[:, layer.group]
+    sigma = layer.sigma.expand(x.shape[-1], -1)[:, layer.group]
+    return x @ (w + mu) + layer.base.bias, x.square() @ sigma.square()
+
+
+@pytest.mark.parametrize("rows", ["rows", "shared"])
+@pytest.mark.parametrize("sampling", ["weights", "outputs"])
+def test_sampling_paths_give_each_output_its_exact_mean_and_variance(rows, sampling):
+    n = 4000
+    layer = sampling_layer(rows, sampling)
+    x = torch.randn(1, 6, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        # outputs: noise independent per token, so n tokens are n draws; weights: one dW a forward
+        draws = (layer(x.expand(n, -1)) if sampling == "outputs"
+                 else torch.cat([layer(x) for _ in range(n)]))
+        mean, var = exact_moments(layer, x)
+    # Monte Carlo: the mean's error has std sqrt(var / n), the variance's var sqrt(2 / (n - 1))
+    assert ((draws.mean(0) - mean).abs() < 5 * (var / n).sqrt()).all()
+    assert ((draws.var(0) - var).abs() < 5 * var * (2 / (n - 1)) ** 0.5).all()
+
+
+@pytest.mark.parametrize("rows", ["rows", "shared"])
+def test_sampling_paths_agree_on_the_expected_gradients_of_mu_and_sigma(rows):
+    """For L = sum_t sum_j c_j y_tj^2, E[L] = sum c (mean^2 + var) in closed form: the average
+    gradient of each path over n draws matches the closed form's, within 5 Monte-Carlo errors."""
+    n = 1500
+    x = torch.randn(2, 6, generator=torch.Generator().manual_seed(6))
+    c = torch.linspace(-1, 1, 10)
+    exact = sampling_layer(rows, "weights")
+    mean, var = exact_moments(exact, x)
+    want = torch.autograd.grad((c * (mean.square() + var)).sum(), [exact.mu, exact.sigma_raw])
+    for sampling in ("weights", "outputs"):
+        layer = sampling_layer(rows, sampling)
+        samples = [torch.cat([g.flatten() for g in torch.autograd.grad(
+            (c * layer(x).square()).sum(), [layer.mu, layer.sigma_raw])]) for _ in range(n)]
+        stacked = torch.stack(samples)
+        error = stacked.std(0) / n ** 0.5
+        target = torch.cat([g.flatten() for g in want])
+        assert ((stacked.mean(0) - target).abs() < 5 * error + 1e-7).all(), sampling
+
+
+def test_output_sampling_changes_training_only():
+    """Evaluation (mean, held realizations) and merging do not depend on the sampling."""
+    layers = {s: sampling_layer("rows", s).eval() for s in ("weights", "outputs")}
+    x = torch.randn(3, 6, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        torch.testing.assert_close(layers["outputs"](x), layers["weights"](x))
+        torch.testing.assert_close(layers["outputs"].merged()(x), layers["weights"].merged()(x))
+        for layer in layers.values():
+            layer.set_eval_mode("sample", generator=torch.Generator().manual_seed(1))
+        torch.testing.assert_close(layers["outputs"](x), layers["weights"](x))

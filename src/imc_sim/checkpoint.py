@@ -8,7 +8,9 @@ never unpickles arbitrary objects)::
     task, labels, method, config, seed, metrics, train_args
     state: {parameter name: tensor}   # adapter and task-head tensors only (all, for 'full')
 
-The file is written atomically. Its size follows the trainable parameters: a GRASP K=32 file on
+The file is written atomically, with every tensor on the CPU; it is read with
+``map_location="cpu"`` and copied into the model's parameters on their device, so loading never
+needs the device the model was trained on. Its size follows the trainable parameters: a GRASP K=32 file on
 MiniLM is kilobytes.
 """
 
@@ -33,8 +35,10 @@ REQUIRED = ("base_model", "base_fingerprint", "task", "method", "config", "state
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Every trainable parameter by name (adapter and head), detached copies."""
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    """Every trainable parameter by name (adapter and head), detached copies on the CPU: a
+    checkpoint never names the device it was trained on."""
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()
+            if p.requires_grad}
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
@@ -63,7 +67,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """Copy ``state`` into the trainable parameters of ``model``; names and shapes must agree."""
+    """Copy ``state`` into the trainable parameters of ``model`` wherever they live (the copy
+    moves each tensor to its parameter's device and dtype); names and shapes must agree."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if set(params) != set(state):
         extra = sorted(set(state) - set(params))[:2]

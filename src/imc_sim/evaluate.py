@@ -21,7 +21,7 @@ def logits_and_labels(model: nn.Module, batch_list: list[dict]) -> tuple[np.ndar
         logits.append(model(**inputs).logits.float())
         labels.append(batch["labels"])
     model.train(was_training)
-    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+    return torch.cat(logits).cpu().numpy(), torch.cat(labels).cpu().numpy()
 
 
 def evaluate(model: nn.Module, batch_list: list[dict], task: TaskSpec) -> float:

@@ -21,11 +21,13 @@ def run(args: argparse.Namespace) -> int:
     from imc_sim.cli.data_options import data_source
     from imc_sim.cli.sweep_options import sweep_setup, write_outputs
     from imc_sim.deploy.compare import compare_checkpoints, format_compare_table
+    from imc_sim.torch_device import resolve_torch_device
 
     profile, times = sweep_setup(args)
     result = compare_checkpoints(args.checkpoints, profile, times, args.seeds, args.data_dir,
                                  args.eval_limit, progress=not args.quiet,
-                                 source=data_source(args))
+                                 source=data_source(args),
+                               torch_device=resolve_torch_device(args.torch_device))
     print(format_compare_table(result))
     write_outputs(args, result, list(result.checkpoints), f"{result.task} on {profile.name}")
     return 0

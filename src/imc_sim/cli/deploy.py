@@ -29,12 +29,14 @@ def run(args: argparse.Namespace) -> int:
     from imc_sim.cli.sweep_options import sweep_setup, write_outputs
     from imc_sim.deploy.placement import Placement
     from imc_sim.deploy.run import deploy_checkpoint, format_deploy_table
+    from imc_sim.torch_device import resolve_torch_device
 
     profile, times = sweep_setup(args)
     placement = Placement(args.digital_layers, args.keep_digital)
     result = deploy_checkpoint(args.checkpoint, profile, times, args.seeds, args.data_dir,
                                args.eval_limit, args.analog_head, progress=not args.quiet,
-                               source=data_source(args), placement=placement)
+                               source=data_source(args), placement=placement,
+                               torch_device=resolve_torch_device(args.torch_device))
     print(format_deploy_table(result))
     write_outputs(args, result, [result.curve], f"{result.task} on {profile.name}")
     return 0

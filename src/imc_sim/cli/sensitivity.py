@@ -27,11 +27,13 @@ def run(args: argparse.Namespace) -> int:
     from imc_sim.deploy.layer_maps import checkpoint_sensitivity
     from imc_sim.deploy.sensitivity import MODES, format_sensitivity_table, save_sensitivity
     from imc_sim.deploy.sensitivity_plots import plot_sensitivity
+    from imc_sim.torch_device import resolve_torch_device
 
     profile, times = sweep_setup(args)
     modes = MODES if args.mode == "both" else (args.mode,)
     result = checkpoint_sensitivity(args.checkpoint, profile, times, args.seeds, modes, data_source(args),
-                                    args.eval_limit, args.analog_head, progress=not args.quiet)
+                                    args.eval_limit, args.analog_head, progress=not args.quiet,
+                                    torch_device=resolve_torch_device(args.torch_device))
     print("\n\n".join(format_sensitivity_table(result, mode) for mode in modes))
     if args.json:
         save_sensitivity(args.json, result)

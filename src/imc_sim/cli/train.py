@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=int, help="groups K (default 32 for grasp, 64 for grasp-w/stochgrasp)")
     p.add_argument("--targets", help="preset all-linear | kv-ff2 | ff2, or module-name patterns")
     p.add_argument("--rows", choices=["rows", "shared"], help="weight-space f(i): per row or shared")
+    p.add_argument("--sampling", choices=["weights", "outputs"],
+                   help="weight-space dW in training: materialised per weight (the paper's) or "
+                   "drawn on the outputs from their mean and variance (default outputs)")
     p.add_argument("--no-scale", dest="learn_scale", action="store_false", default=None,
                    help="GRASP without the scale gamma (Table V ablation)")
     p.add_argument("--no-shift", dest="learn_shift", action="store_false", default=None,
@@ -43,6 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--drift", help="drift time, or a range such as 1h..1y, for --device (default 1d)")
     p.add_argument("--device-warmup", type=float, default=0.0, metavar="FRACTION",
                    help="train digitally for this fraction of the steps before --device switches on")
+    p.add_argument("--torch-device", default="auto",
+                   help="where to train: auto (CUDA where available), cpu, cuda or cuda:N")
+    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"],
+                   help="autocast the forward in bf16 or fp16 (default no)")
     p.add_argument("--lr", type=float, help="learning rate (default per method)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-steps", type=int, default=1500)
@@ -64,14 +71,15 @@ def run(args: argparse.Namespace) -> int:
     from imc_sim.training.loop import TrainArgs, train
 
     options = {k: getattr(args, k) for k in
-               ("k", "targets", "rows", "learn_scale", "learn_shift", "lora_r", "sigma_target",
-                "lam")}
+               ("k", "targets", "rows", "sampling", "learn_scale", "learn_shift", "lora_r",
+                "sigma_target", "lam")}
     result = train(
         TrainArgs(method=args.method, task=args.task, model=args.model, data_dir=args.data_dir,
                   lr=args.lr, batch_size=args.batch_size, max_steps=args.max_steps,
                   max_length=args.max_length, seed=args.seed, train_limit=args.train_limit,
                   eval_limit=args.eval_limit, method_options=options, device=args.device,
-                  drift=args.drift, device_warmup=args.device_warmup, data_source=data_source(args)),
+                  drift=args.drift, device_warmup=args.device_warmup, data_source=data_source(args),
+                  torch_device=args.torch_device, mixed_precision=args.mixed_precision),
         progress=not args.quiet,
     )
     m = result.metrics

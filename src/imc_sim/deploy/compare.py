@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from imc_sim.checkpoint import read_checkpoint
 from imc_sim.data import DataSource
 from imc_sim.deploy.results import CompareResult
@@ -36,12 +38,14 @@ def check_comparable(paths: list[str | os.PathLike[str]]) -> list[dict[str, Any]
 
 def compare_checkpoints(paths: list[str | os.PathLike[str]], profile: DeviceProfile, times: list[float],
                         seeds: int, data_dir: str | None = None, eval_limit: int | None = None,
-                        progress: bool = True, source: DataSource | None = None) -> CompareResult:
+                        progress: bool = True, source: DataSource | None = None,
+                        torch_device: torch.device | None = None) -> CompareResult:
     """Deploy every checkpoint on ``profile`` with seeds 0..seeds-1 (the same chips for each); a
     curve is named after its file (``grasp-k32.pt``: 'grasp-k32')."""
     check_comparable(paths)
     results = [deploy_checkpoint(path, profile, times, seeds, data_dir, eval_limit, progress=progress,
-                                 name=Path(path).stem, source=source) for path in paths]
+                                 name=Path(path).stem, source=source, torch_device=torch_device)
+               for path in paths]
     first = results[0]
     return CompareResult(profile.name, seeds, first.task, first.metric_name,
                          tuple(r.curve for r in results))

@@ -7,6 +7,8 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import torch
+
 from imc_sim import data
 from imc_sim.checkpoint import LoadedModel, load_model
 from imc_sim.crossbar.mapping import Deployment, deploy_model
@@ -32,8 +34,10 @@ class Deployed:
 
 
 def deployed(path: str | os.PathLike[str], profile: DeviceProfile, source: data.DataSource,
-             eval_limit: int | None, analog_head: bool) -> Deployed:
+             eval_limit: int | None, analog_head: bool, torch_device: torch.device | None = None) -> Deployed:
     loaded = load_model(path)
+    if torch_device is not None:
+        loaded.model.to(torch_device)
     batches, examples = dev_set(loaded, source, eval_limit)
     digital = evaluate(loaded.model, batches, loaded.task)
     deployment = deploy_model(loaded.model, profile, analog_head)
@@ -53,10 +57,12 @@ def sensitivity_result(d: Deployed, profile: DeviceProfile, times: Sequence[floa
 def checkpoint_sensitivity(path: str | os.PathLike[str], profile: DeviceProfile, times: Sequence[float],
                            seeds: int, modes: Sequence[str] = MODES, source: data.DataSource | None = None,
                            eval_limit: int | None = None, analog_head: bool = False,
-                           progress: bool = True) -> SensitivityResult:
-    """The sensitivity maps of ``path`` on ``profile`` at ``times`` over seeds 0..seeds-1."""
+                           progress: bool = True, torch_device: torch.device | None = None
+                           ) -> SensitivityResult:
+    """The sensitivity maps of ``path`` on ``profile`` at ``times`` over seeds 0..seeds-1, with the
+    model and chip on ``torch_device`` (default: the CPU)."""
     profile.check_times(list(times))
-    d = deployed(path, profile, source or data.DataSource(), eval_limit, analog_head)
+    d = deployed(path, profile, source or data.DataSource(), eval_limit, analog_head, torch_device)
     return sensitivity_result(d, profile, times, seeds, modes, analog_head, progress)
 
 

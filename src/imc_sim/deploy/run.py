@@ -6,6 +6,8 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
+
 from imc_sim import data
 from imc_sim.checkpoint import LoadedModel, load_model
 from imc_sim.crossbar.mapping import Deployment, deploy_model
@@ -15,14 +17,20 @@ from imc_sim.deploy.sweep import drift_sweep
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.evaluate import evaluate
 from imc_sim.table import format_table
+from imc_sim.torch_device import to_device
 
 
-def dev_set(loaded: LoadedModel, source: data.DataSource, eval_limit: int | None) -> tuple[list[dict], int]:
+def dev_set(loaded: LoadedModel, source: data.DataSource, eval_limit: int | None,
+            device: torch.device | None = None) -> tuple[list[dict], int]:
     """The dev set of ``loaded``'s task from ``source``, tokenized at its training max length and
-    batched once; returns the batches and the number of examples."""
+    batched once, on ``device`` (default: the model's); returns the batches and the number of
+    examples."""
     max_length = loaded.meta.get("train_args", {}).get("max_length", 64)
     dev = data.load_dev(source, loaded.task, eval_limit)
-    return data.eval_batches(data.encode(dev, loaded.tokenizer, max_length)), len(dev.labels)
+    device = device or next(loaded.model.parameters()).device
+    encoded = data.encode(dev, loaded.tokenizer, max_length)
+    batches = [to_device(b, device) for b in data.eval_batches(encoded)]
+    return batches, len(dev.labels)
 
 
 def device_trained(meta: dict[str, Any]) -> str | None:
@@ -55,16 +63,20 @@ def deploy_checkpoint(
     name: str | None = None,
     source: data.DataSource | None = None,
     placement: Placement | None = None,
+    torch_device: torch.device | None = None,
 ) -> DeployResult:
     """Evaluate ``path`` digitally, then on ``profile`` at every time for seeds 0..seeds-1.
 
     The dev set is tokenized and batched once; each seed programs the chip once and drifts that
     state through ``times`` (see :mod:`imc_sim.deploy.sweep`). ``name`` labels the curve
     (default 'METHOD (PATH)'); ``source`` (own files or a hub dataset)
-    replaces GLUE's layout at ``data_dir``; ``placement`` keeps layers digital.
+    replaces GLUE's layout at ``data_dir``; ``placement`` keeps layers digital;
+    ``torch_device`` is where the model, the dev set and the chip live (default: the CPU).
     """
     profile.check_times(times)
     loaded = load_model(path)
+    if torch_device is not None:
+        loaded.model.to(torch_device)
     task = loaded.task
     batches, dev_examples = dev_set(loaded, source or data.DataSource(data_dir=data_dir), eval_limit)
     digital = evaluate(loaded.model, batches, task)

@@ -19,17 +19,35 @@ def layer_seed(seed: int, name: str) -> int:
     return zlib.crc32(f"{seed}:{name}".encode())
 
 
-def group_index(d: int, k: int, seed: int, what: str = "layer") -> torch.Tensor:
-    """g: {0..D-1} -> {0..K-1} of eq. 2 as a LongTensor of length D.
+def group_index(d: int, k: int, seed: int, what: str = "layer",
+                device: torch.device | str | None = None) -> torch.Tensor:
+    """g: {0..D-1} -> {0..K-1} of eq. 2 as a LongTensor of length D, on ``device``.
 
-    ``expanded = v[g]`` equals ``(v repeated ceil(D/K) times)[:D][pi]``.
+    ``expanded = v[g]`` equals ``(v repeated ceil(D/K) times)[:D][pi]``. The permutation is drawn
+    on the CPU from ``seed`` and then moved, so every device gets the same groups.
     """
     if not 1 <= k <= d:
         raise ImcSimError(f"K must be in [1, {d}] for {what} (D={d}); got K={k}")
     perm = torch.randperm(d, generator=torch.Generator().manual_seed(seed))
-    return perm % k
+    return (perm % k).to(device)
+
+
+def expand(values: torch.Tensor, group: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """``values`` with its K-sized dimension ``dim`` expanded to D by the group index (v[g])."""
+    return values.index_select(dim, group)
+
+
+def noise_generator(seed: int, device: torch.device) -> torch.Generator:
+    """A generator on ``device`` seeded with ``seed``: the one stream a layer draws noise from."""
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def group_sizes(index: torch.Tensor, k: int) -> torch.Tensor:
-    """Number of dimensions in each of the K groups."""
+    """Number of dimensions in each of the K groups, counted in ``index``."""
     return torch.bincount(index, minlength=k)
+
+
+def eq2_group_sizes(d: int, k: int) -> torch.Tensor:
+    """The group sizes eq. 2 gives without looking at the permutation: group g holds the
+    dimensions whose permuted position is g mod K, ceil((D - g) / K) of them."""
+    return torch.tensor([(d - g + k - 1) // k for g in range(k)])

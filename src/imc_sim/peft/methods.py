@@ -18,9 +18,22 @@ from imc_sim.peft.grasp import GraspConfig, attach_grasp
 from imc_sim.peft.inject import freeze_all_but, merge_adapters
 from imc_sim.peft.stochgrasp import StochGraspConfig, attach_stochgrasp, sigma_penalty
 
+FLAGS = {"learn_scale": "--no-scale", "learn_shift": "--no-shift"}
+"""Command-line spelling of the options whose flag is not ``--`` plus the name."""
+
+
+def flag(option: str) -> str:
+    """The command-line flag of a method option (``lora_r`` -> ``--lora-r``)."""
+    return FLAGS.get(option, "--" + option.replace("_", "-"))
+
+
+def given_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options actually given (None means 'not given'); the seed always applies."""
+    return {k: v for k, v in options.items() if v is not None and k != "seed"}
+
 
 def _fill(cls: type, options: dict[str, Any], **fixed: Any) -> dict[str, Any]:
-    """``cls``'s defaults, overridden by the options it knows (None means 'default')."""
+    """``cls``'s defaults overridden by the given options (None means 'default')."""
     names = {f.name for f in fields(cls)}
     given = {k: v for k, v in options.items() if k in names and v is not None}
     return asdict(cls(**{**given, **fixed}))
@@ -32,8 +45,23 @@ class Method:
 
     name: str
     description: str
+    options: tuple[str, ...] = ()
+    """The method options this method takes; any other given option is an error."""
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Raise :class:`ImcSimError` naming the first given option this method does not take."""
+        for option in given_options(options):
+            if option not in self.options:
+                takes = ", ".join(flag(o) for o in self.options) or "no method options"
+                raise ImcSimError(
+                    f"{flag(option)} does not apply to --method {self.name} (it takes {takes})")
 
     def make_config(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The method's config from ``options`` (checked first: see :meth:`check_options`)."""
+        self.check_options(options)
+        return self.build_config(options)
+
+    def build_config(self, options: dict[str, Any]) -> dict[str, Any]:
         return {}
 
     def attach(self, model: nn.Module, config: dict[str, Any]) -> nn.Module:
@@ -47,7 +75,7 @@ class Method:
 
 
 class Grasp(Method):
-    def make_config(self, options: dict[str, Any]) -> dict[str, Any]:
+    def build_config(self, options: dict[str, Any]) -> dict[str, Any]:
         return _fill(GraspConfig, options)
 
     def attach(self, model: nn.Module, config: dict[str, Any]) -> nn.Module:
@@ -58,7 +86,7 @@ class Grasp(Method):
 class WeightGrasp(Method):
     stochastic: bool = True
 
-    def make_config(self, options: dict[str, Any]) -> dict[str, Any]:
+    def build_config(self, options: dict[str, Any]) -> dict[str, Any]:
         return _fill(StochGraspConfig, options, stochastic=self.stochastic)
 
     def attach(self, model: nn.Module, config: dict[str, Any]) -> nn.Module:
@@ -74,13 +102,13 @@ class WeightGrasp(Method):
 class PeftLibrary(Method):
     """LoRA / IA3 through Hugging Face ``peft`` (task head saved as ``modules_to_save``)."""
 
-    def make_config(self, options: dict[str, Any]) -> dict[str, Any]:
+    def build_config(self, options: dict[str, Any]) -> dict[str, Any]:
         targets = options.get("targets")
         patterns = None if targets in (None, "all-linear") else targets.split(",")
         if self.name == "lora":
             return {"r": options.get("lora_r") or 8, "lora_alpha": 16, "lora_dropout": 0.1,
                     "target_modules": patterns}
-        return {"target_modules": None}
+        return {"target_modules": None}  # peft's IA3 defaults: keys, values, feed-forward
 
     def attach(self, model: nn.Module, config: dict[str, Any]) -> nn.Module:
         from peft import IA3Config, LoraConfig, TaskType, get_peft_model
@@ -110,11 +138,13 @@ class Full(Method):
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Grasp("grasp", "GRASP: grouped input scale and shift (eq. 1-2)"),
+        Grasp("grasp", "GRASP: grouped input scale and shift (eq. 1-2)",
+              ("k", "targets", "learn_scale", "learn_shift")),
         WeightGrasp("grasp-w", "weight-space GRASP, deterministic mu only (Fig. 6 baseline)",
-                    stochastic=False),
-        WeightGrasp("stochgrasp", "StochGRASP: learned Gaussian weight perturbations (eq. 5-6)"),
-        PeftLibrary("lora", "LoRA via Hugging Face peft"),
+                    ("k", "targets", "rows", "sampling"), stochastic=False),
+        WeightGrasp("stochgrasp", "StochGRASP: learned Gaussian weight perturbations (eq. 5-6)",
+                    ("k", "targets", "rows", "sampling", "sigma_target", "lam")),
+        PeftLibrary("lora", "LoRA via Hugging Face peft", ("lora_r", "targets")),
         PeftLibrary("ia3", "(IA)^3 via Hugging Face peft"),
         BitFit("bitfit", "BitFit: biases only"),
         Full("full", "full fine-tuning"),

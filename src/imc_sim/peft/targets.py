@@ -104,12 +104,16 @@ def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
 def with_weights(layer: nn.Module, w_in_out: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
     """A plain layer of ``layer``'s type holding ``w_in_out`` ([D_in, D_out]) and ``bias``."""
     d_in, d_out = in_out_features(layer)
-    if isinstance(layer, nn.Linear):
-        out: nn.Module = nn.Linear(d_in, d_out, bias=bias is not None)
-        out.weight.copy_(w_in_out.T)
-    else:
-        out = Conv1D(d_out, d_in)
-        out.weight.copy_(w_in_out)
+    with torch.device(layer.weight.device):  # built where the layer lives, never via the CPU
+        if isinstance(layer, nn.Linear):
+            out: nn.Module = nn.Linear(d_in, d_out, bias=bias is not None,
+                                       dtype=layer.weight.dtype)
+            out.weight.copy_(w_in_out.T)
+        else:
+            out = Conv1D(d_out, d_in)
+            if out.weight.dtype != layer.weight.dtype:
+                out = out.to(layer.weight.dtype)
+            out.weight.copy_(w_in_out)
     if bias is not None:
         out.bias.copy_(bias)
-    return out.to(dtype=layer.weight.dtype, device=layer.weight.device)
+    return out

@@ -126,20 +126,17 @@ class ReplacedValue(torch.autograd.Function):
 class DeviceSampler:
     """One layer on the device: draws its drifted weights and computes the chip's output.
 
-    Every draw (weights, per-read noise) comes from the layer's own stream, on the weights'
-    device, keyed by ``seed``; without one, the seed is drawn once from torch's global generator
-    at construction, so that the training seed fixes it and each layer gets its own."""
+    Every draw (weights, per-read noise) comes from the layer's own stream of ``streams`` (keyed
+    by the layer's ``name``), on the weights' device."""
 
-    def __init__(self, profile: DeviceProfile, tables: MomentTables, seed: int | None = None):
+    def __init__(self, profile: DeviceProfile, tables: MomentTables, streams: ChipStreams, name: str):
         self.profile, self.tables = profile, tables
         # fp32 product: the weights change at every step, and packing int8 limbs costs more
         # than the int8 product saves (deploy packs once per drift time)
         self.conv = dataclasses.replace(Converters.from_periphery(profile.periphery), int8=False)
         self.family = build_family(profile)
         self.rows = profile.periphery.tile_rows
-        if seed is None:
-            seed = int(torch.randint(0, 2**62, (1,)))
-        self.streams = ChipStreams(seed)
+        self.streams, self.name = streams, name
         self._stream: Stream | None = None
         # a frozen layer's mapping scale, and its targets u and sampling grid (look-up path)
         self.frozen_scale: Tensor | None = None
@@ -148,7 +145,7 @@ class DeviceSampler:
     def stream(self, device: torch.device) -> Stream:
         """The layer's stream on ``device`` (a new device restarts it)."""
         if self._stream is None or self._stream.device != device:
-            self._stream = self.streams.stream("device-aware", "train", device)
+            self._stream = self.streams.stream(self.name, "train", device)
         return self._stream
 
     def _mapping(self, w: Tensor, frozen: bool) -> Tensor:
@@ -254,7 +251,12 @@ class DeviceAwareForward:
         self.pending: Tensor | None = None
         if self.inner is not None:
             self.inner_original = self.inner.forward
+
+    def patch(self) -> None:
+        """Route the module's (and its inner product's) forward through this object."""
+        if self.inner is not None:
             self.inner.forward = self.inner_forward
+        self.module.forward = self
 
     def inner_forward(self, x: Tensor) -> Tensor:
         if self.pending is None:
@@ -280,40 +282,67 @@ class DeviceAwareForward:
         return self.original(x)
 
     def restore(self) -> None:
-        del self.module.forward
-        if self.inner is not None:
+        """Put the plain forwards back (a no-op where they already are)."""
+        self.pending = None
+        if vars(self.module).get("forward") is self:
+            del self.module.forward
+        if self.inner is not None and vars(self.inner).get("forward") == self.inner_forward:
             del self.inner.forward
 
 
 class DeviceTraining:
     """Training forwards of ``model``'s analog layers see ``profile`` at a drift time drawn per
-    forward (log-uniform over the grid standing for ``drift``), while :attr:`enabled`. Module
-    structure and state-dict names are unchanged; :meth:`detach` restores the plain forwards."""
+    forward (log-uniform over the grid standing for ``drift``, from a generator seeded with
+    ``seed``), while :attr:`enabled`. Module structure and state-dict names are unchanged.
 
-    def __init__(self, model: nn.Module, profile: DeviceProfile, drift: tuple[float, float]):
+    The layers are patched on construction and restored by :meth:`detach`; use it as a context
+    manager, ``with DeviceTraining(model, profile, drift) as device: ...``, so that the model is
+    restored whatever happens inside (an exception included)."""
+
+    def __init__(self, model: nn.Module, profile: DeviceProfile, drift: tuple[float, float],
+                 seed: int = 0):
         if drift[0] != drift[1] and not profile.drifts:
             raise ImcSimError(f"device {profile.name!r} has no drift; a drift range "
                               f"{format_time(drift[0])}..{format_time(drift[1])} means nothing for it")
-        self.tables = MomentTables.measure(profile, drift_grid(*drift))
-        self.enabled = True
-        clock = [0]  # index of this forward's drift time; -1: the device is off
         layers = analog_layers(model)
         if not layers:
             raise ImcSimError("no Linear/Conv1D layer inside transformer blocks to train device-aware")
+        self.tables = MomentTables.measure(profile, drift_grid(*drift))
+        self.enabled = True
+        clock = [0]  # index of this forward's drift time; -1: the device is off
         self.names = [name for name, _ in layers]
         self.modules = [module for _, module in layers]
-        self.forwards = [DeviceAwareForward(module, DeviceSampler(profile, self.tables), clock)
-                         for module in self.modules]
-        for module, forward in zip(self.modules, self.forwards, strict=True):
-            module.forward = forward
+        streams = ChipStreams(seed)
+        self.forwards = [DeviceAwareForward(module, DeviceSampler(profile, self.tables, streams, name), clock)
+                         for name, module in layers]
+        times = torch.Generator().manual_seed(seed)
         n = len(self.tables.times)
-        self.hook = model.register_forward_pre_hook(
-            lambda *_: clock.__setitem__(0, int(torch.randint(n, (1,))) if self.enabled else -1))
+
+        def tick(*_) -> None:
+            clock[0] = int(torch.randint(n, (1,), generator=times)) if self.enabled else -1
+
+        self.hook = None
+        try:
+            for forward in self.forwards:
+                forward.patch()
+            self.hook = model.register_forward_pre_hook(tick)
+        except BaseException:
+            self.detach()
+            raise
 
     def detach(self) -> None:
-        self.hook.remove()
+        """Restore every plain forward and remove the hook (idempotent)."""
+        if self.hook is not None:
+            self.hook.remove()
+            self.hook = None
         for forward in self.forwards:
             forward.restore()
+
+    def __enter__(self) -> DeviceTraining:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.detach()
 
 
 @torch.no_grad()

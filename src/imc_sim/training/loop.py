@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from imc_sim.errors import ImcSimError
 from imc_sim.evaluate import evaluate
 from imc_sim.peft import Method, get_method
 from imc_sim.tasks import TaskSpec, task_record
+from imc_sim.torch_device import out_of_memory_message, resolve_torch_device, to_device
 from imc_sim.training.device_aware import DeviceTraining, sigma_target_auto
+from imc_sim.training.precision import Precision
 from imc_sim.units import parse_time_range
 
 DEFAULT_LR = {"grasp": 5e-3, "grasp-w": 3e-4, "stochgrasp": 3e-4, "lora": 5e-4, "ia3": 5e-3,
@@ -56,8 +59,11 @@ class TrainArgs:
 
     def source(self) -> data.DataSource:
         return self.data_source or data.DataSource(data_dir=self.data_dir)
+    torch_device: str = "auto"
+    mixed_precision: str = "no"
 
     def validate(self) -> None:
+        get_method(self.method).check_options(self.method_options)
         for name in ("batch_size", "max_steps", "max_length"):
             if getattr(self, name) < 1:
                 raise ImcSimError(f"--{name.replace('_', '-')} must be at least 1")
@@ -74,6 +80,7 @@ class TrainArgs:
             raise ImcSimError("--device-warmup needs --device")
         if self.method_options.get("sigma_target") == "auto" and self.device is None:
             raise ImcSimError("--sigma-target auto needs --device (it is derived from the profile)")
+        Precision.parse(self.mixed_precision, resolve_torch_device(self.torch_device))
 
 
 @dataclass
@@ -121,6 +128,8 @@ class Run:
     schedule: torch.optim.lr_scheduler.LambdaLR
     stream: Iterator[dict[str, torch.Tensor]]
     lr: float
+    precision: Precision
+    scaler: torch.amp.GradScaler
     device: DeviceTraining | None = None
     steps_done: int = 0
 
@@ -128,18 +137,26 @@ class Run:
     def model(self) -> torch.nn.Module:
         return self.backbone.model
 
+    @property
+    def torch_device(self) -> torch.device:
+        return self.precision.device
+
     def step(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One optimisation step; returns (task loss, extra loss or None), detached. With a device,
-        the first ``device_warmup`` fraction of the steps trains digitally."""
+        """One optimisation step; returns (task loss, extra loss or None), detached, on the torch
+        device (nothing is read back). With a device profile, the first ``device_warmup``
+        fraction of the steps trains digitally."""
         if self.device is not None:
             self.device.enabled = self.steps_done >= self.args.device_warmup * self.args.max_steps
         self.steps_done += 1
-        task_loss = self.model(**next(self.stream)).loss
-        extra = self.method.extra_loss(self.model, self.config)
-        loss = task_loss if extra is None else task_loss + extra
+        batch = to_device(next(self.stream), self.torch_device)
+        with self.precision.autocast():
+            task_loss = self.model(**batch).loss
+            extra = self.method.extra_loss(self.model, self.config)
+            loss = task_loss if extra is None else task_loss + extra
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.schedule.step()
         return task_loss.detach(), None if extra is None else extra.detach()
 
@@ -148,6 +165,8 @@ def prepare(args: TrainArgs) -> Run:
     """Load data and model, attach the method, build optimizer, schedule and batch stream."""
     args.validate()
     method = get_method(args.method)
+    torch_device = resolve_torch_device(args.torch_device)
+    precision = Precision.parse(args.mixed_precision, torch_device)
     profile, drift = None, None
     if args.device is not None:
         profile = load_profile(args.device)
@@ -161,8 +180,9 @@ def prepare(args: TrainArgs) -> Run:
         options["sigma_target"] = sigma_target_auto(backbone.model, profile, drift[1])
     config = method.make_config(options)
     base_print = fingerprint(backbone.model)
-    backbone.model = method.attach(backbone.model, config)
-    device = DeviceTraining(backbone.model, profile, drift) if profile is not None else None
+    backbone.model = method.attach(backbone.model, config).to(torch_device)
+    device = (DeviceTraining(backbone.model, profile, drift, args.seed)
+              if profile is not None else None)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.method]
     params = [p for p in backbone.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -175,32 +195,42 @@ def prepare(args: TrainArgs) -> Run:
     )
     backbone.model.train()
     return Run(args, task, method, config, backbone, base_print, optimizer, schedule, stream, lr,
-               device)
+               precision, precision.scaler(), device)
 
 
 def train(args: TrainArgs, progress: bool = True) -> TrainResult:
-    """Fine-tune ``args.method`` on ``args.task``; returns the adapted model and the checkpoint."""
+    """Fine-tune ``args.method`` on ``args.task``; returns the adapted model and the checkpoint.
+    Running out of device memory anywhere in it is one :class:`ImcSimError` saying what to lower."""
+    try:
+        return _train(args, progress)
+    except torch.OutOfMemoryError:
+        raise ImcSimError(out_of_memory_message(args.batch_size, args.max_length,
+                                                args.torch_device)) from None
+
+
+def _train(args: TrainArgs, progress: bool) -> TrainResult:
     run = prepare(args)
     dev_ex = data.load_dev(args.source(), run.task, args.eval_limit)
-    dev_batches = data.eval_batches(data.encode(dev_ex, run.backbone.tokenizer, args.max_length))
+    dev_batches = [to_device(b, run.torch_device) for b in
+                   data.eval_batches(data.encode(dev_ex, run.backbone.tokenizer, args.max_length))]
     counts = count_params(run.model)
     step_times: list[float] = []
     task_loss, extra = torch.zeros(()), None
     bar = tqdm(range(args.max_steps), desc=f"train {args.method}", disable=not progress)
-    for step in bar:
-        start = time.perf_counter()
-        task_loss, extra = run.step()
-        step_times.append(time.perf_counter() - start)
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{task_loss.item():.3f}")
-    if run.device is not None:
-        run.device.detach()
+    with run.device or nullcontext():  # device-aware forwards restored whatever happens
+        for step in bar:
+            start = time.perf_counter()
+            task_loss, extra = run.step()
+            step_times.append(time.perf_counter() - start)
+            if progress and step % 10 == 0:
+                bar.set_postfix(loss=f"{task_loss.item():.3f}")
+    metric = evaluate(run.model, dev_batches, run.task)
     steady = step_times[min(5, len(step_times) - 1):]
     metrics = {
         "method": args.method,
         "task": run.task.name,
         "metric_name": run.task.metric_name,
-        "metric": evaluate(run.model, dev_batches, run.task),
+        "metric": metric,
         **counts,
         "seconds_per_step": sum(steady) / len(steady),
         "final_task_loss": task_loss.item(),
@@ -210,6 +240,8 @@ def train(args: TrainArgs, progress: bool = True) -> TrainResult:
         "dev_examples": len(dev_ex.labels),
         "device": args.device,
         "drift": (args.drift or DEFAULT_DRIFT) if args.device else None,
+        "torch_device": str(run.torch_device),
+        "mixed_precision": args.mixed_precision,
     }
     payload = {
         "base_model": run.backbone.reference,

@@ -6,9 +6,15 @@ import torch
 from torch import nn
 
 from imc_sim.peft.grasp.config import GraspConfig
-from imc_sim.peft.grouping import group_index, layer_seed
+from imc_sim.peft.grouping import expand, group_index, layer_seed
 from imc_sim.peft.inject import AdapterLayer
 from imc_sim.peft.targets import in_out_features, weight_in_out
+
+
+def projected(gamma: torch.Tensor, gamma_min: float) -> torch.Tensor:
+    """sign(gamma) max(|gamma|, gamma_min), 0 counting as +: the divisor the forward uses."""
+    magnitude = gamma.abs().clamp_min(gamma_min)
+    return torch.where(gamma < 0, -magnitude, magnitude)
 
 
 class GroupAffine(torch.autograd.Function):
@@ -19,28 +25,32 @@ class GroupAffine(torch.autograd.Function):
     Backward: dL/dx = g_out a[g]; per dimension, dL/da_d = sum over tokens of g_out x and
     dL/dc_d = sum over tokens of g_out, summed into the K groups; then
     dL/dgamma = a^2 (beta dL/dc - dL/da) and dL/dbeta = -a dL/dc.
+
+    Cost: elementwise in the activations (one multiply-add forward; a multiply and two column
+    sums backward), plus D- and K-sized work; under autocast the activations keep their dtype
+    and the K-sized results are in the parameters' (fp32).
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, group: torch.Tensor,
                 gamma_min: float) -> torch.Tensor:
-        sign = torch.where(gamma < 0, -1.0, 1.0)
-        a = 1.0 / (sign * gamma.abs().clamp_min(gamma_min))
+        a = projected(gamma, gamma_min).reciprocal()
         c = -beta * a
         ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, a, beta, group)
-        return torch.addcmul(c[group], x, a[group])
+        return torch.addcmul(expand(c, group).to(x.dtype), x, expand(a, group).to(x.dtype))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, a, beta, group = ctx.saved_tensors
-        grad_x = grad * a[group] if ctx.needs_input_grad[0] else None
+        grad_x = grad * expand(a, group).to(grad.dtype) if ctx.needs_input_grad[0] else None
         flat = grad.reshape(-1, grad.shape[-1])
         k = a.shape[0]
-        grad_c = torch.zeros(k, dtype=a.dtype).index_add_(0, group, flat.sum(0))
+        grad_c = a.new_zeros(k).index_add_(0, group, flat.sum(0, dtype=a.dtype))
         grad_gamma = grad_beta = None
         if ctx.needs_input_grad[1]:
-            grad_a = torch.zeros(k, dtype=a.dtype).index_add_(
-                0, group, torch.linalg.vecdot(flat, x.reshape(flat.shape), dim=0))
+            # grad has x's dtype (the forward returns it): one fused product-sum, no copies
+            per_dim = torch.linalg.vecdot(flat, x.reshape(flat.shape), dim=0).to(a.dtype)
+            grad_a = a.new_zeros(k).index_add_(0, group, per_dim)
             grad_gamma = a * a * (beta * grad_c - grad_a)
         if ctx.needs_input_grad[2]:
             grad_beta = -a * grad_c
@@ -49,37 +59,39 @@ class GroupAffine(torch.autograd.Function):
 
 def safe_divisor(gamma: torch.Tensor, gamma_min: float) -> torch.Tensor:
     """sign(gamma) * max(|gamma|, gamma_min), with a straight-through gradient."""
-    sign = torch.where(gamma < 0, -1.0, 1.0)
-    projected = sign * gamma.abs().clamp_min(gamma_min)
-    return gamma + (projected - gamma).detach()
+    return gamma + (projected(gamma, gamma_min) - gamma).detach()
 
 
 class GraspLayer(AdapterLayer):
-    """Group-wise input scale and shift of one Linear/Conv1D; K scales and K shifts."""
+    """Group-wise input scale and shift of one Linear/Conv1D; K scales and K shifts, created on
+    the base layer's device (and moved with it by ``.to``)."""
 
     def __init__(self, base: nn.Module, name: str, config: GraspConfig) -> None:
         super().__init__()
         self.base = base
         d_in, _ = in_out_features(base)
         k = config.k
+        device = base.weight.device
         self.register_buffer(
-            "group", group_index(d_in, k, layer_seed(config.seed, name), name), persistent=False
+            "group", group_index(d_in, k, layer_seed(config.seed, name), name, device),
+            persistent=False,
         )
         self.gamma_min = config.gamma_min
         self.k = k
-        self.gamma = nn.Parameter(torch.ones(k)) if config.learn_scale else None
-        self.beta = nn.Parameter(torch.zeros(k)) if config.learn_shift else None
+        self.gamma = nn.Parameter(torch.ones(k, device=device)) if config.learn_scale else None
+        self.beta = nn.Parameter(torch.zeros(k, device=device)) if config.learn_shift else None
 
     def expanded(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(gamma_hat, beta_hat) in R^D of eq. 2; None for an ablated half."""
-        gamma = None if self.gamma is None else safe_divisor(self.gamma, self.gamma_min)[self.group]
-        beta = None if self.beta is None else self.beta[self.group]
+        gamma = (None if self.gamma is None
+                 else expand(safe_divisor(self.gamma, self.gamma_min), self.group))
+        beta = None if self.beta is None else expand(self.beta, self.group)
         return gamma, beta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ones = self.group.new_ones(self.k, dtype=x.dtype)
-        gamma = ones if self.gamma is None else self.gamma
-        beta = ones * 0 if self.beta is None else self.beta
+        like = self.gamma if self.gamma is not None else self.beta
+        gamma = like.new_ones(self.k) if self.gamma is None else self.gamma
+        beta = like.new_zeros(self.k) if self.beta is None else self.beta
         return self.base(GroupAffine.apply(x, gamma, beta, self.group, self.gamma_min))
 
     def effective_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -88,8 +100,8 @@ class GraspLayer(AdapterLayer):
         w = weight_in_out(self.base)
         bias = self.base.bias
         if gamma is not None:
-            w = w / gamma[:, None]
+            w = w / gamma.to(w.dtype).unsqueeze(1)
         if beta is not None:
-            shift = -beta @ w
+            shift = -beta.to(w.dtype) @ w
             bias = shift if bias is None else bias + shift
         return w, bias

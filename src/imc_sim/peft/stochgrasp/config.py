@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from imc_sim.errors import ImcSimError
+
+ROWS = ("rows", "shared")
+SAMPLINGS = ("weights", "outputs")
+
 
 @dataclass
 class StochGraspConfig:
@@ -13,6 +18,16 @@ class StochGraspConfig:
     parameters per layer); 'shared' gives f(i) = 1 (O(K)). g groups the D_out output columns
     into K groups as in eq. 2. ``stochastic=False`` is the deterministic variant (sigma = 0,
     only mu learned): the paper's Fig. 6 baseline.
+
+    ``sampling``: how a training forward applies dW. 'weights' is the paper's: one dW per forward,
+    materialised weight by weight. 'outputs' (the default: on SST-2 it trained as well, and it
+    costs less per step) computes the same per-output distribution without a
+    weight-sized tensor: the mean shift (x_r mu)[g(j)] and, for StochGRASP, noise drawn on each
+    output from its variance (x_r^2 sigma^2)[g(j)] (the local reparameterisation trick), x_r = x
+    for 'rows' and sum_i x_i for 'shared'. Each output's mean and variance are the same; the
+    noise is independent per token instead of shared by the batch. Evaluation and merging do
+    not depend on it, and device-aware training (``--device``), which programs the sampled
+    weights onto the simulated chip, always draws them weight by weight.
 
     Eq. 6 penalty: lam * sum over every weight (i, j) of every target layer of
     (sigma[f(i), g(j)] - sigma_target)^2, the sum as written in the paper. Each sigma entry then
@@ -31,3 +46,11 @@ class StochGraspConfig:
     sigma_target: float = 0.01
     lam: float = 0.05
     seed: int = 0
+    sampling: str = "outputs"
+
+    def __post_init__(self) -> None:
+        if self.rows not in ROWS:
+            raise ImcSimError(f"rows must be one of {', '.join(ROWS)}; got {self.rows!r}")
+        if self.sampling not in SAMPLINGS:
+            raise ImcSimError(
+                f"sampling must be one of {', '.join(SAMPLINGS)}; got {self.sampling!r}")

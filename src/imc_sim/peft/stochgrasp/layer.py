@@ -1,9 +1,12 @@
 """The StochGRASP layer: W~ = W + dW, dW ~ N(mu[f(i), g(j)], sigma[f(i), g(j)]) (eq. 5).
 
 Training samples dW = mu_hat + sigma_hat * eps, eps ~ N(0, 1), afresh on every forward (the
-reparameterization trick). In evaluation the layer holds one realization until told otherwise:
-``mean`` (dW = mu_hat), ``sample`` (one draw with the learned sigma) or ``inject`` (one draw with
-sigma replaced by a given absolute sigma_noise, the paper's Fig. 6 protocol).
+reparameterization trick), either weight by weight or, with ``sampling='outputs'``, on the outputs
+from their mean and variance (see :class:`StochGraspConfig`). The noise comes from the layer's
+own generator on its parameters' device, seeded from the config seed and the layer's name.
+In evaluation the layer holds one realization until told otherwise: ``mean`` (dW = mu_hat),
+``sample`` (one draw with the learned sigma) or ``inject`` (one draw with sigma replaced by a
+given absolute sigma_noise, the paper's Fig. 6 protocol).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import torch
 from torch import nn
 
 from imc_sim.errors import ImcSimError
-from imc_sim.peft.grouping import group_index, group_sizes, layer_seed
+from imc_sim.peft.grouping import eq2_group_sizes, expand, group_index, layer_seed, noise_generator
 from imc_sim.peft.inject import AdapterLayer
 from imc_sim.peft.stochgrasp.config import StochGraspConfig
 from imc_sim.peft.targets import in_out_features, linear_forward, weight_in_out, with_weights
@@ -20,6 +23,9 @@ from imc_sim.peft.targets import in_out_features, linear_forward, weight_in_out,
 SIGMA_FLOOR = 1e-6
 """sigma = |s| + SIGMA_FLOOR: strictly positive, and additive steps under Adam (a softplus at the
 paper's sigma ~ 0.003 would turn every step into a ~0.3 % relative change and barely move sigma)."""
+
+VARIANCE_FLOOR = 1e-30
+"""Lower bound of an output's variance before its square root (an all-zero input row)."""
 
 EVAL_MODES = ("mean", "sample", "inject")
 
@@ -29,20 +35,25 @@ class StochGraspLayer(AdapterLayer):
 
     def __init__(self, base: nn.Module, name: str, config: StochGraspConfig) -> None:
         super().__init__()
-        if config.rows not in ("rows", "shared"):
-            raise ImcSimError(f"rows must be 'rows' or 'shared', got {config.rows!r}")
         self.base = base
         d_in, d_out = in_out_features(base)
         k = config.k
+        device = base.weight.device
         seed = layer_seed(config.seed, name)
-        self.register_buffer("group", group_index(d_out, k, seed, name), persistent=False)
+        self.register_buffer("group", group_index(d_out, k, seed, name, device), persistent=False)
         n_rows = d_in if config.rows == "rows" else 1
-        self.mu = nn.Parameter(torch.zeros(n_rows, k))
+        # n[f, g], how many weights share each (mu, sigma) entry: fixed, so counted once here
+        per_entry = eq2_group_sizes(d_out, k).unsqueeze(0).float() * (d_in // n_rows)
+        self.register_buffer("per_entry", per_entry.to(device), persistent=False)
+        self.mu = nn.Parameter(torch.zeros(n_rows, k, device=device))
         self.sigma_raw: nn.Parameter | None = None
         if config.stochastic:
             lo, hi = config.sigma_init
             init = torch.empty(n_rows, k).uniform_(lo, hi, generator=torch.Generator().manual_seed(seed))
-            self.sigma_raw = nn.Parameter(init)
+            self.sigma_raw = nn.Parameter(init.to(device))
+        self.sampling = config.sampling
+        self.noise_seed = layer_seed(config.seed, f"{name}:noise")
+        self._generator: torch.Generator | None = None
         self.eval_mode = "mean"
         self.realization: torch.Tensor | None = None
 
@@ -51,19 +62,23 @@ class StochGraspLayer(AdapterLayer):
         """The learned standard deviations, [rows, K] (None for the deterministic variant)."""
         return None if self.sigma_raw is None else self.sigma_raw.abs() + SIGMA_FLOOR
 
-    def weights_per_entry(self) -> torch.Tensor:
-        """n[f, g]: how many weights share each (mu, sigma) entry, [rows, K]."""
-        d_in, _ = in_out_features(self.base)
-        per_row = d_in // self.mu.shape[0]
-        return group_sizes(self.group, self.mu.shape[1])[None, :].float() * per_row
+    def generator(self) -> torch.Generator:
+        """This layer's training-noise stream, on its parameters' device (restarted from the seed
+        when the layer moves to another device)."""
+        device = self.mu.device
+        if self._generator is None or self._generator.device != device:
+            self._generator = noise_generator(self.noise_seed, device)
+        return self._generator
 
     def sample_delta(self, std: torch.Tensor | float, generator: torch.Generator | None = None):
-        """mu_hat + std_hat * eps, [D_in, D_out]; ``std`` is [rows, K] or a scalar."""
+        """mu_hat + std_hat * eps, [D_in, D_out]; ``std`` is [rows, K] or a scalar; ``eps`` from
+        ``generator`` (on the layer's device), else from the layer's own stream."""
         d_in, d_out = in_out_features(self.base)
-        mu = self.mu[:, self.group]
+        mu = expand(self.mu, self.group, 1)
         if isinstance(std, torch.Tensor):
-            std = std[:, self.group]
-        eps = torch.randn(d_in, d_out, generator=generator, device=mu.device)
+            std = expand(std, self.group, 1)
+        eps = torch.randn(d_in, d_out, generator=generator or self.generator(), device=mu.device,
+                          dtype=mu.dtype)
         return mu + std * eps
 
     def set_eval_mode(
@@ -86,16 +101,38 @@ class StochGraspLayer(AdapterLayer):
     def delta(self) -> torch.Tensor:
         """dW for this forward pass, broadcastable to [D_in, D_out]."""
         if self.training:
-            return self.mu[:, self.group] if self.sigma is None else self.sample_delta(self.sigma)
+            mean = expand(self.mu, self.group, 1)
+            return mean if self.sigma is None else self.sample_delta(self.sigma)
         if self.realization is not None:
             return self.realization
-        return self.mu[:, self.group]
+        return expand(self.mu, self.group, 1)
 
     def effective_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(W + dW, b) for this forward pass (dW as :meth:`delta`)."""
         return weight_in_out(self.base) + self.delta(), self.base.bias
 
+    def output_perturbation(self, x: torch.Tensor) -> torch.Tensor:
+        """x dW for a fresh dW per token and output, without materialising dW:
+        (x_r mu)[g(j)] + sqrt((x_r^2 sigma^2)[g(j)]) eps, eps ~ N(0, 1) per token and output.
+        The variance is computed in fp32 (sigma^2 ~ 1e-5 underflows fp16)."""
+        shared = self.mu.shape[0] == 1
+        rows_in = x.sum(-1, keepdim=True) if shared else x
+        shift = expand(rows_in @ self.mu.to(x.dtype), self.group)
+        sigma = self.sigma
+        if sigma is None:
+            return shift
+        with torch.autocast(x.device.type, enabled=False):
+            square = x.float().square()
+            var = (square.sum(-1, keepdim=True) if shared else square) @ sigma.float().square()
+            std = expand(var.clamp_min(VARIANCE_FLOOR).sqrt(), self.group)
+            eps = torch.randn(std.shape, generator=self.generator(), device=std.device,
+                              dtype=std.dtype)
+            return torch.addcmul(shift, std, eps)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.sampling == "outputs":
+            out = self.base(x)
+            return out + self.output_perturbation(x).to(out.dtype)
         return linear_forward(self.base, x, self.effective_weight()[0])
 
     def penalty(self, sigma_target: float) -> torch.Tensor:
@@ -103,10 +140,10 @@ class StochGraspLayer(AdapterLayer):
         sigma = self.sigma
         if sigma is None:
             return self.mu.new_zeros(())
-        return ((sigma - sigma_target) ** 2 * self.weights_per_entry()).sum()
+        return ((sigma - sigma_target) ** 2 * self.per_entry).sum()
 
     @torch.no_grad()
     def merged(self) -> nn.Module:
         """W' = W + mu_hat: the mean weights, the ones a chip is programmed with."""
-        return with_weights(self.base, weight_in_out(self.base) + self.mu[:, self.group],
+        return with_weights(self.base, weight_in_out(self.base) + expand(self.mu, self.group, 1),
                             self.base.bias)

@@ -28,7 +28,11 @@ def sigma_penalty(model: nn.Module, sigma_target: float) -> torch.Tensor:
 def set_eval_mode(
     model: nn.Module, mode: str, sigma_noise: float = 0.0, seed: int | None = None
 ) -> None:
-    """Fix one evaluation realization in every StochGRASP layer (see the layer's docstring)."""
-    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    """Fix one evaluation realization in every StochGRASP layer (see the layer's docstring):
+    with ``seed``, drawn layer after layer from one generator on the layers' device."""
+    generators: dict[torch.device, torch.Generator] = {}
     for layer in stochgrasp_layers(model):
-        layer.set_eval_mode(mode, sigma_noise, generator)
+        device = layer.mu.device
+        if seed is not None and device not in generators:
+            generators[device] = torch.Generator(device=device).manual_seed(seed)
+        layer.set_eval_mode(mode, sigma_noise, generators.get(device))

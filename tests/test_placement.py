@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from conftest import make_tiny_bert
+from test_fake_cuda_deploy import FakeCudaMethods, all_tensors, fake_cuda  # noqa: F401 - the fixture
 
 from imc_sim.cli import main
 from imc_sim.crossbar.mapping import deploy_model
@@ -183,3 +184,27 @@ def test_placement_experiment_writes_curve_json_png_and_section(tiny_checkpoint,
     assert all(p.metrics == (result.sensitivity.digital_metric,) for p in every_digital)
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     assert "<!-- p -->" in (tmp_path / "results.md").read_text()
+
+
+def test_switched_layers_run_on_the_models_device(fake_cuda):  # noqa: F811 - the imported fixture
+    """After ``model.to(device)`` a layer switched digital follows its tiles (meta: a real device
+    switch on any build), and on (fake) CUDA switching mixes no devices."""
+    full = chip_at(deploy_model(make_tiny_bert(), load_profile("pcm")))
+    names = list(full.layers)
+    full.model.to("meta")
+    full.use_analog(names[:1])
+    assert {t.device.type for t in all_tensors(full.model).values()} == {"meta"}
+
+    mode, to_cuda = fake_cuda
+    deployment = deploy_model(make_tiny_bert(), load_profile("pcm"))
+    with mode, FakeCudaMethods():
+        deployment.model._apply(to_cuda)
+        for original in deployment.originals.values():
+            original._apply(to_cuda)
+        chip_at(deployment)
+        ids = torch.ones(3, 7, dtype=torch.long, device="cuda")
+        for analog in (names[:1], names[1:], []):
+            deployment.use_analog(analog)
+            out = logits(deployment, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+            assert out.shape == (3, 2) and out.device.type == "cuda"
+        assert {t.device.type for t in all_tensors(deployment.model).values()} == {"cuda"}

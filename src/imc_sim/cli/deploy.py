@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "regular expressions or a preset (ff2, kv-ff2)")
     p.add_argument("--keep-digital", type=int, default=0, metavar="N",
                    help="keep the N layers that cost most digital (one-analog sensitivity at the "
-                   "first drift time, same seeds; see imc-sim sensitivity)")
+                   "first drift time, same seeds: one more evaluation per layer and seed; see imc-sim "
+                   "sensitivity)")
     p.set_defaults(run=run)
 
 

@@ -41,13 +41,17 @@ class Deployment:
     def use_analog(self, names: Collection[str]) -> None:
         """Layers ``names`` compute on their tiles, every other layer of ``layers`` digitally (its
         original module), without reprogramming; each tile's per-read noise restarts as after a
-        drift, so the model computes what a deployment of only ``names`` on this chip would."""
+        drift, so the model computes what a deployment of only ``names`` on this chip would. A
+        digital original follows its tiles to the device they are on (``model.to()`` moved those)."""
         unknown = set(names) - set(self.layers)
         if unknown:
             raise KeyError(f"not analog layers of this deployment: {sorted(unknown)}")
         for name, layer in self.layers.items():
             layer.read_stream = Stream(layer.read_stream.keys, layer.read_stream.device)
-            replace_module(self.model, name, layer if name in names else self.originals[name])
+            digital = self.originals[name]
+            if name not in names and digital.weight.device != layer.target.device:
+                digital.to(layer.target.device)
+            replace_module(self.model, name, layer if name in names else digital)
 
     def program(self, streams: ChipStreams) -> None:
         """Program every layer with the chip's ``streams`` (see :class:`imc_sim.deploy.chip.Chip`)."""

@@ -146,12 +146,14 @@ def placement_curve(deployment: Deployment, ranking: Sequence[str], counts: Sequ
 
 def format_placement_table(result: PlacementResult, markdown: bool = False) -> str:
     """One row per N: the fraction of weights on the chip, the metric (mean +- std over seeds)
-    per drift time, and the layers made digital since the previous row."""
+    per drift time, and the layers made digital since the previous row (the first three of more)."""
     names = [layer.name for layer in result.sensitivity.maps[0].layers]
     short = dict(zip(names, short_names(names), strict=True))
     rows, before = [], set()
     for p in result.curve:
         added = [short[name] for name in p.digital_layers if name not in before]
+        if len(added) > 4:
+            added = [*added[:3], f"... ({len(added)} layers)"]
         before = set(p.digital_layers)
         rows.append([p.keep_digital, f"{100 * p.fraction_on_chip:.1f}",
                      *(f"{100 * t.mean:.2f} +- {100 * t.std:.2f}" for t in p.points), ", ".join(added)])

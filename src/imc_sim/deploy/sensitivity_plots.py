@@ -11,18 +11,20 @@ from imc_sim.figures import plt, save_png
 
 def plot_sensitivity(result: SensitivityResult, path: str | os.PathLike[str]) -> None:
     """One heatmap per mode: layers (rows) x drift times (columns), each cell the layer's cost in
-    metric points (mean over seeds), written in the cell."""
+    metric points (mean over seeds; red: the layer costs, blue: it gains), written in the cell."""
     layers = [layer.name for layer in result.maps[0].layers]
     labels = short_names(layers)
     width = 1.6 + 0.9 * len(result.labels)
     fig, axes = plt.subplots(1, len(result.maps), figsize=(width * len(result.maps) + 1.5,
-                                                           1.2 + 0.28 * len(layers)), squeeze=False)
+                                                           1.2 + 0.28 * len(layers)),
+                             squeeze=False, layout="constrained")
     for ax, m in zip(axes[0], result.maps, strict=True):
         cost = [[100 * c.mean for c in row] for row in result.costs(m.mode)]
-        image = ax.imshow(cost, aspect="auto", cmap="magma_r")
+        limit = max((abs(v) for row in cost for v in row), default=0.0) or 1.0  # 0 is white
+        image = ax.imshow(cost, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit)
         for i, row in enumerate(cost):
             for k, value in enumerate(row):
-                ax.text(k, i, f"{value:.1f}", ha="center", va="center", fontsize=6, color="tab:cyan")
+                ax.text(k, i, f"{value:.1f}", ha="center", va="center", fontsize=6)
         ax.set_xticks(range(len(result.labels)), result.labels)
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
         ax.set_xlabel("time after programming")

@@ -71,11 +71,13 @@ class Converters:
         return self.adc_step if self.adc_step > 0 else 1.0
 
 
-def read_variance(u: Tensor, family: DeviceFamily, w_noise: float) -> Tensor | None:
+def read_variance(u: Tensor, family: DeviceFamily, w_noise: float, devices: int = 1) -> Tensor | None:
     """Per-read variance of normalised tile weights ``u``: the periphery's constant ``w_noise``^2
-    plus the device family's state-dependent cycle-to-cycle part (its ``read_variance``); None
-    where there is neither."""
+    plus the device family's state-dependent cycle-to-cycle part (its ``read_variance``, divided
+    by ``devices``: the mean of that many independent device pairs); None where there is neither."""
     state = family.read_variance(u)
+    if state is not None and devices > 1:
+        state = state / devices
     if w_noise == 0:
         return state
     return torch.full_like(u, w_noise**2) if state is None else state + w_noise**2

@@ -1,0 +1,162 @@
+"""Chip effects of a profile: per-read weight noise, faults, devices per weight, the tile split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from imc_sim.crossbar import faults
+from imc_sim.crossbar.grid import TileGrid
+from imc_sim.crossbar.streams import ChipStreams
+from imc_sim.crossbar.tiles import CrossbarLinear
+from imc_sim.devices import build_family
+from imc_sim.devices.profile import PROFILE_DIR, DeviceProfile, profile_from_dict
+from imc_sim.errors import ImcSimError
+
+
+def pcm(**sections) -> DeviceProfile:
+    """The shipped pcm profile on 16 x 16 tiles, with sections merged in (``None`` drops one)."""
+    raw = yaml.safe_load(Path(PROFILE_DIR, "pcm.yaml").read_text())
+    raw["periphery"] = {**raw["periphery"], "tile_rows": 16, "tile_cols": 16}
+    for key, value in sections.items():
+        if value is None:
+            raw.pop(key, None)
+        elif isinstance(value, dict):
+            raw[key] = {**raw.get(key, {}), **value}
+        else:
+            raw[key] = value
+    return profile_from_dict(raw, "test.yaml")
+
+
+IDEAL_PERIPHERY = {"dac_bits": "ideal", "adc_bits": "ideal", "out_noise": 0.0, "noise_management": "none"}
+
+
+def layer(profile: DeviceProfile, n_in: int = 40, n_out: int = 24, seed: int = 0) -> CrossbarLinear:
+    gen = torch.Generator().manual_seed(seed)
+    linear = torch.nn.Linear(n_in, n_out)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(n_out, n_in, generator=gen))
+    return CrossbarLinear(linear, profile, build_family(profile))
+
+
+def programmed(profile: DeviceProfile, seed: int = 0, **shape) -> CrossbarLinear:
+    out = layer(profile, **shape)
+    out.program(ChipStreams(seed), "layer")
+    return out
+
+
+# --- per-read weight noise -------------------------------------------------------------------
+
+def test_pcm_per_read_noise_is_aihwkits_pcm_read_law():
+    """Output std over reads = m * per_read * sqrt(sum_j |u_j| x_j^2) (rpucuda's PCMRead)."""
+    profile = pcm(periphery=IDEAL_PERIPHERY, compensation="none", read_noise={"per_read": 0.05})
+    tile = programmed(profile, n_in=16, n_out=4)
+    x = torch.linspace(-1, 1, 16)
+    with torch.no_grad():
+        y = tile(x.expand(4000, 16))
+    u, m = tile.weights[0], tile.scales[0]
+    expected = m * 0.05 * (u.abs() * x.square()).sum(-1).sqrt()
+    torch.testing.assert_close(y.std(0), expected, rtol=0.08, atol=0.0)
+
+
+def test_per_read_noise_differs_between_reads_not_in_programming():
+    noisy, quiet = pcm(), pcm(read_noise={"per_read": 0.0})
+    a, b = programmed(noisy), programmed(quiet)
+    torch.testing.assert_close(a.programmed, b.programmed, rtol=0, atol=0)  # same seed, same chip
+    x = torch.randn(3, 40, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert not torch.equal(a(x), a(x))
+        assert b.read_var is None and a.read_var is not None
+
+
+def test_reram_per_read_noise_is_constant_and_off_by_default():
+    raw = yaml.safe_load(Path(PROFILE_DIR, "reram.yaml").read_text())
+    assert build_family(profile_from_dict(raw)).read_variance(torch.ones(3)) is None
+    raw["read_noise"] = {"per_read": 0.01}
+    var = build_family(profile_from_dict(raw)).read_variance(torch.tensor([0.0, 0.5, -1.0]))
+    torch.testing.assert_close(var, torch.full((3,), 1e-4))
+
+
+# --- faults ---------------------------------------------------------------------------------
+
+def test_zero_fault_fractions_change_nothing():
+    base = programmed(pcm())
+    zero = programmed(pcm(faults={"stuck_low": 0.0, "stuck_high": 0.0, "dead_columns": 0.0}))
+    assert torch.equal(base.programmed, zero.programmed) and zero.stuck is None
+    base.drift(3600.0, ChipStreams(0), "layer")
+    zero.drift(3600.0, ChipStreams(0), "layer")
+    assert torch.equal(base.weights, zero.weights) and torch.equal(base.scales, zero.scales)
+
+
+@pytest.mark.parametrize("field", ["stuck_low", "stuck_high", "dead_columns"])
+def test_fraction_one_pins_every_weight(field):
+    tile = programmed(pcm(faults={field: 1.0}))
+    assert torch.count_nonzero(tile.programmed) == 0  # both devices at g_min or g_max, or dead
+    tile.drift(86400.0, ChipStreams(0), "layer")
+    assert torch.count_nonzero(tile.weights) == 0  # stuck devices do not drift
+    if field != "dead_columns":
+        assert bool((tile.stuck == (faults.LOW if field == "stuck_low" else faults.HIGH)).all())
+
+
+def test_drawn_fault_fractions_match_in_expectation():
+    tile = programmed(pcm(faults={"stuck_low": 0.2, "stuck_high": 0.1, "dead_columns": 0.25}),
+                      n_in=128, n_out=128)
+    assert abs((tile.stuck == faults.LOW).float().mean().item() - 0.2) < 0.01
+    assert abs((tile.stuck == faults.HIGH).float().mean().item() - 0.1) < 0.01
+    dead = 1 - tile.live.amax(-1).float().mean().item()  # 1024 tile columns
+    assert abs(dead - 0.25) < 0.05
+    assert torch.count_nonzero(tile.programmed * (1 - tile.live)) == 0
+
+
+@pytest.mark.parametrize("faulty, message", [
+    ({"stuck_low": 1.5}, r"field faults.stuck_low = 1.5 is out of range"),
+    ({"stuck_low": 0.6, "stuck_high": 0.6}, r"stuck_low \+ stuck_high = 1.2 is above 1"),
+    ({"stuck": 0.1}, r"faults.stuck is not a faults field"),
+])
+def test_bad_fault_fractions_are_one_line_errors(faulty, message):
+    with pytest.raises(ImcSimError, match=message) as info:
+        pcm(faults=faulty)
+    assert "\n" not in str(info.value)
+
+
+# --- devices per weight ---------------------------------------------------------------------
+
+def test_n_devices_per_weight_shrink_programming_spread_by_sqrt_n():
+    spreads = {}
+    for n in (1, 4):
+        tile = programmed(pcm(conductance={"devices_per_weight": n}, read_noise={"scale": 0.0}),
+                          n_in=64, n_out=64)
+        spreads[n] = (tile.programmed - tile.target).std().item()
+    assert 1.8 < spreads[1] / spreads[4] < 2.2
+
+
+def test_devices_per_weight_is_validated():
+    with pytest.raises(ImcSimError, match="conductance.devices_per_weight = 0 is out of range"):
+        pcm(conductance={"devices_per_weight": 0})
+
+
+# --- tile split -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("split, rows, row_tiles", [("fixed", 512, 2), ("even", 384, 2)])
+def test_tile_split_of_768_inputs(split, rows, row_tiles):
+    grid = TileGrid.of(768, 700, 512, 512, split)
+    assert (grid.rows, grid.row_tiles) == (rows, row_tiles)
+    assert (grid.cols, grid.col_tiles) == ((512, 2) if split == "fixed" else (350, 2))
+
+
+@pytest.mark.parametrize("split", ["fixed", "even"])
+def test_both_splits_compute_the_layer(split):
+    """40 x 24 on 16 x 16 tiles (even: 14 x 12) without noise is the digital layer."""
+    profile = profile_from_dict({"name": "i", "description": "d", "source": "s", "model": "ideal",
+                                 "periphery": {**IDEAL_PERIPHERY, "tile_rows": 16, "tile_cols": 16,
+                                               "tile_split": split}})
+    tile = programmed(profile)
+    assert tile.grid.rows == (16 if split == "fixed" else 14)
+    x = torch.randn(5, 40, generator=torch.Generator().manual_seed(2))
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.randn(24, 40, generator=gen)
+    with torch.no_grad():
+        torch.testing.assert_close(tile(x), x @ weight.T + tile.bias, rtol=1e-5, atol=1e-5)

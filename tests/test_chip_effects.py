@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,66 @@ def test_both_splits_compute_the_layer(split):
     weight = torch.randn(24, 40, generator=gen)
     with torch.no_grad():
         torch.testing.assert_close(tile(x), x @ weight.T + tile.bias, rtol=1e-5, atol=1e-5)
+
+
+# --- static input ranges --------------------------------------------------------------------
+
+STATIC = {**IDEAL_PERIPHERY, "tile_rows": 16, "tile_cols": 16, "input_range": "static",
+          "input_percentile": 90.0}
+
+
+def ideal(**periphery) -> DeviceProfile:
+    return profile_from_dict({"name": "i", "description": "d", "source": "s", "model": "ideal",
+                              "periphery": periphery})
+
+
+def test_static_range_is_the_mean_batch_percentile_and_the_same_for_the_same_data():
+    tile = programmed(ideal(**STATIC))  # 40 inputs: row tiles of 16, 16, 8
+    batches = [torch.randn(50, 40, generator=torch.Generator().manual_seed(k)) for k in range(3)]
+    ranges = []
+    for _ in range(2):
+        tile.begin_calibration()
+        for x in batches:
+            tile(x)
+        tile.end_calibration()
+        ranges.append(tile.input_ranges.clone())
+    assert torch.equal(ranges[0], ranges[1]) and ranges[0].shape == (3,)
+    expected = torch.stack([torch.stack([x[:, s : s + 16].abs().flatten().kthvalue(
+        math.ceil(0.9 * x[:, s : s + 16].numel())).values for s in (0, 16, 32)]) for x in batches])
+    torch.testing.assert_close(ranges[0], expected.mean(0))
+
+
+def test_an_input_beyond_the_static_range_clips():
+    tile = programmed(ideal(**STATIC))
+    tile.input_ranges = torch.tensor([1.0, 2.0, 0.5])
+    x = torch.full((1, 40), 0.25)
+    x[0, 3], x[0, 20], x[0, 35] = 5.0, -7.0, 0.75  # beyond the ranges 1, 2, 0.5 of their row tiles
+    clipped = x.clone()
+    clipped[0, 3], clipped[0, 20], clipped[0, 35] = 1.0, -2.0, 0.5
+    weight = torch.randn(24, 40, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(tile(x), clipped @ weight.T + tile.bias, rtol=1e-5, atol=1e-5)
+
+
+def test_a_static_range_without_calibration_data_is_a_one_line_error(token_batch):
+    from conftest import make_tiny_bert
+
+    from imc_sim.crossbar.mapping import deploy_model
+
+    tile = programmed(ideal(**STATIC))
+    with pytest.raises(ImcSimError, match="input_range = static needs calibration data"):
+        tile(torch.ones(2, 40))
+    deployment = deploy_model(make_tiny_bert(), pcm(periphery={"input_range": "static",
+                                                               "noise_management": "none"}))
+    with pytest.raises(ImcSimError, match="needs calibration data") as info:
+        deployment.calibrate([])
+    assert "\n" not in str(info.value)
+    deployment.calibrate([token_batch])
+    with torch.no_grad():
+        assert torch.isfinite(deployment.model(**token_batch).logits).all()
+    assert all(layer.input_ranges is not None for layer in deployment.layers.values())
+
+
+def test_static_ranges_need_noise_management_none():
+    with pytest.raises(ImcSimError, match="input_range = static replaces noise management"):
+        pcm(periphery={"input_range": "static"})

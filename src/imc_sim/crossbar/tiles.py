@@ -21,7 +21,9 @@ registered buffer, so ``.to(device)`` moves the whole chip. Per tile, as aihwkit
 
 Weight-level families (gaussian, ideal) act on u directly, without a pair. The forward runs the
 fused periphery (:mod:`~imc_sim.crossbar.periphery`) on the stacked weights; the bias stays
-digital. Randomness comes from the chip's streams (:mod:`~imc_sim.crossbar.streams`), per tile for
+digital. With static input ranges (:mod:`~imc_sim.crossbar.input_ranges`) the layer is calibrated
+once (:meth:`begin_calibration`, forwards, :meth:`end_calibration`) and keeps one range per row tile
+in a buffer. Randomness comes from the chip's streams (:mod:`~imc_sim.crossbar.streams`), per tile for
 programming (``program``), drift coefficients (``drift-coefficients``), faults (``faults``),
 the drift's read noise (``drift-read`` at t) and the compensation read-out (``compensation``, per
 row tile), and per
@@ -39,6 +41,7 @@ from torch import Tensor, nn
 from imc_sim.crossbar import compensation, faults
 from imc_sim.crossbar.conductance import from_pair, pair_ratio, to_pair
 from imc_sim.crossbar.grid import TileGrid
+from imc_sim.crossbar.input_ranges import Calibration
 from imc_sim.crossbar.periphery import Converters, TileStack, analog_mvm, read_variance
 from imc_sim.crossbar.streams import ChipStreams, Stream
 from imc_sim.devices.family import DeviceFamily
@@ -94,6 +97,9 @@ class CrossbarLinear(nn.Module):
         self.register_buffer("scales", None)  # digital output scales [row_tiles, out]
         self.register_buffer("read_var", None)  # per-read weight variance, stacked
         self.register_buffer("dense", None)  # [out, in] where the periphery is exact
+        self.register_buffer("input_ranges", None)  # static DAC range per row tile [row_tiles]
+        self.input_percentile = periphery.input_percentile
+        self._calibration: Calibration | None = None
         self._stack: TileStack | None = None
         self.read_stream = UNPROGRAMMED.stream("", "read", device)
         self._set_state(self.target, self.mapping)
@@ -276,14 +282,40 @@ class CrossbarLinear(nn.Module):
             self._set_scales(self.mapping * (self.baseline / current))
         self.read_stream = streams.stream(name, "read", u_p.device, time=t_seconds)
 
+    @property
+    def static_ranges(self) -> bool:
+        """Whether the profile asks for static input ranges (calibrated once)."""
+        return self.conv.static
+
+    def begin_calibration(self) -> None:
+        """Collect input ranges from the following forwards, which compute the digital layer."""
+        self._calibration = Calibration(self.grid.rows, self.input_percentile)
+
+    def end_calibration(self, keep: bool = True) -> None:
+        """Store the collected ranges (``keep``; a one-line error if no forward ran since the
+        beginning), or drop them."""
+        calibration, self._calibration = self._calibration, None
+        if calibration is None:
+            raise RuntimeError("end_calibration() without begin_calibration()")
+        if keep:
+            self.input_ranges = calibration.ranges()
+
+    def _digital(self, x: Tensor) -> Tensor:
+        """x W^T + b with the layer's target weights (the digital layer)."""
+        weight = (self.grid.stack(self.target) * self.mapping.unsqueeze(-1)).permute(1, 0, 2)
+        return F.linear(x, weight.reshape(self.out_features, -1)[:, : self.in_features], self.bias)
+
     def forward(self, x: Tensor) -> Tensor:
+        if self._calibration is not None:
+            self._calibration.add(x.reshape(-1, self.in_features))
+            return self._digital(x)
         if self.dense is not None:
             return F.linear(x, self.dense, self.bias)
         flat = x.reshape(-1, self.in_features)
         pad = self.grid.padded_in - self.in_features
         if pad:
             flat = F.pad(flat, (0, pad))
-        y = analog_mvm(flat, self.stack, self.bias, self.conv, self.read_stream)
+        y = analog_mvm(flat, self.stack, self.bias, self.conv, self.read_stream, self.input_ranges)
         return y.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:

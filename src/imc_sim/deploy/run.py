@@ -15,6 +15,12 @@ from imc_sim.devices.profile import DeviceProfile
 from imc_sim.evaluate import evaluate
 from imc_sim.table import format_table
 
+# Static input ranges are calibrated on the first CALIBRATION_BATCHES batches of the dev set (128
+# examples each): deploy reads no training split (a checkpoint on own data is deployed with its
+# --validation-file alone), so the dev inputs are the data it has; the ranges use their input
+# statistics only, never their labels, and are the same for every seed.
+CALIBRATION_BATCHES = 4
+
 
 def dev_set(loaded: LoadedModel, source: data.DataSource, eval_limit: int | None) -> tuple[list[dict], int]:
     """The dev set of ``loaded``'s task from ``source``, tokenized at its training max length and
@@ -67,6 +73,7 @@ def deploy_checkpoint(
     batches, dev_examples = dev_set(loaded, source or data.DataSource(data_dir=data_dir), eval_limit)
     digital = evaluate(loaded.model, batches, task)
     deployment = deploy_model(loaded.model, profile, analog_head)
+    deployment.calibrate(batches[:CALIBRATION_BATCHES])
     print(deployment.describe())
     points = sweep_points(deployment, lambda: evaluate(deployment.model, batches, task),
                           list(range(seeds)), times, progress, desc=f"{profile.name} seeds x times")

@@ -29,6 +29,7 @@ COMPENSATIONS = ("none", "global", "per-column")
 NOISE_MANAGEMENT = ("abs-max", "none")
 WEIGHT_SCALING = ("none", "per-tile", "per-column")
 TILE_SPLITS = ("fixed", "even")
+INPUT_RANGES = ("dynamic", "static")
 DEVICES_PER_WEIGHT = Num(1, 1, 64, integer=True)
 FRACTION = Num(0.0, 0.0, 1.0)
 
@@ -41,10 +42,12 @@ PERIPHERY: dict[str, Any] = {
     "w_noise": Num(0.0, 0.0, 1.0),
     "out_bound": Num(12.0, 0.0, 1e6, open_lo=True),
     "inp_bound": Num(1.0, 0.0, 1e6, open_lo=True),
+    "input_percentile": Num(99.995, 0.0, 100.0, open_lo=True),
 }
 PERIPHERY_CHOICES = {"noise_management": ("abs-max", NOISE_MANAGEMENT),
                      "weight_scaling": ("per-column", WEIGHT_SCALING),
-                     "tile_split": ("fixed", TILE_SPLITS)}
+                     "tile_split": ("fixed", TILE_SPLITS),
+                     "input_range": ("dynamic", INPUT_RANGES)}
 TOP_KEYS = ("name", "description", "source", "model", "conductance", "programming", "drift",
             "read_noise", "compensation", "periphery", "faults")
 
@@ -61,7 +64,10 @@ class Periphery:
     weight read noise drawn afresh at every MVM (cycle to cycle), in units of u (aihwkit's
     ``IOParameters.w_noise``, additive constant type). ``tile_split``: ``fixed`` cuts a layer into
     tiles of ``tile_rows`` x ``tile_cols`` and a remainder (768 -> 512 + 256), ``even`` into as
-    many tiles, of equal size (768 -> 384 + 384, aihwkit's ``TileModuleArray``).
+    many tiles, of equal size (768 -> 384 + 384, aihwkit's ``TileModuleArray``). ``input_range``:
+    ``dynamic`` (noise management as set) or ``static``: one DAC range per row tile, calibrated once
+    from data as the mean over batches of the ``input_percentile``-th percentile (percent) of |x|
+    (:mod:`imc_sim.crossbar.input_ranges`); needs ``noise_management: none``.
     """
 
     tile_rows: int = 512
@@ -75,12 +81,14 @@ class Periphery:
     noise_management: str = "abs-max"
     weight_scaling: str = "per-column"
     tile_split: str = "fixed"
+    input_range: str = "dynamic"
+    input_percentile: float = 99.995
 
     @property
     def perfect(self) -> bool:
         """No converter, no output noise and no weight read noise in the periphery."""
         return (self.dac_bits is None and self.adc_bits is None and self.out_noise == 0.0
-                and self.w_noise == 0.0)
+                and self.w_noise == 0.0 and self.input_range == "dynamic")
 
 
 @dataclass(frozen=True)
@@ -264,6 +272,9 @@ def _periphery(raw: Any, path: str) -> Periphery:
             values[key] = _check_num(spec, raw[key], f"{where}.{key}") if key in raw else spec.default
     for key, (default, choices) in PERIPHERY_CHOICES.items():
         values[key] = _check_choice(raw.get(key, default), choices, f"{where}.{key}")
+    if values["input_range"] == "static" and values["noise_management"] != "none":
+        raise ImcSimError(f"{where}.input_range = static replaces noise management: set "
+                          f"{where}.noise_management to none")
     return Periphery(**values)
 
 

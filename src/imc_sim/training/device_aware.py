@@ -294,6 +294,9 @@ class DeviceTraining:
         if drift[0] != drift[1] and not profile.drifts:
             raise ImcSimError(f"device {profile.name!r} has no drift; a drift range "
                               f"{format_time(drift[0])}..{format_time(drift[1])} means nothing for it")
+        if profile.periphery.input_range == "static":
+            raise ImcSimError(f"device {profile.name!r} has static input ranges, which device-aware "
+                              "training does not support yet: train on a profile with input_range: dynamic")
         self.tables = MomentTables.measure(profile, drift_grid(*drift))
         self.enabled = True
         clock = [0]  # index of this forward's drift time; -1: the device is off

@@ -14,7 +14,7 @@ from imc_sim.crossbar.grid import TileGrid
 from imc_sim.crossbar.streams import ChipStreams
 from imc_sim.crossbar.tiles import CrossbarLinear
 from imc_sim.devices import build_family
-from imc_sim.devices.profile import PROFILE_DIR, DeviceProfile, profile_from_dict
+from imc_sim.devices.profile import PROFILE_DIR, DeviceProfile, load_profile, profile_from_dict
 from imc_sim.errors import ImcSimError
 
 
@@ -224,3 +224,39 @@ def test_a_static_range_without_calibration_data_is_a_one_line_error(token_batch
 def test_static_ranges_need_noise_management_none():
     with pytest.raises(ImcSimError, match="input_range = static replaces noise management"):
         pcm(periphery={"input_range": "static"})
+
+
+# --- the pcm-chip profile -------------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore:Using a non-tuple sequence")  # inside aihwkit's hermes.py
+def test_pcm_chip_programming_and_drift_follow_aihwkits_hermes_fit():
+    from aihwkit.inference.noise.hermes import HermesNoiseModel
+
+    family = build_family(load_profile("pcm-chip"))
+    hermes = HermesNoiseModel(num_devices=1)
+    torch.manual_seed(0)
+    for x in (0.05, 0.2, 0.5, 0.9):
+        g = torch.full((40_000,), x * 10.35)
+        z = torch.randn(40_000, generator=torch.Generator().manual_seed(2))
+        prog = family.program(g, z) - g
+        assert prog.std().item() == pytest.approx(
+            (hermes.apply_programming_noise_to_conductance(g) - g).std().item(), rel=0.03)
+        ours = family.drift_coefficients(g, torch.randn(40_000, generator=torch.Generator().manual_seed(1)))
+        theirs = hermes.generate_drift_coefficients(g)
+        assert ours.mean().item() == pytest.approx(theirs.mean().item(), rel=0.04)
+        assert ours.std().item() == pytest.approx(theirs.std().item(), rel=0.06)
+
+
+def test_pcm_chip_deploys_with_calibrated_static_ranges(token_batch):
+    from conftest import make_tiny_bert
+
+    from imc_sim.crossbar.mapping import deploy_model
+    from imc_sim.deploy.chip import Chip
+
+    profile = load_profile("pcm-chip")
+    assert profile.devices_per_weight == 2 and profile.periphery.input_range == "static"
+    deployment = deploy_model(make_tiny_bert(), profile)
+    deployment.calibrate([token_batch])
+    Chip(deployment, 0).drift_to(86400.0)
+    with torch.no_grad():
+        assert torch.isfinite(deployment.model(**token_batch).logits).all()

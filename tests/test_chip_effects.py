@@ -260,3 +260,15 @@ def test_pcm_chip_deploys_with_calibrated_static_ranges(token_batch):
     Chip(deployment, 0).drift_to(86400.0)
     with torch.no_grad():
         assert torch.isfinite(deployment.model(**token_batch).logits).all()
+
+
+def test_all_zero_input_vectors_do_not_count_in_a_range():
+    from imc_sim.crossbar.input_ranges import batch_range
+
+    x = torch.randn(30, 40, generator=torch.Generator().manual_seed(3))
+    padded = torch.cat([x, torch.zeros(20, 40)])
+    padded[:5, 16:32] = 0.0  # five vectors all zero on the second row tile only
+    got = batch_range(padded, 16, 90.0)
+    torch.testing.assert_close(got[0], batch_range(x, 16, 90.0)[0])
+    torch.testing.assert_close(got[1], batch_range(x[5:], 16, 90.0)[1])
+    assert batch_range(torch.zeros(4, 40), 16, 90.0).eq(0).all()  # nothing seen: 0

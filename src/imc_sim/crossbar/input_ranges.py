@@ -15,8 +15,6 @@ r before the DAC (inputs beyond r clip at ``inp_bound``) and multiplies its outp
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -28,18 +26,21 @@ NO_RANGE = ("periphery.input_range = static needs calibration data: calibrate th
 
 def batch_range(x: Tensor, rows: int, percentile: float) -> Tensor:
     """Q_p(|x|) per row tile ([row_tiles]) for inputs ``x`` [N, in_features] on row tiles of
-    ``rows`` inputs (the last may hold fewer): the k-th smallest |x| of the tile's block,
-    k = ceil(p / 100 * n) (no interpolation, so any size on any device)."""
-    x = x[(x != 0).any(-1)]
-    blocks = x.split(rows, dim=1)
-    if x.shape[0] == 0:
-        return x.new_zeros(len(blocks))
-    return torch.stack([_kth(block.abs().reshape(-1), percentile) for block in blocks])
+    ``rows`` inputs (the last may hold fewer); 0 for a tile that saw only zero vectors."""
+    return torch.stack([_percentile(block, percentile) for block in x.split(rows, dim=1)])
 
 
-def _kth(values: Tensor, percentile: float) -> Tensor:
-    k = max(1, math.ceil(percentile / 100.0 * values.numel()))
-    return values.kthvalue(k).values
+def _percentile(block: Tensor, percentile: float) -> Tensor:
+    """The k-th smallest |x| over the vectors of ``block`` [N, rows] that are not all zero,
+    k = ceil(p / 100 n) for their n values (no interpolation). The all-zero vectors are sorted
+    below every |x| (as -1) and skipped by the index, so no shape depends on the data and nothing
+    waits for the device."""
+    valid = (block != 0).any(-1, keepdim=True)
+    values = torch.where(valid, block.abs(), torch.full_like(block, -1.0)).reshape(-1).sort().values
+    n_valid = valid.sum() * block.shape[1]
+    k = (n_valid * (percentile / 100.0)).ceil().clamp(min=1).long()
+    index = (values.numel() - n_valid + k - 1).clamp(max=values.numel() - 1)
+    return values.gather(0, index.view(1)).squeeze(0).clamp(min=0.0)
 
 
 class Calibration:

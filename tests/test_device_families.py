@@ -196,9 +196,9 @@ def test_drift_is_the_identity_at_zero_where_aihwkits_is(name):
         assert not torch.equal(ours[0.0], ours["programmed"])
 
 
-def test_read_variance_is_fefets_pair_read_noise_only():
+def test_read_variance_is_fefets_pair_noise_and_pcms_pcm_read_only():
     for name, profile in CASES.items():
-        if name != "fefet":
+        if name not in ("fefet", "pcm"):  # the other cases leave read_noise.per_read at 0
             assert build_family(profile).read_variance(torch.rand(4)) is None
     fefet = build_family(CASES["fefet"])
     p = fefet.params
@@ -206,6 +206,8 @@ def test_read_variance_is_fefets_pair_read_noise_only():
     u = torch.tensor([-1.0, 0.0, 0.5])
     expected = p.read_relative**2 * ((u.abs() + r) ** 2 + r**2)
     torch.testing.assert_close(fefet.read_variance(u), expected)
+    # the shipped pcm: aihwkit's PCM_READ weight noise of StandardHWATrainingPreset, 0.0175^2 |u|
+    torch.testing.assert_close(build_family(CASES["pcm"]).read_variance(u), 0.0175**2 * u.abs())
 
 
 def test_relative_gaussian_noise_scales_with_each_tiles_largest_weight():

@@ -11,6 +11,8 @@ them).
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from conftest import make_tiny_bert
@@ -20,7 +22,7 @@ from torch.overrides import TorchFunctionMode
 from imc_sim.crossbar import streams
 from imc_sim.crossbar.mapping import deploy_model
 from imc_sim.deploy.chip import Chip
-from imc_sim.devices.profile import load_profile
+from imc_sim.devices.profile import Faults, load_profile
 
 
 def _getitem(t: torch.Tensor, idx):
@@ -142,8 +144,31 @@ def test_to_moves_every_parameter_and_buffer_of_a_deployed_model():
     chip.program()
     chip.drift_to(3600.0)
     layer = next(iter(deployment.layers.values()))
-    assert layer.coeffs is not None and layer.baseline is not None and layer.read_var is None
+    # pcm reads with per-read (PCM_READ) noise: every buffer of a programmed layer is filled
+    assert layer.coeffs is not None and layer.baseline is not None and layer.read_var is not None
     model.to("meta")
     placed = {name: t.device.type for name, t in all_tensors(model).items()}
     assert set(placed.values()) == {"meta"}, placed
     assert layer.read_stream.device.type == "meta" and layer._stack is None
+
+
+def test_chip_effects_calibrate_program_and_run_on_fake_cuda(fake_cuda):
+    """pcm-chip (two device pairs per weight, static input ranges) with faults: calibration,
+    programming, drift and the forward all run on (fake) CUDA without mixing devices."""
+    mode, to_cuda = fake_cuda
+    profile = dataclasses.replace(load_profile("pcm-chip"),
+                                  faults=Faults(stuck_low=0.01, stuck_high=0.01, dead_columns=0.01))
+    model = make_tiny_bert()
+    deployment = deploy_model(model, profile)
+    with mode, FakeCudaMethods():
+        model._apply(to_cuda)
+        ids = torch.ones(3, 7, dtype=torch.long, device="cuda")
+        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        deployment.calibrate([batch])
+        Chip(deployment, 1).drift_to(86400.0)
+        with torch.no_grad():
+            logits = model(**batch).logits
+        assert logits.device.type == "cuda" and logits.shape == (3, 2)
+        layer = next(iter(deployment.layers.values()))
+        assert layer.stuck is not None and layer.input_ranges is not None
+        assert {t.device.type for t in all_tensors(model).values()} == {"cuda"}

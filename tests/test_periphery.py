@@ -21,10 +21,11 @@ def crossbar(linear, profile):
 
 
 def quiet_pcm(**periphery):
-    """The pcm profile without output noise (deterministic forward), periphery overridden."""
+    """The pcm profile without output noise and per-read weight noise (deterministic forward),
+    periphery overridden."""
     profile = load_profile("pcm")
     p = dataclasses.replace(profile.periphery, out_noise=0.0, **periphery)
-    return dataclasses.replace(profile, periphery=p)
+    return dataclasses.replace(profile, periphery=p, read_noise={**profile.read_noise, "per_read": 0.0})
 
 
 def aihwkit_layer(linear, profile):
@@ -88,7 +89,7 @@ def test_fused_forward_matches_aihwkit_with_adc_and_row_tiles(compiled, monkeypa
 def test_output_noise_std_matches_the_profile():
     profile = dataclasses.replace(load_profile("pcm"), periphery=dataclasses.replace(
         load_profile("pcm").periphery, adc_bits=None, dac_bits=None, out_noise=0.04,
-        weight_scaling="per-tile"))
+        weight_scaling="per-tile"), read_noise={**load_profile("pcm").read_noise, "per_read": 0.0})
     torch.manual_seed(0)
     linear = torch.nn.Linear(16, 8)
     layer = crossbar(linear, profile)

@@ -1,7 +1,11 @@
 """A layer's tile grid: the weight [out, in] cut into ``row_tiles`` x ``col_tiles`` tiles.
 
 Tile (r, c) holds inputs r * rows .. (r + 1) * rows - 1 and outputs c * cols .. (c + 1) * cols - 1;
-the last row and column of tiles hold the remainder. Layer tensors come in two layouts:
+with the ``fixed`` split the tiles are ``tile_rows`` x ``tile_cols`` and the last row and column
+of tiles hold the remainder (768 -> 512 + 256); with the ``even`` split (aihwkit's
+``TileModuleArray``) a layer takes as many tiles as the fixed split but of equal size, the
+smallest that covers it (768 -> 384 + 384; 700 -> 350 + 350; 513 -> 257 + 257, one row padded).
+Layer tensors come in two layouts:
 
     tiles  [row_tiles, col_tiles, cols, rows]   one block per tile, zero-padded to full size
                                                 (per-tile laws: mapping, pair conversion, drift)
@@ -21,6 +25,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def _even(size: int, tile: int) -> int:
+    """The size of ceil(size / tile) equal tiles that cover ``size``."""
+    return math.ceil(size / math.ceil(size / tile))
+
+
 @dataclass(frozen=True)
 class TileGrid:
     """Tile cut of a layer with ``in_features`` inputs and ``out_features`` outputs."""
@@ -31,7 +40,13 @@ class TileGrid:
     cols: int  # outputs per tile
 
     @classmethod
-    def of(cls, in_features: int, out_features: int, tile_rows: int, tile_cols: int) -> TileGrid:
+    def of(cls, in_features: int, out_features: int, tile_rows: int, tile_cols: int,
+           split: str = "fixed") -> TileGrid:
+        """The grid of a layer on tiles of at most ``tile_rows`` x ``tile_cols`` (``split``: fixed
+        or even, see the module docstring)."""
+        if split == "even":
+            rows, cols = _even(in_features, tile_rows), _even(out_features, tile_cols)
+            return cls(in_features, out_features, rows, cols)
         return cls(in_features, out_features, min(tile_rows, in_features), min(tile_cols, out_features))
 
     @property

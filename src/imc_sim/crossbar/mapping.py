@@ -11,12 +11,14 @@ without reprogramming.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from imc_sim import devices
+from imc_sim.crossbar.input_ranges import NO_RANGE
 from imc_sim.crossbar.streams import ChipStreams, Stream
 from imc_sim.crossbar.tiles import CrossbarLinear
 from imc_sim.devices.profile import DeviceProfile
@@ -57,6 +59,30 @@ class Deployment:
         """Program every layer with the chip's ``streams`` (see :class:`imc_sim.deploy.chip.Chip`)."""
         for name, layer in self.layers.items():
             layer.program(streams, name)
+
+    def calibrate(self, batches: Sequence[dict]) -> None:
+        """Static input ranges (``periphery.input_range: static``): run the model, its analog
+        layers computing the digital product, over ``batches`` (tokenized model inputs; a
+        ``labels`` key is ignored) and keep each row tile's range
+        (:mod:`imc_sim.crossbar.input_ranges`). Nothing to do for dynamic ranges; a static range
+        without batches is a one-line error."""
+        static = [layer for layer in self.layers.values() if layer.static_ranges]
+        if not static:
+            return
+        if not batches:
+            raise ImcSimError(NO_RANGE)
+        for layer in static:
+            layer.begin_calibration()
+        try:
+            with torch.no_grad():
+                for batch in batches:
+                    self.model(**{k: v for k, v in batch.items() if k != "labels"})
+        except BaseException:
+            for layer in static:
+                layer.end_calibration(keep=False)
+            raise
+        for layer in static:
+            layer.end_calibration()
 
     def drift(self, t_seconds: float, streams: ChipStreams) -> None:
         """Drift every programmed layer to ``t_seconds`` after programming."""

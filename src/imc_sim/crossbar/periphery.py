@@ -31,11 +31,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from imc_sim.crossbar import epilogue, int8_product
+from imc_sim.crossbar import epilogue, input_ranges, int8_product
 from imc_sim.crossbar.int8_product import Int8Weights
 from imc_sim.crossbar.streams import Stream
 from imc_sim.devices.family import DeviceFamily
 from imc_sim.devices.profile import Periphery
+from imc_sim.errors import ImcSimError
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Converters:
     out_bound: float
     inp_bound: float
     int8: bool = False  # the DAC codes fit int8: the product runs in int8 arithmetic
+    static: bool = False  # static input ranges: the forward takes one range per row tile
 
     @classmethod
     def from_periphery(cls, p: Periphery) -> Converters:
@@ -60,7 +62,7 @@ class Converters:
         return cls(
             perfect=p.perfect, managed=p.noise_management == "abs-max", d_in=d_in,
             quant_in=p.dac_bits is not None, out_noise=p.out_noise / d_in, adc_step=d_out / d_in,
-            out_bound=p.out_bound / d_in, inp_bound=code_max,
+            out_bound=p.out_bound / d_in, inp_bound=code_max, static=p.input_range == "static",
             int8=(int8_product.AVAILABLE and p.dac_bits is not None
                   and code_max <= int8_product.CODE_MAX),
         )
@@ -71,11 +73,13 @@ class Converters:
         return self.adc_step if self.adc_step > 0 else 1.0
 
 
-def read_variance(u: Tensor, family: DeviceFamily, w_noise: float) -> Tensor | None:
+def read_variance(u: Tensor, family: DeviceFamily, w_noise: float, devices: int = 1) -> Tensor | None:
     """Per-read variance of normalised tile weights ``u``: the periphery's constant ``w_noise``^2
-    plus the device family's state-dependent cycle-to-cycle part (its ``read_variance``); None
-    where there is neither."""
+    plus the device family's state-dependent cycle-to-cycle part (its ``read_variance``, divided
+    by ``devices``: the mean of that many independent device pairs); None where there is neither."""
     state = family.read_variance(u)
+    if state is not None and devices > 1:
+        state = state / devices
     if w_noise == 0:
         return state
     return torch.full_like(u, w_noise**2) if state is None else state + w_noise**2
@@ -179,8 +183,10 @@ def row_tile_mvm(codes: Tensor, scale: Tensor | None, stack: TileStack, r: int, 
 
 
 def analog_mvm(x: Tensor, stack: TileStack, bias: Tensor | None, conv: Converters,
-               stream: Stream) -> Tensor:
+               stream: Stream, ranges: Tensor | None = None) -> Tensor:
     """Periphery-managed product of ``x`` [N, row_tiles * rows] with the stacked tiles, plus bias.
+    With static input ranges, ``ranges`` [row_tiles] divide each row tile's inputs before the DAC
+    (:mod:`imc_sim.crossbar.input_ranges`) and multiply its outputs back.
 
     Returns [N, out]. Each row tile's product (in ADC steps) goes through one pass of
     :mod:`imc_sim.crossbar.epilogue` (read noise from ``stream``, ADC, scales), which adds it onto
@@ -188,7 +194,13 @@ def analog_mvm(x: Tensor, stack: TileStack, bias: Tensor | None, conv: Converter
     """
     row_tiles = stack.weights.shape[0]
     packed = stack.packed is not None
+    if conv.static:
+        if ranges is None:
+            raise ImcSimError(input_ranges.NO_RANGE)
+        x, static_scale = input_ranges.scale_inputs(x, ranges)
     codes, scale = dac(x, row_tiles, conv, packed)
+    if conv.static:
+        scale = static_scale
     out = None
     for r in range(row_tiles):
         codes_r, scale_r = row_tile_codes(codes, scale, r, packed)

@@ -9,8 +9,9 @@ Python's salted ``hash``)::
 so a draw depends only on the chip's seed and on what it is for: not on the order in which layers
 are programmed or drift times visited, not on which other layers or models are deployed beside it,
 not on the thread count. Purposes used by the engine: ``program``, ``drift-coefficients``,
-``drift-read`` (at a time), ``compensation`` (the drift-compensation read-out, at a time or
-``"baseline"``) and ``read`` (the per-MVM noise of the forward, at a time).
+``faults`` (time key ``"devices"`` or ``"columns"``), ``drift-read`` (at a time),
+``compensation`` (the drift-compensation read-out, at a time or ``"baseline"``) and ``read`` (the
+per-MVM noise of the forward, at a time).
 
 A stream counts its draws: the n-th draw of a stream is the same whatever happened elsewhere. A
 fill larger than :data:`CHUNK` elements is cut into chunks of :data:`CHUNK`, each from its own

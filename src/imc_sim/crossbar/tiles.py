@@ -9,6 +9,11 @@ registered buffer, so ``.to(device)`` moves the whole chip. Per tile, as aihwkit
   (per-column), of the tile (per-tile) or 1 (none); targets u = w / m;
 - programming: u -> device pair (g+, g-) (:mod:`~imc_sim.crossbar.conductance`), each device
   programmed and given its drift coefficients by the device family; u_p = back-conversion;
+  with n = ``devices_per_weight`` > 1, n pairs per weight, each programmed (and drifted) apart,
+  their conductances summed and read back with n times the ratio (full scale: n g_max), so
+  u_p = mean of the n pairs' weights; their per-read variance is the family's / n;
+- faults (:mod:`~imc_sim.crossbar.faults`, drawn at programming): stuck devices pinned to g_min /
+  g_max after programming and after every drift, dead columns masked to 0 like the padding;
 - drift to t: aihwkit RE-CONVERTS the programmed u_p into a new pair with a new ratio (max |u_p|
   of the tile), drifts those conductances with the coefficients drawn at programming, and converts
   back with the new ratio; reproduced here as a quirk of aihwkit 1.1.0;
@@ -16,9 +21,12 @@ registered buffer, so ``.to(device)`` moves the whole chip. Per tile, as aihwkit
 
 Weight-level families (gaussian, ideal) act on u directly, without a pair. The forward runs the
 fused periphery (:mod:`~imc_sim.crossbar.periphery`) on the stacked weights; the bias stays
-digital. Randomness comes from the chip's streams (:mod:`~imc_sim.crossbar.streams`), per tile for
-programming (``program``), drift coefficients (``drift-coefficients``), the drift's read noise
-(``drift-read`` at t) and the compensation read-out (``compensation``, per row tile), and per
+digital. With static input ranges (:mod:`~imc_sim.crossbar.input_ranges`) the layer is calibrated
+once (:meth:`begin_calibration`, forwards, :meth:`end_calibration`) and keeps one range per row tile
+in a buffer. Randomness comes from the chip's streams (:mod:`~imc_sim.crossbar.streams`), per tile for
+programming (``program``), drift coefficients (``drift-coefficients``), faults (``faults``),
+the drift's read noise (``drift-read`` at t) and the compensation read-out (``compensation``, per
+row tile), and per
 layer for the forward's per-read noise (``read`` at the drift time, restarted at each drift).
 """
 
@@ -30,9 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from imc_sim.crossbar import compensation
+from imc_sim.crossbar import compensation, faults
 from imc_sim.crossbar.conductance import from_pair, pair_ratio, to_pair
 from imc_sim.crossbar.grid import TileGrid
+from imc_sim.crossbar.input_ranges import Calibration
 from imc_sim.crossbar.periphery import Converters, TileStack, analog_mvm, read_variance
 from imc_sim.crossbar.streams import ChipStreams, Stream
 from imc_sim.devices.family import DeviceFamily
@@ -66,7 +75,9 @@ class CrossbarLinear(nn.Module):
         super().__init__()
         in_features, out_features = in_out_features(layer)
         periphery = profile.periphery
-        self.grid = TileGrid.of(in_features, out_features, periphery.tile_rows, periphery.tile_cols)
+        self.grid = TileGrid.of(in_features, out_features, periphery.tile_rows, periphery.tile_cols,
+                                periphery.tile_split)
+        self.devices, self.faults = profile.devices_per_weight, profile.faults
         self.family, self.conv, self.w_noise = family, Converters.from_periphery(periphery), periphery.w_noise
         self.compensation = profile.compensation
         weight = weight_in_out(layer).detach().T.float()  # [out, in]
@@ -79,11 +90,16 @@ class CrossbarLinear(nn.Module):
         self.register_buffer("mapping", self.grid.column_values(scales))  # m, [row_tiles, out]
         self.register_buffer("programmed", None)  # u_p per tile
         self.register_buffer("coeffs", None)  # drift coefficients per device
+        self.register_buffer("stuck", None)  # faults.OK / LOW / HIGH per device (None: no stuck)
+        self.register_buffer("live", None)  # 1 on working devices, 0 on padding and dead columns
         self.register_buffer("baseline", None)  # compensation read-out after programming
         self.register_buffer("weights", None)  # current u, stacked [row_tiles, out, rows]
         self.register_buffer("scales", None)  # digital output scales [row_tiles, out]
         self.register_buffer("read_var", None)  # per-read weight variance, stacked
         self.register_buffer("dense", None)  # [out, in] where the periphery is exact
+        self.register_buffer("input_ranges", None)  # static DAC range per row tile [row_tiles]
+        self.input_percentile = periphery.input_percentile
+        self._calibration: Calibration | None = None
         self._stack: TileStack | None = None
         self.read_stream = UNPROGRAMMED.stream("", "read", device)
         self._set_state(self.target, self.mapping)
@@ -135,10 +151,42 @@ class CrossbarLinear(nn.Module):
     def _normals(self, streams: ChipStreams, name: str, purpose: str, pair: bool, first: int,
                  count: int, time: float | str | None = None) -> Tensor:
         """Standard normals for every device of tiles first .. first + count - 1, tile i's from
-        its own stream: [count, (2,) cols, rows]."""
-        shape = (2, *self.grid.tile_shape) if pair else self.grid.tile_shape
+        its own stream: [count, (devices,) (2,) cols, rows]."""
+        shape = self._device_shape(pair)
         return streams.tile_normals(name, purpose, range(first, first + count), shape,
                                     self.target.device, time)
+
+    def _device_shape(self, pair: bool) -> tuple[int, ...]:
+        """One tile's devices: [(devices,) 2, cols, rows] for a pair family, else [cols, rows]."""
+        if not pair:
+            return self.grid.tile_shape
+        return (2, *self.grid.tile_shape) if self.devices == 1 else (self.devices, 2, *self.grid.tile_shape)
+
+    def _to_devices(self, u: Tensor, ratio: Tensor) -> Tensor:
+        """Target conductances of every device of weights ``u`` (``devices`` pairs each)."""
+        g = to_pair(u, ratio, self.family.g_max, self.family.g_min)
+        if self.devices == 1:
+            return g
+        return g.unsqueeze(1).expand(-1, self.devices, *g.shape[1:]).contiguous()
+
+    def _from_devices(self, g: Tensor, ratio: Tensor, stuck: Tensor | None) -> Tensor:
+        """Weights read back from the devices' conductances ``g`` (stuck devices pinned first)."""
+        g = faults.pin(g, stuck, self.family.g_min, self.family.g_max)
+        return from_pair(g if self.devices == 1 else g.mean(1), ratio, self.family.g_min)
+
+    def _draw_faults(self, streams: ChipStreams, name: str) -> None:
+        """The chip's stuck devices and dead columns (none drawn where their fractions are 0)."""
+        g, device = self.grid, self.target.device
+        tiles = range(g.n_tiles)
+        self.stuck = self.live = None
+        live = g.mask(device)
+        if self.faults.stuck_low > 0 or self.faults.stuck_high > 0:
+            stuck = faults.stuck_devices(self.faults, streams, name, tiles, self._device_shape(True), device)
+            self.stuck = stuck.view(g.row_tiles, g.col_tiles, *stuck.shape[1:])
+        if self.faults.dead_columns > 0:
+            cols = faults.live_columns(self.faults, streams, name, tiles, g.cols, device)
+            live = live * cols.view(g.row_tiles, g.col_tiles, g.cols, 1)
+        self.live = live
 
     @property
     def stack(self) -> TileStack:
@@ -150,7 +198,7 @@ class CrossbarLinear(nn.Module):
     def _set_state(self, u: Tensor, scales: Tensor) -> None:
         """The tiles now hold weights ``u`` (per tile) with digital output scales [row_tiles, out]."""
         self.weights = self.grid.stack(u)
-        self.read_var = read_variance(self.weights, self.family, self.w_noise)
+        self.read_var = read_variance(self.weights, self.family, self.w_noise, self.devices)
         self._set_scales(scales)
 
     def _set_scales(self, scales: Tensor) -> None:
@@ -174,20 +222,21 @@ class CrossbarLinear(nn.Module):
         compensation baseline; the tiles then hold the programmed weights (t = 0, alpha = 1)."""
         family, g = self.family, self.grid
         pair = not family.weight_level
-        mask = g.mask(self.target.device)
+        self._draw_faults(streams, name)
         coeffs: list[Tensor | None] = []
 
         def program_tiles(first: int, count: int) -> Tensor:
             u = self._tiles(self.target, first, count)
             ratio = pair_ratio(u, family.g_max, family.g_min) if pair else None
-            target = to_pair(u, ratio, family.g_max, family.g_min) if pair else u
+            target = self._to_devices(u, ratio) if pair else u
             prog = family.program(target, self._normals(streams, name, "program", pair, first, count))
             coeffs.append(family.drift_coefficients(
                 target, self._normals(streams, name, "drift-coefficients", pair, first, count))
                 if family.drifts else None)
             if pair:
-                prog = from_pair(prog, ratio, family.g_min)
-            return prog * self._tiles(mask, first, count)  # the padding holds no device
+                stuck = None if self.stuck is None else self._tiles(self.stuck, first, count)
+                prog = self._from_devices(prog, ratio, stuck)
+            return prog * self._tiles(self.live, first, count)  # padding, dead columns: no device
 
         self.programmed = self._by_groups(program_tiles).view_as(self.target)
         self.coeffs = None
@@ -211,7 +260,6 @@ class CrossbarLinear(nn.Module):
             raise ImcSimError(f"this device is characterised at {allowed} only, not at "
                               f"{format_time(t_seconds)}")
         pair = not family.weight_level
-        mask = self.grid.mask(u_p.device)
 
         def drift_tiles(first: int, count: int) -> Tensor:
             u = self._tiles(u_p, first, count)
@@ -220,11 +268,12 @@ class CrossbarLinear(nn.Module):
                  if family.drift_noise else None)
             if pair:  # aihwkit 1.1.0 re-converts u_p with a new ratio (see the module docstring)
                 ratio = pair_ratio(u, family.g_max, family.g_min)
-                g_t = family.drift(to_pair(u, ratio, family.g_max, family.g_min), coeffs, t_seconds, z)
-                u_t = from_pair(g_t, ratio, family.g_min)
+                g_t = family.drift(self._to_devices(u, ratio), coeffs, t_seconds, z)
+                stuck = None if self.stuck is None else self._tiles(self.stuck, first, count)
+                u_t = self._from_devices(g_t, ratio, stuck)
             else:
                 u_t = family.drift(u, coeffs, t_seconds, z)
-            return u_t * self._tiles(mask, first, count)
+            return u_t * self._tiles(self.live, first, count)
 
         u_t = self._by_groups(drift_tiles).view_as(u_p) if family.drifts else u_p
         self._set_state(u_t, self.mapping)
@@ -233,14 +282,40 @@ class CrossbarLinear(nn.Module):
             self._set_scales(self.mapping * (self.baseline / current))
         self.read_stream = streams.stream(name, "read", u_p.device, time=t_seconds)
 
+    @property
+    def static_ranges(self) -> bool:
+        """Whether the profile asks for static input ranges (calibrated once)."""
+        return self.conv.static
+
+    def begin_calibration(self) -> None:
+        """Collect input ranges from the following forwards, which compute the digital layer."""
+        self._calibration = Calibration(self.grid.rows, self.input_percentile)
+
+    def end_calibration(self, keep: bool = True) -> None:
+        """Store the collected ranges (``keep``; a one-line error if no forward ran since the
+        beginning), or drop them."""
+        calibration, self._calibration = self._calibration, None
+        if calibration is None:
+            raise RuntimeError("end_calibration() without begin_calibration()")
+        if keep:
+            self.input_ranges = calibration.ranges()
+
+    def _digital(self, x: Tensor) -> Tensor:
+        """x W^T + b with the layer's target weights (the digital layer)."""
+        weight = (self.grid.stack(self.target) * self.mapping.unsqueeze(-1)).permute(1, 0, 2)
+        return F.linear(x, weight.reshape(self.out_features, -1)[:, : self.in_features], self.bias)
+
     def forward(self, x: Tensor) -> Tensor:
+        if self._calibration is not None:
+            self._calibration.add(x.reshape(-1, self.in_features))
+            return self._digital(x)
         if self.dense is not None:
             return F.linear(x, self.dense, self.bias)
         flat = x.reshape(-1, self.in_features)
         pad = self.grid.padded_in - self.in_features
         if pad:
             flat = F.pad(flat, (0, pad))
-        y = analog_mvm(flat, self.stack, self.bias, self.conv, self.read_stream)
+        y = analog_mvm(flat, self.stack, self.bias, self.conv, self.read_stream, self.input_ranges)
         return y.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:

@@ -19,6 +19,12 @@ from imc_sim.evaluate import evaluate
 from imc_sim.table import format_table
 from imc_sim.torch_device import to_device
 
+# Static input ranges are calibrated on the first CALIBRATION_BATCHES batches of the dev set (128
+# examples each): deploy reads no training split (a checkpoint on own data is deployed with its
+# --validation-file alone), so the dev inputs are the data it has; the ranges use their input
+# statistics only, never their labels, and are the same for every seed.
+CALIBRATION_BATCHES = 4
+
 
 def dev_set(loaded: LoadedModel, source: data.DataSource, eval_limit: int | None,
             device: torch.device | None = None) -> tuple[list[dict], int]:
@@ -80,10 +86,12 @@ def deploy_checkpoint(
     task = loaded.task
     batches, dev_examples = dev_set(loaded, source or data.DataSource(data_dir=data_dir), eval_limit)
     digital = evaluate(loaded.model, batches, task)
+    calibration = batches[:CALIBRATION_BATCHES]
     kept = choose_digital(loaded.model, profile, placement, analog_head,
                           lambda: evaluate(loaded.model, batches, task), list(range(seeds)), times[0],
-                          progress) if placement else []
+                          calibration, progress) if placement else []
     deployment = deploy_model(loaded.model, profile, analog_head, kept)
+    deployment.calibrate(calibration)
     print(deployment.describe())
     points = sweep_points(deployment, lambda: evaluate(deployment.model, batches, task),
                           list(range(seeds)), times, progress, desc=f"{profile.name} seeds x times")

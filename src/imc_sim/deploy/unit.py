@@ -54,6 +54,7 @@ def simulate_chip(checkpoint: Path, profile: DeviceProfile, seed: int, times: li
     from imc_sim import data
     from imc_sim.checkpoint import load_model
     from imc_sim.crossbar.mapping import deploy_model
+    from imc_sim.deploy.run import CALIBRATION_BATCHES
     from imc_sim.deploy.sweep import drift_sweep
     from imc_sim.evaluate import evaluate
 
@@ -63,6 +64,7 @@ def simulate_chip(checkpoint: Path, profile: DeviceProfile, seed: int, times: li
     batches = data.eval_batches(data.encode(dev, loaded.tokenizer, max_length))
     digital = evaluate(loaded.model, batches, loaded.task)
     deployment = deploy_model(loaded.model, profile)
+    deployment.calibrate(batches[:CALIBRATION_BATCHES])
     points = drift_sweep(deployment, lambda: evaluate(deployment.model, batches, loaded.task),
                          [seed], times, progress=False)
     return ChipRun(loaded.task.metric_name, digital, tuple(p["metrics"][0] for p in points))

@@ -2,7 +2,9 @@
 
 A profile names a device family (``model``, a key of ``imc_sim.devices.families.FAMILIES``) and
 gives its parameters in four sections (``conductance``, ``programming``, ``drift``,
-``read_noise``), plus the drift ``compensation`` and the crossbar ``periphery``. Every field is
+``read_noise``), plus the drift ``compensation``, the crossbar ``periphery`` and the chip's
+``faults``; ``conductance.devices_per_weight`` (any pair family) sets how many device pairs
+hold one weight. Every field is
 checked against the family's ``schema``, and across fields by its ``check_profile``; an error
 names the file, the field, the value and the allowed range. Conductances are in microsiemens (uS),
 times in seconds. ``device_models/README.md`` documents every field.
@@ -10,6 +12,7 @@ times in seconds. ``device_models/README.md`` documents every field.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,10 @@ PROFILE_DIR = Path(__file__).resolve().parent.parent / "device_models"
 COMPENSATIONS = ("none", "global", "per-column")
 NOISE_MANAGEMENT = ("abs-max", "none")
 WEIGHT_SCALING = ("none", "per-tile", "per-column")
+TILE_SPLITS = ("fixed", "even")
+INPUT_RANGES = ("dynamic", "static")
+DEVICES_PER_WEIGHT = Num(1, 1, 64, integer=True)
+FRACTION = Num(0.0, 0.0, 1.0)
 
 PERIPHERY: dict[str, Any] = {
     "tile_rows": Num(512, 1, 65536, integer=True),
@@ -35,11 +42,14 @@ PERIPHERY: dict[str, Any] = {
     "w_noise": Num(0.0, 0.0, 1.0),
     "out_bound": Num(12.0, 0.0, 1e6, open_lo=True),
     "inp_bound": Num(1.0, 0.0, 1e6, open_lo=True),
+    "input_percentile": Num(99.995, 0.0, 100.0, open_lo=True),
 }
 PERIPHERY_CHOICES = {"noise_management": ("abs-max", NOISE_MANAGEMENT),
-                     "weight_scaling": ("per-column", WEIGHT_SCALING)}
+                     "weight_scaling": ("per-column", WEIGHT_SCALING),
+                     "tile_split": ("fixed", TILE_SPLITS),
+                     "input_range": ("dynamic", INPUT_RANGES)}
 TOP_KEYS = ("name", "description", "source", "model", "conductance", "programming", "drift",
-            "read_noise", "compensation", "periphery")
+            "read_noise", "compensation", "periphery", "faults")
 
 
 @dataclass(frozen=True)
@@ -52,7 +62,12 @@ class Periphery:
     1 is one full-scale input times one full-scale weight, not a tile's full-scale output (aihwkit
     adds ``out_noise * randn`` to that product before rescaling it). ``w_noise`` is the std of the
     weight read noise drawn afresh at every MVM (cycle to cycle), in units of u (aihwkit's
-    ``IOParameters.w_noise``, additive constant type).
+    ``IOParameters.w_noise``, additive constant type). ``tile_split``: ``fixed`` cuts a layer into
+    tiles of ``tile_rows`` x ``tile_cols`` and a remainder (768 -> 512 + 256), ``even`` into as
+    many tiles, of equal size (768 -> 384 + 384, aihwkit's ``TileModuleArray``). ``input_range``:
+    ``dynamic`` (noise management as set) or ``static``: one DAC range per row tile, calibrated once
+    from data as the mean over batches of the ``input_percentile``-th percentile (percent) of |x|
+    (:mod:`imc_sim.crossbar.input_ranges`); needs ``noise_management: none``.
     """
 
     tile_rows: int = 512
@@ -65,12 +80,30 @@ class Periphery:
     inp_bound: float = 1.0
     noise_management: str = "abs-max"
     weight_scaling: str = "per-column"
+    tile_split: str = "fixed"
+    input_range: str = "dynamic"
+    input_percentile: float = 99.995
 
     @property
     def perfect(self) -> bool:
         """No converter, no output noise and no weight read noise in the periphery."""
         return (self.dac_bits is None and self.adc_bits is None and self.out_noise == 0.0
-                and self.w_noise == 0.0)
+                and self.w_noise == 0.0 and self.input_range == "dynamic")
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Fractions (in [0, 1]) of a chip's faulty devices, drawn per chip at programming: devices
+    stuck at g_min (``stuck_low``) or at g_max (``stuck_high``) whatever their target, and tile
+    columns that read 0 (``dead_columns``)."""
+
+    stuck_low: float = 0.0
+    stuck_high: float = 0.0
+    dead_columns: float = 0.0
+
+    @property
+    def any(self) -> bool:
+        return self.stuck_low > 0 or self.stuck_high > 0 or self.dead_columns > 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +121,8 @@ class DeviceProfile:
     compensation: str = "none"
     periphery: Periphery = field(default_factory=Periphery)
     path: str = ""
+    devices_per_weight: int = 1  # device pairs per weight, conductances summed
+    faults: Faults = field(default_factory=Faults)
 
     @property
     def drifts(self) -> bool:
@@ -187,9 +222,19 @@ def profile_from_dict(raw: Any, path: str = "<dict>") -> DeviceProfile:
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise ImcSimError(f"{_where(path, key)} is missing or not text")
     model = _check_choice(raw["model"], tuple(FAMILIES), _where(path, "model"))
-    schema = FAMILIES[model].schema
+    family = FAMILIES[model]
+    schema = family.schema
+    raw_sections = {name: raw.get(name) for name in SECTIONS}
+    devices_per_weight = 1
+    if isinstance(raw_sections["conductance"], dict) and "devices_per_weight" in raw_sections["conductance"]:
+        raw_sections["conductance"] = dict(raw_sections["conductance"])
+        where = _where(path, "conductance.devices_per_weight")
+        devices_per_weight = _check_num(DEVICES_PER_WEIGHT, raw_sections["conductance"].pop(
+            "devices_per_weight"), where)
+        if devices_per_weight > 1 and family.weight_level:
+            raise ImcSimError(f"{where} = {devices_per_weight}: model {model!r} has no devices")
     sections = {
-        name: _check_section(schema[name], raw.get(name), _where(path, name), model)
+        name: _check_section(schema[name], raw_sections[name], _where(path, name), model)
         for name in SECTIONS
     }
     cond = sections["conductance"]
@@ -201,7 +246,8 @@ def profile_from_dict(raw: Any, path: str = "<dict>") -> DeviceProfile:
     profile = DeviceProfile(
         name=raw["name"], description=raw["description"].strip(), source=raw["source"].strip(),
         model=model, compensation=compensation, periphery=_periphery(raw.get("periphery"), path),
-        path=path, **sections,
+        path=path, devices_per_weight=devices_per_weight, faults=_faults(raw.get("faults"), path, model),
+        **sections,
     )
     FAMILIES[model].check_profile(profile)
     return profile
@@ -226,7 +272,29 @@ def _periphery(raw: Any, path: str) -> Periphery:
             values[key] = _check_num(spec, raw[key], f"{where}.{key}") if key in raw else spec.default
     for key, (default, choices) in PERIPHERY_CHOICES.items():
         values[key] = _check_choice(raw.get(key, default), choices, f"{where}.{key}")
+    if values["input_range"] == "static" and values["noise_management"] != "none":
+        raise ImcSimError(f"{where}.input_range = static replaces noise management: set "
+                          f"{where}.noise_management to none")
     return Periphery(**values)
+
+
+def _faults(raw: Any, path: str, model: str) -> Faults:
+    where = _where(path, "faults")
+    if raw is None:
+        return Faults()
+    if not isinstance(raw, dict):
+        raise ImcSimError(f"{where} must be a mapping of fields")
+    known = [f.name for f in dataclasses.fields(Faults)]
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ImcSimError(f"{where}.{unknown[0]} is not a faults field (known: {', '.join(known)})")
+    faults = Faults(**{key: _check_num(FRACTION, value, f"{where}.{key}") for key, value in raw.items()})
+    if faults.stuck_low + faults.stuck_high > 1:
+        raise ImcSimError(f"{where}: stuck_low + stuck_high = {faults.stuck_low + faults.stuck_high:g} "
+                          "is above 1")
+    if (faults.stuck_low or faults.stuck_high) and FAMILIES[model].weight_level:
+        raise ImcSimError(f"{where}: model {model!r} has no devices to be stuck (only dead_columns)")
+    return faults
 
 
 def shipped_profiles() -> dict[str, Path]:

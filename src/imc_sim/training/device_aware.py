@@ -304,6 +304,9 @@ class DeviceTraining:
         if drift[0] != drift[1] and not profile.drifts:
             raise ImcSimError(f"device {profile.name!r} has no drift; a drift range "
                               f"{format_time(drift[0])}..{format_time(drift[1])} means nothing for it")
+        if profile.periphery.input_range == "static":
+            raise ImcSimError(f"device {profile.name!r} has static input ranges, which device-aware "
+                              "training does not support yet: train on a profile with input_range: dynamic")
         layers = analog_layers(model)
         if not layers:
             raise ImcSimError("no Linear/Conv1D layer inside transformer blocks to train device-aware")

@@ -12,6 +12,11 @@ Conductances in uS, times in s; x = g_target / g_max, z standard normals:
   g_d = g_prog (tau / t0)^(-nu) for t > 0 (else g_prog),
   g_t = max(0, g_d + |g_d| * scale_r * q * sqrt(ln((tau + t_read) / (2 t_read))) * z),
   q = min(0.2, 0.0088 / max(1e-3, (|g_prog| / g_max)^0.65)). The read term is there at t = 0 too.
+- per-read (cycle-to-cycle) noise, fresh at every MVM: aihwkit's ``WeightNoiseType.PCM_READ``
+  (``forward.w_noise`` = 0.0175 in ``StandardHWATrainingPreset``): each output gets
+  per_read * sqrt(sum_j |u_j| x_j^2) * z, i.e. a per-weight variance per_read^2 |u| in normalised
+  weight units (:meth:`PCM.read_variance`; rpucuda's ``applyOutputWeightNoise``). aihwkit's torch
+  tiles refuse it, so the reference tests run with per_read = 0.
 
 aihwkit quirks (tests/test_aihwkit_quirks.py): ``prog_coeff_g_max_reference`` passed to the
 constructor is never stored, and explicit coefficients silently take g_max as their reference, so
@@ -80,6 +85,7 @@ class PCMParams:
     drift_scale: float
     t_read: float  # s
     read_scale: float
+    per_read: float = 0.0  # std of the PCM_READ per-read noise, normalised weight units
     table: DriftTable | None = None
 
 
@@ -94,7 +100,7 @@ class PCM(DeviceFamily):
         "drift": {"t0": T0, "scale": SCALE,
                   "table": {"g": Nums(None, 0.0, 2, ascending=True), "nu_mean": Nums(None, 0.0, 2),
                             "nu_std": Nums(None, 0.0, 2)}},
-        "read_noise": {"t_read": T_READ, "scale": SCALE},
+        "read_noise": {"t_read": T_READ, "scale": SCALE, "per_read": Num(0.0, 0.0, 1.0)},
     }
 
     def __init__(self, params: PCMParams):
@@ -109,6 +115,7 @@ class PCM(DeviceFamily):
             g_max=profile.conductance["g_max"], coeffs=tuple(prog["coeffs"]),
             coeffs_g_ref=prog["coeffs_g_ref"], prog_scale=prog["scale"], t0=drift["t0"],
             drift_scale=drift["scale"], t_read=read["t_read"], read_scale=read["scale"],
+            per_read=read["per_read"],
             table=None if table is None else DriftTable(
                 tuple(table["g"]), tuple(table["nu_mean"]), tuple(table["nu_std"])),
         ))
@@ -141,6 +148,11 @@ class PCM(DeviceFamily):
         q = (0.0088 / ((g_prog.abs() / p.g_max) ** 0.65).clamp(min=1e-3)).clamp(max=0.2)
         sigma = q * (p.read_scale * one_over_f(t, p.t0, p.t_read))
         return (g_d + g_d.abs() * sigma * z).clamp_(min=0.0)
+
+    def read_variance(self, u: Tensor) -> Tensor | None:
+        """per_read^2 |u| (aihwkit's PCM_READ weight noise; None when per_read is 0)."""
+        per_read = self.params.per_read
+        return None if per_read == 0 else u.abs().mul_(per_read**2)
 
     def aihwkit_model(self) -> PCMLikeNoiseModel:
         p = self.params

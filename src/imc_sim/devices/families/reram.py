@@ -10,6 +10,11 @@ Programming draws at t = 1 s; the "drift coefficients" are the targets themselve
 at each time t is an independent draw around the target (the fit has no trajectory: a chip's 1 d
 state is not its drifted 1 s state). Other times are refused.
 
+Read noise: the fit has none (aihwkit: "No separate data is available for read noise (1/f)"; Wan
+et al. publish no read-noise figure the fit uses). ``read_noise.per_read`` is a per-read weight
+noise of constant std in normalised weight units, fresh at every MVM, as aihwkit's docstring
+advises ("about 1 %": ``forward.w_noise`` = 0.01, ``ADDITIVE_CONSTANT``): var = per_read^2.
+
 aihwkit quirk (tests/test_aihwkit_quirks.py): the model stores its 40 uS reference under a name it
 never reads, so the uS fit is not rescaled when g_max differs; :meth:`ReRAM.aihwkit_model` sets
 the reference it does read.
@@ -20,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import torch
 from aihwkit.inference.noise.reram import ReRamWan2022NoiseModel
 from torch import Tensor
 
@@ -44,6 +50,7 @@ WAN2022_COEFFS: dict[float, tuple[float, ...]] = {
 class ReRAMParams:
     g_max: float  # uS
     scale: float  # multiplies the fitted spread
+    per_read: float = 0.0  # std of the per-read weight noise, normalised weight units
 
 
 class ReRAM(DeviceFamily):
@@ -54,7 +61,7 @@ class ReRAM(DeviceFamily):
         "conductance": {"g_max": Num(40.0, 0.0, 1e4, open_lo=True)},
         "programming": {"scale": SCALE},
         "drift": {},
-        "read_noise": {},
+        "read_noise": {"per_read": Num(0.0, 0.0, 1.0)},
     }
     allowed_times = tuple(WAN2022_COEFFS)
 
@@ -64,7 +71,8 @@ class ReRAM(DeviceFamily):
 
     @classmethod
     def from_profile(cls, profile: DeviceProfile) -> ReRAM:
-        return cls(ReRAMParams(g_max=profile.conductance["g_max"], scale=profile.programming["scale"]))
+        return cls(ReRAMParams(g_max=profile.conductance["g_max"], scale=profile.programming["scale"],
+                               per_read=profile.read_noise["per_read"]))
 
     def _draw(self, g_target: Tensor, t: float, z: Tensor) -> Tensor:
         p = self.params
@@ -83,6 +91,11 @@ class ReRAM(DeviceFamily):
             times = ", ".join(format_time(s) for s in WAN2022_COEFFS)
             raise ImcSimError(f"{self.model} is only characterised at {times}; got {format_time(t)}")
         return self._draw(coeffs, t, z)
+
+    def read_variance(self, u: Tensor) -> Tensor | None:
+        """per_read^2 for every weight (None when per_read is 0)."""
+        per_read = self.params.per_read
+        return None if per_read == 0 else torch.full_like(u, per_read**2)
 
     def aihwkit_model(self) -> ReRamWan2022NoiseModel:
         model = ReRamWan2022NoiseModel(g_max=self.params.g_max, noise_scale=self.params.scale)

@@ -1,0 +1,72 @@
+"""Static input ranges (``periphery.input_range: static``): one DAC range per row tile, set once.
+
+A chip's DAC has a fixed range per tile; it does not rescale each input vector by its abs-max.
+The range r of each row tile (the inputs its tiles see) is calibrated once per deployment from
+data, as aihwkit's ``calibrate_input_ranges`` with ``InputRangeCalibrationType.MOVING_QUANTILE``:
+
+    r = mean over calibration batches b of  Q_p(|x_b|)
+
+Q_p the ``input_percentile``-th percentile of |x| over the batch's input vectors that are not all
+zero (aihwkit drops those), per row tile. During calibration the layer computes its digital
+product (the deployment's target weights), so the ranges depend on the data alone: the same for
+every chip seed and the same for the same data. The forward then divides each row tile's inputs by
+r before the DAC (inputs beyond r clip at ``inp_bound``) and multiplies its outputs back by r.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from imc_sim.errors import ImcSimError
+
+NO_RANGE = ("periphery.input_range = static needs calibration data: calibrate the deployment "
+            "(Deployment.calibrate) on some batches before its forward")
+
+
+def batch_range(x: Tensor, rows: int, percentile: float) -> Tensor:
+    """Q_p(|x|) per row tile ([row_tiles]) for inputs ``x`` [N, in_features] on row tiles of
+    ``rows`` inputs (the last may hold fewer); 0 for a tile that saw only zero vectors."""
+    return torch.stack([_percentile(block, percentile) for block in x.split(rows, dim=1)])
+
+
+def _percentile(block: Tensor, percentile: float) -> Tensor:
+    """The k-th smallest |x| over the vectors of ``block`` [N, rows] that are not all zero,
+    k = ceil(p / 100 n) for their n values (no interpolation). The all-zero vectors are sorted
+    below every |x| (as -1) and skipped by the index, so no shape depends on the data and nothing
+    waits for the device."""
+    valid = (block != 0).any(-1, keepdim=True)
+    values = torch.where(valid, block.abs(), torch.full_like(block, -1.0)).reshape(-1).sort().values
+    n_valid = valid.sum() * block.shape[1]
+    k = (n_valid * (percentile / 100.0)).ceil().clamp(min=1).long()
+    index = (values.numel() - n_valid + k - 1).clamp(max=values.numel() - 1)
+    return values.gather(0, index.view(1)).squeeze(0).clamp(min=0.0)
+
+
+class Calibration:
+    """Accumulates :func:`batch_range` over batches; :meth:`ranges` is their mean (each range > 0:
+    a row tile that saw only zeros gets range 1)."""
+
+    def __init__(self, rows: int, percentile: float):
+        self.rows, self.percentile = rows, percentile
+        self.sum: Tensor | None = None
+        self.batches = 0
+
+    def add(self, x: Tensor) -> None:
+        r = batch_range(x.detach().float(), self.rows, self.percentile)
+        self.sum = r if self.sum is None else self.sum + r
+        self.batches += 1
+
+    def ranges(self) -> Tensor:
+        if self.sum is None:
+            raise ImcSimError(NO_RANGE)
+        mean = self.sum / self.batches
+        return torch.where(mean > 0, mean, torch.ones_like(mean))
+
+
+def scale_inputs(x: Tensor, ranges: Tensor) -> tuple[Tensor, Tensor]:
+    """``x`` [N, row_tiles * rows] divided by each row tile's range, and the ranges as the
+    periphery's per-row scales [N, row_tiles, 1] (multiplied back after the ADC)."""
+    n, row_tiles = x.shape[0], ranges.shape[0]
+    scaled = (x.view(n, row_tiles, -1) / ranges[:, None]).view(n, -1)
+    return scaled, ranges.view(1, row_tiles, 1).expand(n, row_tiles, 1)

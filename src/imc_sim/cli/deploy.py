@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from imc_sim.cli.data_options import add_data_options
+from imc_sim.cli.generate_options import add_generate_options, check_generate_options, print_continuations
 from imc_sim.cli.sweep_options import add_sweep_options
 
 
@@ -15,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_sweep_options(p)
     add_data_options(p, training=False, data_dir=False)  # --data-dir comes with the sweep options
     p.add_argument("--analog-head", action="store_true", help="put the pooler and task head on tiles too")
+    add_generate_options(p)
     p.set_defaults(run=run)
 
 
@@ -24,9 +26,11 @@ def run(args: argparse.Namespace) -> int:
     from imc_sim.deploy.run import deploy_checkpoint, format_deploy_table
 
     profile, times = sweep_setup(args)
+    check_generate_options(args, [args.checkpoint])
     result = deploy_checkpoint(args.checkpoint, profile, times, args.seeds, args.data_dir,
                                args.eval_limit, args.analog_head, progress=not args.quiet,
                                source=data_source(args))
     print(format_deploy_table(result))
+    print_continuations(args, [args.checkpoint], profile, times, args.analog_head)
     write_outputs(args, result, [result.curve], f"{result.task} on {profile.name}")
     return 0

@@ -6,20 +6,25 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from imc_sim import data
+from imc_sim import data, lm
 from imc_sim.checkpoint import LoadedModel, load_model
 from imc_sim.crossbar.mapping import Deployment, deploy_model
+from imc_sim.data.corpus import check_labelled
 from imc_sim.deploy.results import CheckpointCurve, DeployResult, MappingSummary, TimePoint
 from imc_sim.deploy.sweep import drift_sweep
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.evaluate import evaluate
+from imc_sim.metrics import metric_format
 from imc_sim.table import format_table
 
 
 def dev_set(loaded: LoadedModel, source: data.DataSource, eval_limit: int | None) -> tuple[list[dict], int]:
     """The dev set of ``loaded``'s task from ``source``, tokenized at its training max length and
-    batched once; returns the batches and the number of examples."""
+    batched once; returns the batches and the number of examples (held-out tokens for ``lm``)."""
     max_length = loaded.meta.get("train_args", {}).get("max_length", 64)
+    if loaded.task.is_lm:
+        return lm.dev_batches(source, loaded.tokenizer, max_length, eval_limit)
+    check_labelled(source, loaded.task)
     dev = data.load_dev(source, loaded.task, eval_limit)
     return data.eval_batches(data.encode(dev, loaded.tokenizer, max_length)), len(dev.labels)
 
@@ -78,9 +83,12 @@ def deploy_checkpoint(
 
 
 def format_deploy_table(result: DeployResult) -> str:
-    """Drift time, mean +- std over seeds, min, and the digital metric (percent)."""
-    digital = f"{100 * result.curve.digital_metric:.2f}"
-    rows = [[p.label, f"{100 * p.mean:.2f} +- {100 * p.std:.2f}", f"{100 * p.min:.2f}", digital]
+    """Drift time, mean +- std over seeds, the worst seed (min, or max for perplexity), and the
+    digital metric (as :func:`imc_sim.metrics.metric_format` shows it)."""
+    fmt = metric_format(result.metric_name)
+    digital = fmt(result.curve.digital_metric)
+    rows = [[p.label, fmt.spread(p.mean, p.std), fmt(fmt.worst(p.metrics)), digital]
             for p in result.curve.points]
-    return format_table(["drift", f"{result.metric_name} (mean +- std, {result.seeds} seeds)", "min",
+    return format_table(["drift", f"{result.metric_name} (mean +- std, {result.seeds} seeds)",
+                         "min" if fmt.higher_is_better else "max",
                          "digital"], rows)

@@ -98,4 +98,4 @@ def greedy_continuation(model: nn.Module, tokenizer, prompt: str, new_tokens: in
         next_id = model(input_ids=ids).logits[:, -1].argmax(dim=-1, keepdim=True)
         ids = torch.cat([ids, next_id], dim=1)
     model.train(was_training)
-    return tokenizer.decode(ids[0, prompt_length:].tolist(), skip_special_tokens=True)
+    return tokenizer.decode(ids[0, prompt_length:].tolist(), skip_special_tokens=False)

@@ -66,7 +66,7 @@ def test_perplexity_of_a_uniform_model_is_the_vocabulary_size(tiny_gpt2_lm_dir):
         model.lm_head.weight.zero_()  # tied: the input embeddings become zero too
     tokenizer = AutoTokenizer.from_pretrained(tiny_gpt2_lm_dir)
     batches = block_batches(make_blocks(Corpus("t", tuple(POSITIVE)), tokenizer, 5), 2)
-    assert lm.perplexity(model, batches) == pytest.approx(model.config.vocab_size, rel=1e-9)
+    assert lm.perplexity(model, batches) == pytest.approx(model.config.vocab_size, rel=1e-6)
 
 
 def test_lm_trains_merges_and_records_the_task(lm_checkpoint, corpus):

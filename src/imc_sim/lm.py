@@ -24,6 +24,9 @@ from imc_sim.data.source import DataSource
 from imc_sim.errors import ImcSimError
 from imc_sim.tasks import TaskSpec, get_task
 
+EVAL_BATCH = 8
+"""Blocks per evaluation batch: the logits of a batch are blocks x length x vocabulary floats."""
+
 
 def checked_task(source: DataSource, model: str | None) -> TaskSpec:
     """The ``lm`` task, once its options are checked and its text files read (before any model
@@ -59,7 +62,7 @@ def dev_batches(source: DataSource, tokenizer, block_size: int,
     their number of tokens."""
     check_lm_source(source, training=False)
     blocks = make_blocks(read_corpus(source.validation_file, limit), tokenizer, block_size)  # type: ignore[arg-type]
-    return block_batches(blocks), blocks.tokens
+    return block_batches(blocks, EVAL_BATCH), blocks.tokens
 
 
 @torch.no_grad()
@@ -67,13 +70,14 @@ def perplexity(model: nn.Module, batch_list: list[dict[str, torch.Tensor]]) -> f
     """exp(mean next-token negative log-likelihood) of ``model`` over every labelled token."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     total = count = None
     for batch in batch_list:
-        labels = batch["labels"]
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        gold = labels[:, 1:].to(logits.device)
-        nll = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).double(), gold.flatten(),
-                                          ignore_index=IGNORE, reduction="sum")
+        logits = model(input_ids=batch["input_ids"].to(device),
+                       attention_mask=batch["attention_mask"].to(device)).logits
+        gold = batch["labels"][:, 1:].to(device)
+        nll = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), gold.flatten(),
+                                          ignore_index=IGNORE, reduction="sum").double()
         n = (gold != IGNORE).sum()
         total = nll if total is None else total + nll
         count = n if count is None else count + n

@@ -13,6 +13,7 @@ from transformers import (
     BertForSequenceClassification,
     GPT2Config,
     GPT2ForSequenceClassification,
+    GPT2LMHeadModel,
 )
 
 from imc_sim.backbones import packaged_model_dir
@@ -34,6 +35,15 @@ def make_tiny_gpt2(vocab_size: int = 100) -> GPT2ForSequenceClassification:
     config = GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=64,
                         num_labels=2, pad_token_id=0)
     return GPT2ForSequenceClassification(config).eval()
+
+
+def make_tiny_gpt2_lm(vocab_size: int = 30522, positions: int = 64) -> GPT2LMHeadModel:
+    """A tiny random causal GPT-2 whose special ids are those of the packaged MiniLM tokenizer
+    ([PAD] 0, [SEP] 102 ends a passage)."""
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=positions,
+                        pad_token_id=0, bos_token_id=102, eos_token_id=102)
+    return GPT2LMHeadModel(config).eval()
 
 
 @pytest.fixture
@@ -77,6 +87,12 @@ def wide_model_dir(tmp_path_factory) -> Path:
 def tiny_gpt2_dir(tmp_path_factory) -> Path:
     """A tiny random GPT-2 (Conv1D layers) saved as a local model folder."""
     return save_with_tokenizer(make_tiny_gpt2(vocab_size=30522), tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_lm_dir(tmp_path_factory) -> Path:
+    """A tiny random causal GPT-2 saved as a local model folder (the MiniLM tokenizer beside it)."""
+    return save_with_tokenizer(make_tiny_gpt2_lm(), tmp_path_factory.mktemp("tiny-gpt2-lm"))
 
 
 POSITIVE = ["a charming and moving film", "great fun", "wonderful acting", "a delight"]

@@ -63,8 +63,9 @@ class Backbone:
 
 
 def load_backbone(ref: dict[str, str], task: TaskSpec) -> Backbone:
-    """Load model and tokenizer for ``task`` (``num_labels`` from the task table)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """Load model and tokenizer for ``task`` (``num_labels`` from the task table; a causal LM for
+    ``lm``)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -72,11 +73,14 @@ def load_backbone(ref: dict[str, str], task: TaskSpec) -> Backbone:
     source = _source(ref)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source,
-            num_labels=task.num_labels,
-            problem_type="regression" if task.is_regression else "single_label_classification",
-        )
+        if task.is_lm:
+            model = AutoModelForCausalLM.from_pretrained(source)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source,
+                num_labels=task.num_labels,
+                problem_type="regression" if task.is_regression else "single_label_classification",
+            )
     except (OSError, ValueError) as exc:
         raise ImcSimError(f"could not load model {ref['name']!r}: {exc}".splitlines()[0]) from None
     if tokenizer.pad_token is None:  # GPT-2 and other causal models

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from imc_sim.lm import perplexity
 from imc_sim.metrics import compute_metric
 from imc_sim.tasks import TaskSpec
 
@@ -25,6 +26,9 @@ def logits_and_labels(model: nn.Module, batch_list: list[dict]) -> tuple[np.ndar
 
 
 def evaluate(model: nn.Module, batch_list: list[dict], task: TaskSpec) -> float:
-    """The task metric of ``model`` on ``batch_list`` (e.g. SST-2 dev accuracy in [0, 1])."""
+    """The task metric of ``model`` on ``batch_list`` (e.g. SST-2 dev accuracy in [0, 1]; held-out
+    perplexity for ``lm``)."""
+    if task.is_lm:
+        return perplexity(model, batch_list)
     logits, labels = logits_and_labels(model, batch_list)
     return compute_metric(task.metric_name, logits, labels)

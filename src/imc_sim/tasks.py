@@ -1,4 +1,5 @@
-"""The task table: one entry per GLUE task (folder, columns, labels, metric), and custom tasks.
+"""The task table: one entry per GLUE task (folder, columns, labels, metric), ``lm`` (a causal
+language model on plain text, see :mod:`imc_sim.lm`), and custom tasks.
 
 A new GLUE-style task is one more :class:`TaskSpec` in ``TASKS``. Columns name the GLUE TSV header;
 a task whose files have no header (CoLA) gives column positions instead. Users' own data (files or
@@ -40,6 +41,11 @@ class TaskSpec:
     def is_regression(self) -> bool:
         return self.metric_name == "pearson"
 
+    @property
+    def is_lm(self) -> bool:
+        """A causal language model scored by perplexity on held-out text (``--task lm``)."""
+        return self.metric_name == "perplexity"
+
 
 TASKS: dict[str, TaskSpec] = {
     t.name: t
@@ -61,6 +67,7 @@ TASKS: dict[str, TaskSpec] = {
                  ("entailment", "not_entailment"), "accuracy"),
         TaskSpec("wnli", "WNLI", ("sentence1", "sentence2"), "label",
                  ("not_entailment", "entailment"), "accuracy"),
+        TaskSpec("lm", "", (), "", (), "perplexity", has_header=False),
     )
 }
 

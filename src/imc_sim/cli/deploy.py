@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from imc_sim.cli.data_options import add_data_options
+from imc_sim.cli.generate_options import add_generate_options, check_generate_options, print_continuations
 from imc_sim.cli.sweep_options import add_sweep_options
 
 
@@ -22,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="keep the N layers that cost most digital (one-analog sensitivity at the "
                    "first drift time, same seeds: one more evaluation per layer and seed; see imc-sim "
                    "sensitivity)")
+    add_generate_options(p)
     p.set_defaults(run=run)
 
 
@@ -34,10 +36,12 @@ def run(args: argparse.Namespace) -> int:
 
     profile, times = sweep_setup(args)
     placement = Placement(args.digital_layers, args.keep_digital)
+    check_generate_options(args, [args.checkpoint])
     result = deploy_checkpoint(args.checkpoint, profile, times, args.seeds, args.data_dir,
                                args.eval_limit, args.analog_head, progress=not args.quiet,
                                source=data_source(args), placement=placement,
                                torch_device=resolve_torch_device(args.torch_device))
     print(format_deploy_table(result))
+    print_continuations(args, [args.checkpoint], profile, times, args.analog_head)
     write_outputs(args, result, [result.curve], f"{result.task} on {profile.name}")
     return 0

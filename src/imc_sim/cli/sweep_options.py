@@ -22,7 +22,7 @@ def add_sweep_options(p: argparse.ArgumentParser, default_times: str = DEFAULT_T
     p.add_argument("--data-dir", help="GLUE layout folder; default $IMC_SIM_DATA, else the datasets hub")
     p.add_argument("--eval-limit", type=int, help="evaluate on the first N dev examples")
     p.add_argument("--json", help="write the results here")
-    p.add_argument("--plot", help="write accuracy versus time here (PNG)")
+    p.add_argument("--plot", help="write the metric versus time here (PNG)")
     p.add_argument("--torch-device", default="auto",
                    help="torch device of the model and chip: auto (CUDA where available), cpu, cuda, cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__.splitlines()[0])
     p.add_argument("--model", help="hub id or local folder (default: the packaged MiniLM-L6)")
     p.add_argument("--task", default="sst2", choices=list(TASKS), metavar="TASK",
-                   help=f"GLUE task ({', '.join(TASKS)}; default sst2)")
+                   help=f"GLUE task, or lm: a causal language model on plain text files "
+                   f"({', '.join(TASKS)}; default sst2)")
     add_data_options(p, training=True)
     p.add_argument("--method", default="grasp", help=f"one of {', '.join(METHODS)}")
     p.add_argument("--k", type=int, help="groups K (default 32 for grasp, 64 for grasp-w/stochgrasp)")
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from imc_sim.atomic import write_text_atomic
     from imc_sim.checkpoint import save_checkpoint
     from imc_sim.cli.data_options import data_source
+    from imc_sim.metrics import metric_format
     from imc_sim.table import format_table
     from imc_sim.training.loop import TrainArgs, train
 
@@ -89,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(
         ["method", "device", "task", m["metric_name"], "trainable", "head", "base", "s/step"],
         [[m["method"], f"{m['device']} @ {m['drift']}" if m["device"] else "-", m["task"],
-          f"{100 * m['metric']:.2f}", m["trainable_params"], m["head_params"], m["base_params"],
+          metric_format(m["metric_name"])(m["metric"]), m["trainable_params"], m["head_params"],
+          m["base_params"],
           f"{m['seconds_per_step']:.3f}"]],
     ))
     print(f"wrote {args.out}" + (f" and {args.json}" if args.json else ""))

@@ -18,6 +18,7 @@ from imc_sim.deploy.results import CompareResult
 from imc_sim.deploy.run import deploy_checkpoint
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.errors import ImcSimError
+from imc_sim.metrics import metric_format
 from imc_sim.table import format_table
 
 
@@ -52,9 +53,11 @@ def compare_checkpoints(paths: list[str | os.PathLike[str]], profile: DeviceProf
 
 
 def format_compare_table(result: CompareResult, markdown: bool = False) -> str:
-    """Rows: checkpoint; columns: digital and each drift time as mean +- std (percent)."""
+    """Rows: checkpoint; columns: digital and each drift time as mean +- std (in the metric's
+    format: percent, or a plain number for perplexity)."""
+    fmt = metric_format(result.metric_name)
     labels = [p.label for p in result.checkpoints[0].points]
-    rows = [[c.name, c.method, c.device_trained or "-", f"{100 * c.digital_metric:.2f}",
-             *(f"{100 * p.mean:.2f} +- {100 * p.std:.2f}" for p in c.points)]
+    rows = [[c.name, c.method, c.device_trained or "-", fmt(c.digital_metric),
+             *(fmt.spread(p.mean, p.std) for p in c.points)]
             for c in result.checkpoints]
     return format_table(["checkpoint", "method", "trained on", "digital", *labels], rows, markdown)

@@ -273,5 +273,9 @@ def load_plan(path: str | os.PathLike[str]) -> SweepPlan:
     resources = _resources(raw.get("resources"), path)
     devices = _devices(_string_list(raw, "devices", path), base, path, times)
     checkpoints = _checkpoints(_string_list(raw, "checkpoints", path), base, path)
-    data = _data(raw, base, get_task(checkpoints[0].task), path)
+    task = get_task(checkpoints[0].task)
+    if task.is_lm:
+        raise _fail(path, "language-model (--task lm) checkpoints are not swept yet; use imc-sim deploy "
+                    "or compare with --validation-file")
+    data = _data(raw, base, task, path)
     return SweepPlan(path, checkpoints, devices, seeds, tuple(times), data, eval_limit, resources)

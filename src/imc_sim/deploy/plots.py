@@ -1,4 +1,4 @@
-"""PNG figure of accuracy versus drift time (one line per checkpoint)."""
+"""PNG figure of the task metric versus drift time (one line per checkpoint)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,24 @@ from collections.abc import Sequence
 
 from imc_sim.deploy.results import CheckpointCurve
 from imc_sim.figures import plt, save_png
+from imc_sim.metrics import metric_format
 
 
 def plot_drift(curves: Sequence[CheckpointCurve], path: str | os.PathLike[str], title: str,
                metric_name: str) -> None:
     """One line per curve: mean +- std over seeds versus time (log axis; t = 0 drawn at 1 ms),
     digital level dashed."""
+    scale = metric_format(metric_name).scale
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for n, curve in enumerate(curves):
         color = f"C{n % 10}"
         t = [max(p.t_seconds, 1e-3) for p in curve.points]
-        ax.errorbar(t, [100 * p.mean for p in curve.points], yerr=[100 * p.std for p in curve.points],
+        ax.errorbar(t, [scale * p.mean for p in curve.points], yerr=[scale * p.std for p in curve.points],
                     color=color, marker="o", capsize=3, label=curve.name)
-        ax.axhline(100 * curve.digital_metric, color=color, linestyle="--", linewidth=0.8)
+        ax.axhline(scale * curve.digital_metric, color=color, linestyle="--", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("time after programming (s)")
-    ax.set_ylabel(f"{metric_name} (%)  (dashed: digital)")
+    ax.set_ylabel(f"{metric_format(metric_name).axis_label(metric_name)}  (dashed: digital)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)

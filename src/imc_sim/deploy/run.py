@@ -8,14 +8,16 @@ from typing import Any
 
 import torch
 
-from imc_sim import data
+from imc_sim import data, lm
 from imc_sim.checkpoint import LoadedModel, load_model
 from imc_sim.crossbar.mapping import Deployment, deploy_model
+from imc_sim.data.corpus import check_labelled
 from imc_sim.deploy.placement import Placement, choose_digital
 from imc_sim.deploy.results import CheckpointCurve, DeployResult, MappingSummary, TimePoint
 from imc_sim.deploy.sweep import drift_sweep
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.evaluate import evaluate
+from imc_sim.metrics import metric_format
 from imc_sim.table import format_table
 from imc_sim.torch_device import to_device
 
@@ -30,13 +32,16 @@ def dev_set(loaded: LoadedModel, source: data.DataSource, eval_limit: int | None
             device: torch.device | None = None) -> tuple[list[dict], int]:
     """The dev set of ``loaded``'s task from ``source``, tokenized at its training max length and
     batched once, on ``device`` (default: the model's); returns the batches and the number of
-    examples."""
+    examples (held-out tokens for ``lm``)."""
     max_length = loaded.meta.get("train_args", {}).get("max_length", 64)
-    dev = data.load_dev(source, loaded.task, eval_limit)
     device = device or next(loaded.model.parameters()).device
-    encoded = data.encode(dev, loaded.tokenizer, max_length)
-    batches = [to_device(b, device) for b in data.eval_batches(encoded)]
-    return batches, len(dev.labels)
+    if loaded.task.is_lm:
+        batches, size = lm.dev_batches(source, loaded.tokenizer, max_length, eval_limit)
+    else:
+        check_labelled(source, loaded.task)
+        dev = data.load_dev(source, loaded.task, eval_limit)
+        batches, size = data.eval_batches(data.encode(dev, loaded.tokenizer, max_length)), len(dev.labels)
+    return [to_device(b, device) for b in batches], size
 
 
 def device_trained(meta: dict[str, Any]) -> str | None:
@@ -103,9 +108,12 @@ def deploy_checkpoint(
 
 
 def format_deploy_table(result: DeployResult) -> str:
-    """Drift time, mean +- std over seeds, min, and the digital metric (percent)."""
-    digital = f"{100 * result.curve.digital_metric:.2f}"
-    rows = [[p.label, f"{100 * p.mean:.2f} +- {100 * p.std:.2f}", f"{100 * p.min:.2f}", digital]
+    """Drift time, mean +- std over seeds, the worst seed (min, or max for perplexity), and the
+    digital metric (as :func:`imc_sim.metrics.metric_format` shows it)."""
+    fmt = metric_format(result.metric_name)
+    digital = fmt(result.curve.digital_metric)
+    rows = [[p.label, fmt.spread(p.mean, p.std), fmt(fmt.worst(p.metrics)), digital]
             for p in result.curve.points]
-    return format_table(["drift", f"{result.metric_name} (mean +- std, {result.seeds} seeds)", "min",
+    return format_table(["drift", f"{result.metric_name} (mean +- std, {result.seeds} seeds)",
+                         "min" if fmt.higher_is_better else "max",
                          "digital"], rows)

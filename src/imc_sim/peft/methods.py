@@ -114,8 +114,9 @@ class PeftLibrary(Method):
         from peft import IA3Config, LoraConfig, TaskType, get_peft_model
 
         cls = LoraConfig if self.name == "lora" else IA3Config
+        task_type = TaskType.CAUSAL_LM if model.can_generate() else TaskType.SEQ_CLS
         try:
-            return get_peft_model(model, cls(task_type=TaskType.SEQ_CLS, **config))
+            return get_peft_model(model, cls(task_type=task_type, **config))
         except ValueError as exc:
             raise ImcSimError(f"{self.name}: {exc}".splitlines()[0]) from None
 

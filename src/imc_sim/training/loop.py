@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from imc_sim import data
+from imc_sim import data, lm
 from imc_sim.backbones import Backbone, fingerprint, is_head, load_backbone, model_reference
 from imc_sim.checkpoint import save_checkpoint, trainable_state
 from imc_sim.devices.profile import load_profile
@@ -173,7 +173,10 @@ def prepare(args: TrainArgs) -> Run:
         drift = parse_time_range(args.drift or DEFAULT_DRIFT)
         profile.check_times(sorted(set(drift)))
     options = {**args.method_options, "seed": args.seed}
-    task, train_ex = data.load_train(args.source(), args.task, args.train_limit)
+    if args.task == "lm":  # a causal LM on plain text: blocks are cut once the tokenizer is loaded
+        task, train_ex = lm.checked_task(args.source(), args.model), None
+    else:
+        task, train_ex = data.load_train(args.source(), args.task, args.train_limit)
     torch.manual_seed(args.seed)
     backbone = load_backbone(model_reference(args.model), task)
     if options.get("sigma_target") == "auto":
@@ -189,10 +192,15 @@ def prepare(args: TrainArgs) -> Run:
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(int(args.warmup * args.max_steps), args.max_steps)
     )
-    stream = data.endless_batches(
-        data.encode(train_ex, backbone.tokenizer, args.max_length), args.batch_size,
-        torch.Generator().manual_seed(args.seed),
-    )
+    if train_ex is None:
+        lm.check_length(backbone.model, args.max_length)
+        stream = lm.train_stream(args.source(), backbone.tokenizer, args.max_length, args.batch_size,
+                                 args.seed, args.train_limit)
+    else:
+        stream = data.endless_batches(
+            data.encode(train_ex, backbone.tokenizer, args.max_length), args.batch_size,
+            torch.Generator().manual_seed(args.seed),
+        )
     backbone.model.train()
     return Run(args, task, method, config, backbone, base_print, optimizer, schedule, stream, lr,
                precision, precision.scaler(), device)
@@ -210,9 +218,14 @@ def train(args: TrainArgs, progress: bool = True) -> TrainResult:
 
 def _train(args: TrainArgs, progress: bool) -> TrainResult:
     run = prepare(args)
-    dev_ex = data.load_dev(args.source(), run.task, args.eval_limit)
-    dev_batches = [to_device(b, run.torch_device) for b in
-                   data.eval_batches(data.encode(dev_ex, run.backbone.tokenizer, args.max_length))]
+    if run.task.is_lm:
+        dev_batches, dev_size = lm.dev_batches(args.source(), run.backbone.tokenizer, args.max_length,
+                                               args.eval_limit)
+    else:
+        dev_ex = data.load_dev(args.source(), run.task, args.eval_limit)
+        dev_batches = data.eval_batches(data.encode(dev_ex, run.backbone.tokenizer, args.max_length))
+        dev_size = len(dev_ex.labels)
+    dev_batches = [to_device(b, run.torch_device) for b in dev_batches]
     counts = count_params(run.model)
     step_times: list[float] = []
     task_loss, extra = torch.zeros(()), None
@@ -237,7 +250,7 @@ def _train(args: TrainArgs, progress: bool) -> TrainResult:
         "final_extra_loss": 0.0 if extra is None else extra.item(),
         "lr": run.lr,
         "steps": args.max_steps,
-        "dev_examples": len(dev_ex.labels),
+        "dev_examples": dev_size,
         "device": args.device,
         "drift": (args.drift or DEFAULT_DRIFT) if args.device else None,
         "torch_device": str(run.torch_device),

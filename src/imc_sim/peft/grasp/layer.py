@@ -36,10 +36,10 @@ class GroupAffine(torch.autograd.Function):
         grad_x = grad * a[group] if ctx.needs_input_grad[0] else None
         flat = grad.reshape(-1, grad.shape[-1])
         k = a.shape[0]
-        grad_c = torch.zeros(k, dtype=a.dtype).index_add_(0, group, flat.sum(0))
+        grad_c = a.new_zeros(k).index_add_(0, group, flat.sum(0))
         grad_gamma = grad_beta = None
         if ctx.needs_input_grad[1]:
-            grad_a = torch.zeros(k, dtype=a.dtype).index_add_(
+            grad_a = a.new_zeros(k).index_add_(
                 0, group, torch.linalg.vecdot(flat, x.reshape(flat.shape), dim=0))
             grad_gamma = a * a * (beta * grad_c - grad_a)
         if ctx.needs_input_grad[2]:

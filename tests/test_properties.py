@@ -428,3 +428,17 @@ def test_quiet_periphery_matches_aihwkit_tile(seed, in_f, out_f, rows, dac_bits,
     diff = (ours - theirs).abs()
     assert (diff <= n_row_tiles * one_step + 1e-4 * theirs.abs() + 1e-5).all(), diff.max()
     assert (diff > 1e-4 * theirs.abs() + 1e-5).float().mean() <= 0.05
+
+
+@given(seed=seeds, over=st.floats(1.5, 10.0), g_min=st.floats(0.0, 2.0))
+def test_to_pair_clips_at_g_max(seed, over, g_min):
+    """With a ratio past the span (not pair_ratio's), each device still ends in [g_min, g_max + g_min]
+    as aihwkit's SinglePairConductanceConverter clamps: the clamp is not dead code for other callers."""
+    u = torch.randn(2, 3, 4, generator=gen(seed), dtype=torch.float64)
+    g_max = 10.0
+    ratio = pair_ratio(u, g_max, 0.0) * over
+    g = to_pair(u, ratio, g_max, g_min)
+    expected_pos = (u * ratio).clamp(0.0, g_max) + g_min
+    expected_neg = (-u * ratio).clamp(0.0, g_max) + g_min
+    assert torch.equal(g[:, 0], expected_pos) and torch.equal(g[:, 1], expected_neg)
+    assert (g <= g_max + g_min).all() and (g.amax() == g_max + g_min)

@@ -442,3 +442,32 @@ def test_to_pair_clips_at_g_max(seed, over, g_min):
     expected_neg = (-u * ratio).clamp(0.0, g_max) + g_min
     assert torch.equal(g[:, 0], expected_pos) and torch.equal(g[:, 1], expected_neg)
     assert (g <= g_max + g_min).all() and (g.amax() == g_max + g_min)
+
+
+def test_thread_pool_survives_fork():
+    """A process forked after the periphery's thread pool exists (mutmut, multiprocessing) gets
+    its own pool: the parent's threads do not exist in the child, and waiting on them hung."""
+    import os
+
+    from imc_sim.crossbar.threads import run_all
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run_all([lambda: None] * 4)
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 once run_all returns (a hang is killed by the parent)
+            run_all([lambda: None] * 4)
+            os._exit(0)
+        for _ in range(200):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            __import__("time").sleep(0.05)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("run_all hung in a forked child")
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        torch.set_num_threads(threads)

@@ -118,19 +118,26 @@ def power_law(g: torch.Tensor, nu: torch.Tensor, t: float, t0: float) -> torch.T
     return g * ((t + t0) / t0) ** (-nu) if t > 0 else g
 
 
-@given(seed=seeds, t=times, scale=st.floats(0.0, 3.0))
-def test_pcm_closed_forms(seed, t, scale):
+@given(seed=seeds, t=times, scale=st.floats(0.0, 3.0), t_read=st.sampled_from([2.5e-7, 0.5, 5.0]))
+def test_pcm_closed_forms(seed, t, scale, t_read):
     profile = PROFILES["pcm"]
-    profile = dataclasses.replace(profile, drift={**profile.drift, "scale": scale})
+    profile = dataclasses.replace(profile, drift={**profile.drift, "scale": scale},
+                                  read_noise={**profile.read_noise, "t_read": t_read})
     family = build_family(profile)
     p = family.params
     g = targets(seed, p.g_max)
     zero = torch.zeros_like(g)
     assert torch.equal(family.program(g, zero), g)
-    # nu fit at z = 0: drift_scale * clip(-0.0155 ln x + 0.0244, 0.049, 0.1), x = g / g_max >= 1e-7
-    x = (g / p.g_max).clamp(min=1e-7)
-    nu = family.drift_coefficients(g, zero)
-    torch.testing.assert_close(nu, scale * (-0.0155 * torch.log(x) + 0.0244).clamp(0.049, 0.1))
+    # z = +1: g + scale_p sigma_p(x), sigma_p the polynomial rescaled by g_max / coeffs_g_ref
+    x = g / p.g_max
+    sigma_p = sum(c * x**i for i, c in enumerate(p.coeffs)) * (p.g_max / p.coeffs_g_ref)
+    torch.testing.assert_close(family.program(g, zero + 1), (g + p.prog_scale * sigma_p).clamp(min=0))
+    # nu fit: drift_scale * |mu(x) + s(x) z|, x = g / g_max >= 1e-7
+    x = x.clamp(min=1e-7)
+    mu = (-0.0155 * torch.log(x) + 0.0244).clamp(0.049, 0.1)
+    s = (-0.0125 * torch.log(x) - 0.0059).clamp(0.008, 0.045)
+    torch.testing.assert_close(family.drift_coefficients(g, zero), scale * mu)
+    torch.testing.assert_close(family.drift_coefficients(g, zero + 1), scale * (mu + s))
     # drift law: g(t) = g_prog ((t + t0) / t0)^-nu with zero read noise
     nu = torch.rand(g.shape, generator=gen(seed + 1), dtype=torch.float64) * 0.2
     torch.testing.assert_close(family.drift(g, nu, t, zero), power_law(g, nu, t, p.t0))
@@ -471,3 +478,21 @@ def test_thread_pool_survives_fork():
         assert os.waitstatus_to_exitcode(status) == 0
     finally:
         torch.set_num_threads(threads)
+
+
+@given(inner=st.lists(st.floats(0.5, 24.5), min_size=0, max_size=3), start=st.sampled_from([0.0, 0.5, 2.0]),
+       end=st.sampled_from([25.0, 30.0, 24.0]))
+def test_pcm_drift_table_must_span_zero_to_g_max(inner, start, end):
+    """A drift table loads exactly when its conductances run from 0 (or below) to g_max (or above)."""
+    import yaml
+
+    from imc_sim.devices.profile import shipped_profiles
+
+    raw = yaml.safe_load(shipped_profiles()["pcm"].read_text())
+    g = sorted([start, *inner, end])
+    raw["drift"]["table"] = {"g": g, "nu_mean": [0.05] * len(g), "nu_std": [0.01] * len(g)}
+    if start <= 0.0 and end >= raw["conductance"]["g_max"]:
+        assert profile_from_dict(raw).drift["table"]["g"] == g
+    else:
+        with pytest.raises(ImcSimError, match="must span the conductances 0 to g_max"):
+            profile_from_dict(raw)

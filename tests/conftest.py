@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import Phase, settings
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
@@ -19,6 +20,16 @@ from transformers import (
 from imc_sim.backbones import packaged_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Property-based tests (tests/test_properties.py): seeded and small by default, so that the suite
+# gives the same verdict on every run and stays fast; HYPOTHESIS_PROFILE=thorough searches wider.
+settings.register_profile("imc-sim", derandomize=True, max_examples=8, deadline=None, database=None,
+                          print_blob=True)
+settings.register_profile("thorough", max_examples=300, deadline=None, database=None, print_blob=True)
+# mutation testing (docs/mutation.md): the default examples, no shrinking (a failure is all it needs)
+settings.register_profile("mutation", parent=settings.get_profile("imc-sim"), print_blob=False,
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "imc-sim"))
 
 
 def make_tiny_bert(vocab_size: int = 100, num_labels: int = 2,

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from imc_sim.cli.data_options import add_data_options
+from imc_sim.cli.numbers import non_negative_float, positive_float, positive_int
 from imc_sim.peft import METHODS
 from imc_sim.tasks import TASKS
 
@@ -15,9 +16,10 @@ def sigma_target(text: str) -> float | str:
     if text == "auto":
         return text
     try:
-        return float(text)
+        float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+    return non_negative_float(text)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    f"({', '.join(TASKS)}; default sst2)")
     add_data_options(p, training=True)
     p.add_argument("--method", default="grasp", help=f"one of {', '.join(METHODS)}")
-    p.add_argument("--k", type=int, help="groups K (default 32 for grasp, 64 for grasp-w/stochgrasp)")
+    p.add_argument("--k", type=positive_int,
+                   help="groups K (default 32 for grasp, 64 for grasp-w/stochgrasp)")
     p.add_argument("--targets", help="preset all-linear | kv-ff2 | ff2, or module-name patterns")
     p.add_argument("--rows", choices=["rows", "shared"], help="weight-space f(i): per row or shared")
     p.add_argument("--sampling", choices=["weights", "outputs"],
@@ -39,10 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="GRASP without the scale gamma (Table V ablation)")
     p.add_argument("--no-shift", dest="learn_shift", action="store_false", default=None,
                    help="GRASP without the shift beta (Table V ablation)")
-    p.add_argument("--lora-r", type=int, help="LoRA rank (default 8)")
+    p.add_argument("--lora-r", type=positive_int, help="LoRA rank (default 8)")
     p.add_argument("--sigma-target", type=sigma_target,
                    help="StochGRASP sigma_target of eq. 6 (0.01), or 'auto': from --device at --drift")
-    p.add_argument("--lam", type=float, help="StochGRASP lambda of eq. 6 (0.05)")
+    p.add_argument("--lam", type=non_negative_float, help="StochGRASP lambda of eq. 6 (0.05)")
     p.add_argument("--device", help="train device-aware against this profile (name or YAML path)")
     p.add_argument("--drift", help="drift time, or a range such as 1h..1y, for --device (default 1d)")
     p.add_argument("--device-warmup", type=float, default=0.0, metavar="FRACTION",
@@ -51,13 +54,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where to train: auto (CUDA where available), cpu, cuda or cuda:N")
     p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"],
                    help="autocast the forward in bf16 or fp16 (default no)")
-    p.add_argument("--lr", type=float, help="learning rate (default per method)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-steps", type=int, default=1500)
-    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--lr", type=positive_float, help="learning rate (default per method)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--max-steps", type=positive_int, default=1500)
+    p.add_argument("--max-length", type=positive_int, default=64)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-limit", type=int, help="use only the first N training examples")
-    p.add_argument("--eval-limit", type=int, help="evaluate on the first N dev examples")
+    p.add_argument("--train-limit", type=positive_int, help="use only the first N training examples")
+    p.add_argument("--eval-limit", type=positive_int, help="evaluate on the first N dev examples")
     p.add_argument("--out", default="model.pt", help="checkpoint to write (default model.pt)")
     p.add_argument("--json", help="also write the metrics as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -9,6 +9,7 @@ GIL is released (inside torch's fill, inside the ctypes call).
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,6 +21,9 @@ PARALLEL_WORK = 1 << 18  # elements from which rows are split over threads
 @functools.cache
 def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="imc-sim")
+
+
+os.register_at_fork(after_in_child=_pool.cache_clear)  # a forked child has none of the pool's threads
 
 
 def run_all(tasks: list[Callable[[], object]]) -> None:

@@ -121,9 +121,10 @@ class StochGraspLayer(AdapterLayer):
         sigma = self.sigma
         if sigma is None:
             return shift
-        with torch.autocast(x.device.type, enabled=False):
-            square = x.float().square()
-            var = (square.sum(-1, keepdim=True) if shared else square) @ sigma.float().square()
+        with torch.autocast(x.device.type, enabled=False):  # the variance in fp32 at least
+            dtype = torch.promote_types(x.dtype, torch.float32)
+            square = x.to(dtype).square()
+            var = (square.sum(-1, keepdim=True) if shared else square) @ sigma.to(dtype).square()
             std = expand(var.clamp_min(VARIANCE_FLOOR).sqrt(), self.group)
             eps = torch.randn(std.shape, generator=self.generator(), device=std.device,
                               dtype=std.dtype)

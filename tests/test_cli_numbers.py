@@ -1,0 +1,76 @@
+"""Every numeric option of the CLI refuses values that make no sense (zero, negative, not finite)
+with one line on stderr, naming the option, and exit status 2, before any model is loaded."""
+
+from __future__ import annotations
+
+import pytest
+
+from imc_sim.cli import main
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    """(exit status, stderr) of ``imc-sim argv``; argparse's own errors end in SystemExit."""
+    try:
+        rc = main(argv)
+    except SystemExit as exc:
+        rc = exc.code
+    return rc, capsys.readouterr().err
+
+
+def assert_one_line_error(rc: int, err: str, option: str) -> None:
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert option in lines[0], lines[0]
+
+
+SWEEP_CASES = [
+    ("--seeds", "0"), ("--seeds", "-1"),
+    ("--eval-limit", "0"), ("--eval-limit", "-1"),
+    ("--drift", "-1s"), ("--drift", "-3600"), ("--drift", "nan"), ("--drift", "inf"),
+]
+
+
+@pytest.mark.parametrize(("option", "value"), SWEEP_CASES)
+@pytest.mark.parametrize("command", ["deploy", "compare"])
+def test_sweep_numbers(command, option, value, tmp_path, capsys):
+    # the checkpoint is never read: the options are checked first (a missing file would fail later)
+    argv = [command, str(tmp_path / "never-read.pt"), "--quiet", f"{option}={value}"]
+    rc, err = run_cli(argv, capsys)
+    assert_one_line_error(rc, err, "drift time" if option == "--drift" else option)
+
+
+TRAIN_CASES = [
+    ("--lr", "0"), ("--lr", "-0.1"), ("--lr", "nan"), ("--lr", "inf"),
+    ("--batch-size", "0"), ("--batch-size", "-8"),
+    ("--max-steps", "0"), ("--max-steps", "-1"),
+    ("--max-length", "0"), ("--max-length", "-1"),
+    ("--train-limit", "0"), ("--train-limit", "-1"),
+    ("--eval-limit", "0"), ("--eval-limit", "-1"),
+    ("--k", "0"), ("--k", "-4"),
+    ("--lora-r", "0"), ("--lora-r", "-2"),
+    ("--sigma-target", "-1"), ("--sigma-target", "nan"),
+    ("--lam", "-0.05"), ("--lam", "nan"),
+    ("--device-warmup", "-0.1"), ("--device-warmup", "1"),
+]
+
+
+@pytest.mark.parametrize(("option", "value"), TRAIN_CASES)
+def test_train_numbers(option, value, tmp_path, tiny_model_dir, tiny_glue, capsys):
+    method = {"--lora-r": "lora", "--sigma-target": "stochgrasp", "--lam": "stochgrasp"}.get(option, "grasp")
+    extra = ["--device", "pcm"] if option == "--device-warmup" else []
+    if method == "stochgrasp":
+        extra += ["--k", "4"]  # the tiny model is 32 wide
+    argv = ["train", "--model", str(tiny_model_dir), "--data-dir", str(tiny_glue), "--method", method,
+            "--max-steps", "1", "--batch-size", "4", "--out", str(tmp_path / "m.pt"), "--quiet",
+            *extra, f"{option}={value}"]
+    rc, err = run_cli(argv, capsys)
+    assert_one_line_error(rc, err, option)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_train_drift_negative(tmp_path, tiny_model_dir, tiny_glue, capsys):
+    argv = ["train", "--model", str(tiny_model_dir), "--data-dir", str(tiny_glue), "--device", "pcm",
+            "--drift=-1s", "--max-steps", "1", "--out", str(tmp_path / "m.pt"), "--quiet"]
+    rc, err = run_cli(argv, capsys)
+    assert_one_line_error(rc, err, "drift time")

@@ -37,7 +37,8 @@ from imc_sim.crossbar.rpu_config import build_rpu_config
 from imc_sim.crossbar.tiles import CrossbarLinear
 from imc_sim.deploy.chip import Chip
 from imc_sim.deploy.results import MappingSummary, TimePoint
-from imc_sim.deploy.run import dev_set, sweep_points
+from imc_sim.deploy.run import dev_set
+from imc_sim.deploy.sweep import drift_sweep
 from imc_sim.devices import build_family
 from imc_sim.devices.profile import load_profile
 from imc_sim.evaluate import evaluate
@@ -110,7 +111,7 @@ def main() -> None:
     realization = statistics.median(sum(p) for p in zip(*parts.values(), strict=True))
     digital = statistics.median(digital_times)
     points: list[TimePoint] = []
-    sweep = seconds(lambda: points.extend(sweep_points(
+    sweep = seconds(lambda: points.extend(drift_sweep(
         deployment, lambda: evaluate(deployment.model, batches, loaded.task),
         list(range(args.seeds)), times)))
     around_sweep = [digital, *(seconds(lambda: evaluate(digital_model, batches, loaded.task))

@@ -138,8 +138,8 @@ def test_sweep_leaves_the_global_generator_alone_and_repeats(token_batch):
     assert torch.equal(torch.rand(1), expected_next)  # never touched
     again = drift_sweep(deployment, measure, [0, 1], [1.0, YEAR], progress=False)
     assert first == again
-    assert [p["t_seconds"] for p in first] == [1.0, YEAR] and len(first[0]["metrics"]) == 2
-    assert set(first[0]) == {"t_seconds", "label", "metrics", "mean", "std", "min"}
+    assert [p.t_seconds for p in first] == [1.0, YEAR] and len(first[0].metrics) == 2
+    assert set(first[0].to_json()) == {"t_seconds", "label", "metrics", "mean", "std", "min"}
     assert not torch.equal(logits[0], logits[2])  # seed 0 and seed 1 at 1 s
     assert not torch.equal(logits[0], logits[1])  # the same chip at 1 s and at 1 y
 

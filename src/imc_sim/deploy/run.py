@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from imc_sim import data, lm
 from imc_sim.checkpoint import LoadedModel, load_model
-from imc_sim.crossbar.mapping import Deployment, deploy_model
+from imc_sim.crossbar.mapping import deploy_model
 from imc_sim.data.corpus import check_labelled
 from imc_sim.deploy.placement import Placement, choose_digital
-from imc_sim.deploy.results import CheckpointCurve, DeployResult, MappingSummary, TimePoint
+from imc_sim.deploy.results import CheckpointCurve, DeployResult, MappingSummary
 from imc_sim.deploy.sweep import drift_sweep
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.evaluate import evaluate
@@ -55,13 +54,6 @@ def device_trained(meta: dict[str, Any]) -> str | None:
         f", after {100 * warmup:.0f}% digital" if warmup else "")
 
 
-def sweep_points(deployment: Deployment, measure: Callable[[], float], seeds: Sequence[int],
-                 times: Sequence[float], progress: bool = True, desc: str = "deploy") -> list[TimePoint]:
-    """:func:`imc_sim.deploy.sweep.drift_sweep` as one :class:`TimePoint` per time."""
-    raw = drift_sweep(deployment, measure, seeds, times, progress, desc=desc)
-    return [TimePoint.of(p["t_seconds"], p["metrics"]) for p in raw]
-
-
 def deploy_checkpoint(
     path: str | os.PathLike[str],
     profile: DeviceProfile,
@@ -98,7 +90,7 @@ def deploy_checkpoint(
     deployment = deploy_model(loaded.model, profile, analog_head, kept)
     deployment.calibrate(calibration)
     print(deployment.describe())
-    points = sweep_points(deployment, lambda: evaluate(deployment.model, batches, task),
+    points = drift_sweep(deployment, lambda: evaluate(deployment.model, batches, task),
                           list(range(seeds)), times, progress, desc=f"{profile.name} seeds x times")
     method = loaded.meta["method"]
     curve = CheckpointCurve(name or f"{method} ({path})", str(path), method, device_trained(loaded.meta),

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from imc_sim.deploy.plan import Unit
 from imc_sim.devices.profile import DeviceProfile
 
@@ -54,20 +52,19 @@ def simulate_chip(checkpoint: Path, profile: DeviceProfile, seed: int, times: li
     from imc_sim import data
     from imc_sim.checkpoint import load_model
     from imc_sim.crossbar.mapping import deploy_model
-    from imc_sim.deploy.run import CALIBRATION_BATCHES
+    from imc_sim.deploy.run import CALIBRATION_BATCHES, dev_set
     from imc_sim.deploy.sweep import drift_sweep
     from imc_sim.evaluate import evaluate
 
     loaded = load_model(checkpoint)
-    max_length = loaded.meta.get("train_args", {}).get("max_length", 64)
-    dev = data.load_split(loaded.task, "dev", data_dir, eval_limit)
-    batches = data.eval_batches(data.encode(dev, loaded.tokenizer, max_length))
+    batches, _ = dev_set(loaded, data.DataSource(data_dir=None if data_dir is None else str(data_dir)),
+                         eval_limit)
     digital = evaluate(loaded.model, batches, loaded.task)
     deployment = deploy_model(loaded.model, profile)
     deployment.calibrate(batches[:CALIBRATION_BATCHES])
     points = drift_sweep(deployment, lambda: evaluate(deployment.model, batches, loaded.task),
                          [seed], times, progress=False)
-    return ChipRun(loaded.task.metric_name, digital, tuple(p["metrics"][0] for p in points))
+    return ChipRun(loaded.task.metric_name, digital, tuple(p.metrics[0] for p in points))
 
 
 def inject_fault() -> None:
@@ -84,19 +81,12 @@ def inject_fault() -> None:
 
 
 def run_unit(unit: Unit, checkpoint: Path, data_dir: Path | None) -> UnitResult:
-    """Run ``unit`` from local files, on ``unit.resources.cpus`` torch threads.
-
-    The thread count is fixed by the plan, not by the executor, so that in-process and Ray runs
-    of one plan compute the same numbers."""
+    """Run ``unit`` from local files. Its numbers do not depend on the thread count or the executor
+    (the chip's randomness comes from its own streams)."""
     start = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(unit.resources.cpus)
-    try:
-        inject_fault()
-        run = simulate_chip(checkpoint, unit.device.profile, unit.seed, list(unit.times), data_dir,
-                            unit.eval_limit)
-    finally:
-        torch.set_num_threads(threads)
+    inject_fault()
+    run = simulate_chip(checkpoint, unit.device.profile, unit.seed, list(unit.times), data_dir,
+                        unit.eval_limit)
     c = unit.checkpoint
     return UnitResult(unit.key, unit.entry(), c.name, c.method, c.device_trained, c.task, unit.times,
                       run, time.perf_counter() - start)

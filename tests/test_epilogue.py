@@ -52,6 +52,24 @@ def test_compiled_pass_equals_the_fallback_without_noise(base, monkeypatch):
 
 
 @compiled
+def test_compiled_rounding_is_half_to_even_at_every_magnitude():
+    """The compiled ADC and DAC round as torch.round does: halves to even, below and beyond 2^22
+    and 2^23 (where the plain-arithmetic rounding changes form), signs and zeros kept."""
+    from imc_sim.crossbar.int8_product import CODE_MAX
+
+    values = torch.tensor([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49999997, -0.3, 3.7, 2.0**22 + 0.5,
+                           -(2.0**22) - 1.5, 2.0**23 - 0.5, 2.0**23 + 2.0, -(2.0**24) - 2.0, 1e9])
+    y = values.repeat(3, 1)
+    ones = torch.ones(y.shape[1])
+    got = epilogue.apply(y.clone(), 1.0, 0.0, True, 1e30, None, ones, None, torch.empty_like(y), stream())
+    assert torch.equal(got, torch.round(y))
+    assert torch.equal(torch.signbit(got), torch.signbit(torch.round(y)))
+    x = values.clamp(-CODE_MAX, CODE_MAX).repeat(3, 1)  # unmanaged DAC, d_in = 1, no clip
+    codes, _ = epilogue.dac_codes(x, 1, 1.0, False, True, None, False)
+    assert torch.equal(codes.view_as(x), torch.round(x))
+
+
+@compiled
 def test_compiled_noise_is_standard_normal_seeded_by_the_stream_and_split_free(monkeypatch):
     n, m = 2000, 1000
     zeros, ones = torch.zeros(n, m), torch.ones(m)
@@ -76,12 +94,17 @@ def test_compiled_noise_is_standard_normal_seeded_by_the_stream_and_split_free(m
 
 
 @compiled
-def test_compiled_noise_takes_a_std_per_element():
-    sd = torch.linspace(0.0, 2.0, 400).repeat(5000, 1)
+@pytest.mark.parametrize("add", [0.0, 0.25])
+def test_compiled_noise_takes_a_std_per_element(add):
+    """sd = sqrt(var + add) * scale per element, in the pass as in ElementStd.tensor()."""
+    var = torch.linspace(0.0, 16.0, 400).repeat(5000, 1)
+    sd = epilogue.ElementStd(var, add, 0.5)
+    expected = ((var[0] + add).sqrt() * 0.5)
+    torch.testing.assert_close(sd.tensor()[0], expected)
     z = epilogue.apply(torch.zeros(5000, 400), 1.0, sd, False, 1e30, None, torch.ones(400), None,
                        torch.empty(5000, 400), stream())
-    torch.testing.assert_close(z.std(dim=0), sd[0], rtol=0.05, atol=0.0)
-    assert torch.equal(z[:, 0], torch.zeros(5000))
+    torch.testing.assert_close(z.std(dim=0), expected, rtol=0.05, atol=0.0)
+    assert torch.equal(z[:, 0], torch.zeros(5000)) == (add == 0.0)
 
 
 @compiled

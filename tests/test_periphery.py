@@ -6,7 +6,7 @@ import pytest
 import torch
 from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
 
-from imc_sim.crossbar import int8_product
+from imc_sim.crossbar import epilogue, int8_product
 from imc_sim.crossbar.int8_product import Int8Weights, to_uint8_codes
 from imc_sim.crossbar.periphery import Converters
 from imc_sim.crossbar.rpu_config import build_rpu_config
@@ -117,6 +117,27 @@ def test_int8_product_is_within_the_limb_bound():
     one_limb = (weight * (127 / m.float())[:, None]).round() * (m.float() / 127)[:, None]
     coarse = 0.5 * codes.double() @ one_limb.double().T
     assert (got.double() - exact).abs().max() < (coarse - exact).abs().max() / 50
+
+
+@pytest.mark.skipif(not int8_product.AVAILABLE, reason="torch built without oneDNN")
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled-squares", "torch-squares"])
+def test_int8_read_variance_is_within_its_limb_bound(compiled, monkeypatch):
+    """sum_j c_j^2 V_j on the int8 product: squared codes exact (two limbs, -127 and 127
+    included), V held to m / 254 per column (m: the column's largest variance)."""
+    monkeypatch.setattr(epilogue, "use_compiled", compiled and epilogue.AVAILABLE)
+    torch.manual_seed(0)
+    var = torch.rand(40, 96) ** 2 * torch.rand(40, 1)  # columns of different scales, small values
+    codes = torch.randint(-127, 128, (300, 96)).float()
+    codes[0, :2] = torch.tensor([-127.0, 127.0])
+    u8 = to_uint8_codes(codes)
+    hi, lo = int8_product.square_limbs(u8)
+    assert torch.equal(128 * hi.long() + lo.long(), codes.long() ** 2)
+    got = int8_product.Int8Variance.pack(var).variance(u8).double()
+    exact = codes.double().square() @ var.double().T
+    m = var.amax(dim=1).double()
+    bound = codes.double().square().sum(1, keepdim=True) * m / 254 + 1e-5 * exact
+    assert ((got - exact).abs() <= bound).all()
+    assert ((got - exact).abs() / exact).median() < 2e-3  # rounding errors cancel in the sum
 
 
 def test_int8_is_used_only_where_codes_fit():

@@ -4,6 +4,7 @@
  * dac_codes: the DAC before a tile's product (noise management, quantisation, clipping).
  * periphery_epilogue: the tile periphery after the product (output noise, ADC, digital scales).
  * device_draw: device-aware training's draw of drifted weights from the moment tables.
+ * code_squares: the squared DAC codes, as two uint8 limbs, for the per-read noise's variance.
  *
  * Gaussian z comes from a counter-based generator, Philox4x32-10 (Salmon et al., SC 2011), keyed
  * by a 64-bit seed drawn from torch's generator per call, and Box-Muller: each group of 64 columns
@@ -17,7 +18,7 @@
 #include <stdint.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#define CLONES __attribute__((target_clones("arch=x86-64-v3", "arch=x86-64-v2", "default")))
+#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "arch=x86-64-v2", "default")))
 #else
 #define CLONES
 #endif
@@ -45,7 +46,15 @@ static inline __attribute__((always_inline)) float cos_turns(float u) {
     return -sin_x;
 }
 
-static inline __attribute__((always_inline)) void philox_normals(uint64_t group, uint64_t seed, float *z) {
+/* rintf (round half to even) in plain arithmetic, so that loops vectorise without SSE4.1 or
+ * fast-math: below 2^23, adding 2^23 leaves a float whose spacing is 1, rounded half to even;
+ * from 2^23 on every float is a whole number. */
+static inline __attribute__((always_inline)) float round_even(float v) {
+    const float a = fabsf(v), r = a < 8388608.0f ? (a + 8388608.0f) - 8388608.0f : a;
+    return copysignf(r, v);
+}
+
+static CLONES __attribute__((noinline)) void philox_normals(uint64_t group, uint64_t seed, float *z) {
     uint32_t c0[LANES], c1[LANES], c2[LANES], c3[LANES];
     uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
 #pragma omp simd
@@ -87,17 +96,18 @@ static inline __attribute__((always_inline)) void philox_normals(uint64_t group,
 }
 
 /* Rows row0 .. row0 + rows - 1 of a row tile's product y [n, m]: for every element (i, j)
- *     v = y[i, j] * y_scale + sd * z[i, j]   (in ADC steps) z ~ N(0, 1); sd a scalar or per element
+ *     v = y[i, j] * y_scale + sd * z[i, j]   (in ADC steps) z ~ N(0, 1); sd a scalar, or per
+ *                                            element sd = sqrt(var[i, j] + var_add) * sd_scale
  *     v = clamp(round(v), -bound, bound)     (round: half to even; skipped without an ADC)
  *     out[i, j] = base[i, j] + v * row_scale[i] * col_factor[j]
- * with base = out (accumulate: the row tiles before this one) or the bias (or 0). sd_elem (or NULL
+ * with base = out (accumulate: the row tiles before this one) or the bias (or 0). var (or NULL
  * for sd_scalar), row_scale, bias may be NULL; out may be y itself. */
 CLONES void periphery_epilogue(const float *y, float y_scale, int64_t m, int64_t row0, int64_t rows,
-                        const float *sd_elem, float sd_scalar, int quantize, float bound,
+                        const float *var, float var_add, float sd_scale, float sd_scalar, int quantize, float bound,
                         const float *row_scale, const float *col_factor, const float *bias,
                         float *out, int accumulate, uint64_t seed) {
     const int64_t groups = (m + GROUP - 1) / GROUP;
-    const int noisy = sd_elem != 0 || sd_scalar != 0.0f;
+    const int noisy = var != 0 || sd_scalar != 0.0f;
     float z[GROUP], v[GROUP];
     /* one simple loop per step, each branch-free, so that every one vectorises */
     for (int64_t i = row0; i < row0 + rows; i++) {
@@ -110,10 +120,10 @@ CLONES void periphery_epilogue(const float *y, float y_scale, int64_t m, int64_t
             for (int64_t t = 0; t < len; t++) v[t] = yg[t] * y_scale;
             if (noisy) {
                 philox_normals((uint64_t)i * (uint64_t)groups + (uint64_t)g, seed, z);
-                if (sd_elem) {
-                    const float *sg = sd_elem + i * m + j0;
+                if (var) {
+                    const float *vg = var + i * m + j0;
 #pragma omp simd
-                    for (int64_t t = 0; t < len; t++) v[t] += sg[t] * z[t];
+                    for (int64_t t = 0; t < len; t++) v[t] += sqrtf(vg[t] + var_add) * sd_scale * z[t];
                 } else {
 #pragma omp simd
                     for (int64_t t = 0; t < len; t++) v[t] += sd_scalar * z[t];
@@ -122,11 +132,9 @@ CLONES void periphery_epilogue(const float *y, float y_scale, int64_t m, int64_t
             if (quantize) {
 #pragma omp simd
                 for (int64_t t = 0; t < len; t++) {
-                    /* clamp first (bound is an integer: same values), then round half to even by
-                     * adding 1.5 * 2^23 (exact for |v| < 2^22), which vectorises without SSE4.1 */
-                    float c = v[t] < -bound ? -bound : v[t];
+                    float c = v[t] < -bound ? -bound : v[t]; /* clamp first: bound is a whole number */
                     c = c > bound ? bound : c;
-                    v[t] = (c + 12582912.0f) - 12582912.0f;
+                    v[t] = round_even(c);
                 }
             }
 #pragma omp simd
@@ -206,7 +214,10 @@ CLONES void dac_codes(const float *x, int64_t n, int64_t tiles, int64_t rows, in
             if (managed) {
                 float s = 0.0f;
 #pragma omp simd reduction(max : s)
-                for (int64_t t = 0; t < rows; t++) s = fmaxf(s, fabsf(xr[t]));
+                for (int64_t t = 0; t < rows; t++) {
+                    const float a = fabsf(xr[t]);
+                    s = a > s ? a : s; /* fmaxf does not vectorise without -ffinite-math-only */
+                }
                 s = s > 0.0f ? s : 1.0f;
                 scale[i * tiles + r] = s;
                 f = inv_d_in / s;
@@ -216,11 +227,25 @@ CLONES void dac_codes(const float *x, int64_t n, int64_t tiles, int64_t rows, in
 #pragma omp simd
             for (int64_t t = 0; t < rows; t++) {
                 float v = xr[t] * f;
-                if (quantize) v = rintf(v);
-                if (clip) v = fminf(fmaxf(v, -bound), bound);
+                if (clip) { /* clamp first: bound is a whole number where codes are rounded */
+                    v = v < -bound ? -bound : v;
+                    v = v > bound ? bound : v;
+                }
+                if (quantize) v = round_even(v);
                 if (cu) cu[t] = (uint8_t)(int32_t)(v + 128.0f);
                 else cf[t] = v;
             }
         }
+    }
+}
+
+/* Squares of n DAC codes given as uint8 c + 128: c^2 = 128 hi + lo exactly (c^2 <= 127^2 = 16129,
+ * hi <= 126, lo < 128), the uint8 inputs of the int8 product that gives sum_j c_j^2 V_j. */
+CLONES void code_squares(const uint8_t *codes, int64_t n, uint8_t *hi, uint8_t *lo) {
+#pragma omp simd
+    for (int64_t t = 0; t < n; t++) {
+        const int32_t c = (int32_t)codes[t] - 128, sq = c * c;
+        hi[t] = (uint8_t)(sq >> 7);
+        lo[t] = (uint8_t)(sq & 127);
     }
 }

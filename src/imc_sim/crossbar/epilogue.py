@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.machinery
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,8 +37,8 @@ def _load() -> ctypes.CDLL | None:
             lib = ctypes.CDLL(str(path))
             fn = lib.periphery_epilogue
             ptr, i64, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
-            fn.argtypes = [ptr, f32, i64, i64, i64, ptr, f32, ctypes.c_int, f32, ptr, ptr, ptr, ptr,
-                           ctypes.c_int, ctypes.c_uint64]
+            fn.argtypes = [ptr, f32, i64, i64, i64, ptr, f32, f32, f32, ctypes.c_int, f32, ptr, ptr, ptr,
+                           ptr, ctypes.c_int, ctypes.c_uint64]
             fn.restype = None
             draw = lib.device_draw
             draw.argtypes = [ptr, ptr, i64, i64, i64, ptr, ptr, i64, ptr, ptr, ptr, ctypes.c_uint64]
@@ -46,6 +47,9 @@ def _load() -> ctypes.CDLL | None:
             dac.argtypes = [ptr, i64, i64, i64, i64, i64, f32, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                             f32, ptr, ptr, ptr]
             dac.restype = None
+            squares = lib.code_squares
+            squares.argtypes = [ptr, i64, ptr, ptr]
+            squares.restype = None
             return lib
     return None
 
@@ -58,6 +62,19 @@ use_compiled = AVAILABLE  # tests switch it off to check the fallback against th
 def compiled_for(t: Tensor) -> bool:
     """Whether the compiled pass runs for tensors like ``t``: built, switched on, and on CPU."""
     return use_compiled and t.device.type == "cpu"
+
+
+@dataclass(frozen=True)
+class ElementStd:
+    """A noise std per element, sd = sqrt(var + add) * scale (``var`` [N, M] float32 contiguous),
+    computed inside the pass."""
+
+    var: Tensor
+    add: float
+    scale: float
+
+    def tensor(self) -> Tensor:
+        return self.var.add(self.add).sqrt_().mul_(self.scale)
 
 
 def _require_cpu(*tensors: Tensor | None) -> None:
@@ -77,18 +94,19 @@ def _seed(generator: torch.Generator) -> int:
     return int(torch.randint(0, 2**63 - 1, (1,), generator=generator))
 
 
-def apply(y: Tensor, y_scale: float, sd: float | Tensor, quantize: bool, bound: float,
+def apply(y: Tensor, y_scale: float, sd: float | ElementStd, quantize: bool, bound: float,
           row_scale: Tensor | None, col_factor: Tensor, base: Tensor | None, out: Tensor,
           stream: Stream) -> Tensor:
     """Write ``base + clamp(round(y * y_scale + sd z), +-bound) * row_scale * col_factor`` into
     ``out`` and return it. ``y``, ``out``: [N, M] float32 contiguous (``out`` may be ``y``);
-    ``sd``: a number or [N, M]; ``row_scale``: [N] or None; ``col_factor``: [M]; ``base``: ``out``
+    ``sd``: a number or per element; ``row_scale``: [N] or None; ``col_factor``: [M]; ``base``: ``out``
     itself (accumulate), a bias [M], or None; ``z`` from ``stream`` (one draw per call)."""
     if compiled_for(y):
         return apply_compiled(y, y_scale, sd, quantize, bound, row_scale, col_factor, base, out,
                               stream.generator())
-    if isinstance(sd, Tensor) or sd > 0:
-        v = stream.normal(tuple(y.shape)).mul_(sd).add_(y, alpha=y_scale)
+    if isinstance(sd, ElementStd) or sd > 0:
+        std = sd.tensor() if isinstance(sd, ElementStd) else sd
+        v = stream.normal(tuple(y.shape)).mul_(std).add_(y, alpha=y_scale)
     else:
         v = y * y_scale
     if quantize:
@@ -102,20 +120,22 @@ def apply(y: Tensor, y_scale: float, sd: float | Tensor, quantize: bool, bound: 
     return out.add_(v) if base is out else torch.add(v, base, out=out)
 
 
-def apply_compiled(y: Tensor, y_scale: float, sd: float | Tensor, quantize: bool, bound: float,
+def apply_compiled(y: Tensor, y_scale: float, sd: float | ElementStd, quantize: bool, bound: float,
                    row_scale: Tensor | None, col_factor: Tensor, base: Tensor | None, out: Tensor,
                    generator: torch.Generator) -> Tensor:
     """:func:`apply` in the compiled pass (CPU tensors only), its key drawn from ``generator``."""
-    sd_elem = sd if isinstance(sd, Tensor) else None
-    _require_cpu(y, sd_elem, row_scale, col_factor, base, out)
-    sd_scalar = 0.0 if sd_elem is not None else float(sd)
+    elem = sd if isinstance(sd, ElementStd) else None
+    var = None if elem is None else elem.var
+    _require_cpu(y, var, row_scale, col_factor, base, out)
+    sd_scalar = 0.0 if elem is not None else float(sd)
+    var_add, sd_scale = (0.0, 0.0) if elem is None else (elem.add, elem.scale)
     seed = _seed(generator)
     accumulate = base is out
     bias = None if accumulate else base
     n, m = y.shape
 
     def run(row0: int, rows: int) -> None:
-        _LIB.periphery_epilogue(_ptr(y), y_scale, m, row0, rows, _ptr(sd_elem), sd_scalar,
+        _LIB.periphery_epilogue(_ptr(y), y_scale, m, row0, rows, _ptr(var), var_add, sd_scale, sd_scalar,
                                 int(quantize), bound, _ptr(row_scale), _ptr(col_factor), _ptr(bias),
                                 _ptr(out), int(accumulate), seed)
 
@@ -165,3 +185,18 @@ def dac_codes(x: Tensor, row_tiles: int, inv_d_in: float, managed: bool, quantiz
 
     split_rows(n, run, x.shape[1])
     return codes, scale
+
+
+def code_squares(codes: Tensor) -> tuple[Tensor, Tensor]:
+    """Compiled only (check :func:`compiled_for`): the squares of DAC codes given as uint8 c + 128
+    ([N, rows], contiguous) as two uint8 limbs, c^2 = 128 hi + lo."""
+    _require_cpu(codes)
+    hi, lo = torch.empty_like(codes), torch.empty_like(codes)
+    n, rows = codes.shape
+
+    def run(row0: int, count: int) -> None:
+        at = row0 * rows
+        _LIB.code_squares(_ptr(codes) + at, count * rows, _ptr(hi) + at, _ptr(lo) + at)
+
+    split_rows(n, run, rows)
+    return hi, lo

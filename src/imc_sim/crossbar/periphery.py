@@ -17,7 +17,7 @@ but in integer DAC codes, so that every elementwise step runs once, in place:
 per-read variance of each tile weight (cycle-to-cycle read noise, :func:`read_variance`): weight
 fluctuations drawn afresh at every MVM add, for each input vector and output, a Gaussian of
 variance sum_j c_j^2 V_j to the product, which is exactly their effect on that output; its
-variance comes from one bf16 GEMM of the squared codes with ``V``. Where the
+variance comes from one GEMM of the squared codes with ``V`` (int8 where the product is, else bf16). Where the
 DAC codes fit int8 (a DAC of at most 8 bits) the product c W^T runs in int8 arithmetic
 (:mod:`imc_sim.crossbar.int8_product`, CPU only), else in fp32. Only the product's arithmetic
 differs; every periphery step is the same. Every tensor is made on the input's device, and the
@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from imc_sim.crossbar import epilogue, input_ranges, int8_product
-from imc_sim.crossbar.int8_product import Int8Weights
+from imc_sim.crossbar.int8_product import Int8Variance, Int8Weights
 from imc_sim.crossbar.streams import Stream
 from imc_sim.devices.family import DeviceFamily
 from imc_sim.devices.profile import Periphery
@@ -89,13 +89,13 @@ def read_variance(u: Tensor, family: DeviceFamily, w_noise: float, devices: int 
 class TileStack:
     """A layer's row tiles: weights [row_tiles, out, rows] in [-1, 1], digital output scales
     [row_tiles, out], the weights as int8 limbs (one per row tile) where the codes are int8 and
-    the weights on the CPU, and the per-read weight variance (bf16) where the device has read
-    noise."""
+    the weights on the CPU, and the per-read weight variance where the device has read noise
+    (packed for the int8 product alongside the weights, else bf16)."""
 
     weights: Tensor
     scales: Tensor
     packed: tuple[Int8Weights, ...] | None = None
-    read_var: Tensor | None = None
+    read_var: Tensor | tuple[Int8Variance, ...] | None = None
 
     @classmethod
     def build(cls, weights: Tensor, scales: Tensor, conv: Converters,
@@ -104,7 +104,9 @@ class TileStack:
         the CPU (oneDNN's int8 product is CPU-only)."""
         int8 = conv.int8 and weights.device.type == "cpu"
         packed = tuple(Int8Weights.pack(w, 1.0 / conv.step) for w in weights) if int8 else None
-        return cls(weights, scales, packed, None if read_var is None else read_var.bfloat16())
+        if read_var is not None:
+            read_var = tuple(Int8Variance.pack(v) for v in read_var) if int8 else read_var.bfloat16()
+        return cls(weights, scales, packed, read_var)
 
 
 def dac(x: Tensor, row_tiles: int, conv: Converters, as_uint8: bool) -> tuple[Tensor, Tensor | None]:
@@ -141,23 +143,24 @@ def row_tile_codes(codes: Tensor, scale: Tensor | None, r: int,
             None if scale is None else scale[:, r].reshape(-1).contiguous())
 
 
-def noise_std(var: Tensor | None, conv: Converters) -> float | Tensor:
+def noise_std(var: Tensor | None, conv: Converters) -> float | epilogue.ElementStd:
     """The read-noise std in ADC steps: output noise, plus the weight read noise's variance
     ``var`` of each product (in code-weight units; None: no weight read noise)."""
     if var is None:
         return conv.out_noise / conv.step
-    return var.add_(conv.out_noise**2).sqrt_().mul_(1.0 / conv.step)
+    return epilogue.ElementStd(var, conv.out_noise**2, 1.0 / conv.step)
 
 
 def _read_noise_var(codes: Tensor, stack: TileStack, r: int) -> Tensor | None:
     """Row tile ``r``'s weight read-noise variance of each product, sum_j c_j^2 V_j ([n, out])."""
     if stack.read_var is None:
         return None
-    signed = codes.float().sub_(int8_product.ZERO_POINT) if stack.packed is not None else codes
-    return torch.mm(signed.square().bfloat16(), stack.read_var[r].T).float()
+    if isinstance(stack.read_var, tuple):
+        return stack.read_var[r].variance(codes)
+    return torch.mm(codes.square().bfloat16(), stack.read_var[r].T).float()
 
 
-def adc_and_scales(y: Tensor, y_scale: float, sd: float | Tensor, scale: Tensor | None,
+def adc_and_scales(y: Tensor, y_scale: float, sd: float | epilogue.ElementStd, scale: Tensor | None,
                    conv: Converters, col_scale: Tensor, out: Tensor | None, bias: Tensor | None,
                    stream: Stream) -> Tensor:
     """A row tile's product ``y`` (times ``y_scale``: ADC steps) after the array: read noise of

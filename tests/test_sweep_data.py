@@ -15,6 +15,7 @@ from conftest import NEGATIVE, POSITIVE
 from test_lm import TEXT, train_lm
 from test_sweep import checked_refusal, noisy_device, store_of, sweep  # noqa: F401 (a fixture)
 
+from imc_sim.cli import main
 from imc_sim.data import DataSource
 from imc_sim.deploy.executors import InProcessExecutor, _run_shipped, run_sweep
 from imc_sim.deploy.plan import load_plan
@@ -104,6 +105,22 @@ def test_a_worker_reads_the_shipped_file_as_the_plan_reads_its_own(tiny_checkpoi
     own_csv.unlink()  # the worker has only the shipped bytes
     shipped = _run_shipped(unit, tiny_checkpoint.read_bytes(), write_csv(tmp_path / "x.csv").read_bytes())
     assert shipped.run == here.run and shipped.key == here.key
+
+
+def test_checkpoint_trained_on_own_data_reads_with_training_columns(tiny_model_dir, tiny_glue, own_csv,
+                                                                     noisy_device, tmp_path,  # noqa: F811
+                                                                     capsys):
+    ckpt = tmp_path / "mine.pt"
+    assert main(["train", "--model", str(tiny_model_dir), "--train-file", str(own_csv), "--validation-file",
+                 str(own_csv), "--text-column", "review", "--label-column", "sentiment", "--max-steps", "3",
+                 "--batch-size", "4", "--k", "4", "--lr", "0.05", "--out", str(ckpt), "--quiet"]) == 0
+    plan = write_plan(tmp_path, [ckpt], devices=[str(noisy_device)], validation_file="dev.csv")
+    deployed = deploy_checkpoint(ckpt, load_profile(str(noisy_device)), parse_times(TIMES), 2,
+                                 source=DataSource(validation_file=str(own_csv)), progress=False)
+    assert_same_numbers(swept(plan), deployed.curve)
+    write_plan(tmp_path, [ckpt], data_dir=str(tiny_glue))
+    checked_refusal(["sweep", str(plan), "--quiet"], store_of(plan),
+                    "a checkpoint trained on own data (labels 0, 1) needs validation_file", capsys)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--ray-address", metavar="ADDRESS", help="run on the Ray cluster at ADDRESS")
     p.add_argument("--max-retries", type=int, default=3, help="Ray retries of a unit whose worker died")
     p.add_argument("--json", help="write the summary here")
-    p.add_argument("--plot", help="write accuracy versus time here (PNG)")
+    p.add_argument("--plot", help="write the metric (accuracy, perplexity, ...) versus time here (PNG)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 

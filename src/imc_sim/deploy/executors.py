@@ -2,8 +2,9 @@
 
 Both take the same units and compute the same numbers (:func:`imc_sim.deploy.unit.run_unit` on
 the plan's thread count). On Ray each unit is one task declaring its CPUs and GPUs; checkpoint and
-dev-set bytes travel through Ray's object store (put once, shared by every unit that needs them),
-so workers need no shared file system; a worker that dies is retried by Ray (``max_retries``).
+dev-file bytes (GLUE's dev TSV or the plan's own validation file) travel through Ray's object store
+(put once, shared by every unit that needs them; each checked against the plan's hash), so workers
+need no shared file system; a worker that dies is retried by Ray (``max_retries``).
 Ray is imported only when a Ray executor starts.
 """
 
@@ -21,7 +22,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from imc_sim.deploy.plan import SweepPlan, Unit, sha256_bytes
+from imc_sim.deploy.digest import sha256_bytes
+from imc_sim.deploy.plan import SweepPlan, Unit
 from imc_sim.deploy.store import StoreWriter, completed_keys, read_store
 from imc_sim.deploy.unit import UnitResult, run_unit
 from imc_sim.errors import ImcSimError
@@ -51,7 +53,7 @@ class InProcessExecutor(Executor):
 
     def run(self, units: Sequence[Unit]) -> Iterator[UnitResult]:
         for unit in tqdm(units, desc="sweep", disable=not self.progress):
-            yield run_unit(unit, unit.checkpoint.path, unit.data.dir)
+            yield run_unit(unit, unit.checkpoint.path, unit.data.source)
 
 
 def import_ray() -> ModuleType:
@@ -80,13 +82,20 @@ def _run_shipped(unit: Unit, checkpoint: bytes, dev: bytes | None) -> UnitResult
     with tempfile.TemporaryDirectory(prefix="imc-sim-unit-") as tmp:
         path = Path(tmp) / "model.pt"
         path.write_bytes(checkpoint)
-        data_dir = None
+        source = unit.data.source
         if dev is not None:
-            data_dir = Path(tmp) / "data"
-            dev_file = data_dir / unit.data.task.folder / unit.data.task.dev_file
+            dev_file, source = unit.data.shipped(Path(tmp) / "data")
             dev_file.parent.mkdir(parents=True)
             dev_file.write_bytes(dev)
-        return run_unit(unit, path, data_dir)
+        return run_unit(unit, path, source)
+
+
+def _unchanged(path: Path, sha256: str | None, what: str) -> bytes:
+    """The bytes of ``path``, refused if they are no longer those the plan hashed."""
+    data = path.read_bytes()
+    if sha256_bytes(data) != sha256:
+        raise ImcSimError(f"{what} changed since the plan was read")
+    return data
 
 
 class RayExecutor(Executor):
@@ -120,17 +129,16 @@ class RayExecutor(Executor):
             self._started = False
 
     def _ship(self, ray: ModuleType, units: Sequence[Unit]) -> dict[str, Any]:
-        """Object refs of every checkpoint (by content hash) and of the dev file, each put once."""
+        """Object refs of every checkpoint (by content hash) and of the dev file, each put once, each
+        checked against the hash the plan read."""
         refs: dict[str, Any] = {}
         for unit in units:
             c = unit.checkpoint
             if c.sha256 not in refs:
-                data = c.path.read_bytes()
-                if sha256_bytes(data) != c.sha256:
-                    raise ImcSimError(f"checkpoint {c.spec} changed since the plan was read")
-                refs[c.sha256] = ray.put(data)
-        dev_file = units[0].data.dev_file if units else None
-        refs["dev"] = None if dev_file is None else ray.put(dev_file.read_bytes())
+                refs[c.sha256] = ray.put(_unchanged(c.path, c.sha256, f"checkpoint {c.spec}"))
+        dev = units[0].data if units else None
+        refs["dev"] = None if dev is None or dev.dev_file is None else ray.put(
+            _unchanged(dev.dev_file, dev.dev_sha256, f"dev file {dev.dev_file}"))
         return refs
 
     def run(self, units: Sequence[Unit]) -> Iterator[UnitResult]:

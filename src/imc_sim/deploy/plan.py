@@ -7,23 +7,32 @@ Plan file (paths are relative to the plan file's folder)::
     seeds: 5                             # 0..4, or a list such as [0, 7, 9]
     times: [1s, 1h, 1d, 1y]              # or one string "1s,1h,1d,1y"
     data_dir: glue                       # optional: GLUE layout; default $IMC_SIM_DATA, else the hub
-    eval_limit: 256                      # optional: the first N dev examples
+    eval_limit: 256                      # optional: the first N dev examples (lines for --task lm)
     resources: {cpus: 1, gpus: 0}        # optional: what one unit asks of a Ray worker
+
+or, instead of ``data_dir``, the user's own dev data, as ``imc-sim deploy`` takes it (see
+:mod:`imc_sim.deploy.plan_data`)::
+
+    validation_file: data/dev.csv        # .csv/.tsv/.jsonl; plain text for --task lm checkpoints
+    text_column: review                  # optional, as are label_column, header and file_format
+    label_column: sentiment
+
+The checkpoints share one task: all classifiers of one task, or all language models (``--task
+lm``, scored by held-out perplexity on ``validation_file``, lower is better).
 
 A unit is (checkpoint, device, seed): programmed once, drifted to every time, evaluated at each.
 Its key hashes what its numbers depend on and nothing else: the checkpoint file's content (SHA-256
 of its bytes, not path + size + mtime: checkpoints are kilobytes to a few hundred MB, read once
 anyway to ship them to workers, and a content hash survives copying to another machine and catches
 a checkpoint retrained in place), the device profile's validated content, the seed, the times, the
-dev file's content (or the hub), the eval limit and the imc-sim version. Worker resources are not
-part of it: the numbers do not depend on them.
+dev file's content (or the hub) and, for own data, its format, header and columns as the plan
+gives them, the eval limit and the imc-sim version. Worker resources are not part of it: the
+numbers do not depend on them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -33,23 +42,16 @@ from typing import Any
 import yaml
 
 from imc_sim import __version__
-from imc_sim.data import resolve_data_dir
+from imc_sim.deploy.digest import sha256_bytes, sha256_json
+from imc_sim.deploy.plan_data import DATA_KEYS, DataRef, load_data, resolve_path
 from imc_sim.devices.profile import DeviceProfile, load_profile
 from imc_sim.errors import ImcSimError
-from imc_sim.tasks import TaskSpec, get_task
+from imc_sim.tasks import TaskSpec, task_from_checkpoint
 from imc_sim.units import parse_times
 
-KEYS = ("checkpoints", "devices", "seeds", "times", "data_dir", "eval_limit", "resources")
 REQUIRED = ("checkpoints", "devices", "seeds", "times")
+KEYS = (*REQUIRED, *DATA_KEYS, "eval_limit", "resources")
 RESOURCE_KEYS = ("cpus", "gpus")
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_json(value: Any) -> str:
-    return sha256_bytes(json.dumps(value, sort_keys=True, separators=(",", ":")).encode())
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class CheckpointRef:
     path: Path
     sha256: str
     method: str
-    task: str
+    task: TaskSpec
     device_trained: str | None
 
     @property
@@ -75,19 +77,6 @@ class DeviceRef:
     spec: str
     profile: DeviceProfile
     sha256: str
-
-
-@dataclass(frozen=True)
-class DataRef:
-    """The task's dev set: a GLUE-layout folder (with the dev file's hash) or the hub (``dir`` None)."""
-
-    task: TaskSpec
-    dir: Path | None
-    dev_sha256: str | None
-
-    @property
-    def dev_file(self) -> Path | None:
-        return None if self.dir is None else self.dir / self.task.folder / self.task.dev_file
 
 
 @dataclass(frozen=True)
@@ -113,9 +102,8 @@ class Unit:
     def identity(self) -> dict[str, Any]:
         """Everything the unit's numbers depend on (see the module docstring)."""
         return {"checkpoint_sha256": self.checkpoint.sha256, "device_sha256": self.device.sha256,
-                "seed": self.seed, "times": list(self.times), "task": self.data.task.name,
-                "dev_sha256": self.data.dev_sha256, "eval_limit": self.eval_limit,
-                "imc_sim_version": __version__}
+                "seed": self.seed, "times": list(self.times), **self.data.identity(),
+                "eval_limit": self.eval_limit, "imc_sim_version": __version__}
 
     @cached_property
     def key(self) -> str:
@@ -173,16 +161,11 @@ def _seeds(value: Any, path: Path) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _resolve(base: Path, spec: str) -> Path:
-    p = Path(spec).expanduser()
-    return p if p.is_absolute() else base / p
-
-
 def _checkpoints(specs: list[str], base: Path, path: Path) -> tuple[CheckpointRef, ...]:
     from imc_sim.deploy.compare import check_comparable
     from imc_sim.deploy.run import device_trained
 
-    files = [_resolve(base, s) for s in specs]
+    files = [resolve_path(base, s) for s in specs]
     for spec, file in zip(specs, files, strict=True):
         if not file.is_file():
             raise _fail(path, f"checkpoint {spec} not found ({file})")
@@ -194,14 +177,15 @@ def _checkpoints(specs: list[str], base: Path, path: Path) -> tuple[CheckpointRe
             raise _fail(path, f"duplicate plan entry: checkpoints {seen[digest]} and {spec} "
                               "have the same content")
         seen[digest] = spec
-        refs.append(CheckpointRef(spec, file, digest, meta["method"], meta["task"], device_trained(meta)))
+        refs.append(CheckpointRef(spec, file, digest, meta["method"], task_from_checkpoint(meta),
+                                  device_trained(meta)))
     return tuple(refs)
 
 
 def _devices(specs: list[str], base: Path, path: Path, times: list[float]) -> tuple[DeviceRef, ...]:
     refs, seen = [], {}
     for spec in specs:
-        local = _resolve(base, spec)
+        local = resolve_path(base, spec)
         profile = load_profile(str(local) if local.is_file() else spec)
         profile.check_times(times)
         content = {k: v for k, v in dataclasses.asdict(profile).items() if k != "path"}
@@ -211,19 +195,6 @@ def _devices(specs: list[str], base: Path, path: Path, times: list[float]) -> tu
         seen[digest] = spec
         refs.append(DeviceRef(spec, profile, digest))
     return tuple(refs)
-
-
-def _data(raw: dict, base: Path, task: TaskSpec, path: Path) -> DataRef:
-    given = raw.get("data_dir")
-    if given is not None and not isinstance(given, str):
-        raise _fail(path, f"data_dir must be a path, got {given!r}")
-    root = resolve_data_dir(_resolve(base, given) if given else None)
-    data = DataRef(task, root, None)
-    if data.dev_file is None:
-        return data
-    if not data.dev_file.is_file():
-        raise _fail(path, f"no dev set for {task.name} at {data.dev_file}")
-    return DataRef(task, root, sha256_bytes(data.dev_file.read_bytes()))
 
 
 def _eval_limit(value: Any, path: Path) -> int | None:
@@ -273,9 +244,8 @@ def load_plan(path: str | os.PathLike[str]) -> SweepPlan:
     resources = _resources(raw.get("resources"), path)
     devices = _devices(_string_list(raw, "devices", path), base, path, times)
     checkpoints = _checkpoints(_string_list(raw, "checkpoints", path), base, path)
-    task = get_task(checkpoints[0].task)
-    if task.is_lm:
-        raise _fail(path, "language-model (--task lm) checkpoints are not swept yet; use imc-sim deploy "
-                    "or compare with --validation-file")
-    data = _data(raw, base, task, path)
+    try:
+        data = load_data(raw, base, [c.task for c in checkpoints], eval_limit)
+    except ImcSimError as exc:
+        raise _fail(path, str(exc)) from None
     return SweepPlan(path, checkpoints, devices, seeds, tuple(times), data, eval_limit, resources)

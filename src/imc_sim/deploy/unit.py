@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imc_sim.data import DataSource
 from imc_sim.deploy.plan import Unit
 from imc_sim.devices.profile import DeviceProfile
 
@@ -44,12 +45,12 @@ class UnitResult:
 
 
 def simulate_chip(checkpoint: Path, profile: DeviceProfile, seed: int, times: list[float],
-                  data_dir: Path | None, eval_limit: int | None) -> ChipRun:
-    """Program ``checkpoint`` on a ``profile`` chip with ``seed``, drift it through ``times``.
+                  source: DataSource, eval_limit: int | None) -> ChipRun:
+    """Program ``checkpoint`` on a ``profile`` chip with ``seed``, drift it through ``times``,
+    scoring the dev set of ``source`` (accuracy or the like; perplexity for a language model).
 
     The same steps as :func:`imc_sim.deploy.run.deploy_checkpoint`, for one seed.
     """
-    from imc_sim import data
     from imc_sim.checkpoint import load_model
     from imc_sim.crossbar.mapping import deploy_model
     from imc_sim.deploy.run import CALIBRATION_BATCHES, dev_set
@@ -57,8 +58,7 @@ def simulate_chip(checkpoint: Path, profile: DeviceProfile, seed: int, times: li
     from imc_sim.evaluate import evaluate
 
     loaded = load_model(checkpoint)
-    batches, _ = dev_set(loaded, data.DataSource(data_dir=None if data_dir is None else str(data_dir)),
-                         eval_limit)
+    batches, _ = dev_set(loaded, source, eval_limit)
     digital = evaluate(loaded.model, batches, loaded.task)
     deployment = deploy_model(loaded.model, profile)
     deployment.calibrate(batches[:CALIBRATION_BATCHES])
@@ -80,13 +80,14 @@ def inject_fault() -> None:
         os._exit(1)
 
 
-def run_unit(unit: Unit, checkpoint: Path, data_dir: Path | None) -> UnitResult:
-    """Run ``unit`` from local files. Its numbers do not depend on the thread count or the executor
+def run_unit(unit: Unit, checkpoint: Path, source: DataSource) -> UnitResult:
+    """Run ``unit`` from local files: ``checkpoint`` and the dev data of ``source`` (the plan's, or
+    the worker's copy of it). Its numbers do not depend on the thread count or the executor
     (the chip's randomness comes from its own streams)."""
     start = time.perf_counter()
     inject_fault()
-    run = simulate_chip(checkpoint, unit.device.profile, unit.seed, list(unit.times), data_dir,
+    run = simulate_chip(checkpoint, unit.device.profile, unit.seed, list(unit.times), source,
                         unit.eval_limit)
     c = unit.checkpoint
-    return UnitResult(unit.key, unit.entry(), c.name, c.method, c.device_trained, c.task, unit.times,
+    return UnitResult(unit.key, unit.entry(), c.name, c.method, c.device_trained, c.task.name, unit.times,
                       run, time.perf_counter() - start)

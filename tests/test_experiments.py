@@ -1,6 +1,7 @@
 """The experiment scripts end to end on the tiny model: JSON in the compare schema, PNG, results.md."""
 
 import json
+import statistics
 import sys
 
 import pytest
@@ -64,6 +65,14 @@ def test_k_tradeoff_and_fig6(results_dir, wide_model_dir, tiny_glue, monkeypatch
     for arm in fig6["checkpoints"]:  # no injected noise: every seed sees the digital model
         assert arm["sigmas"][0]["metrics"] == [arm["digital_metric"]] * 2 and arm["sigmas"][0]["std"] == 0
         assert all(0 <= m <= 1 for p in arm["sigmas"] for m in p["metrics"])
+        stds = arm["layer_weight_std"].values()
+        assert arm["median_layer_weight_std"] == pytest.approx(statistics.median(stds))
+    assert fig6["sigma_unit"] == "weight units"
+    run_script("fig6_gaussian", monkeypatch, "--model", str(wide_model_dir), "--data-dir", str(tiny_glue),
+               "--steps", "2", "--seeds", "2", "--relative", "--sigmas", "0,0.5")
+    relative = json.loads((results_dir / "results" / "fig6_gaussian-full-wide-relative.json").read_text())
+    assert relative["sigma_unit"] == "fraction of each layer's weight std"
+    assert relative["checkpoints"][0]["layer_weight_std"] == fig6["checkpoints"][0]["layer_weight_std"]
     # a second run replaces its section instead of appending another
     run_script("k_tradeoff", monkeypatch, "--model", str(wide_model_dir), "--data-dir", str(tiny_glue),
                "--steps", "2", "--seeds", "1")

@@ -9,7 +9,7 @@ from imc_sim.backbones import is_head
 from imc_sim.errors import ImcSimError
 from imc_sim.peft import get_method
 from imc_sim.peft.grasp import GraspLayer
-from imc_sim.peft.stochgrasp import StochGraspLayer, set_eval_mode, sigma_penalty
+from imc_sim.peft.stochgrasp import StochGraspLayer, set_eval_mode, sigma_penalty, weight_scales
 from imc_sim.peft.targets import find_targets, in_out_features
 
 VARIANTS = [
@@ -169,6 +169,22 @@ def test_training_noise_fresh_each_forward_and_eval_modes(tiny_bert, token_batch
         assert torch.allclose(adapted(**token_batch).logits, mean, atol=1e-6)
     with pytest.raises(ImcSimError):
         set_eval_mode(adapted, "bogus")
+
+
+def test_relative_injection_scales_sigma_by_each_layers_weight_std(tiny_bert):
+    """inject with relative=True draws sigma = sigma_noise * std(W) per layer: the same draw as
+    an absolute injection at that sigma, different between layers of different weight scales."""
+    _, _, adapted = attach(tiny_bert, "stochgrasp", {"k": 4})
+    scales = weight_scales(adapted)
+    layers = [m for m in adapted.modules() if isinstance(m, StochGraspLayer)]
+    assert len(scales) == len(layers) and len(set(scales.values())) > 1
+    for layer, scale in zip(layers, scales.values(), strict=True):
+        assert scale == pytest.approx(float(layer.base.weight.std()))
+        layer.set_eval_mode("inject", 0.5, torch.Generator().manual_seed(3), relative=True)
+        relative = layer.realization.clone()
+        layer.set_eval_mode("inject", 0.5 * scale, torch.Generator().manual_seed(3))
+        torch.testing.assert_close(relative, layer.realization, rtol=0, atol=0)
+        assert relative.std().item() == pytest.approx(0.5 * scale, rel=0.1)
 
 
 def test_eq6_penalty_hand_computed():

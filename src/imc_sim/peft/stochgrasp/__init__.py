@@ -2,7 +2,7 @@
 
 from imc_sim.peft.stochgrasp.config import StochGraspConfig
 from imc_sim.peft.stochgrasp.layer import StochGraspLayer
-from imc_sim.peft.stochgrasp.model import attach_stochgrasp, set_eval_mode, sigma_penalty
+from imc_sim.peft.stochgrasp.model import attach_stochgrasp, set_eval_mode, sigma_penalty, weight_scales
 
 __all__ = [
     "StochGraspConfig",
@@ -10,4 +10,5 @@ __all__ = [
     "attach_stochgrasp",
     "set_eval_mode",
     "sigma_penalty",
+    "weight_scales",
 ]

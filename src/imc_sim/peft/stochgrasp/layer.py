@@ -6,7 +6,7 @@ from their mean and variance (see :class:`StochGraspConfig`). The noise comes fr
 own generator on its parameters' device, seeded from the config seed and the layer's name.
 In evaluation the layer holds one realization until told otherwise: ``mean`` (dW = mu_hat),
 ``sample`` (one draw with the learned sigma) or ``inject`` (one draw with sigma replaced by a
-given absolute sigma_noise, the paper's Fig. 6 protocol).
+given sigma_noise, the paper's Fig. 6 protocol: absolute, or relative to the layer's weight std).
 """
 
 from __future__ import annotations
@@ -81,10 +81,16 @@ class StochGraspLayer(AdapterLayer):
                           dtype=mu.dtype)
         return mu + std * eps
 
+    def weight_scale(self) -> float:
+        """The base weight's standard deviation, the unit of a relative injected sigma."""
+        return float(self.base.weight.detach().float().std())
+
     def set_eval_mode(
-        self, mode: str, sigma_noise: float = 0.0, generator: torch.Generator | None = None
+        self, mode: str, sigma_noise: float = 0.0, generator: torch.Generator | None = None,
+        relative: bool = False,
     ) -> None:
-        """Fix the evaluation realization: 'mean', 'sample' (learned sigma) or 'inject'."""
+        """Fix the evaluation realization: 'mean', 'sample' (learned sigma) or 'inject' (sigma =
+        ``sigma_noise``, in weight units, or times :meth:`weight_scale` where ``relative``)."""
         if mode not in EVAL_MODES:
             raise ImcSimError(f"unknown evaluation mode {mode!r}; choose {', '.join(EVAL_MODES)}")
         if sigma_noise < 0:
@@ -92,7 +98,8 @@ class StochGraspLayer(AdapterLayer):
         self.eval_mode = mode
         with torch.no_grad():
             if mode == "inject":
-                self.realization = self.sample_delta(sigma_noise, generator)
+                sigma = sigma_noise * self.weight_scale() if relative else sigma_noise
+                self.realization = self.sample_delta(sigma, generator)
             elif mode == "sample" and self.sigma is not None:
                 self.realization = self.sample_delta(self.sigma, generator)
             else:

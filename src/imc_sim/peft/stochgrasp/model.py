@@ -26,13 +26,20 @@ def sigma_penalty(model: nn.Module, sigma_target: float) -> torch.Tensor:
 
 
 def set_eval_mode(
-    model: nn.Module, mode: str, sigma_noise: float = 0.0, seed: int | None = None
+    model: nn.Module, mode: str, sigma_noise: float = 0.0, seed: int | None = None,
+    relative: bool = False,
 ) -> None:
     """Fix one evaluation realization in every StochGRASP layer (see the layer's docstring):
-    with ``seed``, drawn layer after layer from one generator on the layers' device."""
+    with ``seed``, drawn layer after layer from one generator on the layers' device; an injected
+    ``sigma_noise`` is in weight units, or a fraction of each layer's weight std (``relative``)."""
     generators: dict[torch.device, torch.Generator] = {}
     for layer in stochgrasp_layers(model):
         device = layer.mu.device
         if seed is not None and device not in generators:
             generators[device] = torch.Generator(device=device).manual_seed(seed)
-        layer.set_eval_mode(mode, sigma_noise, generators.get(device))
+        layer.set_eval_mode(mode, sigma_noise, generators.get(device), relative)
+
+
+def weight_scales(model: nn.Module) -> dict[str, float]:
+    """Each StochGRASP layer's base weight std (the unit of a relative injected sigma), by name."""
+    return {name: m.weight_scale() for name, m in adapter_layers(model) if isinstance(m, StochGraspLayer)}

@@ -287,8 +287,8 @@ def _periphery(raw: Any, path: str) -> Periphery:
     for key, (default, choices) in PERIPHERY_CHOICES.items():
         values[key] = _check_choice(raw.get(key, default), choices, f"{where}.{key}")
     if values["ir_drop"] > 0 and "tile_rows" not in raw:
-        raise ImcSimError(f"{where}.ir_drop needs a tile size: IR drop grows with the rows along a "
-                          f"tile's wires; set {where}.tile_rows")
+        raise ImcSimError(f"{where}.ir_drop needs a tile size (IR drop grows with the rows along a "
+                          "tile's wires): set periphery.tile_rows")
     if values["input_range"] == "static" and values["noise_management"] != "none":
         raise ImcSimError(f"{where}.input_range = static replaces noise management: set "
                           f"{where}.noise_management to none")

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from imc_sim.crossbar.grid import TileGrid
+from imc_sim.crossbar.ir_drop import IrDrop
 from imc_sim.crossbar.periphery import Converters, adc_and_scales, dac, noise_std
 from imc_sim.crossbar.streams import ChipStreams
 
@@ -24,20 +25,24 @@ READOUT_FLOOR = 1e-4  # aihwkit's clamp on a read-out
 
 
 def read_tiles(weights: Tensor, read_var: Tensor | None, conv: Converters, streams: ChipStreams,
-               layer: str, time: float | str) -> Tensor:
+               layer: str, time: float | str, ir_drop: IrDrop | None = None) -> Tensor:
     """Every tile's outputs for the inputs eye(rows): [row_tiles, rows, out], for the stacked
     ``weights`` [row_tiles, out, rows] and their per-read variance; row tile r's noise from the
     ``compensation`` stream of (``layer``, r, ``time``). Input k drives one row with one code c,
-    so the product is c W^T and its read-noise variance c^2 V^T: no GEMM."""
+    so the product is c W^T, its read-noise variance c^2 V^T and its IR drop elementwise
+    (:meth:`~imc_sim.crossbar.ir_drop.IrDrop.one_hot_drop`): no GEMM."""
     row_tiles, out_features, rows = weights.shape
     device = weights.device
     codes, scale = dac(torch.eye(rows, device=device), 1, conv, as_uint8=False)
     code = codes.sum(-1)  # [rows, 1]: each one-hot input's code
     scale = None if scale is None else scale.reshape(-1)
     ones = torch.ones(out_features, device=device)
+    position = None if ir_drop is None else ir_drop.position(device)
     outputs = []
     for r in range(row_tiles):
         y = (weights.select(0, r).t() * code).contiguous()
+        if ir_drop is not None:
+            y.sub_(ir_drop.one_hot_drop(y, position))
         var = None if read_var is None else read_var.select(0, r).t() * code.square()
         outputs.append(adc_and_scales(y, 1.0 / conv.step, noise_std(var, conv), scale, conv, ones,
                                       None, None, streams.stream(layer, "compensation", device, r, time)))

@@ -6,7 +6,7 @@ but in integer DAC codes, so that every elementwise step runs once, in place:
 
     s      = max_j |x_j|                         (noise management, per input row and row tile)
     c      = round(x / (s * d_in))               (DAC codes, d_in = 2 inp_bound / (2^b - 2))
-    y      = c W^T / q + sqrt((out_noise / d_in)^2 + sum_j c_j^2 V_j) / q xi
+    y      = (c W^T - D(c, W)) / q + sqrt((out_noise / d_in)^2 + sum_j c_j^2 V_j) / q xi
                                                  (in ADC steps q = d_out / d_in; xi ~ N(0, 1),
                                                   one per output and read)
     y      = clamp(round(y), +-out_bound / d_out)   (ADC)
@@ -14,7 +14,9 @@ but in integer DAC codes, so that every elementwise step runs once, in place:
 
 ``W`` holds the tile weights in [-1, 1] (after the mapping), stacked per row tile as
 ``[row_tiles, out, rows]``; a layer's row tiles are summed digitally after their ADCs. ``V`` is the
-per-read variance of each tile weight (cycle-to-cycle read noise, :func:`read_variance`): weight
+per-read variance of each tile weight (cycle-to-cycle read noise, :func:`read_variance`), ``D`` the
+IR drop of each output (:mod:`imc_sim.crossbar.ir_drop`; 0 where it is off, two more products of
+the codes, int8 or fp32 like the tile's, where it is on): weight
 fluctuations drawn afresh at every MVM add, for each input vector and output, a Gaussian of
 variance sum_j c_j^2 V_j to the product, which is exactly their effect on that output; its
 variance comes from one GEMM of the squared codes with ``V`` (int8 where the product is, else bf16). Where the
@@ -33,6 +35,7 @@ from torch import Tensor
 
 from imc_sim.crossbar import epilogue, input_ranges, int8_product
 from imc_sim.crossbar.int8_product import Int8Variance, Int8Weights
+from imc_sim.crossbar.ir_drop import IrDrop, IrDropTiles
 from imc_sim.crossbar.streams import Stream
 from imc_sim.devices.family import DeviceFamily
 from imc_sim.devices.profile import Periphery
@@ -89,24 +92,26 @@ def read_variance(u: Tensor, family: DeviceFamily, w_noise: float, devices: int 
 class TileStack:
     """A layer's row tiles: weights [row_tiles, out, rows] in [-1, 1], digital output scales
     [row_tiles, out], the weights as int8 limbs (one per row tile) where the codes are int8 and
-    the weights on the CPU, and the per-read weight variance where the device has read noise
-    (packed for the int8 product alongside the weights, else bf16)."""
+    the weights on the CPU, the per-read weight variance where the device has read noise (packed
+    for the int8 product alongside the weights, else bf16), and the IR drop where the profile has it."""
 
     weights: Tensor
     scales: Tensor
     packed: tuple[Int8Weights, ...] | None = None
     read_var: Tensor | tuple[Int8Variance, ...] | None = None
+    ir_drop: IrDropTiles | None = None
 
     @classmethod
     def build(cls, weights: Tensor, scales: Tensor, conv: Converters,
-              read_var: Tensor | None = None) -> TileStack:
+              read_var: Tensor | None = None, ir_drop: IrDrop | None = None) -> TileStack:
         """The stack, packed for the int8 product where the codes fit it and the weights are on
         the CPU (oneDNN's int8 product is CPU-only)."""
         int8 = conv.int8 and weights.device.type == "cpu"
         packed = tuple(Int8Weights.pack(w, 1.0 / conv.step) for w in weights) if int8 else None
         if read_var is not None:
             read_var = tuple(Int8Variance.pack(v) for v in read_var) if int8 else read_var.bfloat16()
-        return cls(weights, scales, packed, read_var)
+        return cls(weights, scales, packed, read_var,
+                   None if ir_drop is None else IrDropTiles.build(ir_drop, weights, packed is not None))
 
 
 def dac(x: Tensor, row_tiles: int, conv: Converters, as_uint8: bool) -> tuple[Tensor, Tensor | None]:
@@ -175,12 +180,14 @@ def adc_and_scales(y: Tensor, y_scale: float, sd: float | epilogue.ElementStd, s
 
 def row_tile_mvm(codes: Tensor, scale: Tensor | None, stack: TileStack, r: int, conv: Converters,
                  col_scale: Tensor, out: Tensor | None, bias: Tensor | None, stream: Stream) -> Tensor:
-    """Row tile ``r`` on its codes [N, rows] (see :func:`row_tile_codes`): product, then
-    :func:`adc_and_scales`; noise from ``stream``."""
+    """Row tile ``r`` on its codes [N, rows] (see :func:`row_tile_codes`): product less the IR
+    drop, then :func:`adc_and_scales`; noise from ``stream``."""
     if stack.packed is not None:
         y, y_scale = stack.packed[r].product(codes), 1.0
     else:
         y, y_scale = torch.mm(codes, stack.weights[r].T), 1.0 / conv.step
+    if stack.ir_drop is not None:  # code-weight units, y in units of 1 / (y_scale q)
+        y.sub_(stack.ir_drop.drop(codes, r), alpha=1.0 / (y_scale * conv.step))
     sd = noise_std(_read_noise_var(codes, stack, r), conv)
     return adc_and_scales(y, y_scale, sd, scale, conv, col_scale, out, bias, stream)
 

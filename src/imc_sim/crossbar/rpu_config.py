@@ -3,6 +3,12 @@
 aihwkit 1.1.0's torch tiles refuse ``forward.w_noise`` (ConfigError): the config keeps it 0 and
 imc-sim's fused periphery draws the weight read noise itself at every MVM (``periphery.w_noise`` and
 the noise model's ``cycle_variance``; ``imc_sim.crossbar.periphery.read_variance``).
+
+The profile's IR drop goes into ``forward.ir_drop`` and ``forward.ir_drop_g_ratio``
+(:func:`imc_sim.crossbar.ir_drop.g_ratio`). aihwkit 1.1.0 computes it only in its compiled C++ tile
+(rpucuda's ``applyIrDrop``); its torch tiles refuse it (ConfigError), so a ``TorchInferenceTile``
+built from a config with IR drop fails: ``tests/test_ir_drop.py`` runs that config's torch tile
+with ``ir_drop`` = 0 and rpucuda's IR-drop pass on its product.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from aihwkit.inference.compensation.drift import GlobalDriftCompensation, PerCol
 from aihwkit.simulator.configs import TorchInferenceRPUConfig
 from aihwkit.simulator.parameters.enums import BoundManagementType, NoiseManagementType
 
+from imc_sim.crossbar.ir_drop import g_ratio
 from imc_sim.devices.aihwkit_models import build_noise_model
 from imc_sim.devices.profile import DeviceProfile
 
@@ -32,6 +39,10 @@ def build_rpu_config(profile: DeviceProfile) -> TorchInferenceRPUConfig:
     forward.out_bound = periphery.out_bound
     forward.out_noise = periphery.out_noise
     forward.w_noise = 0.0  # drawn by imc_sim.crossbar.periphery instead (torch tiles refuse it)
+    if periphery.ir_drop_on:
+        forward.is_perfect = False  # rpucuda's perfect forward skips the IR drop
+        forward.ir_drop = periphery.ir_drop
+        forward.ir_drop_g_ratio = g_ratio(profile)
     forward.bound_management = BoundManagementType.NONE
     forward.noise_management = (NoiseManagementType.ABS_MAX if periphery.noise_management == "abs-max"
                                 else NoiseManagementType.NONE)

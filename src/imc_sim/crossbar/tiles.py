@@ -17,7 +17,9 @@ registered buffer, so ``.to(device)`` moves the whole chip. Per tile, as aihwkit
 - drift to t: aihwkit RE-CONVERTS the programmed u_p into a new pair with a new ratio (max |u_p|
   of the tile), drifts those conductances with the coefficients drawn at programming, and converts
   back with the new ratio; reproduced here as a quirk of aihwkit 1.1.0;
-- drift compensation (:mod:`~imc_sim.crossbar.compensation`): output scale = m * alpha.
+- drift compensation (:mod:`~imc_sim.crossbar.compensation`): output scale = m * alpha;
+- IR drop (:mod:`~imc_sim.crossbar.ir_drop`), where the profile has it: each tile's product less
+  the drop its wires cause, on the current weights and the inputs of each MVM (and read-out).
 
 Weight-level families (gaussian, ideal) act on u directly, without a pair. The forward runs the
 fused periphery (:mod:`~imc_sim.crossbar.periphery`) on the stacked weights; the bias stays
@@ -42,6 +44,7 @@ from imc_sim.crossbar import compensation, faults
 from imc_sim.crossbar.conductance import from_pair, pair_ratio, to_pair
 from imc_sim.crossbar.grid import TileGrid
 from imc_sim.crossbar.input_ranges import Calibration
+from imc_sim.crossbar.ir_drop import IrDrop
 from imc_sim.crossbar.periphery import Converters, TileStack, analog_mvm, read_variance
 from imc_sim.crossbar.streams import ChipStreams, Stream
 from imc_sim.devices.family import DeviceFamily
@@ -80,6 +83,7 @@ class CrossbarLinear(nn.Module):
         self.devices, self.faults = profile.devices_per_weight, profile.faults
         self.family, self.conv, self.w_noise = family, Converters.from_periphery(periphery), periphery.w_noise
         self.compensation = profile.compensation
+        self.ir_drop = IrDrop.of(profile, self.grid.rows, self.conv.d_in)
         weight = weight_in_out(layer).detach().T.float()  # [out, in]
         device = weight.device
         bias = layer.bias.detach().clone().float() if layer.bias is not None else None
@@ -192,7 +196,7 @@ class CrossbarLinear(nn.Module):
     def stack(self) -> TileStack:
         """The forward's tiles (int8 limbs packed on the CPU), rebuilt after a change."""
         if self._stack is None:
-            self._stack = TileStack.build(self.weights, self.scales, self.conv, self.read_var)
+            self._stack = TileStack.build(self.weights, self.scales, self.conv, self.read_var, self.ir_drop)
         return self._stack
 
     def _set_state(self, u: Tensor, scales: Tensor) -> None:
@@ -205,7 +209,7 @@ class CrossbarLinear(nn.Module):
         self.scales = scales
         self._stack = None
         self.dense = None
-        if self.conv.perfect and self.read_var is None:  # no periphery: one exact GEMM for the layer
+        if self.conv.perfect and self.read_var is None and self.ir_drop is None:  # one exact GEMM
             dense = (self.weights * scales.unsqueeze(-1)).permute(1, 0, 2).reshape(self.out_features, -1)
             self.dense = dense[:, : self.in_features].contiguous()
 
@@ -213,7 +217,8 @@ class CrossbarLinear(nn.Module):
         """The compensation read-out of the current weights, [row_tiles, out] (None: none)."""
         if self.compensation == "none":
             return None
-        outputs = compensation.read_tiles(self.weights, self.read_var, self.conv, streams, name, time)
+        outputs = compensation.read_tiles(self.weights, self.read_var, self.conv, streams, name, time,
+                                          self.ir_drop)
         return compensation.readout(outputs, self.grid, self.compensation == "per-column")
 
     @torch.no_grad()

@@ -43,6 +43,8 @@ PERIPHERY: dict[str, Any] = {
     "out_bound": Num(12.0, 0.0, 1e6, open_lo=True),
     "inp_bound": Num(1.0, 0.0, 1e6, open_lo=True),
     "input_percentile": Num(99.995, 0.0, 100.0, open_lo=True),
+    "ir_drop": Num(0.0, 0.0, 100.0),
+    "wire_resistance": Num(0.35, 0.0, 1e3),  # ohm
 }
 PERIPHERY_CHOICES = {"noise_management": ("abs-max", NOISE_MANAGEMENT),
                      "weight_scaling": ("per-column", WEIGHT_SCALING),
@@ -67,7 +69,9 @@ class Periphery:
     many tiles, of equal size (768 -> 384 + 384, aihwkit's ``TileModuleArray``). ``input_range``:
     ``dynamic`` (noise management as set) or ``static``: one DAC range per row tile, calibrated once
     from data as the mean over batches of the ``input_percentile``-th percentile (percent) of |x|
-    (:mod:`imc_sim.crossbar.input_ranges`); needs ``noise_management: none``.
+    (:mod:`imc_sim.crossbar.input_ranges`); needs ``noise_management: none``. ``ir_drop`` (a scale,
+    0 = off) and ``wire_resistance`` (ohm between neighbouring cells): IR drop along the tile's
+    input wires, aihwkit's model (:mod:`imc_sim.crossbar.ir_drop`); needs ``tile_rows``.
     """
 
     tile_rows: int = 512
@@ -83,6 +87,13 @@ class Periphery:
     tile_split: str = "fixed"
     input_range: str = "dynamic"
     input_percentile: float = 99.995
+    ir_drop: float = 0.0
+    wire_resistance: float = 0.35
+
+    @property
+    def ir_drop_on(self) -> bool:
+        """Whether the tiles lose part of their product to IR drop (a scale and a resistance)."""
+        return self.ir_drop > 0 and self.wire_resistance > 0
 
     @property
     def perfect(self) -> bool:
@@ -249,6 +260,9 @@ def profile_from_dict(raw: Any, path: str = "<dict>") -> DeviceProfile:
         path=path, devices_per_weight=devices_per_weight, faults=_faults(raw.get("faults"), path, model),
         **sections,
     )
+    if profile.periphery.ir_drop > 0 and "g_max" not in cond:
+        raise ImcSimError(f"{_where(path, 'periphery.ir_drop')}: model {model!r} has no device "
+                          "conductance (conductance.g_max) to draw the current IR drop needs")
     FAMILIES[model].check_profile(profile)
     return profile
 
@@ -272,6 +286,9 @@ def _periphery(raw: Any, path: str) -> Periphery:
             values[key] = _check_num(spec, raw[key], f"{where}.{key}") if key in raw else spec.default
     for key, (default, choices) in PERIPHERY_CHOICES.items():
         values[key] = _check_choice(raw.get(key, default), choices, f"{where}.{key}")
+    if values["ir_drop"] > 0 and "tile_rows" not in raw:
+        raise ImcSimError(f"{where}.ir_drop needs a tile size (IR drop grows with the rows along a "
+                          "tile's wires): set periphery.tile_rows")
     if values["input_range"] == "static" and values["noise_management"] != "none":
         raise ImcSimError(f"{where}.input_range = static replaces noise management: set "
                           f"{where}.noise_management to none")

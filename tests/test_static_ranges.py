@@ -218,3 +218,25 @@ def test_after_a_digital_warm_up_the_ranges_are_those_of_the_model_the_device_fi
         torch.testing.assert_close(r, e)
     assert any(not torch.equal(r, b) for r, b in zip(got, before, strict=True))
     assert len(run.calibration) == 1 and run.calibration[0]["input_ids"].shape[0] == 32  # the tiny set
+
+
+def test_a_language_model_keeps_its_ranges_and_falls_back_to_its_train_file(tmp_path, tiny_gpt2_lm_dir):
+    from conftest import NEGATIVE, POSITIVE
+
+    text = "\n".join(POSITIVE + NEGATIVE) + "\n"
+    (tmp_path / "train.txt").write_text(text * 3)
+    (tmp_path / "heldout.txt").write_text(text)
+    out = tmp_path / "lm.pt"
+    assert main(["train", "--task", "lm", "--model", str(tiny_gpt2_lm_dir), "--train-file",
+                 str(tmp_path / "train.txt"), "--validation-file", str(tmp_path / "heldout.txt"),
+                 "--max-length", "16", "--max-steps", "2", "--batch-size", "4", "--k", "4",
+                 "--device", chip_file(tmp_path), "--out", str(out), "--quiet"]) == 0
+    loaded = load_model(out)
+    deployment = deploy_model(loaded.model, chip_profile())  # Conv1D layers, c_proj of 128 inputs
+    set_input_ranges(deployment, loaded, [])
+    assert deployment.input_ranges == "checkpoint"
+    assert {layer.input_ranges.shape[0] for layer in deployment.layers.values()} == {2, 8}
+    loaded = load_model(out)
+    deployment = deploy_model(loaded.model, chip_profile(tile_rows=8))
+    set_input_ranges(deployment, loaded, [])
+    assert deployment.input_ranges == f"training data ({tmp_path / 'train.txt'})"

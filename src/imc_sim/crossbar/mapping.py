@@ -65,7 +65,7 @@ class Deployment:
     def _static(self) -> dict[str, CrossbarLinear]:
         return {name: layer for name, layer in self.layers.items() if layer.static_ranges}
 
-    def use_stored_ranges(self, stored: StoredRanges | None, source: str = "checkpoint") -> bool:
+    def use_stored_ranges(self, stored: StoredRanges | None) -> bool:
         """Static input ranges from ``stored`` (a checkpoint's), if they fit: computed on this
         profile's row tiles and percentile, one range per row tile for every static layer.
         Returns whether they were used (nothing changes otherwise)."""
@@ -77,7 +77,7 @@ class Deployment:
             return False
         for name, layer in static.items():
             layer.input_ranges = stored.layers[name].to(layer.target.device, torch.float32)
-        self.input_ranges = source
+        self.input_ranges = "checkpoint"
         return True
 
     def calibrate(self, batches: Sequence[dict], source: str = "calibration batches") -> None:

@@ -46,17 +46,18 @@ def set_input_ranges(deployment: Deployment, loaded: LoadedModel, dev_batches: S
     check_source(source)
     if not any(layer.static_ranges for layer in deployment.layers.values()):
         return
+    stored = StoredRanges.from_record(loaded.meta.get("input_ranges"))
+    if source in ("auto", "checkpoint") and deployment.use_stored_ranges(stored):
+        return
     p = deployment.profile.periphery
-    if source in ("auto", "checkpoint"):
-        if deployment.use_stored_ranges(StoredRanges.from_record(loaded.meta.get("input_ranges"))):
-            return
-        if source == "checkpoint":
-            raise ImcSimError(f"{what} holds no static input ranges for {deployment.profile.name}'s row "
-                              f"tiles ({p.tile_rows} rows, {p.tile_split} split, percentile "
-                              f"{p.input_percentile:g}): train it device-aware on such a profile, or "
-                              "pass --input-ranges auto")
-    training = recorded_training_source(loaded.meta, loaded.task) if source in ("auto", "train") else None
-    if source in ("auto", "train") and read_training and training is not None:
+    if source == "checkpoint":
+        raise ImcSimError(f"{what} holds no static input ranges for {deployment.profile.name}'s row "
+                          f"tiles ({p.tile_rows} rows, {p.tile_split} split, percentile "
+                          f"{p.input_percentile:g}): train it device-aware on such a profile, or "
+                          "pass --input-ranges auto")
+    training = (recorded_training_source(loaded.meta, loaded.task)
+                if source in ("auto", "train") and read_training else None)
+    if training is not None:
         args = loaded.meta.get("train_args", {})
         batches = training_batches(training[0], loaded.task, loaded.tokenizer,
                                    args.get("max_length", 64), args.get("train_limit"))

@@ -316,8 +316,7 @@ class DeviceTraining:
             raise ImcSimError("no Linear/Conv1D layer inside transformer blocks to train device-aware")
         self.tables = MomentTables.measure(profile, drift_grid(*drift))
         self.enabled = True
-        self.model, self.periphery = model, profile.periphery
-        self.calibrated = False
+        self.model, self.periphery, self.calibrated = model, profile.periphery, False
         clock = [0]  # index of this forward's drift time; -1: the device is off
         self.names = [name for name, _ in layers]
         self.modules = [module for _, module in layers]

@@ -7,6 +7,9 @@ never unpickles arbitrary objects)::
     base_model: {kind, name}        base_fingerprint: {model_type, hidden_size, num_layers, weight_sum}
     task, labels, method, config, seed, metrics, train_args
     state: {parameter name: tensor}   # adapter and task-head tensors only (all, for 'full')
+    input_ranges: {tile_rows, tile_split, input_percentile, layers: {layer name: tensor}}
+                                      # optional: static input ranges of device-aware training
+                                      # (imc_sim.crossbar.input_ranges.StoredRanges)
 
 The file is written atomically, with every tensor on the CPU; it is read with
 ``map_location="cpu"`` and copied into the model's parameters on their device, so loading never

@@ -23,6 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="keep the N layers that cost most digital (one-analog sensitivity at the "
                    "first drift time, same seeds: one more evaluation per layer and seed; see imc-sim "
                    "sensitivity)")
+    p.add_argument("--input-ranges", default="auto", metavar="SOURCE",
+                   help="auto, checkpoint, train or dev: static input ranges (profiles with "
+                   "input_range: static) from the checkpoint "
+                   "(saved by device-aware training on the same row tiles), the training file it "
+                   "records, or the first dev batches; auto: the first of these that it has "
+                   "(default: auto)")
     add_generate_options(p)
     p.set_defaults(run=run)
 
@@ -31,16 +37,19 @@ def run(args: argparse.Namespace) -> int:
     from imc_sim.cli.data_options import data_source
     from imc_sim.cli.sweep_options import sweep_setup, write_outputs
     from imc_sim.deploy.placement import Placement
+    from imc_sim.deploy.range_source import check_source
     from imc_sim.deploy.run import deploy_checkpoint, format_deploy_table
     from imc_sim.torch_device import resolve_torch_device
 
+    check_source(args.input_ranges)
     profile, times = sweep_setup(args)
     placement = Placement(args.digital_layers, args.keep_digital)
     check_generate_options(args, [args.checkpoint])
     result = deploy_checkpoint(args.checkpoint, profile, times, args.seeds, args.data_dir,
                                args.eval_limit, args.analog_head, progress=not args.quiet,
                                source=data_source(args), placement=placement,
-                               torch_device=resolve_torch_device(args.torch_device))
+                               torch_device=resolve_torch_device(args.torch_device),
+                               input_ranges=args.input_ranges)
     print(format_deploy_table(result))
     print_continuations(args, [args.checkpoint], profile, times, args.analog_head)
     write_outputs(args, result, [result.curve], f"{result.task} on {profile.name}")

@@ -11,13 +11,22 @@ zero (aihwkit drops those), per row tile. During calibration the layer computes 
 product (the deployment's target weights), so the ranges depend on the data alone: the same for
 every chip seed and the same for the same data. The forward then divides each row tile's inputs by
 r before the DAC (inputs beyond r clip at ``inp_bound``) and multiplies its outputs back by r.
+
+Device-aware training on a static profile calibrates the same way, on training batches, and the
+checkpoint keeps those ranges (:class:`StoredRanges`, with the tile geometry they are per row tile
+of), so that a deployment on the same geometry uses the DAC ranges training saw.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from torch import Tensor
 
+from imc_sim.devices.profile import Periphery
 from imc_sim.errors import ImcSimError
 
 NO_RANGE = ("periphery.input_range = static needs calibration data: calibrate the deployment "
@@ -70,3 +79,35 @@ def scale_inputs(x: Tensor, ranges: Tensor) -> tuple[Tensor, Tensor]:
     n, row_tiles = x.shape[0], ranges.shape[0]
     scaled = (x.view(n, row_tiles, -1) / ranges[:, None]).view(n, -1)
     return scaled, ranges.view(1, row_tiles, 1).expand(n, row_tiles, 1)
+
+
+@dataclass(frozen=True)
+class StoredRanges:
+    """Static input ranges of named layers ([row_tiles] each, on the CPU), calibrated at the
+    ``input_percentile`` on row tiles of ``tile_rows`` inputs cut with ``tile_split``: what a
+    checkpoint keeps under ``input_ranges``."""
+
+    tile_rows: int
+    tile_split: str
+    input_percentile: float
+    layers: Mapping[str, Tensor]
+
+    def fits(self, periphery: Periphery) -> bool:
+        """Whether these ranges are the ones ``periphery`` would calibrate: the same row tiles
+        and percentile."""
+        return (periphery.tile_rows, periphery.tile_split, periphery.input_percentile) == (
+            self.tile_rows, self.tile_split, self.input_percentile)
+
+    def to_record(self) -> dict[str, Any]:
+        """Plain types and CPU tensors (a checkpoint is read with ``weights_only=True``)."""
+        return {"tile_rows": self.tile_rows, "tile_split": self.tile_split,
+                "input_percentile": self.input_percentile,
+                "layers": {name: r.detach().to("cpu", torch.float32) for name, r in self.layers.items()}}
+
+    @classmethod
+    def from_record(cls, raw: Mapping[str, Any] | None) -> StoredRanges | None:
+        """The ranges of a checkpoint's ``input_ranges`` (None: a checkpoint without them)."""
+        if raw is None:
+            return None
+        return cls(int(raw["tile_rows"]), str(raw["tile_split"]), float(raw["input_percentile"]),
+                   dict(raw["layers"]))

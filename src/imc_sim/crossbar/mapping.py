@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from imc_sim import devices
-from imc_sim.crossbar.input_ranges import NO_RANGE
+from imc_sim.crossbar.input_ranges import NO_RANGE, StoredRanges
 from imc_sim.crossbar.streams import ChipStreams, Stream
 from imc_sim.crossbar.tiles import CrossbarLinear
 from imc_sim.devices.profile import DeviceProfile
@@ -31,7 +31,8 @@ class Deployment:
     """A model whose chosen layers are :class:`CrossbarLinear` on one device profile.
 
     ``originals`` holds the digital module of every layer in ``layers``; ``kept_digital`` the
-    layers that could have gone onto tiles but stay digital, with their weight counts."""
+    layers that could have gone onto tiles but stay digital, with their weight counts;
+    ``input_ranges`` where the static input ranges came from (None: dynamic ranges, or none yet)."""
 
     model: nn.Module
     profile: DeviceProfile
@@ -39,6 +40,7 @@ class Deployment:
     digital_params: int
     originals: dict[str, nn.Module] = field(default_factory=dict)
     kept_digital: dict[str, int] = field(default_factory=dict)
+    input_ranges: str | None = None
 
     def use_analog(self, names: Collection[str]) -> None:
         """Layers ``names`` compute on their tiles, every other layer of ``layers`` digitally (its
@@ -60,13 +62,31 @@ class Deployment:
         for name, layer in self.layers.items():
             layer.program(streams, name)
 
-    def calibrate(self, batches: Sequence[dict]) -> None:
+    def _static(self) -> dict[str, CrossbarLinear]:
+        return {name: layer for name, layer in self.layers.items() if layer.static_ranges}
+
+    def use_stored_ranges(self, stored: StoredRanges | None) -> bool:
+        """Static input ranges from ``stored`` (a checkpoint's), if they fit: computed on this
+        profile's row tiles and percentile, one range per row tile for every static layer.
+        Returns whether they were used (nothing changes otherwise)."""
+        static = self._static()
+        if not static or stored is None or not stored.fits(self.profile.periphery):
+            return False
+        if any(name not in stored.layers or stored.layers[name].shape != (layer.row_tiles,)
+               for name, layer in static.items()):
+            return False
+        for name, layer in static.items():
+            layer.input_ranges = stored.layers[name].to(layer.target.device, torch.float32)
+        self.input_ranges = "checkpoint"
+        return True
+
+    def calibrate(self, batches: Sequence[dict], source: str = "calibration batches") -> None:
         """Static input ranges (``periphery.input_range: static``): run the model, its analog
         layers computing the digital product, over ``batches`` (tokenized model inputs; a
         ``labels`` key is ignored) and keep each row tile's range
-        (:mod:`imc_sim.crossbar.input_ranges`). Nothing to do for dynamic ranges; a static range
-        without batches is a one-line error."""
-        static = [layer for layer in self.layers.values() if layer.static_ranges]
+        (:mod:`imc_sim.crossbar.input_ranges`); ``source`` names the batches in :meth:`summary`.
+        Nothing to do for dynamic ranges; a static range without batches is a one-line error."""
+        static = list(self._static().values())
         if not static:
             return
         if not batches:
@@ -83,6 +103,7 @@ class Deployment:
             raise
         for layer in static:
             layer.end_calibration()
+        self.input_ranges = source
 
     def drift(self, t_seconds: float, streams: ChipStreams) -> None:
         """Drift every programmed layer to ``t_seconds`` after programming."""
@@ -114,6 +135,8 @@ class Deployment:
         if self.kept_digital:
             out["placement"] = {"digital_layers": list(self.kept_digital),
                                 "fraction_on_chip": self.fraction_on_chip}
+        if self.input_ranges is not None:
+            out["input_ranges"] = self.input_ranges
         return out
 
     def describe(self) -> str:
@@ -124,6 +147,8 @@ class Deployment:
         if self.kept_digital:
             text += (f"; {len(self.kept_digital)} layers kept digital, "
                      f"{100 * self.fraction_on_chip:.1f}% of the layers' weights on the chip")
+        if self.input_ranges is not None:
+            text += f"; static input ranges from the {self.input_ranges}"
         return text
 
 

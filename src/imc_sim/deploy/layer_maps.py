@@ -13,7 +13,8 @@ from imc_sim import data
 from imc_sim.checkpoint import LoadedModel, load_model
 from imc_sim.crossbar.mapping import Deployment, deploy_model
 from imc_sim.deploy.placement import PlacementResult, placement_curve
-from imc_sim.deploy.run import CALIBRATION_BATCHES, dev_set
+from imc_sim.deploy.range_source import set_input_ranges
+from imc_sim.deploy.run import dev_set
 from imc_sim.deploy.sensitivity import MODES, SensitivityResult, measure_maps
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.errors import ImcSimError
@@ -41,7 +42,7 @@ def deployed(path: str | os.PathLike[str], profile: DeviceProfile, source: data.
     batches, examples = dev_set(loaded, source, eval_limit)
     digital = evaluate(loaded.model, batches, loaded.task)
     deployment = deploy_model(loaded.model, profile, analog_head)
-    deployment.calibrate(batches[:CALIBRATION_BATCHES])
+    set_input_ranges(deployment, loaded, batches, what=str(path))
     print(deployment.describe())
     return Deployed(str(path), loaded, examples, digital, deployment,
                     lambda: evaluate(loaded.model, batches, loaded.task))

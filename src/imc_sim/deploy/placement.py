@@ -50,10 +50,10 @@ class Placement:
 
 def choose_digital(model: nn.Module, profile: DeviceProfile, placement: Placement, analog_head: bool,
                    measure: Callable[[], float], seeds: Sequence[int], t_seconds: float,
-                   calibration: Sequence[dict], progress: bool = True) -> list[str]:
+                   calibrate: Callable[[Deployment], None], progress: bool = True) -> list[str]:
     """The layers of ``model`` that ``placement`` keeps digital, in model order. ``measure()``
     evaluates ``model``; for ``keep_digital`` the model is deployed (in place, its static input
-    ranges calibrated on ``calibration``) to rank the layers at ``t_seconds`` on ``seeds``, and
+    ranges set by ``calibrate``) to rank the layers at ``t_seconds`` on ``seeds``, and
     left digital again afterwards."""
     digital = digital_layer_names(model, placement.digital_layers, analog_head) \
         if placement.digital_layers is not None else []
@@ -63,7 +63,7 @@ def choose_digital(model: nn.Module, profile: DeviceProfile, placement: Placemen
     if placement.keep_digital == 0:
         return digital
     deployment = deploy_model(model, profile, analog_head, digital)
-    deployment.calibrate(calibration)
+    calibrate(deployment)
     _, maps = measure_maps(deployment, measure, seeds, [t_seconds], ["one-analog"], progress)
     deployment.use_analog([])  # the model is digital again
     chosen = set(rank_layers(maps[0])[: placement.keep_digital]) | set(digital)

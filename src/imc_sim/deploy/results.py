@@ -6,7 +6,7 @@ A result file carries ``schema_version`` (:data:`SCHEMA_VERSION`); a file withou
     {"schema_version", "checkpoint", "name", "method", "device_trained", "task", "metric_name",
      "device", "device_file", "analog_head", "dev_examples", "seeds", "digital_metric",
      "mapping": {"device", "analog_layers", "tiles", "tile_size", "weights_on_nvm", "digital_params",
-                 ["placement": {"digital_layers", "fraction_on_chip"}]},
+                 ["placement": {"digital_layers", "fraction_on_chip"}], ["input_ranges"]},
      "times": [{"t_seconds", "label", "metrics", "mean", "std", "min"}, ...]}
 
 and of a compare result (the experiment scripts add ``experiment``, ``quick``, ``steps``)::
@@ -99,7 +99,9 @@ class LayerPlacement:
 @dataclass(frozen=True)
 class MappingSummary:
     """What went onto tiles: analog layers, tiles of ``tile_size``, weights on NVM, digital rest;
-    ``placement`` when layers were kept digital (absent from the JSON otherwise)."""
+    ``placement`` when layers were kept digital and ``input_ranges`` (static ranges: where they
+    came from, 'checkpoint', 'training data (PATH)' or 'dev set') where set (absent from the JSON
+    otherwise)."""
 
     device: str
     analog_layers: int
@@ -108,6 +110,7 @@ class MappingSummary:
     weights_on_nvm: int
     digital_params: int
     placement: LayerPlacement | None = None
+    input_ranges: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {"device": self.device, "analog_layers": self.analog_layers, "tiles": self.tiles,
@@ -115,6 +118,8 @@ class MappingSummary:
                "digital_params": self.digital_params}
         if self.placement:
             out["placement"] = self.placement.to_json()
+        if self.input_ranges is not None:
+            out["input_ranges"] = self.input_ranges
         return out
 
     @classmethod
@@ -122,7 +127,7 @@ class MappingSummary:
         placement = raw.get("placement")
         return cls(raw["device"], raw["analog_layers"], raw["tiles"], raw["tile_size"],
                    raw["weights_on_nvm"], raw["digital_params"],
-                   LayerPlacement.from_json(placement) if placement else None)
+                   LayerPlacement.from_json(placement) if placement else None, raw.get("input_ranges"))
 
 
 @dataclass(frozen=True)

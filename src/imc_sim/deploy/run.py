@@ -9,9 +9,10 @@ import torch
 
 from imc_sim import data, lm
 from imc_sim.checkpoint import LoadedModel, load_model
-from imc_sim.crossbar.mapping import deploy_model
+from imc_sim.crossbar.mapping import Deployment, deploy_model
 from imc_sim.data.corpus import check_labelled
 from imc_sim.deploy.placement import Placement, choose_digital
+from imc_sim.deploy.range_source import set_input_ranges
 from imc_sim.deploy.results import CheckpointCurve, DeployResult, MappingSummary
 from imc_sim.deploy.sweep import drift_sweep
 from imc_sim.devices.profile import DeviceProfile
@@ -19,12 +20,6 @@ from imc_sim.evaluate import evaluate
 from imc_sim.metrics import metric_format
 from imc_sim.table import format_table
 from imc_sim.torch_device import to_device
-
-# Static input ranges are calibrated on the first CALIBRATION_BATCHES batches of the dev set (128
-# examples each): deploy reads no training split (a checkpoint on own data is deployed with its
-# --validation-file alone), so the dev inputs are the data it has; the ranges use their input
-# statistics only, never their labels, and are the same for every seed.
-CALIBRATION_BATCHES = 4
 
 
 def dev_set(loaded: LoadedModel, source: data.DataSource, eval_limit: int | None,
@@ -67,6 +62,7 @@ def deploy_checkpoint(
     source: data.DataSource | None = None,
     placement: Placement | None = None,
     torch_device: torch.device | None = None,
+    input_ranges: str = "auto",
 ) -> DeployResult:
     """Evaluate ``path`` digitally, then on ``profile`` at every time for seeds 0..seeds-1.
 
@@ -74,7 +70,9 @@ def deploy_checkpoint(
     state through ``times`` (see :mod:`imc_sim.deploy.sweep`). ``name`` labels the curve
     (default 'METHOD (PATH)'); ``source`` (own files or a hub dataset)
     replaces GLUE's layout at ``data_dir``; ``placement`` keeps layers digital;
-    ``torch_device`` is where the model, the dev set and the chip live (default: the CPU).
+    ``torch_device`` is where the model, the dev set and the chip live (default: the CPU);
+    ``input_ranges`` where static input ranges come from (:mod:`imc_sim.deploy.range_source`,
+    the same for every seed).
     """
     profile.check_times(times)
     loaded = load_model(path)
@@ -83,12 +81,15 @@ def deploy_checkpoint(
     task = loaded.task
     batches, dev_examples = dev_set(loaded, source or data.DataSource(data_dir=data_dir), eval_limit)
     digital = evaluate(loaded.model, batches, task)
-    calibration = batches[:CALIBRATION_BATCHES]
+
+    def calibrate(deployment: Deployment) -> None:
+        set_input_ranges(deployment, loaded, batches, input_ranges, str(path))
+
     kept = choose_digital(loaded.model, profile, placement, analog_head,
                           lambda: evaluate(loaded.model, batches, task), list(range(seeds)), times[0],
-                          calibration, progress) if placement else []
+                          calibrate, progress) if placement else []
     deployment = deploy_model(loaded.model, profile, analog_head, kept)
-    deployment.calibrate(calibration)
+    calibrate(deployment)
     print(deployment.describe())
     points = drift_sweep(deployment, lambda: evaluate(deployment.model, batches, task),
                           list(range(seeds)), times, progress, desc=f"{profile.name} seeds x times")

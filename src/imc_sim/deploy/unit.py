@@ -49,11 +49,14 @@ def simulate_chip(checkpoint: Path, profile: DeviceProfile, seed: int, times: li
     """Program ``checkpoint`` on a ``profile`` chip with ``seed``, drift it through ``times``,
     scoring the dev set of ``source`` (accuracy or the like; perplexity for a language model).
 
-    The same steps as :func:`imc_sim.deploy.run.deploy_checkpoint`, for one seed.
+    The same steps as :func:`imc_sim.deploy.run.deploy_checkpoint`, for one seed; static input
+    ranges from the checkpoint or the dev set, never a training file
+    (:mod:`imc_sim.deploy.range_source`).
     """
     from imc_sim.checkpoint import load_model
     from imc_sim.crossbar.mapping import deploy_model
-    from imc_sim.deploy.run import CALIBRATION_BATCHES, dev_set
+    from imc_sim.deploy.range_source import set_input_ranges
+    from imc_sim.deploy.run import dev_set
     from imc_sim.deploy.sweep import drift_sweep
     from imc_sim.evaluate import evaluate
 
@@ -61,7 +64,7 @@ def simulate_chip(checkpoint: Path, profile: DeviceProfile, seed: int, times: li
     batches, _ = dev_set(loaded, source, eval_limit)
     digital = evaluate(loaded.model, batches, loaded.task)
     deployment = deploy_model(loaded.model, profile)
-    deployment.calibrate(batches[:CALIBRATION_BATCHES])
+    set_input_ranges(deployment, loaded, batches, what=str(checkpoint), read_training=False)
     points = drift_sweep(deployment, lambda: evaluate(deployment.model, batches, loaded.task),
                          [seed], times, progress=False)
     return ChipRun(loaded.task.metric_name, digital, tuple(p.metrics[0] for p in points))

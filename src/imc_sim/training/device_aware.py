@@ -16,8 +16,10 @@ device and the converters): d/dx and d/d(adapter) of the layer's own forward, x 
 backward needs the same products as plain training (GRASP still differentiates its input
 transform, not its merged weights), so a device-aware step costs a plain step plus the device's
 draws: the forward product itself runs on deploy's int8 path. In eval mode the layers compute the
-plain digital forward. The approximations against ``imc-sim deploy``: drift compensation and
-per-tile weight scaling act per layer here, per tile there.
+plain digital forward. With static input ranges, DAC(x) divides each row tile's inputs by the
+range calibrated once for it (:mod:`imc_sim.training.static_ranges`), which the checkpoint keeps
+for deploy. The approximations against ``imc-sim deploy``: drift compensation and per-tile weight
+scaling act per layer here, per tile there.
 
 Drawing a full aihwkit realization for ~10^7 weights at every step would cost several steps' time,
 so the device is sampled through moment tables instead: for each drift time the conditional mean
@@ -40,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from imc_sim.crossbar import epilogue
+from imc_sim.crossbar.input_ranges import StoredRanges
 from imc_sim.crossbar.periphery import Converters, TileStack, analog_mvm, read_variance
 from imc_sim.crossbar.streams import ChipStreams, Stream
 from imc_sim.devices import build_family
@@ -49,6 +52,7 @@ from imc_sim.errors import ImcSimError
 from imc_sim.peft.grasp import GraspLayer
 from imc_sim.peft.inject import AdapterLayer
 from imc_sim.peft.targets import PRESETS, is_linear, weight_in_out
+from imc_sim.training.static_ranges import NOT_CALIBRATED, calibrate_inputs, row_tile_rows, stored_ranges
 from imc_sim.units import format_time
 
 RANGE_POINTS = 8  # log-spaced times that stand for a drift range
@@ -135,8 +139,8 @@ class DeviceSampler:
         # than the int8 product saves (deploy packs once per drift time)
         self.conv = dataclasses.replace(Converters.from_periphery(profile.periphery), int8=False)
         self.family = build_family(profile)
-        self.rows = profile.periphery.tile_rows
         self.streams, self.name = streams, name
+        self.ranges: Tensor | None = None  # static input ranges per row tile, once calibrated
         self._stream: Stream | None = None
         # a frozen layer's mapping scale, and its targets u and sampling grid (look-up path)
         self.frozen_scale: Tensor | None = None
@@ -203,7 +207,9 @@ class DeviceSampler:
         if self.conv.perfect and read_var is None:
             y = F.linear(flat, u_t * scale.view(-1, 1) if scale.dim() else u_t * scale, b)
         else:
-            rows = min(self.rows, flat.shape[1])
+            if self.conv.static and self.ranges is None:
+                raise ImcSimError(NOT_CALIBRATED)
+            rows = row_tile_rows(flat.shape[1], self.profile.periphery)  # deploy's row tiles
             row_tiles = -(-flat.shape[1] // rows)
             pad = row_tiles * rows - flat.shape[1]
             if pad:
@@ -216,7 +222,8 @@ class DeviceSampler:
             scales = scale.expand(u_t.shape[0]).expand(row_tiles, -1)
             stack = TileStack.build(stacked(u_t), scales, self.conv,
                                     None if read_var is None else stacked(read_var))
-            y = analog_mvm(flat, stack, b, self.conv, self.stream(flat.device))
+            ranges = None if self.ranges is None else self.ranges.to(flat.device)
+            y = analog_mvm(flat, stack, b, self.conv, self.stream(flat.device), ranges)
         return y.view(*x.shape[:-1], -1).to(x.dtype)
 
 
@@ -304,14 +311,12 @@ class DeviceTraining:
         if drift[0] != drift[1] and not profile.drifts:
             raise ImcSimError(f"device {profile.name!r} has no drift; a drift range "
                               f"{format_time(drift[0])}..{format_time(drift[1])} means nothing for it")
-        if profile.periphery.input_range == "static":
-            raise ImcSimError(f"device {profile.name!r} has static input ranges, which device-aware "
-                              "training does not support yet: train on a profile with input_range: dynamic")
         layers = analog_layers(model)
         if not layers:
             raise ImcSimError("no Linear/Conv1D layer inside transformer blocks to train device-aware")
         self.tables = MomentTables.measure(profile, drift_grid(*drift))
         self.enabled = True
+        self.model, self.periphery, self.calibrated = model, profile.periphery, False
         clock = [0]  # index of this forward's drift time; -1: the device is off
         self.names = [name for name, _ in layers]
         self.modules = [module for _, module in layers]
@@ -332,6 +337,28 @@ class DeviceTraining:
         except BaseException:
             self.detach()
             raise
+
+    @property
+    def needs_ranges(self) -> bool:
+        """Static input ranges that :meth:`calibrate` has not set yet."""
+        return self.periphery.input_range == "static" and not self.calibrated
+
+    def calibrate(self, batches: list[dict[str, Tensor]]) -> None:
+        """Every layer's static input ranges from the digital forward over ``batches`` (see
+        :mod:`imc_sim.training.static_ranges`); no drift time is drawn meanwhile."""
+        enabled, self.enabled = self.enabled, False
+        try:
+            ranges = calibrate_inputs(self.model, self.modules, self.periphery, batches)
+        finally:
+            self.enabled = enabled
+        for forward, r in zip(self.forwards, ranges, strict=True):
+            forward.sampler.ranges = r
+        self.calibrated = True
+
+    def stored_ranges(self) -> StoredRanges | None:
+        """The calibrated ranges by the layers' names in the merged model (None: none)."""
+        ranges = [forward.sampler.ranges for forward in self.forwards]
+        return stored_ranges(self.model, self.periphery, self.names, ranges) if self.calibrated else None
 
     def detach(self) -> None:
         """Restore every plain forward and remove the hook (idempotent)."""

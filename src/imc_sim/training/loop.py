@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from imc_sim import data, lm
 from imc_sim.backbones import Backbone, fingerprint, is_head, load_backbone, model_reference
+from imc_sim.calibration import training_batches
 from imc_sim.checkpoint import save_checkpoint, trainable_state
 from imc_sim.devices.profile import load_profile
 from imc_sim.errors import ImcSimError
@@ -132,6 +133,8 @@ class Run:
     scaler: torch.amp.GradScaler
     device: DeviceTraining | None = None
     steps_done: int = 0
+    calibration: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    """Training batches that static input ranges are calibrated on (empty: dynamic ranges)."""
 
     @property
     def model(self) -> torch.nn.Module:
@@ -144,9 +147,12 @@ class Run:
     def step(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One optimisation step; returns (task loss, extra loss or None), detached, on the torch
         device (nothing is read back). With a device profile, the first ``device_warmup``
-        fraction of the steps trains digitally."""
+        fraction of the steps trains digitally; static input ranges are calibrated at the first
+        device-aware step (:mod:`imc_sim.training.static_ranges`)."""
         if self.device is not None:
             self.device.enabled = self.steps_done >= self.args.device_warmup * self.args.max_steps
+            if self.device.enabled and self.device.needs_ranges:
+                self.device.calibrate(self.calibration)
         self.steps_done += 1
         batch = to_device(next(self.stream), self.torch_device)
         with self.precision.autocast():
@@ -201,9 +207,11 @@ def prepare(args: TrainArgs) -> Run:
             data.encode(train_ex, backbone.tokenizer, args.max_length), args.batch_size,
             torch.Generator().manual_seed(args.seed),
         )
+    calibration = (training_batches(args.source(), task, backbone.tokenizer, args.max_length,
+                                    args.train_limit) if device is not None and device.needs_ranges else [])
     backbone.model.train()
     return Run(args, task, method, config, backbone, base_print, optimizer, schedule, stream, lr,
-               precision, precision.scaler(), device)
+               precision, precision.scaler(), device, calibration=calibration)
 
 
 def train(args: TrainArgs, progress: bool = True) -> TrainResult:
@@ -269,6 +277,9 @@ def _train(args: TrainArgs, progress: bool) -> TrainResult:
         "train_args": {k: v for k, v in asdict(args).items() if k != "method_options"},
         "state": trainable_state(run.model),
     }
+    ranges = run.device.stored_ranges() if run.device is not None else None
+    if ranges is not None:
+        payload["input_ranges"] = ranges.to_record()
     return TrainResult(run.model, run.backbone.tokenizer, payload, metrics)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 from pathlib import Path
 
 import matplotlib
@@ -62,7 +63,7 @@ FIT_TRUTHS = ("pcm", "pcm-chip")
 def parse_args() -> argparse.Namespace:
     parser = common_parser(__doc__.splitlines()[0])
     parser.set_defaults(steps=300, seeds=5)
-    parser.add_argument("--layer-chips", type=int, default=3, help="chips per layer comparison (a)")
+    parser.add_argument("--layer-chips", type=int, default=5, help="chips per layer comparison (a)")
     parser.add_argument("--rows", type=int, default=256, help="input vectors per layer (a)")
     parser.add_argument("--batches", type=int, default=2, help="dev batches the inputs come from (a)")
     parser.add_argument("--times", default="1h,1d,1y", help="drift times of (a), (b) and (d)")
@@ -96,12 +97,14 @@ def layer_errors(path: Path, args: argparse.Namespace) -> list[LayerError]:
 
 
 def per_layer_table(errors: list[LayerError], markdown: bool = False) -> str:
-    """Rows: layers; columns: each setting's (e_imc - e_aihwkit) / e_aihwkit in %."""
+    """Rows: layers; columns: each setting's (e_imc - e_aihwkit) / e_aihwkit in %, +- its standard
+    error."""
     settings = list(dict.fromkeys(e.setting for e in errors))
     layers = list(dict.fromkeys(e.layer for e in errors))
     by = {(e.setting, e.layer): e for e in errors}
-    rows = [[layer, *(f"{100 * by[s, layer].rel_diff:+.2f}" for s in settings)] for layer in layers]
-    return format_table(["layer (rel. diff %)", *settings], rows, markdown)
+    rows = [[layer, *(f"{100 * by[s, layer].rel_diff:+.1f} +- {100 * by[s, layer].rel_diff_se:.1f}"
+                      for s in settings)] for layer in layers]
+    return format_table(["layer (rel. diff % +- se)", *settings], rows, markdown)
 
 
 def fit_summary_table(rows: list[FittedParameter], markdown: bool = False) -> str:
@@ -122,7 +125,8 @@ def payload(name: str, args: argparse.Namespace, path: Path, errors: list[LayerE
         "layers": {"chips": args.layer_chips, "rows": args.rows, "batches": args.batches,
                    "summary": [dataclasses.asdict(s) for s in summarize(errors)],
                    "errors": [{**dataclasses.asdict(e), "imc_mean": e.imc_mean,
-                               "aihwkit_mean": e.aihwkit_mean, "rel_diff": e.rel_diff} for e in errors]},
+                               "aihwkit_mean": e.aihwkit_mean, "rel_diff": e.rel_diff,
+                               "rel_diff_se": e.rel_diff_se} for e in errors]},
         "ablation": {"seeds": args.seeds, "eval_limit": args.eval_limit, "steps": [
             {"step": r.step, "profile": r.profile, "digital": r.digital,
              "times": [p.to_json() for p in r.points],
@@ -171,10 +175,14 @@ def main() -> None:
     command = "python experiments/fidelity.py " + " ".join(sys.argv[1:])
     name = f"fidelity-{tag}"
     (path,) = train_arms({"grasp-k32": ARMS["grasp-k32"]}, args, f"{args.steps}steps")
+    start = time.perf_counter()
     errors = layer_errors(path, args)
+    print(f"(a) {time.perf_counter() - start:.0f} s")
     layer_tables = [format_summary_table(summarize(errors), markdown=True), per_layer_table(errors, True)]
     print("\n\n".join(layer_tables))
+    start = time.perf_counter()
     ablation = run_ablation(path, parse_times(args.times), args.seeds, args.data_dir, args.eval_limit)
+    print(f"(b) {time.perf_counter() - start:.0f} s")
     ablation_table = format_ablation_table(ablation, markdown=True)
     print(ablation_table)
     fit = [row for truth in FIT_TRUTHS for row in round_trip(truth, args.fit_devices)]

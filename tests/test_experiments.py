@@ -77,7 +77,7 @@ def test_k_tradeoff_and_fig6(results_dir, wide_model_dir, tiny_glue, monkeypatch
 def test_fidelity_layers_ablation_and_fit(results_dir, wide_model_dir, tiny_glue, monkeypatch, capsys):
     run_script("fidelity", monkeypatch, "--model", str(wide_model_dir), "--data-dir", str(tiny_glue),
                "--steps", "2", "--seeds", "2", "--layer-chips", "2", "--rows", "24", "--batches", "1",
-               "--times", "1d")
+               "--times", "1d", "--arms")
     out = capsys.readouterr().out
     report = json.loads((results_dir / "results" / "fidelity-full.json").read_text())
     names = analog_layer_names(AutoModelForSequenceClassification.from_pretrained(wide_model_dir))
@@ -103,6 +103,12 @@ def test_fidelity_layers_ablation_and_fit(results_dir, wide_model_dir, tiny_glue
     md = (results_dir / "results.md").read_text()
     assert "<!-- fidelity-full -->" in md and "(c) devices fit round trip" in md
     assert (results_dir / "results" / "fidelity-full.png").exists()
+    for device in ("pcm-chip", "pcm"):  # (d): the three arms on pcm-chip beside pcm
+        arms = load_result(results_dir / "results" / f"fidelity_arms_{device}-full.json")
+        assert arms.device == device and [c.name for c in arms.checkpoints] == [
+            "grasp-k32-2steps", "grasp-w-k64-2steps", "stochgrasp-pcm-2steps"]
+        assert arms.checkpoints[2].device_trained == "pcm @ 1h..1y"
+        assert [p.label for p in arms.checkpoints[0].points] == ["1d"]
 
 
 def test_fidelity_layer_errors_are_the_chips():

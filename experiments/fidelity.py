@@ -22,8 +22,11 @@ results/checkpoints/):
 
 Writes results/fidelity-<full|quick>.json and .png and a docs/results.md section.
 
-Time on 2 CPU cores shared with other jobs (load 7-9; measured, one torch thread): --quick
-4.5 min ((a) 44 s, (b) 3.6 min; training 100 steps adds about 1 min). On a shared machine run
+Time on 2 CPU cores shared with other jobs (load about 7, one torch thread; measured): --quick
+3.8 min with its checkpoint cached ((a) 49 s, (b) 2.9 min; training its 100 steps adds about
+1 min, the default's 300 steps 2.5 min). The default run is not measured: about 75 realizations
+of the 872-sentence dev set in (b) (about 3 s each on a quiet machine, drift_pcm.py) and (a) about
+5x --quick's, so about 10 min on a quiet machine, longer on a busy one. On a shared machine run
 with OMP_NUM_THREADS=1: two threads per process oversubscribe the cores (training measured at
 5-13 s per step against 0.4 s with one thread).
 """

@@ -5,9 +5,11 @@ The steps are cumulative, each a function (previous profile, pcm-chip) -> profil
 starting from pcm without per-read noise:
 
     pcm, dynamic ranges -> static input ranges -> + per-read noise -> + devices per weight -> + faults
+    -> + pcm-chip's tiles -> + IR drop
 
-each step taking pcm-chip's value (``device_models/pcm-chip.yaml``). pcm-chip states no faults;
-the faults step then uses :data:`ASSUMED_FAULTS`, and says so in its name. Every step is deployed
+each step taking pcm-chip's value (``device_models/pcm-chip.yaml``). pcm-chip states no faults and
+no IR drop (no published wire resistance); those steps then use :data:`ASSUMED_FAULTS` and
+:data:`ASSUMED_IR_DROP` (aihwkit's 0.35 ohm per cell), and say so in their names. Every step is deployed
 on the same chips (seeds) at the same times; a step's cost is its accuracy minus the previous
 step's, per chip (paired), mean +- std over chips.
 """
@@ -25,6 +27,7 @@ from imc_sim.devices.profile import DeviceProfile, Faults, load_profile
 from imc_sim.table import format_table
 
 ASSUMED_FAULTS = Faults(stuck_low=0.01, stuck_high=0.01)  # pcm-chip.yaml states none: an assumption
+ASSUMED_IR_DROP = 1.0  # the full steady-state drop at the profile's wire resistance: an assumption
 
 Change = Callable[[DeviceProfile, DeviceProfile], DeviceProfile]
 
@@ -61,6 +64,22 @@ def faults(p: DeviceProfile, chip: DeviceProfile) -> DeviceProfile:
     return dataclasses.replace(p, faults=chip_faults(chip))
 
 
+def chip_tiles(p: DeviceProfile, chip: DeviceProfile) -> DeviceProfile:
+    c = chip.periphery
+    return dataclasses.replace(p, periphery=dataclasses.replace(
+        p.periphery, tile_rows=c.tile_rows, tile_cols=c.tile_cols, tile_split=c.tile_split))
+
+
+def chip_ir_drop(chip: DeviceProfile) -> float:
+    """pcm-chip's IR-drop scale, or :data:`ASSUMED_IR_DROP` where it sets none."""
+    return chip.periphery.ir_drop or ASSUMED_IR_DROP
+
+
+def ir_drop(p: DeviceProfile, chip: DeviceProfile) -> DeviceProfile:
+    return dataclasses.replace(p, periphery=dataclasses.replace(
+        p.periphery, ir_drop=chip_ir_drop(chip), wire_resistance=chip.periphery.wire_resistance))
+
+
 def steps(chip: DeviceProfile) -> list[Step]:
     """The ablation's steps, in order (the first is the starting point, unchanged)."""
     f = chip_faults(chip)
@@ -72,7 +91,10 @@ def steps(chip: DeviceProfile) -> list[Step]:
         Step(f"+ {chip.devices_per_weight} devices per weight", devices_per_weight),
         Step(f"+ faults (stuck low {f.stuck_low:g}, high {f.stuck_high:g}, dead columns "
              f"{f.dead_columns:g}{assumed})", faults),
-        # IR drop (branch irdrop): the lead appends its Step here after merging.
+        Step(f"+ {chip.periphery.tile_rows}x{chip.periphery.tile_cols} tiles, {chip.periphery.tile_split} "
+             "split", chip_tiles),
+        Step(f"+ IR drop (scale {chip_ir_drop(chip):g}, {chip.periphery.wire_resistance:g} ohm per cell"
+             f"{'' if chip.periphery.ir_drop else ', assumed'})", ir_drop),
     ]
 
 

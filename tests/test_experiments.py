@@ -103,7 +103,8 @@ def test_fidelity_layers_ablation_and_fit(results_dir, wide_model_dir, tiny_glue
             assert e["imc"][0] == e["imc"][1] and abs(e["rel_diff"]) < 0.02
     steps = report["ablation"]["steps"]
     assert [s["step"].split(" ")[:2] for s in steps] == [
-        ["pcm,", "dynamic"], ["static", "input"], ["+", "per-read"], ["+", "2"], ["+", "faults"]]
+        ["pcm,", "dynamic"], ["static", "input"], ["+", "per-read"], ["+", "2"], ["+", "faults"],
+        ["+", "256x256"], ["+", "IR"]]
     assert steps[0]["cost"] == [None] and len(steps[1]["cost"][0]["metrics"]) == 2
     assert all(0 <= m <= 1 for s in steps for p in s["times"] for m in p["metrics"])
     fit = report["fit"]

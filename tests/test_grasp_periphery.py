@@ -3,11 +3,12 @@ several tasks on one chip (``imc-sim multitask``), programmed once per seed."""
 
 import copy
 import json
+import sys
 
 import pytest
 import torch
 import yaml
-from conftest import make_tiny_bert, save_with_tokenizer, train_tiny
+from conftest import REPO, make_tiny_bert, save_with_tokenizer, train_tiny
 
 from imc_sim.checkpoint import load_adapted, load_model
 from imc_sim.cli import main
@@ -186,3 +187,24 @@ def test_multitask_refuses_different_base_weights(tiny_checkpoint, tmp_path, tin
                  "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "different base weights" in err
+
+
+def test_experiment_script_pairs_chips_and_says_when_the_second_task_is_sst2(
+        tmp_path, tiny_model_dir, tiny_glue, monkeypatch, capsys):
+    sys.path.insert(0, str(REPO / "experiments"))
+    import common
+    import periphery_grasp
+
+    for module in (common, periphery_grasp):
+        monkeypatch.setattr(module, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(common, "RESULTS_MD", tmp_path / "results.md")
+    monkeypatch.setattr(sys, "argv", ["periphery_grasp", "--model", str(tiny_model_dir), "--data-dir",
+                                      str(tiny_glue), "--steps", "2", "--seeds", "2", "--drift", "1h"])
+    periphery_grasp.main()
+    assert "second SST-2 adapter" in capsys.readouterr().out
+    compared = load_result(tmp_path / "results" / "periphery_grasp-full.json")
+    assert [c.name for c in compared.checkpoints] == ["merged", "periphery"]
+    multi = load_result(tmp_path / "results" / "periphery_grasp-full-multitask.json")
+    assert isinstance(multi, MultiTaskResult) and len(multi.tasks) == 2 and multi.seeds == 2
+    md = (tmp_path / "results.md").read_text()
+    assert "periphery - merged (paired)" in md and "<!-- /periphery_grasp-full-multitask -->" in md

@@ -2,6 +2,7 @@
 several tasks on one chip (``imc-sim multitask``), programmed once per seed."""
 
 import copy
+import dataclasses
 import json
 import sys
 
@@ -9,10 +10,11 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, make_tiny_bert, save_with_tokenizer, train_tiny
+from test_fake_cuda_deploy import FakeCudaMethods, fake_cuda  # noqa: F401, F811 - a fixture
 
 from imc_sim.checkpoint import load_adapted, load_model
 from imc_sim.cli import main
-from imc_sim.crossbar.mapping import deploy_model
+from imc_sim.crossbar.mapping import deploy_model, share_tiles
 from imc_sim.crossbar.tiles import CrossbarLinear
 from imc_sim.data import DataSource
 from imc_sim.deploy.chip import Chip
@@ -208,3 +210,26 @@ def test_experiment_script_pairs_chips_and_says_when_the_second_task_is_sst2(
     assert isinstance(multi, MultiTaskResult) and len(multi.tasks) == 2 and multi.seeds == 2
     md = (tmp_path / "results.md").read_text()
     assert "periphery - merged (paired)" in md and "<!-- /periphery_grasp-full-multitask -->" in md
+
+
+def test_two_tasks_on_one_chip_run_on_fake_cuda(fake_cuda):  # noqa: F811 - the imported fixture
+    """Two adapted models sharing one chip's tiles, moved to (fake) CUDA: calibration with each
+    adapter, programming, drift and each task's forward run there without mixing devices."""
+    mode, to_cuda = fake_cuda
+    grasp = get_method("grasp")
+    models = [grasp.attach(make_tiny_bert(), grasp.make_config({"k": k})) for k in (4, 8)]
+    deployment = deploy_model(models[0], load_profile("pcm-chip"))
+    share_tiles(deployment, models[1])
+    with mode, FakeCudaMethods():
+        for model in models:
+            model._apply(to_cuda)
+        ids = torch.ones(3, 7, dtype=torch.long, device="cuda")
+        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        for model in models:
+            dataclasses.replace(deployment, model=model).calibrate([batch])
+        Chip(deployment, 1).drift_to(86400.0)
+        for model in models:
+            deployment.restart_reads()
+            with torch.no_grad():
+                assert model(**batch).logits.device.type == "cuda"
+        assert {t.device.type for m in models for t in [*m.parameters(), *m.buffers()]} == {"cuda"}

@@ -15,7 +15,7 @@ Writes ``results/periphery_grasp-<tag>.json`` (compare schema) and ``...-multita
 sections.
 
     python experiments/periphery_grasp.py            # 300 steps, 5 chips, pcm at 1h, 1d, 1y
-    python experiments/periphery_grasp.py --quick    # 100 steps, 2 chips, 200 dev examples, 1h and 1y
+    python experiments/periphery_grasp.py --quick    # 80 steps, 2 chips, 200 dev examples, 1h and 1y
 
 Cost: two trainings (cached), then 2 x seeds x times evaluations for the comparison and
 tasks x seeds x times for the multi-task chip.
@@ -109,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     tag = "quick" if args.quick else "full"
     if args.quick:
-        args.steps, args.seeds, args.eval_limit, args.drift = min(args.steps, 100), min(args.seeds, 2), 200, \
+        args.steps, args.seeds, args.eval_limit, args.drift = min(args.steps, 80), min(args.seeds, 2), 200, \
             ["1h,1y"]
         print(f"--quick: {args.steps} steps, {args.seeds} chips, 200 dev examples, 1h and 1y; "
               "not the protocol")

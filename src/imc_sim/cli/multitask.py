@@ -1,5 +1,8 @@
-"""``imc-sim multitask``: one chip, several tasks; the shared base programmed once per seed, each
-task's GRASP adapter switched in digitally before the tiles' DACs at every drift time."""
+"""``imc-sim multitask``: several GRASP tasks on one chip under drift, without reprogramming.
+
+The shared base is programmed once per seed; at every drift time each task's adapter (digital,
+before the tiles' DACs), head and input ranges are switched in and its dev set evaluated.
+"""
 
 from __future__ import annotations
 

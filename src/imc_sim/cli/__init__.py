@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from imc_sim.errors import ImcSimError
 
-COMMANDS = ("train", "deploy", "compare", "sweep", "devices", "sensitivity")
+COMMANDS = ("train", "deploy", "compare", "multitask", "sweep", "devices", "sensitivity")
 
 
 class OneLineParser(argparse.ArgumentParser):

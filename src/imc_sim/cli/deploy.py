@@ -29,8 +29,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(saved by device-aware training on the same row tiles), the training file it "
                    "records, or the first dev batches; auto: the first of these that it has "
                    "(default: auto)")
+    p.add_argument("--grasp-periphery", action="store_true",
+                   help="program the frozen base weights and apply the GRASP scale and shift "
+                   "digitally before each tile's DAC (activation-space GRASP checkpoints), instead of "
+                   "merging them into the programmed weights")
     add_generate_options(p)
     p.set_defaults(run=run)
+
+
+def check_periphery_options(args: argparse.Namespace) -> None:
+    """--grasp-periphery: a GRASP checkpoint, and none of the options it does not combine with."""
+    from imc_sim.deploy.periphery import OPTION, check_periphery
+    from imc_sim.errors import ImcSimError
+
+    if not args.grasp_periphery:
+        return
+    for given, flag in ((args.digital_layers, "--digital-layers"), (args.keep_digital, "--keep-digital"),
+                        (args.generate, "--generate")):
+        if given:
+            raise ImcSimError(f"{flag} does not apply with {OPTION}")
+    check_periphery(args.checkpoint)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,11 +63,12 @@ def run(args: argparse.Namespace) -> int:
     profile, times = sweep_setup(args)
     placement = Placement(args.digital_layers, args.keep_digital)
     check_generate_options(args, [args.checkpoint])
+    check_periphery_options(args)
     result = deploy_checkpoint(args.checkpoint, profile, times, args.seeds, args.data_dir,
                                args.eval_limit, args.analog_head, progress=not args.quiet,
                                source=data_source(args), placement=placement,
                                torch_device=resolve_torch_device(args.torch_device),
-                               input_ranges=args.input_ranges)
+                               input_ranges=args.input_ranges, grasp_periphery=args.grasp_periphery)
     print(format_deploy_table(result))
     print_continuations(args, [args.checkpoint], profile, times, args.analog_head)
     write_outputs(args, result, [result.curve], f"{result.task} on {profile.name}")

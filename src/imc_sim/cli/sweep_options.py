@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from imc_sim.deploy.results import CheckpointCurve, CompareResult, DeployResult
+    from imc_sim.deploy.results import AnyResult, CheckpointCurve
     from imc_sim.devices.profile import DeviceProfile
 
 DEFAULT_TIMES = "1s,1h,1d,1w,30d,1y,10y"
@@ -44,16 +44,17 @@ def sweep_setup(args: argparse.Namespace) -> tuple[DeviceProfile, list[float]]:
     return profile, times
 
 
-def write_outputs(args: argparse.Namespace, result: DeployResult | CompareResult,
-                  curves: list[CheckpointCurve], title: str) -> None:
-    """--json (the result) and --plot (the curves), each written atomically."""
+def write_outputs(args: argparse.Namespace, result: AnyResult, curves: list[CheckpointCurve], title: str,
+                  metric_name: str | None = None) -> None:
+    """--json (the result) and --plot (the curves, in ``metric_name``: default the result's),
+    each written atomically."""
     from imc_sim.deploy.plots import plot_drift
     from imc_sim.deploy.results import save_result
 
     if args.json:
         save_result(args.json, result)
     if args.plot:
-        plot_drift(curves, args.plot, title, result.metric_name)
+        plot_drift(curves, args.plot, title, metric_name or result.metric_name)
     written = [p for p in (args.json, args.plot) if p]
     if written:
         print("wrote " + " and ".join(written))

@@ -7,6 +7,11 @@ outside the blocks analog too). GPT-2's Conv1D is converted here: aihwkit's
 (placement, :mod:`imc_sim.crossbar.placement`); a deployment keeps each analog layer's digital
 original, so that :meth:`Deployment.use_analog` can switch layers between tile and digital
 without reprogramming.
+
+A model whose adapters stay digital (GRASP's input scale and shift in the periphery before the
+DAC, :func:`imc_sim.checkpoint.load_adapted`) puts the frozen base layer ``X.base`` of each adapter
+``X`` onto tiles; that layer draws its chip's noise under the name ``X`` (:func:`chip_name`), so
+the merged and the unmerged deployment of one checkpoint on one seed are the same chip.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from imc_sim.crossbar.streams import ChipStreams, Stream
 from imc_sim.crossbar.tiles import CrossbarLinear
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.errors import ImcSimError
-from imc_sim.peft.targets import find_targets, is_linear, replace_module
+from imc_sim.peft.inject import AdapterLayer
+from imc_sim.peft.targets import find_targets, in_out_features, is_linear, replace_module
 
 
 @dataclass
@@ -41,6 +47,17 @@ class Deployment:
     originals: dict[str, nn.Module] = field(default_factory=dict)
     kept_digital: dict[str, int] = field(default_factory=dict)
     input_ranges: str | None = None
+    chip_names: dict[str, str] = field(default_factory=dict)
+    """The name each layer's chip streams are drawn under, where it is not the layer's own."""
+
+    def chip_name(self, name: str) -> str:
+        return self.chip_names.get(name, name)
+
+    def restart_reads(self) -> None:
+        """Every tile's per-read noise restarts from the stream of its current drift time, as
+        after a drift: a model evaluated now sees what it would see evaluated first."""
+        for layer in self.layers.values():
+            layer.read_stream = Stream(layer.read_stream.keys, layer.read_stream.device)
 
     def use_analog(self, names: Collection[str]) -> None:
         """Layers ``names`` compute on their tiles, every other layer of ``layers`` digitally (its
@@ -50,8 +67,8 @@ class Deployment:
         unknown = set(names) - set(self.layers)
         if unknown:
             raise KeyError(f"not analog layers of this deployment: {sorted(unknown)}")
+        self.restart_reads()
         for name, layer in self.layers.items():
-            layer.read_stream = Stream(layer.read_stream.keys, layer.read_stream.device)
             digital = self.originals[name]
             if name not in names and digital.weight.device != layer.target.device:
                 digital.to(layer.target.device)
@@ -60,7 +77,7 @@ class Deployment:
     def program(self, streams: ChipStreams) -> None:
         """Program every layer with the chip's ``streams`` (see :class:`imc_sim.deploy.chip.Chip`)."""
         for name, layer in self.layers.items():
-            layer.program(streams, name)
+            layer.program(streams, self.chip_name(name))
 
     def _static(self) -> dict[str, CrossbarLinear]:
         return {name: layer for name, layer in self.layers.items() if layer.static_ranges}
@@ -108,7 +125,7 @@ class Deployment:
     def drift(self, t_seconds: float, streams: ChipStreams) -> None:
         """Drift every programmed layer to ``t_seconds`` after programming."""
         for name, layer in self.layers.items():
-            layer.drift(t_seconds, streams, name)
+            layer.drift(t_seconds, streams, self.chip_name(name))
 
     @property
     def weights_on_nvm(self) -> int:
@@ -149,6 +166,8 @@ class Deployment:
                      f"{100 * self.fraction_on_chip:.1f}% of the layers' weights on the chip")
         if self.input_ranges is not None:
             text += f"; static input ranges from the {self.input_ranges}"
+        if self.chip_names:
+            text += f"; {len(self.chip_names)} adapters digital, before their tiles' DACs"
         return text
 
 
@@ -157,6 +176,15 @@ def analog_layer_names(model: nn.Module, analog_head: bool = False) -> list[str]
     if analog_head:
         return [n for n, m in model.named_modules() if is_linear(m)]
     return find_targets(model, "all-linear")
+
+
+def chip_name(model: nn.Module, name: str) -> str:
+    """``X`` for the base layer ``X.base`` of an adapter ``X`` kept digital, else ``name``: the
+    layer of the merged model that the base layer stands for."""
+    parent, _, child = name.rpartition(".")
+    if child == "base" and parent and isinstance(model.get_submodule(parent), AdapterLayer):
+        return parent
+    return name
 
 
 def deploy_model(model: nn.Module, profile: DeviceProfile, analog_head: bool = False,
@@ -182,4 +210,19 @@ def deploy_model(model: nn.Module, profile: DeviceProfile, analog_head: bool = F
         layers[name], originals[name] = layer, original
     model.eval()
     on_nvm = sum(layer.in_features * layer.out_features for layer in layers.values())
-    return Deployment(model, profile, layers, total - on_nvm, originals, kept)
+    renamed = {n: chip_name(model, n) for n in layers if chip_name(model, n) != n}
+    return Deployment(model, profile, layers, total - on_nvm, originals, kept, chip_names=renamed)
+
+
+def share_tiles(deployment: Deployment, model: nn.Module) -> None:
+    """Put ``deployment``'s tiles into ``model`` (in place), where the layers they stand for are:
+    ``X.base`` where ``model`` has an adapter ``X`` kept digital, else ``X``. Both models then
+    compute on the same programmed tiles; every layer must have the tile's shape."""
+    for name, layer in deployment.layers.items():
+        path = deployment.chip_name(name)
+        if isinstance(model.get_submodule(path), AdapterLayer):
+            path += ".base"
+        target = model.get_submodule(path)
+        if not is_linear(target) or in_out_features(target) != (layer.in_features, layer.out_features):
+            raise ImcSimError(f"{path} does not fit the tiles of {deployment.chip_name(name)}")
+        replace_module(model, path, layer)

@@ -13,6 +13,13 @@ and of a compare result (the experiment scripts add ``experiment``, ``quick``, `
 
     {"schema_version", "device", "seeds", "task", "metric_name",
      "checkpoints": [{"name", "path", "method", "device_trained", "digital_metric", "mapping", "times"}]}
+
+and of a multi-task result (``imc-sim multitask``: one chip, each task's GRASP adapter in its
+periphery)::
+
+    {"schema_version", "device", "device_file", "seeds", "base_digest", "mapping",
+     "tasks": [{"task", "metric_name", "dev_examples", "name", "path", "method", "device_trained",
+                "digital_metric", "mapping", "times"}]}
 """
 
 from __future__ import annotations
@@ -245,6 +252,53 @@ class CompareResult:
         raise KeyError(f"no checkpoint named {name}")
 
 
+@dataclass(frozen=True)
+class TaskCurve:
+    """One task of a multi-task chip: its checkpoint's curve on its own dev set."""
+
+    task: str
+    metric_name: str
+    dev_examples: int
+    curve: CheckpointCurve
+
+    def to_json(self) -> dict[str, Any]:
+        return {"task": self.task, "metric_name": self.metric_name, "dev_examples": self.dev_examples,
+                **self.curve.to_json()}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> TaskCurve:
+        return cls(raw["task"], raw["metric_name"], raw["dev_examples"], CheckpointCurve.from_json(raw))
+
+
+@dataclass(frozen=True)
+class MultiTaskResult:
+    """``imc-sim multitask``: one chip per seed holding the shared frozen base (``base_digest``:
+    SHA-256 of its analog weights), programmed once; every task read out at every time."""
+
+    device: str
+    device_file: str | None
+    seeds: int
+    base_digest: str
+    mapping: MappingSummary
+    tasks: tuple[TaskCurve, ...]
+    schema_version: ClassVar[int] = SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema_version": self.schema_version, "device": self.device,
+                "device_file": self.device_file, "seeds": self.seeds, "base_digest": self.base_digest,
+                "mapping": self.mapping.to_json(), "tasks": [t.to_json() for t in self.tasks]}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> MultiTaskResult:
+        _check_version(raw)
+        return cls(raw["device"], raw.get("device_file"), raw["seeds"], raw["base_digest"],
+                   MappingSummary.from_json(raw["mapping"]),
+                   tuple(TaskCurve.from_json(t) for t in raw["tasks"]))
+
+
+AnyResult = DeployResult | CompareResult | MultiTaskResult
+
+
 def _check_version(raw: dict[str, Any]) -> None:
     version = raw.get("schema_version", 0)
     if not isinstance(version, int) or not 0 <= version <= SCHEMA_VERSION:
@@ -252,16 +306,20 @@ def _check_version(raw: dict[str, Any]) -> None:
                           f"{SCHEMA_VERSION})")
 
 
-def result_from_json(raw: dict[str, Any]) -> DeployResult | CompareResult:
-    """A compare result (it has ``checkpoints``) or a deploy result, of any schema version."""
+def result_from_json(raw: dict[str, Any]) -> AnyResult:
+    """A compare result (it has ``checkpoints``), a multi-task result (``tasks``) or a deploy
+    result, of any schema version."""
     try:
+        if "tasks" in raw:
+            return MultiTaskResult.from_json(raw)
         return CompareResult.from_json(raw) if "checkpoints" in raw else DeployResult.from_json(raw)
     except (KeyError, TypeError, ValueError) as exc:
         raise ImcSimError(f"not an imc-sim deploy or compare result: missing or bad {exc}") from None
 
 
-def load_result(path: str | os.PathLike[str]) -> DeployResult | CompareResult:
-    """Read a result file written by ``deploy`` / ``compare`` / the experiments (any schema)."""
+def load_result(path: str | os.PathLike[str]) -> AnyResult:
+    """Read a result file written by ``deploy`` / ``compare`` / ``multitask`` / the experiments
+    (any schema)."""
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -271,6 +329,6 @@ def load_result(path: str | os.PathLike[str]) -> DeployResult | CompareResult:
     return result_from_json(raw)
 
 
-def save_result(path: str | os.PathLike[str], result: DeployResult | CompareResult) -> None:
+def save_result(path: str | os.PathLike[str], result: AnyResult) -> None:
     """Write ``result`` as indented JSON, atomically."""
     write_text_atomic(path, json.dumps(result.to_json(), indent=2) + "\n")

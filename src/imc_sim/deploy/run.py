@@ -11,6 +11,7 @@ from imc_sim import data, lm
 from imc_sim.checkpoint import LoadedModel, load_model
 from imc_sim.crossbar.mapping import Deployment, deploy_model
 from imc_sim.data.corpus import check_labelled
+from imc_sim.deploy.periphery import load_periphery
 from imc_sim.deploy.placement import Placement, choose_digital
 from imc_sim.deploy.range_source import set_input_ranges
 from imc_sim.deploy.results import CheckpointCurve, DeployResult, MappingSummary
@@ -63,6 +64,7 @@ def deploy_checkpoint(
     placement: Placement | None = None,
     torch_device: torch.device | None = None,
     input_ranges: str = "auto",
+    grasp_periphery: bool = False,
 ) -> DeployResult:
     """Evaluate ``path`` digitally, then on ``profile`` at every time for seeds 0..seeds-1.
 
@@ -73,9 +75,11 @@ def deploy_checkpoint(
     ``torch_device`` is where the model, the dev set and the chip live (default: the CPU);
     ``input_ranges`` where static input ranges come from (:mod:`imc_sim.deploy.range_source`,
     the same for every seed).
+    ``grasp_periphery`` programs the frozen base and keeps the GRASP adapter digital, before each
+    tile's DAC (:mod:`imc_sim.deploy.periphery`), instead of merging it into the weights.
     """
     profile.check_times(times)
-    loaded = load_model(path)
+    loaded = load_periphery(path) if grasp_periphery else load_model(path)
     if torch_device is not None:
         loaded.model.to(torch_device)
     task = loaded.task
@@ -94,7 +98,8 @@ def deploy_checkpoint(
     points = drift_sweep(deployment, lambda: evaluate(deployment.model, batches, task),
                           list(range(seeds)), times, progress, desc=f"{profile.name} seeds x times")
     method = loaded.meta["method"]
-    curve = CheckpointCurve(name or f"{method} ({path})", str(path), method, device_trained(loaded.meta),
+    label = f"{method} periphery" if grasp_periphery else method
+    curve = CheckpointCurve(name or f"{label} ({path})", str(path), method, device_trained(loaded.meta),
                             digital, tuple(points), MappingSummary.from_json(deployment.summary()))
     return DeployResult(curve, task.name, task.metric_name, profile.name, profile.path, analog_head,
                         dev_examples, seeds)

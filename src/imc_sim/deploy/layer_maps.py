@@ -1,5 +1,5 @@
-"""A checkpoint's sensitivity map and placement curve: load it and its dev set once (as
-:func:`imc_sim.deploy.run.deploy_checkpoint` does), deploy every analog layer, measure."""
+"""A checkpoint's sensitivity map and placement curve: load it and its dev set once
+(:func:`imc_sim.deploy.run.load_scored`, as ``deploy`` does), deploy every analog layer, measure."""
 
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ from dataclasses import dataclass
 import torch
 
 from imc_sim import data
-from imc_sim.checkpoint import LoadedModel, load_model
+from imc_sim.checkpoint import LoadedModel
 from imc_sim.crossbar.mapping import Deployment, deploy_model
 from imc_sim.deploy.placement import PlacementResult, placement_curve
 from imc_sim.deploy.range_source import set_input_ranges
-from imc_sim.deploy.run import dev_set
+from imc_sim.deploy.run import load_scored
 from imc_sim.deploy.sensitivity import MODES, SensitivityResult, measure_maps
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.errors import ImcSimError
-from imc_sim.evaluate import evaluate
 from imc_sim.units import format_time
 
 
@@ -36,16 +35,11 @@ class Deployed:
 
 def deployed(path: str | os.PathLike[str], profile: DeviceProfile, source: data.DataSource,
              eval_limit: int | None, analog_head: bool, torch_device: torch.device | None = None) -> Deployed:
-    loaded = load_model(path)
-    if torch_device is not None:
-        loaded.model.to(torch_device)
-    batches, examples = dev_set(loaded, source, eval_limit)
-    digital = evaluate(loaded.model, batches, loaded.task)
-    deployment = deploy_model(loaded.model, profile, analog_head)
-    set_input_ranges(deployment, loaded, batches, what=str(path))
+    scored = load_scored(path, source, eval_limit, torch_device)
+    deployment = deploy_model(scored.loaded.model, profile, analog_head)
+    set_input_ranges(deployment, scored.loaded, scored.batches, what=str(path))
     print(deployment.describe())
-    return Deployed(str(path), loaded, examples, digital, deployment,
-                    lambda: evaluate(loaded.model, batches, loaded.task))
+    return Deployed(str(path), scored.loaded, scored.examples, scored.digital, deployment, scored.measure)
 
 
 def sensitivity_result(d: Deployed, profile: DeviceProfile, times: Sequence[float], seeds: int,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,6 +38,32 @@ def dev_set(loaded: LoadedModel, source: data.DataSource, eval_limit: int | None
         dev = data.load_dev(source, loaded.task, eval_limit)
         batches, size = data.eval_batches(data.encode(dev, loaded.tokenizer, max_length)), len(dev.labels)
     return [to_device(b, device) for b in batches], size
+
+
+@dataclass
+class Scored:
+    """A loaded checkpoint with its dev set batched on the model's device (``examples`` of them)
+    and its digital metric: what every deployment of it starts from."""
+
+    loaded: LoadedModel
+    batches: list[dict]
+    examples: int
+    digital: float
+
+    def measure(self) -> float:
+        """The metric of the model as it is now (digital, or on its tiles once deployed)."""
+        return evaluate(self.loaded.model, self.batches, self.loaded.task)
+
+
+def load_scored(path: str | os.PathLike[str], source: data.DataSource, eval_limit: int | None,
+                torch_device: torch.device | None = None, grasp_periphery: bool = False) -> Scored:
+    """Load ``path`` (merged, or with GRASP kept for the periphery), move it to ``torch_device``,
+    batch its dev set from ``source`` and score it digitally."""
+    loaded = load_periphery(path) if grasp_periphery else load_model(path)
+    if torch_device is not None:
+        loaded.model.to(torch_device)
+    batches, examples = dev_set(loaded, source, eval_limit)
+    return Scored(loaded, batches, examples, evaluate(loaded.model, batches, loaded.task))
 
 
 def device_trained(meta: dict[str, Any]) -> str | None:
@@ -79,30 +106,26 @@ def deploy_checkpoint(
     tile's DAC (:mod:`imc_sim.deploy.periphery`), instead of merging it into the weights.
     """
     profile.check_times(times)
-    loaded = load_periphery(path) if grasp_periphery else load_model(path)
-    if torch_device is not None:
-        loaded.model.to(torch_device)
-    task = loaded.task
-    batches, dev_examples = dev_set(loaded, source or data.DataSource(data_dir=data_dir), eval_limit)
-    digital = evaluate(loaded.model, batches, task)
+    scored = load_scored(path, source or data.DataSource(data_dir=data_dir), eval_limit, torch_device,
+                         grasp_periphery)
+    loaded, task = scored.loaded, scored.loaded.task
 
     def calibrate(deployment: Deployment) -> None:
-        set_input_ranges(deployment, loaded, batches, input_ranges, str(path))
+        set_input_ranges(deployment, loaded, scored.batches, input_ranges, str(path))
 
-    kept = choose_digital(loaded.model, profile, placement, analog_head,
-                          lambda: evaluate(loaded.model, batches, task), list(range(seeds)), times[0],
-                          calibrate, progress) if placement else []
+    kept = choose_digital(loaded.model, profile, placement, analog_head, scored.measure,
+                          list(range(seeds)), times[0], calibrate, progress) if placement else []
     deployment = deploy_model(loaded.model, profile, analog_head, kept)
     calibrate(deployment)
     print(deployment.describe())
-    points = drift_sweep(deployment, lambda: evaluate(deployment.model, batches, task),
-                          list(range(seeds)), times, progress, desc=f"{profile.name} seeds x times")
+    points = drift_sweep(deployment, scored.measure, list(range(seeds)), times, progress,
+                         desc=f"{profile.name} seeds x times")
     method = loaded.meta["method"]
     label = f"{method} periphery" if grasp_periphery else method
     curve = CheckpointCurve(name or f"{label} ({path})", str(path), method, device_trained(loaded.meta),
-                            digital, tuple(points), MappingSummary.from_json(deployment.summary()))
+                            scored.digital, tuple(points), MappingSummary.from_json(deployment.summary()))
     return DeployResult(curve, task.name, task.metric_name, profile.name, profile.path, analog_head,
-                        dev_examples, seeds)
+                        scored.examples, seeds)
 
 
 def format_deploy_table(result: DeployResult) -> str:

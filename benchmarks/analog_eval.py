@@ -15,7 +15,7 @@ Prints a table and writes --out (JSON).
     python benchmarks/analog_eval.py --data-dir ../shared/data/glue
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001 - imc_sim is imported first, out of order
 
 import argparse
 import copy
@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import imc_sim  # noqa: F401 - before transformers: its torchvision guard (imc_sim/torchvision_guard.py)
 import torch
 from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
 

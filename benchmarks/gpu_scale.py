@@ -16,7 +16,7 @@ shape and writes ``--out`` (JSON).
     python benchmarks/gpu_scale.py --shape roberta-large gpt2-medium    # a GPU
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001 - imc_sim is imported first, out of order
 
 import argparse
 import copy
@@ -28,6 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import imc_sim  # noqa: F401 - before transformers: its torchvision guard (imc_sim/torchvision_guard.py)
 import torch
 from torch import nn
 from transformers import (

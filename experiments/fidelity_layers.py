@@ -23,12 +23,13 @@ aihwkit's torch tiles refuse ``forward.w_noise``. So are deploy's chip effects t
 does not model (several devices per weight, faults).
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001 - imc_sim is imported first, out of order
 
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import imc_sim  # noqa: F401 - before transformers: its torchvision guard (imc_sim/torchvision_guard.py)
 import torch
 from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
 from torch import Tensor, nn

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from imc_sim.errors import ImcSimError
-from imc_sim.peft.grouping import eq2_group_sizes, group_index, group_sizes
+from imc_sim.peft.grouping import eq2_group_sizes, expand, group_index, group_sizes
 
 
 @pytest.mark.parametrize(("d", "k"), [(384, 32), (100, 7), (10, 10), (5, 1), (1536, 128)])
@@ -41,3 +41,14 @@ def test_group_index_is_drawn_on_the_cpu_and_moved():
     moved = group_index(40, 6, 9, device="meta")
     assert moved.device.type == "meta" and moved.shape == (40,) and moved.dtype == torch.long
     assert torch.equal(group_index(40, 6, 9, device="cpu"), group_index(40, 6, 9))
+
+
+@pytest.mark.parametrize("shape, dim", [((5, 7, 4), -1), ((5, 7, 4), 2), ((5, 4, 7), 1), ((4,), 0), ((6, 4), 1)])
+def test_expand_gathers_the_k_dimension_by_group(shape, dim):
+    """v[..., g(j), ...] along ``dim`` for every rank (the 2-D fast path for a last dimension
+    included), gradients summed back onto each group."""
+    values = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    group = group_index(9, 4, seed=0)
+    got = expand(values, group, dim)
+    torch.testing.assert_close(got, torch.index_select(values, dim, group), rtol=0, atol=0)
+    assert torch.autograd.gradcheck(lambda v: expand(v, group, dim), (values,))

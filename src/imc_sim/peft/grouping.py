@@ -33,7 +33,12 @@ def group_index(d: int, k: int, seed: int, what: str = "layer",
 
 
 def expand(values: torch.Tensor, group: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """``values`` with its K-sized dimension ``dim`` expanded to D by the group index (v[g])."""
+    """``values`` with its K-sized dimension ``dim`` expanded to D by the group index (v[g]).
+    The last dimension of a tensor of 3 or more dimensions is gathered on a 2-D view: torch's CPU
+    index_select there is about 20x slower than on [rows, K] (measured, [32, 128, 64] -> 1536)."""
+    if values.dim() > 2 and dim in (-1, values.dim() - 1):
+        flat = values.reshape(-1, values.shape[-1]).index_select(1, group)
+        return flat.view(*values.shape[:-1], group.numel())
     return values.index_select(dim, group)
 
 

@@ -151,13 +151,19 @@ def checkpoint_name(arm: str, seed: int, tag: str) -> str:
     return f"{arm}-{tag}" if seed == 0 else f"{arm}-s{seed}-{tag}"
 
 
+def absolute(path: str | None) -> str | None:
+    """A local file or folder as an absolute path; anything else (None, a hub name) as it is."""
+    return str(Path(path).resolve()) if path and Path(path).exists() else path
+
+
 def train_arm_seeds(arms: dict[str, dict], args: argparse.Namespace, tag: str,
                     runner: JobRunner) -> list[ArmCheckpoint]:
     """Every arm (``{name: TrainArgs fields}``) for training seeds 0..args.train_seeds-1, each
     checkpoint cached in ``results/checkpoints/``; arm-major, then seed."""
     grid = [ArmCheckpoint(arm, seed, RESULTS / "checkpoints" / f"{checkpoint_name(arm, seed, tag)}.pt")
             for arm in arms for seed in range(args.train_seeds)]
-    jobs = [TrainJob(c.path.stem, TrainArgs(data_dir=args.data_dir, model=args.model, max_steps=args.steps,
+    data_dir, model = absolute(args.data_dir), absolute(args.model)  # as Ray workers must read them
+    jobs = [TrainJob(c.path.stem, TrainArgs(data_dir=data_dir, model=model, max_steps=args.steps,
                                             eval_limit=args.eval_limit, seed=c.seed, **arms[c.arm]), c.path)
             for c in grid]
     done = run_training(jobs, runner, args.fresh)

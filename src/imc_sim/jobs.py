@@ -117,8 +117,9 @@ class RayRunner(JobRunner):
         tasks: dict[Callable[..., Any], Any] = {}
         pending = {}
         for index, job in enumerate(jobs):
-            task = tasks.setdefault(job.fn, ray.remote(job.fn))
-            ref = task.options(num_cpus=job.cpus, num_gpus=job.gpus,
+            if job.fn not in tasks:  # one remote function per function, exported once
+                tasks[job.fn] = ray.remote(job.fn)
+            ref = tasks[job.fn].options(num_cpus=job.cpus, num_gpus=job.gpus,
                                max_retries=self.max_retries).remote(*job.args)
             pending[ref] = index
         try:

@@ -3,11 +3,14 @@ go to given paths, run by a job runner (:mod:`imc_sim.jobs`): in this process or
 
 A job returns its checkpoint as bytes (on Ray through the object store) and this process writes
 them to the job's path atomically (:func:`imc_sim.atomic.write_atomic`), as each job finishes. So
-workers need no shared file system (a cluster at ``--ray-address`` works like a local Ray), only
-this process writes the cache, and a job that is killed or retried, or this process killed while
-writing, never leaves half a checkpoint: the path holds the whole file or nothing. The bytes are
-kilobytes for a PEFT adapter and up to a few hundred MB for full fine-tuning, which the object
-store carries. A job whose checkpoint exists is not run again (the cache of ``train_cached``).
+only this process writes the cache (no checkpoint path needs to be shared with workers), and a job
+that is killed or retried, or this process killed while writing, never leaves half a checkpoint:
+the path holds the whole file or nothing. The bytes are kilobytes for a PEFT adapter and up to a
+few hundred MB for full fine-tuning, which the object store carries. What is assumed: a job reads
+its training data and base model where its :class:`TrainArgs` says (``data_dir``, ``model``, a
+data source), so on Ray those paths must be absolute and readable by the workers: true on a local
+Ray, on a cluster a shared file system or the hub. A job whose checkpoint exists is not run again
+(the cache of ``train_cached``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """Shared pieces of the experiment scripts: cached training runs, compare on a device, result files.
 
+Training grids (``--train-seeds``, ``--ray``): every arm trained for seeds 0..N-1 by the training
+jobs of :mod:`imc_sim.training.jobs`, and every checkpoint deployed on the same chips by a sweep
+(:mod:`imc_sim.deploy.executors`: a plan under ``results/sweeps/`` and its resumable store
+beside it), in this process or on a local Ray.
+
 Every script writes ``experiments/results/<name>.json`` (``imc-sim compare``'s schema,
 :mod:`imc_sim.deploy.results`; fig6_gaussian's own), a PNG beside it, and its markdown table
 into ``docs/results.md`` between ``<!-- <name> -->`` markers (replacing the previous table of the
@@ -12,13 +17,24 @@ import argparse
 import dataclasses
 import json
 import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from imc_sim.atomic import write_text_atomic
 from imc_sim.deploy.compare import compare_checkpoints, format_compare_table
+from imc_sim.deploy.executors import Executor, InProcessExecutor, RayExecutor, run_sweep
+from imc_sim.deploy.plan import load_plan
 from imc_sim.deploy.plots import plot_drift
-from imc_sim.deploy.results import CompareResult, ExperimentTag, save_result
+from imc_sim.deploy.results import CheckpointCurve, CompareResult, ExperimentTag, TimePoint, save_result
+from imc_sim.deploy.store import read_store, summarize_store
 from imc_sim.devices.profile import load_profile
+from imc_sim.errors import ImcSimError
+from imc_sim.jobs import InProcessRunner, JobRunner, RayRunner
+from imc_sim.training.jobs import TrainJob, run_training
 from imc_sim.training.loop import TrainArgs, train_cached
 from imc_sim.units import parse_times
 
@@ -85,6 +101,14 @@ def write_results_section(name: str, command: str, table: str) -> None:
     write_text_atomic(RESULTS_MD, updated)
 
 
+def publish(name: str, result: CompareResult, command: str, title: str, extra: str = "") -> None:
+    """PNG of ``result``, its table on stdout and in docs/results.md (``extra`` below the table)."""
+    plot_drift(result.checkpoints, RESULTS / f"{name}.png", title, result.metric_name)
+    table = format_compare_table(result, markdown=True)
+    print(table)
+    write_results_section(name, command, table + (f"\n\n{extra}" if extra else ""))
+
+
 def compare_on_device(name: str, paths: list[Path], device: str, times: str,
                       args: argparse.Namespace, command: str) -> CompareResult:
     """``imc-sim compare`` of ``paths`` on ``device``: JSON, PNG and a docs/results.md section."""
@@ -93,9 +117,115 @@ def compare_on_device(name: str, paths: list[Path], device: str, times: str,
                                  args.eval_limit)
     result = dataclasses.replace(result, experiment=ExperimentTag(name, args.quick, args.steps))
     save_result(RESULTS / f"{name}.json", result)
-    plot_drift(result.checkpoints, RESULTS / f"{name}.png",
-               f"{result.task} on {device} ({args.steps} steps, {args.seeds} seeds)", result.metric_name)
-    table = format_compare_table(result, markdown=True)
-    print(table)
-    write_results_section(name, command, table)
+    publish(name, result, command, f"{result.task} on {device} ({args.steps} steps, {args.seeds} seeds)")
     return result
+
+
+# --- training seeds x chips -----------------------------------------------------------------------
+
+def add_grid_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--train-seeds", type=int, default=3,
+                        help="train every arm with seeds 0..N-1 (default 3)")
+    parser.add_argument("--ray", action="store_true", help="train and deploy as tasks on a local Ray")
+
+
+def check_grid(args: argparse.Namespace) -> None:
+    if args.train_seeds < 1:
+        raise ImcSimError(f"--train-seeds must be at least 1, got {args.train_seeds}")
+    if args.seeds < 1:
+        raise ImcSimError(f"--seeds must be at least 1, got {args.seeds}")
+
+
+@dataclass(frozen=True)
+class ArmCheckpoint:
+    """One trained checkpoint of the grid: its arm, training seed and file."""
+
+    arm: str
+    seed: int
+    path: Path
+
+
+def checkpoint_name(arm: str, seed: int, tag: str) -> str:
+    """``{arm}-s{seed}-{tag}``; seed 0 keeps the name of the single-seed runs, ``{arm}-{tag}``, so
+    their cached checkpoints are reused."""
+    return f"{arm}-{tag}" if seed == 0 else f"{arm}-s{seed}-{tag}"
+
+
+def absolute(path: str | None) -> str | None:
+    """A local file or folder as an absolute path; anything else (None, a hub name) as it is."""
+    return str(Path(path).resolve()) if path and Path(path).exists() else path
+
+
+def train_arm_seeds(arms: dict[str, dict], args: argparse.Namespace, tag: str,
+                    runner: JobRunner) -> list[ArmCheckpoint]:
+    """Every arm (``{name: TrainArgs fields}``) for training seeds 0..args.train_seeds-1, each
+    checkpoint cached in ``results/checkpoints/``; arm-major, then seed."""
+    grid = [ArmCheckpoint(arm, seed, RESULTS / "checkpoints" / f"{checkpoint_name(arm, seed, tag)}.pt")
+            for arm in arms for seed in range(args.train_seeds)]
+    data_dir, model = absolute(args.data_dir), absolute(args.model)  # as Ray workers must read them
+    jobs = [TrainJob(c.path.stem, TrainArgs(data_dir=data_dir, model=model, max_steps=args.steps,
+                                            eval_limit=args.eval_limit, seed=c.seed, **arms[c.arm]), c.path)
+            for c in grid]
+    done = run_training(jobs, runner, args.fresh)
+    print(f"{done.planned} checkpoints: {done.found} cached, {done.ran} trained now")
+    return grid
+
+
+def grid_runners(args: argparse.Namespace) -> tuple[JobRunner, Executor]:
+    """Where training jobs and sweep units run: both in this process, or both on one local Ray
+    (enter the runner first: the executor then uses the Ray it started)."""
+    if args.ray:
+        return RayRunner(), RayExecutor()
+    return InProcessRunner(), InProcessExecutor()
+
+
+def sweep_on_device(name: str, grid: list[ArmCheckpoint], device: str, times: str,
+                    args: argparse.Namespace, executor: Executor) -> CompareResult:
+    """Every checkpoint of ``grid`` on ``device`` with chips 0..args.seeds-1 (the same chips for
+    each), as a sweep whose store ``results/sweeps/<name>.results.jsonl`` keeps finished units; the
+    result (one curve per checkpoint, per-chip metrics) saved as ``results/<name>.json``."""
+    plan = {"checkpoints": [str(c.path.resolve()) for c in grid], "devices": [device],
+            "seeds": args.seeds, "times": times, "data_dir": str(Path(args.data_dir).resolve())}
+    if args.eval_limit is not None:
+        plan["eval_limit"] = args.eval_limit
+    plan_path = RESULTS / "sweeps" / f"{name}.plan.yaml"
+    write_text_atomic(plan_path, yaml.safe_dump(plan, sort_keys=False))
+    store = plan_path.with_suffix("").with_suffix(".results.jsonl")
+    loaded = load_plan(plan_path)
+    run_sweep(loaded, store, executor)
+    (result,) = summarize_store(loaded, read_store(store))
+    result = dataclasses.replace(result, experiment=ExperimentTag(name, args.quick, args.steps))
+    save_result(RESULTS / f"{name}.json", result)
+    return result
+
+
+def by_arm(result: CompareResult, grid: list[ArmCheckpoint]) -> dict[str, dict[int, CheckpointCurve]]:
+    """The curves of ``result`` as ``{arm: {training seed: curve}}``."""
+    of_name = {c.path.stem: c for c in grid}
+    arms: dict[str, dict[int, CheckpointCurve]] = {}
+    for curve in result.checkpoints:
+        c = of_name[curve.name]
+        arms.setdefault(c.arm, {})[c.seed] = curve
+    return arms
+
+
+def pool_training_seeds(result: CompareResult, grid: list[ArmCheckpoint]) -> CompareResult:
+    """One curve per arm whose points hold every (training seed, chip) metric, seed-major, and
+    whose digital metric is the mean over seeds: the table's and plot's mean +- std over both."""
+    curves = []
+    for arm, seeds in by_arm(result, grid).items():
+        cs = [seeds[s] for s in sorted(seeds)]
+        points = tuple(TimePoint.of(p.t_seconds, [m for c in cs for m in c.points[i].metrics])
+                       for i, p in enumerate(cs[0].points))
+        curves.append(CheckpointCurve(arm, f"{len(cs)} training seeds", cs[0].method, cs[0].device_trained,
+                                      sum(c.digital_metric for c in cs) / len(cs), points))
+    return dataclasses.replace(result, checkpoints=tuple(curves))
+
+
+def exit_on_error(main: Callable[[], None]) -> None:
+    """Run a script's ``main``; a user error is one line on stderr and exit status 2."""
+    try:
+        main()
+    except ImcSimError as exc:
+        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

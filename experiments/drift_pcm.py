@@ -1,7 +1,7 @@
 """Drift on realistic devices: deterministic GRASP, StochGRASP (Gaussian- and device-trained),
 LoRA and hardware-aware LoRA, deployed on pcm, reram and fefet with the same chips for all.
 
-Arms (packaged MiniLM-L6, SST-2, --steps steps, seed 0):
+Arms (packaged MiniLM-L6, SST-2, --steps steps, training seeds 0..--train-seeds - 1):
 - grasp-k32: activation-space GRASP, K = 32, all linear layers;
 - grasp-w-k64: deterministic weight-space GRASP, K = 64 per row (StochGRASP without sigma);
 - stochgrasp-gauss: StochGRASP K = 64 per row, noise-aware loss with sigma_target 0.01 (Gaussian);
@@ -13,25 +13,50 @@ Arms (packaged MiniLM-L6, SST-2, --steps steps, seed 0):
 - lora-r8: LoRA r = 8 on query/value (the peft library);
 - ahwa-lora-pcm: LoRA r = 8 trained against pcm over 1h..1y (the AHWA-LoRA protocol: aihwkit PCM,
   g_max 25 uS, output noise 0.04, 8-bit DAC/ADC, which is the pcm profile).
-Deployed on pcm at 1s 1h 1d 1w 30d 1y 10y, reram at 1s 1d 2d, fefet at 1s 1h 1d 1w 30d 1y 10y,
---seeds chips each.
+Every checkpoint (arm x training seed) deployed on pcm at 1s 1h 1d 1w 30d 1y 10y, reram at 1s 1d
+2d, fefet at 1s 1h 1d 1w 30d 1y 10y, on the same --seeds chips each (a resumable sweep per device).
+Training jobs and sweep units run in this process, or with --ray as tasks on a local Ray.
+
+The headline on pcm (``results/drift_pcm-headline-<tag>.json`` and docs/results.md): StochGRASP-pcm
+(cold and warm) against each deterministic GRASP at 1 d and 1 y, paired by training seed and chip,
+tested with a paired t-test over training seeds of the chip-averaged differences (why that test:
+experiments/paired.py); the per-seed, per-chip numbers are in the JSON.
 
     python experiments/drift_pcm.py --data-dir ../shared/data/glue            # full
     python experiments/drift_pcm.py --data-dir ../shared/data/glue --quick    # smoke run
 
-Time on 2 CPU cores (measured; docs/results.md): training the 8 arms about 1 h (plain steps 0.13-
-0.35 s, device-aware ones 0.2-0.4 s), then about 3 s per realization: pcm (8 x 70) 30 min, reram
-(8 x 30) 12 min, fefet (8 x 70) 30 min; full about 2 h 10 min, --seeds 5 halves the evaluation.
---devices runs a subset, checkpoints are cached; --quick about 20 min.
+Time on 2 CPU cores (measured for one training seed; docs/results.md): training the 8 arms about
+1 h (plain steps 0.13-0.35 s, device-aware ones 0.2-0.4 s), then about 3 s per realization: pcm
+(8 x 70) 30 min, reram (8 x 30) 12 min, fefet (8 x 70) 30 min; about 2 h 10 min per training seed,
+so the default 3 seeds are about 3 times that (not measured; a sweep unit also loads, calibrates
+and evaluates its checkpoint digitally once). --devices runs a subset, checkpoints and finished
+sweep units are cached.
 """
 
 from __future__ import annotations
 
 import sys
 
-from common import apply_quick, common_parser, compare_on_device, train_arms
+from common import (
+    RESULTS,
+    ArmCheckpoint,
+    add_grid_options,
+    apply_quick,
+    by_arm,
+    check_grid,
+    common_parser,
+    exit_on_error,
+    grid_runners,
+    pool_training_seeds,
+    publish,
+    sweep_on_device,
+    train_arm_seeds,
+    write_json,
+)
+from paired import Comparison, compare_arms, markdown_table
 
-from imc_sim.deploy.results import CompareResult, SeedSummary, TimePoint
+from imc_sim.deploy.results import CompareResult
+from imc_sim.errors import ImcSimError
 
 K64 = {"k": 64, "rows": "rows"}
 ARMS = {
@@ -50,44 +75,64 @@ ARMS = {
 DEVICES = {"pcm": "1s,1h,1d,1w,30d,1y,10y", "reram": "1s,1d,2d", "fefet": "1s,1h,1d,1w,30d,1y,10y"}
 
 
-def paired(a: TimePoint, b: TimePoint) -> str:
-    """Per-chip differences a - b at one time (the same seeds are the same chips): mean, t (mean
-    over std / sqrt(n)) and the chips on which a is ahead."""
-    diffs = [x - y for x, y in zip(a.metrics, b.metrics, strict=True)]
-    d = SeedSummary.of(diffs)
-    t = d.mean / (d.std / len(diffs) ** 0.5) if d.std else float("inf")
-    return f"paired {100 * d.mean:+.2f}, t {t:+.1f}, ahead on {sum(x > 0 for x in diffs)}/{len(diffs)} chips"
+STOCH = ("stochgrasp-pcm", "stochgrasp-pcm-warm")
+DETERMINISTIC = ("grasp-w-k64", "grasp-k32", "grasp-w-pcm")
+HEADLINE_TIMES = ("1d", "1y")
 
 
-def headline(result: CompareResult) -> None:
-    """The issue's target on pcm: StochGRASP-pcm against each deterministic GRASP at 1 d and 1 y
-    (gap in units of the larger std over seeds, and paired by chip), and its loss against its own
-    digital accuracy."""
-    by_arm = {c.name.rsplit("-", 1)[0]: c for c in result.checkpoints}
-    for name, label in ((n, t) for n in ("stochgrasp-pcm", "stochgrasp-pcm-warm") for t in ("1d", "1y")):
-        stoch = by_arm[name]
-        s = stoch.at(label)
-        print(f"pcm @ {label}: {name} {100 * s.mean:.2f} +- {100 * s.std:.2f}, "
-              f"{100 * (stoch.digital_metric - s.mean):.2f} below its digital")
-        for other in ("grasp-w-k64", "grasp-k32", "grasp-w-pcm"):
-            d = by_arm[other].at(label)
-            gap, spread = s.mean - d.mean, max(s.std, d.std)
-            print(f"  vs {other} {100 * d.mean:.2f} +- {100 * d.std:.2f}: gap "
-                  f"{100 * gap:+.2f} = {gap / spread if spread else float('inf'):+.1f} std; {paired(s, d)}")
+def headline(result: CompareResult, grid: list[ArmCheckpoint]) -> list[Comparison]:
+    """The issue's target on pcm: StochGRASP-pcm (cold, warm) against each deterministic GRASP at
+    1 d and 1 y, paired by training seed and chip (printed; returned for the JSON)."""
+    arms = by_arm(result, grid)
+    comparisons = []
+    for name in STOCH:
+        for label in HEADLINE_TIMES:
+            for other in DETERMINISTIC:
+                c = compare_arms(arms[name], arms[other], name, other, label)
+                if other == DETERMINISTIC[0]:
+                    below = [p.digital_a - p.mean_a for p in c.per_seed]
+                    print(f"pcm @ {label}: {name} below its digital by "
+                          + ", ".join(f"{100 * b:.2f}" for b in below) + " (per training seed)")
+                print(f"  vs {other}: over training seeds {c.over_seeds.describe()}; per seed "
+                      + "; ".join(f"s{p.train_seed} {p.chips.describe()}" for p in c.per_seed))
+                comparisons.append(c)
+    return comparisons
 
 
 def main() -> None:
     parser = common_parser(__doc__.splitlines()[0])
     parser.add_argument("--devices", default=",".join(DEVICES), help="comma-separated subset")
+    add_grid_options(parser)
     args = parser.parse_args()
+    devices = args.devices.split(",")
+    unknown = [d for d in devices if d not in DEVICES]
+    if unknown:
+        raise ImcSimError(f"--devices: unknown {unknown[0]!r} (known: {', '.join(DEVICES)})")
+    check_grid(args)
     tag = apply_quick(args)
-    paths = train_arms(ARMS, args, tag)
     command = "python experiments/drift_pcm.py " + " ".join(sys.argv[1:])
-    for device in args.devices.split(","):
-        result = compare_on_device(f"drift_{device}-{tag}", paths, device, DEVICES[device], args, command)
-        if device == "pcm":
-            headline(result)
+    runner, executor = grid_runners(args)
+    with runner:
+        grid = train_arm_seeds(ARMS, args, tag, runner)
+        for device in devices:
+            name = f"drift_{device}-{tag}"
+            result = sweep_on_device(name, grid, device, DEVICES[device], args, executor)
+            extra = ""
+            if device == "pcm":
+                comparisons = headline(result, grid)
+                write_json(f"drift_pcm-headline-{tag}", {
+                    "experiment": f"drift_pcm-headline-{tag}", "quick": args.quick, "steps": args.steps,
+                    "device": result.device, "metric_name": result.metric_name,
+                    "train_seeds": list(range(args.train_seeds)), "chips": result.seeds,
+                    "test": "paired t-test over training seeds of the chip-averaged differences "
+                            "(two-sided; experiments/paired.py)",
+                    "comparisons": [c.to_json() for c in comparisons]})
+                extra = markdown_table(comparisons, result.seeds)
+            publish(name, pool_training_seeds(result, grid), command,
+                    f"{result.task} on {device} ({args.steps} steps, {args.train_seeds} training seeds x "
+                    f"{args.seeds} chips)", extra)
+    print(f"results in {RESULTS}")
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

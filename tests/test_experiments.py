@@ -1,20 +1,25 @@
 """The experiment scripts end to end on the tiny model: JSON in the compare schema, PNG, results.md."""
 
 import json
+import math
+import re
 import statistics
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+from scipy import stats
 from transformers import AutoModelForSequenceClassification
 
 from imc_sim.crossbar.mapping import analog_layer_names
-from imc_sim.deploy.results import ExperimentTag, load_result
+from imc_sim.deploy.results import CheckpointCurve, CompareResult, ExperimentTag, TimePoint, load_result
 from imc_sim.tasks import get_task
 
 sys.path.insert(0, str(__import__("conftest").REPO / "experiments"))
 import common  # noqa: E402
 from fidelity_layers import aihwkit_errors, default_settings, imc_errors  # noqa: E402
+from paired import PairedStats, compare_arms  # noqa: E402
 
 
 @pytest.fixture
@@ -31,29 +36,73 @@ def run_script(module_name, monkeypatch, *argv):
     module.main()
 
 
-def test_drift_experiment_writes_compare_schema(results_dir, wide_model_dir, tiny_glue, monkeypatch, capsys):
-    run_script("drift_pcm", monkeypatch, "--model", str(wide_model_dir), "--data-dir", str(tiny_glue),
-               "--steps", "2", "--seeds", "2", "--devices", "reram,pcm")
+def test_drift_experiment_grid_of_training_seeds_and_chips(results_dir, wide_model_dir, tiny_glue,
+                                                           monkeypatch, capsys):
+    drift_pcm = __import__("drift_pcm")  # three of its arms (time), all its settings for them
+    arms = ("grasp-w-k64", "grasp-w-pcm", "stochgrasp-pcm-warm")
+    monkeypatch.setattr(drift_pcm, "ARMS", {a: drift_pcm.ARMS[a] for a in arms})
+    monkeypatch.setattr(drift_pcm, "STOCH", arms[2:])
+    monkeypatch.setattr(drift_pcm, "DETERMINISTIC", arms[:2])
+    argv = ("--model", str(wide_model_dir), "--data-dir", str(tiny_glue), "--steps", "2", "--seeds", "2",
+            "--train-seeds", "2", "--devices", "pcm")
+    run_script("drift_pcm", monkeypatch, *argv)
     out = capsys.readouterr().out
-    assert "pcm @ 1d: stochgrasp-pcm" in out and "pcm @ 1y: stochgrasp-pcm-warm" in out
-    assert "vs grasp-w-k64" in out and "vs grasp-w-pcm" in out
-    pcm = json.loads((results_dir / "results" / "drift_pcm-full.json").read_text())
-    assert [c["name"] for c in pcm["checkpoints"]][3] == "stochgrasp-pcm-full"
-    assert pcm["checkpoints"][3]["device_trained"] == "pcm @ 1h..1y"
-    warm = next(c for c in pcm["checkpoints"] if c["name"] == "stochgrasp-pcm-warm-full")
-    assert warm["device_trained"] == "pcm @ 1h..1y, after 50% digital"
+    assert "6 checkpoints: 0 cached, 6 trained now" in out
+    assert "pcm @ 1d: stochgrasp-pcm-warm below" in out and "pcm @ 1y: stochgrasp-pcm-warm below" in out
+    assert "vs grasp-w-k64: over training seeds" in out and "vs grasp-w-pcm" in out
+    results = results_dir / "results"
+    pcm = json.loads((results / "drift_pcm-full.json").read_text())
+    names = [c["name"] for c in pcm["checkpoints"]]
+    assert names == ["grasp-w-k64-full", "grasp-w-k64-s1-full", "grasp-w-pcm-full", "grasp-w-pcm-s1-full",
+                     "stochgrasp-pcm-warm-full", "stochgrasp-pcm-warm-s1-full"]
+    assert pcm["checkpoints"][2]["device_trained"] == "pcm @ 1h..1y"
+    assert pcm["checkpoints"][5]["device_trained"] == "pcm @ 1h..1y, after 50% digital"
     labels = [p["label"] for p in pcm["checkpoints"][0]["times"]]
     assert labels == ["1s", "1h", "1d", "1w", "1mo", "1y", "10y"]
     point = pcm["checkpoints"][0]["times"][0]
     assert {"t_seconds", "metrics", "mean", "std"} <= set(point) and len(point["metrics"]) == 2
-    typed = load_result(results_dir / "results" / "drift_pcm-full.json")
+    typed = load_result(results / "drift_pcm-full.json")
     assert typed.experiment == ExperimentTag("drift_pcm-full", quick=False, steps=2)
     assert typed.checkpoints[0].points[0].mean == pytest.approx(sum(point["metrics"]) / 2)
-    reram = json.loads((results_dir / "results" / "drift_reram-full.json").read_text())
-    assert [p["label"] for p in reram["checkpoints"][0]["times"]] == ["1s", "1d", "2d"]
+    # the headline: every comparison paired by (training seed, chip), read back from the compare JSON
+    head = json.loads((results / "drift_pcm-headline-full.json").read_text())
+    assert (head["train_seeds"], head["chips"], len(head["comparisons"])) == ([0, 1], 2, 2 * 2)
+    at = {(c["arm_a"], c["arm_b"], c["label"]): c for c in head["comparisons"]}
+    c = at["stochgrasp-pcm-warm", "grasp-w-k64", "1y"]
+    curves = {x.name: x for x in typed.checkpoints}
+    chip_means = []
+    for seed, pair in zip((0, 1), c["per_seed"], strict=True):
+        suffix = "-s1-full" if seed else "-full"
+        a, b = curves["stochgrasp-pcm-warm" + suffix].at("1y"), curves["grasp-w-k64" + suffix].at("1y")
+        diffs = [x - y for x, y in zip(a.metrics, b.metrics, strict=True)]
+        assert pair["train_seed"] == seed and pair["chips"]["diffs"] == pytest.approx(diffs)
+        chip_means.append(sum(diffs) / 2)
+    assert c["over_seeds"]["diffs"] == pytest.approx(chip_means) and c["over_seeds"]["df"] == 1
     md = (results_dir / "results.md").read_text()
-    assert "<!-- drift_pcm-full -->" in md and "<!-- /drift_reram-full -->" in md
-    assert (results_dir / "results" / "drift_pcm-full.png").exists()
+    assert "<!-- drift_pcm-full -->" in md and "| stochgrasp-pcm-warm - grasp-w-k64 | 1y |" in md
+    assert re.search(r"^\| grasp-w-pcm +\| grasp-w +\| pcm @ 1h\.\.1y", md, re.M)  # one row per arm
+    assert "-s1-full" not in md
+    assert (results / "drift_pcm-full.png").exists()
+    # a second run trains nothing and runs no sweep unit again
+    run_script("drift_pcm", monkeypatch, *argv)
+    assert "6 checkpoints: 6 cached, 0 trained now" in capsys.readouterr().out
+    assert json.loads((results / "drift_pcm-full.json").read_text()) == pcm
+    assert len((results / "sweeps" / "drift_pcm-full.results.jsonl").read_text().splitlines()) == 6 * 2 * 7
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--train-seeds", "0"], "--train-seeds must be at least 1, got 0"),
+    (["--seeds", "0"], "--seeds must be at least 1, got 0"),
+    (["--devices", "pcm,memristor"], "--devices: unknown 'memristor'"),
+])
+def test_drift_experiment_bad_input_is_one_line(argv, message, results_dir, monkeypatch, capsys):
+    drift_pcm = __import__("drift_pcm")
+    monkeypatch.setattr(sys, "argv", ["drift_pcm.py", *argv])
+    with pytest.raises(SystemExit) as exited:
+        common.exit_on_error(drift_pcm.main)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith(f"drift_pcm.py: error: {message}")
+    assert len(err.splitlines()) == 1 and not (results_dir / "results").exists()
 
 
 def test_k_tradeoff_and_fig6(results_dir, wide_model_dir, tiny_glue, monkeypatch):
@@ -129,3 +178,60 @@ def test_fidelity_layer_errors_are_the_chips():
     for errors in (imc_errors, aihwkit_errors):
         first, again = (errors(linear, "layer", x, setting, seeds) for seeds in ([0, 1], [0]))
         assert first[0][0] == again[0][0] and first[0][0] != first[0][1]
+
+
+# --- the paired statistic on hand-made numbers ------------------------------------------------------
+
+def curve(name: str, at_1d: list[float], digital: float = 0.9) -> CheckpointCurve:
+    return CheckpointCurve(name, f"{name}.pt", "grasp-w", None, digital,
+                           (TimePoint.of(1.0, [0.9] * len(at_1d)), TimePoint.of(86400.0, at_1d)))
+
+
+def test_paired_stats_closed_form():
+    diffs = [0.03, 0.01, 0.05]
+    s = PairedStats.of(diffs)
+    mean, std = 0.03, 0.02
+    assert (s.mean, s.std, s.df, s.ahead) == (pytest.approx(mean), pytest.approx(std), 2, 3)
+    assert s.t == pytest.approx(mean / (std / math.sqrt(3)))
+    assert s.p == pytest.approx(1 - abs(s.t) / math.sqrt(2 + s.t ** 2))  # Student t, 2 df: closed form
+    one, flat = PairedStats.of([0.02]), PairedStats.of([0.01, 0.01])
+    assert (one.t, one.p, one.df, flat.t, flat.p) == (None, None, 0, None, None)
+    with pytest.raises(ValueError):
+        PairedStats.of([])
+
+
+def test_compare_arms_averages_chips_then_tests_over_training_seeds():
+    a = {0: [0.80, 0.82, 0.78, 0.84], 1: [0.85, 0.83, 0.81, 0.86], 2: [0.79, 0.80, 0.83, 0.81]}
+    b = {0: [0.78, 0.80, 0.79, 0.80], 1: [0.80, 0.82, 0.80, 0.83], 2: [0.80, 0.79, 0.80, 0.79]}
+    c = compare_arms({s: curve(f"a{s}", v) for s, v in a.items()},
+                     {s: curve(f"b{s}", v, 0.8) for s, v in b.items()}, "a", "b", "1d")
+    chip_means_a = [sum(v) / 4 for v in a.values()]
+    chip_means_b = [sum(v) / 4 for v in b.values()]
+    reference = stats.ttest_rel(chip_means_a, chip_means_b)
+    assert c.over_seeds.t == pytest.approx(reference.statistic)
+    assert c.over_seeds.p == pytest.approx(reference.pvalue)
+    assert c.over_seeds.df == 2 and c.label == "1d"
+    for pair, seed in zip(c.per_seed, (0, 1, 2), strict=True):  # chip level: paired by chip
+        chip_level = stats.ttest_rel(a[seed], b[seed])
+        assert pair.train_seed == seed and pair.chips.t == pytest.approx(chip_level.statistic)
+        assert pair.chips.diffs == pytest.approx([x - y for x, y in zip(a[seed], b[seed], strict=True)])
+        assert (pair.digital_a, pair.digital_b, pair.mean_a) == (0.9, 0.8, pytest.approx(sum(a[seed]) / 4))
+    with pytest.raises(ValueError, match="different training seeds"):
+        compare_arms({0: curve("a0", a[0])}, {1: curve("b1", b[1])}, "a", "b", "1d")
+
+
+def test_pooling_groups_curves_by_arm_and_seed():
+    grid = [common.ArmCheckpoint(arm, seed, Path(f"/r/{common.checkpoint_name(arm, seed, 'quick')}.pt"))
+            for arm in ("x", "y") for seed in (0, 1)]
+    assert [c.path.stem for c in grid] == ["x-quick", "x-s1-quick", "y-quick", "y-s1-quick"]
+    values = {"x-quick": [0.1, 0.2], "x-s1-quick": [0.3, 0.4], "y-quick": [0.5, 0.6],
+              "y-s1-quick": [0.7, 0.8]}
+    result = CompareResult("pcm", 2, "sst2", "accuracy",
+                           tuple(curve(name, v, digital=v[0]) for name, v in values.items()))
+    arms = common.by_arm(result, grid)
+    assert {arm: {s: c.name for s, c in seeds.items()} for arm, seeds in arms.items()} == {
+        "x": {0: "x-quick", 1: "x-s1-quick"}, "y": {0: "y-quick", 1: "y-s1-quick"}}
+    pooled = common.pool_training_seeds(result, grid)
+    assert [c.name for c in pooled.checkpoints] == ["x", "y"]
+    assert pooled.checkpoints[1].at("1d").metrics == (0.5, 0.6, 0.7, 0.8)
+    assert pooled.checkpoints[1].digital_metric == pytest.approx(0.6)

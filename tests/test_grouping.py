@@ -43,7 +43,8 @@ def test_group_index_is_drawn_on_the_cpu_and_moved():
     assert torch.equal(group_index(40, 6, 9, device="cpu"), group_index(40, 6, 9))
 
 
-@pytest.mark.parametrize("shape, dim", [((5, 7, 4), -1), ((5, 7, 4), 2), ((5, 4, 7), 1), ((4,), 0), ((6, 4), 1)])
+@pytest.mark.parametrize("shape, dim", [((5, 7, 4), -1), ((5, 7, 4), 2), ((5, 4, 7), 1), ((4,), 0),
+                                        ((6, 4), 1)])
 def test_expand_gathers_the_k_dimension_by_group(shape, dim):
     """v[..., g(j), ...] along ``dim`` for every rank (the 2-D fast path for a last dimension
     included), gradients summed back onto each group."""

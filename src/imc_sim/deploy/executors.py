@@ -1,7 +1,8 @@
 """Executors: run units and yield their results as they finish, in this process or on Ray.
 
 Both take the same units and compute the same numbers (:func:`imc_sim.deploy.unit.run_unit` on
-the plan's thread count). On Ray each unit is one task declaring its CPUs and GPUs; checkpoint and
+the plan's thread count). On Ray each unit is one task declaring its CPUs and GPUs (a job of
+:class:`imc_sim.jobs.RayRunner`, which starts, connects to and stops Ray); checkpoint and
 dev-file bytes (GLUE's dev TSV or the plan's own validation file) travel through Ray's object store
 (put once, shared by every unit that needs them; each checked against the plan's hash), so workers
 need no shared file system; a worker that dies is retried by Ray (``max_retries``).
@@ -11,7 +12,6 @@ Ray is imported only when a Ray executor starts.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -27,8 +27,7 @@ from imc_sim.deploy.plan import SweepPlan, Unit
 from imc_sim.deploy.store import StoreWriter, completed_keys, read_store
 from imc_sim.deploy.unit import UnitResult, run_unit
 from imc_sim.errors import ImcSimError
-
-CONNECT_TIMEOUT_S = 3.0
+from imc_sim.jobs import Job, RayRunner, import_ray
 
 
 class Executor(ABC):
@@ -54,27 +53,6 @@ class InProcessExecutor(Executor):
     def run(self, units: Sequence[Unit]) -> Iterator[UnitResult]:
         for unit in tqdm(units, desc="sweep", disable=not self.progress):
             yield run_unit(unit, unit.checkpoint.path, unit.data.source)
-
-
-def import_ray() -> ModuleType:
-    try:
-        import ray
-    except ImportError:
-        raise ImcSimError('Ray is not installed: pip install "imc-sim[ray]"') from None
-    return ray
-
-
-def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """Refuse an address nothing answers on (Ray itself would wait a minute and say more)."""
-    if address in ("auto", "local"):
-        return
-    host, sep, port = address.split("://", 1)[-1].rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ImcSimError(f"Ray address {address!r} is not HOST:PORT (or ray://HOST:PORT, auto)")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise ImcSimError(f"cannot reach Ray at {address}: {exc.strerror or exc}") from None
 
 
 def _run_shipped(unit: Unit, checkpoint: bytes, dev: bytes | None) -> UnitResult:
@@ -104,29 +82,14 @@ class RayExecutor(Executor):
 
     def __init__(self, address: str | None = None, max_retries: int = 3, progress: bool = True) -> None:
         super().__init__(progress)
-        self.address = address
-        self.max_retries = max_retries
-        self._started = False
+        self.runner = RayRunner(address, max_retries, progress)
 
     def __enter__(self) -> RayExecutor:
-        ray = import_ray()
-        if self.address is not None:
-            check_reachable(self.address)
-            try:
-                ray.init(address=self.address, log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise ImcSimError(f"cannot connect to Ray at {self.address}: {first[:200]}") from None
-            self._started = True
-        elif not ray.is_initialized():
-            ray.init(log_to_driver=False)
-            self._started = True
+        self.runner.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._started:
-            import_ray().shutdown()
-            self._started = False
+        self.runner.__exit__(*exc)
 
     def _ship(self, ray: ModuleType, units: Sequence[Unit]) -> dict[str, Any]:
         """Object refs of every checkpoint (by content hash) and of the dev file, each put once, each
@@ -142,36 +105,12 @@ class RayExecutor(Executor):
         return refs
 
     def run(self, units: Sequence[Unit]) -> Iterator[UnitResult]:
-        ray = import_ray()
-        task = ray.remote(_run_shipped)
-        refs = self._ship(ray, units)
-        pending = {
-            task.options(num_cpus=u.resources.cpus, num_gpus=u.resources.gpus,
-                         max_retries=self.max_retries).remote(u, refs[u.checkpoint.sha256], refs["dev"]): u
-            for u in units
-        }
-        try:
-            with tqdm(total=len(pending), desc="sweep (ray)", disable=not self.progress) as bar:
-                while pending:
-                    done, _ = ray.wait(list(pending), num_returns=1)
-                    unit = pending.pop(done[0])
-                    yield self._result(ray, done[0], unit)
-                    bar.update()
-        finally:
-            for ref in pending:
-                ray.cancel(ref, force=True)
-
-    def _result(self, ray: ModuleType, ref: Any, unit: Unit) -> UnitResult:
-        """The task's result; a user error inside it becomes the same one-line error here."""
-        try:
-            return ray.get(ref)
-        except ray.exceptions.RayTaskError as exc:
-            if isinstance(exc.cause, ImcSimError):
-                raise ImcSimError(str(exc.cause)) from None
-            raise
-        except ray.exceptions.WorkerCrashedError:
-            raise ImcSimError(f"unit {unit.key} ({unit.checkpoint.spec} on {unit.device.profile.name}, "
-                              f"seed {unit.seed}): worker died {self.max_retries + 1} times") from None
+        refs = self._ship(import_ray(), units)
+        jobs = [Job(_run_shipped, (u, refs[u.checkpoint.sha256], refs["dev"]),
+                    f"unit {u.key} ({u.checkpoint.spec} on {u.device.profile.name}, seed {u.seed})",
+                    u.resources.cpus, u.resources.gpus) for u in units]
+        for _, result in self.runner.run(jobs, "sweep"):
+            yield result
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,71 @@
+"""Benchmark: the compiled periphery passes alone, on one thread (ms per call, best of --repeats).
+
+A row tile's inputs and product of --rows x --cols (default 8192 x 384: a batch of 128 x 64
+tokens on a 384-wide layer): the DAC (noise management, codes, clip; uint8 out), the
+post-product pass without noise, with one std and with a per-element std (the per-read noise's
+variance), and the squared codes for that variance. Which CPU clone runs (x86-64-v4 / v3 / v2 /
+default) depends on the processor; the table says what torch reports.
+
+    python benchmarks/compiled_passes.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+
+from imc_sim.crossbar import epilogue
+from imc_sim.crossbar.streams import ChipStreams
+from imc_sim.table import format_table
+
+
+def best_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return 1e3 * best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=8192)
+    parser.add_argument("--cols", type=int, default=384)
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+    if not epilogue.AVAILABLE:
+        raise SystemExit("the compiled pass is not built (pip install -e . with a C compiler)")
+    torch.set_num_threads(1)
+    n, m = args.rows, args.cols
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(n, m, generator=gen), 50 * torch.randn(n, m, generator=gen)
+    row_scale, col_factor = torch.rand(n, generator=gen), torch.rand(m, generator=gen)
+    var = epilogue.ElementStd(torch.rand(n, m, generator=gen), 0.25, 0.5)
+    out = torch.empty_like(y)
+    stream = ChipStreams(0).stream("layer", "read", "cpu")
+    def post(sd: float | epilogue.ElementStd) -> Callable[[], object]:
+        return lambda: epilogue.apply(y, 1.0, sd, True, 127.0, row_scale, col_factor, out, out, stream)
+
+    def dac() -> object:
+        return epilogue.dac_codes(x, 1, 127.0, True, True, 127.0, True)
+
+    codes = dac()[0][0]
+    runs = {
+        "DAC (abs-max, 8 bits, clip, uint8)": dac,
+        "post-product pass, no noise": post(0.0),
+        "post-product pass, one noise std": post(0.5),
+        "post-product pass, per-element std": post(var),
+        "squared codes (two uint8 limbs)": lambda: epilogue.code_squares(codes),
+    }
+    rows = [[name, f"{best_ms(fn, args.repeats):.2f}"] for name, fn in runs.items()]
+    print(f"{n} x {m}, one thread, CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    print(format_table(["pass", "ms"], rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -27,7 +27,7 @@ from typing import Any
 
 from scipy import stats
 
-from imc_sim.deploy.results import CheckpointCurve
+from imc_sim.deploy.results import CheckpointCurve, SeedSummary
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ class PairedStats:
         n = len(diffs)
         if n == 0:
             raise ValueError("a paired comparison needs at least one difference")
-        mean = sum(diffs) / n
-        std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else 0.0
+        summary = SeedSummary.of(diffs)
+        mean, std = summary.mean, summary.std
         t = mean / (std / math.sqrt(n)) if n > 1 and std > 0 else None
         p = None if t is None else float(2 * stats.t.sf(abs(t), n - 1))
         return cls(tuple(diffs), mean, std, t, n - 1, p, sum(d > 0 for d in diffs))

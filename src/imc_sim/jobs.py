@@ -26,14 +26,21 @@ R = TypeVar("R")
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What one job asks of a Ray worker (run in this process, it runs on ``cpus`` threads)."""
+
+    cpus: int = 1
+    gpus: float = 0.0
+
+
+@dataclass(frozen=True)
 class Job(Generic[R]):
-    """``fn(*args)``, named by ``label`` in errors, asking a Ray worker for ``cpus`` and ``gpus``."""
+    """``fn(*args)``, named by ``label`` in errors, asking a Ray worker for ``resources``."""
 
     fn: Callable[..., R]
     args: tuple[Any, ...]
     label: str
-    cpus: int = 1
-    gpus: float = 0.0
+    resources: Resources = Resources()
 
 
 class JobRunner(ABC):
@@ -119,7 +126,7 @@ class RayRunner(JobRunner):
         for index, job in enumerate(jobs):
             if job.fn not in tasks:  # one remote function per function, exported once
                 tasks[job.fn] = ray.remote(job.fn)
-            ref = tasks[job.fn].options(num_cpus=job.cpus, num_gpus=job.gpus,
+            ref = tasks[job.fn].options(num_cpus=job.resources.cpus, num_gpus=job.resources.gpus,
                                max_retries=self.max_retries).remote(*job.args)
             pending[ref] = index
         try:

@@ -108,7 +108,7 @@ class RayExecutor(Executor):
         refs = self._ship(import_ray(), units)
         jobs = [Job(_run_shipped, (u, refs[u.checkpoint.sha256], refs["dev"]),
                     f"unit {u.key} ({u.checkpoint.spec} on {u.device.profile.name}, seed {u.seed})",
-                    u.resources.cpus, u.resources.gpus) for u in units]
+                    u.resources) for u in units]
         for _, result in self.runner.run(jobs, "sweep"):
             yield result
 

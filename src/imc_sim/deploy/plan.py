@@ -46,6 +46,7 @@ from imc_sim.deploy.digest import sha256_bytes, sha256_json
 from imc_sim.deploy.plan_data import DATA_KEYS, DataRef, load_data, resolve_path
 from imc_sim.devices.profile import DeviceProfile, load_profile
 from imc_sim.errors import ImcSimError
+from imc_sim.jobs import Resources
 from imc_sim.tasks import TaskSpec, task_from_checkpoint
 from imc_sim.units import parse_times
 
@@ -77,14 +78,6 @@ class DeviceRef:
     spec: str
     profile: DeviceProfile
     sha256: str
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What one unit asks of a Ray worker (the in-process executor runs it on ``cpus`` threads)."""
-
-    cpus: int = 1
-    gpus: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -23,20 +23,19 @@ from pathlib import Path
 from imc_sim.atomic import write_atomic
 from imc_sim.checkpoint import save_checkpoint
 from imc_sim.errors import ImcSimError
-from imc_sim.jobs import Job, JobRunner
+from imc_sim.jobs import Job, JobRunner, Resources
 from imc_sim.training.loop import TrainArgs, train
 
 
 @dataclass(frozen=True)
 class TrainJob:
     """One training run: ``args`` (with its seed) -> the checkpoint at ``out``; what a Ray worker
-    is asked for (``cpus`` threads, ``gpus``)."""
+    is asked for (``resources``)."""
 
     name: str
     args: TrainArgs
     out: Path
-    cpus: int = 1
-    gpus: float = 0.0
+    resources: Resources = Resources()
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ def run_training(jobs: Sequence[TrainJob], runner: JobRunner, fresh: bool = Fals
     todo = [job for job in jobs if fresh or not job.out.exists()]
     if todo:
         with runner:
-            work = [Job(checkpoint_bytes, (job.args,), f"training job {job.name}", job.cpus, job.gpus)
+            work = [Job(checkpoint_bytes, (job.args,), f"training job {job.name}", job.resources)
                     for job in todo]
             for index, data in runner.run(work, "train"):
                 write_atomic(todo[index].out, lambda tmp, data=data: tmp.write_bytes(data))

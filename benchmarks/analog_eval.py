@@ -37,6 +37,7 @@ from imc_sim.crossbar.mapping import deploy_model
 from imc_sim.crossbar.rpu_config import build_rpu_config
 from imc_sim.crossbar.tiles import CrossbarLinear
 from imc_sim.deploy.chip import Chip
+from imc_sim.deploy.range_source import set_input_ranges
 from imc_sim.deploy.results import MappingSummary, TimePoint
 from imc_sim.deploy.run import dev_set
 from imc_sim.deploy.sweep import drift_sweep
@@ -68,6 +69,10 @@ def layer_costs(profile_name: str, repeats: int) -> dict[str, float]:
     tile.set_weights(linear.weight.data)
     tile.eval()
     fused = CrossbarLinear(linear, profile, build_family(profile))
+    if fused.static_ranges:  # one DAC range per row tile, calibrated on these inputs
+        fused.begin_calibration()
+        fused(x)
+        fused.end_calibration()
     runs = {"nn.Linear": lambda: linear(x), "aihwkit tile": lambda: tile(x) + linear.bias,
             "imc-sim tile": lambda: fused(x)}
     for fn in runs.values():
@@ -100,6 +105,7 @@ def main() -> None:
     digital_model = copy.deepcopy(loaded.model)
     digital_metric = evaluate(digital_model, batches, loaded.task)
     deployment = deploy_model(loaded.model, profile)
+    set_input_ranges(deployment, loaded, batches, what=str(checkpoint))  # static-range profiles
     print(deployment.describe())
     parts: dict[str, list[float]] = {"program": [], "drift": [], "evaluate": []}
     digital_times: list[float] = []

@@ -73,10 +73,20 @@ def test_schema0_deploy_file_converts(tmp_path):
     assert {k: v for k, v in loaded.to_json().items() if k in old} == old
 
 
-# written before the schema; fig6_gaussian's files have their own schema, fidelity's (experiments/
-# fidelity.py: its own, and its --arms compare files) came after it
-OLD_COMPARE_FILES = sorted(p for p in (REPO / "experiments" / "results").glob("*.json")
-                           if "fig6" not in p.name and not p.name.startswith("fidelity"))
+# the committed results: compare files written before the schema (no schema_version) are read as
+# schema 0; files written since carry schema_version and load as they are; fig6_gaussian's and
+# fidelity's files have their own layouts
+RESULT_FILES = sorted(p for p in (REPO / "experiments" / "results").glob("*.json")
+                      if "fig6" not in p.name and not p.name.startswith("fidelity-"))
+OLD_COMPARE_FILES = [p for p in RESULT_FILES if "schema_version" not in json.loads(p.read_text())]
+NEW_RESULT_FILES = [p for p in RESULT_FILES if p not in OLD_COMPARE_FILES]
+
+
+@pytest.mark.parametrize("path", NEW_RESULT_FILES, ids=lambda p: p.name)
+def test_schema_versioned_experiment_files_load_and_round_trip(path):
+    raw = json.loads(path.read_text())
+    assert raw["schema_version"] == SCHEMA_VERSION
+    assert load_result(path).to_json() == raw
 
 
 @pytest.mark.parametrize("path", OLD_COMPARE_FILES, ids=lambda p: p.name)

@@ -104,7 +104,7 @@ class Int8Variance:
         limb = (var.float() * (CODE_MAX / m)[:, None]).round_().to(torch.int8)
         scale_lo = (m / CODE_MAX).contiguous()
         return cls(torch.ops.onednn.qlinear_prepack(limb, None), scale_lo * 128, scale_lo,
-                   torch.zeros(var.shape[0], dtype=torch.long))
+                   torch.zeros(var.shape[0], dtype=torch.long, device=var.device))
 
     def variance(self, codes_u8: Tensor) -> Tensor:
         """sum_j c_j^2 V_j as float32 [N, out] for the codes ``codes_u8`` ([N, rows] uint8 c + 128)."""

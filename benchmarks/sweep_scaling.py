@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 from imc_sim.atomic import write_text_atomic
@@ -87,7 +88,13 @@ def main() -> None:
             "seeds": args.seeds, "times": args.times, "data_dir": args.data_dir,
             "eval_limit": args.eval_limit, "resources": {"cpus": 1}}))
         plan = load_plan(plan_file)
-        serial, reference = timed_sweep(plan, Path(tmp) / "serial.jsonl", InProcessExecutor(progress=False))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # one thread, as each Ray worker has (Ray sets OMP_NUM_THREADS=1)
+        try:
+            serial, reference = timed_sweep(plan, Path(tmp) / "serial.jsonl",
+                                            InProcessExecutor(progress=False))
+        finally:
+            torch.set_num_threads(threads)
         rows = [row("in-process", 1, serial, reference, None)]
         expected = {(r.unit, r.t_seconds): r.metric for r in reference}
         for k in args.workers:

@@ -27,7 +27,7 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class Resources:
-    """What one job asks of a Ray worker (run in this process, it runs on ``cpus`` threads)."""
+    """What one job asks of a Ray worker (in this process it runs on the process's own threads)."""
 
     cpus: int = 1
     gpus: float = 0.0

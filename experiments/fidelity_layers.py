@@ -38,6 +38,7 @@ from imc_sim.crossbar.input_ranges import Calibration
 from imc_sim.crossbar.rpu_config import build_rpu_config
 from imc_sim.crossbar.streams import ChipStreams, stable_seed
 from imc_sim.crossbar.tiles import CrossbarLinear
+from imc_sim.deploy.results import SeedSummary
 from imc_sim.devices import build_family
 from imc_sim.devices.profile import DeviceProfile, load_profile
 from imc_sim.errors import ImcSimError
@@ -50,10 +51,8 @@ RESOLVED = 3.0  # a difference beyond this many standard errors is not Monte-Car
 
 def mean_and_se(values: Sequence[float]) -> tuple[float, float]:
     """Mean and its standard error (sample std / sqrt(n); 0 for one value)."""
-    n = len(values)
-    mean = sum(values) / n
-    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
-    return mean, (var / n) ** 0.5
+    summary = SeedSummary.of(values)
+    return summary.mean, summary.std / len(values) ** 0.5
 
 
 def ratio_se(a: float, se_a: float, b: float, se_b: float) -> float:

@@ -46,11 +46,8 @@ class PairedStats:
 
     @classmethod
     def of(cls, diffs: Sequence[float]) -> PairedStats:
-        n = len(diffs)
-        if n == 0:
-            raise ValueError("a paired comparison needs at least one difference")
-        summary = SeedSummary.of(diffs)
-        mean, std = summary.mean, summary.std
+        summary = SeedSummary.of(diffs)  # ValueError without a difference
+        n, mean, std = len(diffs), summary.mean, summary.std
         t = mean / (std / math.sqrt(n)) if n > 1 and std > 0 else None
         p = None if t is None else float(2 * stats.t.sf(abs(t), n - 1))
         return cls(tuple(diffs), mean, std, t, n - 1, p, sum(d > 0 for d in diffs))

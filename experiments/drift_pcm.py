@@ -10,6 +10,8 @@ Arms (packaged MiniLM-L6, SST-2, --steps steps, training seeds 0..--train-seeds 
   control that separates the device in the loop from the learned sigma);
 - stochgrasp-pcm-warm: stochgrasp-pcm whose first half of the steps trains without the device
   (``--device-warmup 0.5``: hardware-aware fine-tuning of a digitally trained adapter);
+- grasp-w-pcm-warm: grasp-w-pcm with the same digital warm-up (stochgrasp-pcm-warm's matched
+  control: the same K, parameters, device, drift range and warm-up, sigma = 0);
 - lora-r8: LoRA r = 8 on query/value (the peft library);
 - ahwa-lora-pcm: LoRA r = 8 trained against pcm over 1h..1y (the AHWA-LoRA protocol: aihwkit PCM,
   g_max 25 uS, output noise 0.04, 8-bit DAC/ADC, which is the pcm profile).
@@ -68,6 +70,8 @@ ARMS = {
     "grasp-w-pcm": {"method": "grasp-w", "device": "pcm", "drift": "1h..1y", "method_options": K64},
     "stochgrasp-pcm-warm": {"method": "stochgrasp", "device": "pcm", "drift": "1h..1y",
                             "device_warmup": 0.5, "method_options": {**K64, "sigma_target": "auto"}},
+    "grasp-w-pcm-warm": {"method": "grasp-w", "device": "pcm", "drift": "1h..1y", "device_warmup": 0.5,
+                         "method_options": K64},
     "lora-r8": {"method": "lora", "method_options": {"lora_r": 8, "targets": "query,value"}},
     "ahwa-lora-pcm": {"method": "lora", "device": "pcm", "drift": "1h..1y",
                       "method_options": {"lora_r": 8, "targets": "query,value"}},
@@ -76,7 +80,7 @@ DEVICES = {"pcm": "1s,1h,1d,1w,30d,1y,10y", "reram": "1s,1d,2d", "fefet": "1s,1h
 
 
 STOCH = ("stochgrasp-pcm", "stochgrasp-pcm-warm")
-DETERMINISTIC = ("grasp-w-k64", "grasp-k32", "grasp-w-pcm")
+DETERMINISTIC = ("grasp-w-k64", "grasp-k32", "grasp-w-pcm", "grasp-w-pcm-warm")
 HEADLINE_TIMES = ("1d", "1y")
 
 
@@ -84,12 +88,13 @@ def headline(result: CompareResult, grid: list[ArmCheckpoint]) -> list[Compariso
     """The issue's target on pcm: StochGRASP-pcm (cold, warm) against each deterministic GRASP at
     1 d and 1 y, paired by training seed and chip (printed; returned for the JSON)."""
     arms = by_arm(result, grid)
+    labels = {p.label for p in result.checkpoints[0].points}
     comparisons = []
-    for name in STOCH:
-        for label in HEADLINE_TIMES:
-            for other in DETERMINISTIC:
+    for name in (a for a in STOCH if a in arms):
+        for label in (t for t in HEADLINE_TIMES if t in labels):
+            for i, other in enumerate(a for a in DETERMINISTIC if a in arms):
                 c = compare_arms(arms[name], arms[other], name, other, label)
-                if other == DETERMINISTIC[0]:
+                if i == 0:
                     below = [p.digital_a - p.mean_a for p in c.per_seed]
                     print(f"pcm @ {label}: {name} below its digital by "
                           + ", ".join(f"{100 * b:.2f}" for b in below) + " (per training seed)")
@@ -99,29 +104,43 @@ def headline(result: CompareResult, grid: list[ArmCheckpoint]) -> list[Compariso
     return comparisons
 
 
+def subset(names: str | None, known: dict, option: str) -> list[str]:
+    """The comma-separated ``names`` (all of ``known`` when None), each checked against ``known``."""
+    chosen = names.split(",") if names else list(known)
+    unknown = [n for n in chosen if n not in known]
+    if unknown:
+        raise ImcSimError(f"{option}: unknown {unknown[0]!r} (known: {', '.join(known)})")
+    return chosen
+
+
 def main() -> None:
     parser = common_parser(__doc__.splitlines()[0])
     parser.add_argument("--devices", default=",".join(DEVICES), help="comma-separated subset")
+    parser.add_argument("--arms", help="comma-separated subset of the arms (needs --label)")
+    parser.add_argument("--times", help="drift times for every device, e.g. 1h,1d,1y (needs --label)")
+    parser.add_argument("--label", help="suffix of the results' names, drift_<device>-<tag>-<label>, for a "
+                                        "run narrowed by --arms or --times (checkpoints stay shared)")
     add_grid_options(parser)
     args = parser.parse_args()
-    devices = args.devices.split(",")
-    unknown = [d for d in devices if d not in DEVICES]
-    if unknown:
-        raise ImcSimError(f"--devices: unknown {unknown[0]!r} (known: {', '.join(DEVICES)})")
+    devices = subset(args.devices, DEVICES, "--devices")
+    arms = {a: ARMS[a] for a in subset(args.arms, ARMS, "--arms")}
+    if (args.arms or args.times) and not args.label:
+        raise ImcSimError("--arms and --times need --label, so that the full run's results are not replaced")
     check_grid(args)
     tag = apply_quick(args)
     command = "python experiments/drift_pcm.py " + " ".join(sys.argv[1:])
     runner, executor = grid_runners(args)
     with runner:
-        grid = train_arm_seeds(ARMS, args, tag, runner)
+        grid = train_arm_seeds(arms, args, tag, runner)
         for device in devices:
-            name = f"drift_{device}-{tag}"
-            result = sweep_on_device(name, grid, device, DEVICES[device], args, executor)
+            name = f"drift_{device}-{tag}" + (f"-{args.label}" if args.label else "")
+            result = sweep_on_device(name, grid, device, args.times or DEVICES[device], args, executor)
             extra = ""
             if device == "pcm":
                 comparisons = headline(result, grid)
-                write_json(f"drift_pcm-headline-{tag}", {
-                    "experiment": f"drift_pcm-headline-{tag}", "quick": args.quick, "steps": args.steps,
+                headline_name = name.replace("drift_pcm", "drift_pcm-headline")
+                write_json(headline_name, {
+                    "experiment": headline_name, "quick": args.quick, "steps": args.steps,
                     "device": result.device, "metric_name": result.metric_name,
                     "train_seeds": list(range(args.train_seeds)), "chips": result.seeds,
                     "test": "paired t-test over training seeds of the chip-averaged differences "

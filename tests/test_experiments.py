@@ -88,12 +88,28 @@ def test_drift_experiment_grid_of_training_seeds_and_chips(results_dir, wide_mod
     assert "6 checkpoints: 6 cached, 0 trained now" in capsys.readouterr().out
     assert json.loads((results / "drift_pcm-full.json").read_text()) == pcm
     assert len((results / "sweeps" / "drift_pcm-full.results.jsonl").read_text().splitlines()) == 6 * 2 * 7
+    # a narrowed run: two of the arms at one time, under its own name; the cached checkpoints reused
+    run_script("drift_pcm", monkeypatch, *argv, "--arms", "grasp-w-pcm,stochgrasp-pcm-warm", "--times", "1d",
+               "--label", "narrow")
+    assert "4 checkpoints: 4 cached, 0 trained now" in capsys.readouterr().out
+    narrow = load_result(results / "drift_pcm-full-narrow.json")
+    assert [c.name for c in narrow.checkpoints] == names[2:]
+    assert [p.label for p in narrow.checkpoints[0].points] == ["1d"]
+    same = [r.by_name("grasp-w-pcm-full").at("1d").metrics for r in (narrow, typed)]
+    assert same[0] == same[1]
+    head = json.loads((results / "drift_pcm-headline-full-narrow.json").read_text())
+    assert [(c["arm_a"], c["arm_b"], c["label"]) for c in head["comparisons"]] == [
+        ("stochgrasp-pcm-warm", "grasp-w-pcm", "1d")]
+    assert json.loads((results / "drift_pcm-full.json").read_text()) == pcm
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--train-seeds", "0"], "--train-seeds must be at least 1, got 0"),
     (["--seeds", "0"], "--seeds must be at least 1, got 0"),
     (["--devices", "pcm,memristor"], "--devices: unknown 'memristor'"),
+    (["--arms", "grasp-w-pcm,lora-r4"], "--arms: unknown 'lora-r4'"),
+    (["--arms", "grasp-w-pcm"], "--arms and --times need --label"),
+    (["--times", "1d"], "--arms and --times need --label"),
 ])
 def test_drift_experiment_bad_input_is_one_line(argv, message, results_dir, monkeypatch, capsys):
     drift_pcm = __import__("drift_pcm")

@@ -180,3 +180,27 @@ def test_fefet_read_variance_is_the_device_pair_read_noise():
     noisy = [(g + relative * g * torch.randn(reads, 5, generator=gen)) for g in (g_pos, g_neg)]
     measured = ((noisy[0] - noisy[1]) / span).var(dim=0)
     torch.testing.assert_close(family.read_variance(u), measured, rtol=0.03, atol=0.0)
+
+
+@pytest.mark.parametrize("int8", [True, False])
+def test_a_short_last_row_tile_multiplies_only_its_inputs(int8, monkeypatch):
+    """40 inputs on 32-row tiles: the last row tile has 8 inputs and multiplies only those. Its
+    24 padding rows see zero codes, so the outputs (product, per-read and output noise from the
+    same stream, ADC) are those of the full padded tile, bit for bit."""
+    from imc_sim.crossbar.periphery import TileStack
+
+    profile = load_profile("pcm")
+    profile = dataclasses.replace(profile, periphery=dataclasses.replace(profile.periphery, tile_rows=32))
+    torch.manual_seed(0)
+    linear, x = torch.nn.Linear(40, 12), torch.randn(64, 40)
+    short, padded = crossbar(linear, profile), crossbar(linear, profile)
+    for layer in (short, padded):
+        layer.conv = dataclasses.replace(layer.conv, int8=int8 and int8_product.AVAILABLE)
+    padded._stack = TileStack.build(padded.weights, padded.scales, padded.conv, padded.read_var)
+    assert short.stack.used == (32, 8) and padded.stack.used is None
+    if short.stack.packed is not None:
+        assert short.stack.inputs(torch.zeros(3, 32), 1).shape == (3, 8)
+    with torch.no_grad():
+        ours, full = short(x), padded(x)
+    assert torch.equal(ours, full)
+    assert (ours - linear(x)).abs().mean() > 0  # noise and converters are there

@@ -92,6 +92,11 @@ class TileGrid:
         pad = self.col_tiles * self.cols - self.out_features
         return F.pad(per_column, (0, pad)).view(self.row_tiles, self.col_tiles, self.cols).sum(-1)
 
+    @property
+    def row_sizes(self) -> tuple[int, ...]:
+        """Inputs each row tile really has (the last may hold fewer than ``rows``)."""
+        return tuple(min(self.rows, self.in_features - r * self.rows) for r in range(self.row_tiles))
+
     def valid_rows(self, device: torch.device) -> Tensor:
         """Inputs each row tile really has: [row_tiles] (the last may hold fewer than ``rows``)."""
         starts = torch.arange(self.row_tiles, device=device) * self.rows

@@ -93,25 +93,41 @@ class TileStack:
     """A layer's row tiles: weights [row_tiles, out, rows] in [-1, 1], digital output scales
     [row_tiles, out], the weights as int8 limbs (one per row tile) where the codes are int8 and
     the weights on the CPU, the per-read weight variance where the device has read noise (packed
-    for the int8 product alongside the weights, else bf16), and the IR drop where the profile has it."""
+    for the int8 product alongside the weights, else bf16), the IR drop where the profile has it,
+    and the inputs each row tile really has (``used``). A last row tile with fewer inputs than
+    rows (768 on 512-row tiles: 512 + 256) multiplies only those: its padding rows see zero codes,
+    which add nothing to the product, the read noise's variance or the IR drop's currents."""
 
     weights: Tensor
     scales: Tensor
     packed: tuple[Int8Weights, ...] | None = None
     read_var: Tensor | tuple[Int8Variance, ...] | None = None
     ir_drop: IrDropTiles | None = None
+    used: tuple[int, ...] | None = None  # inputs per row tile; None: every row of every tile
 
     @classmethod
-    def build(cls, weights: Tensor, scales: Tensor, conv: Converters,
-              read_var: Tensor | None = None, ir_drop: IrDrop | None = None) -> TileStack:
+    def build(cls, weights: Tensor, scales: Tensor, conv: Converters, read_var: Tensor | None = None,
+              ir_drop: IrDrop | None = None, used: tuple[int, ...] | None = None) -> TileStack:
         """The stack, packed for the int8 product where the codes fit it and the weights are on
-        the CPU (oneDNN's int8 product is CPU-only)."""
-        int8 = conv.int8 and weights.device.type == "cpu"
-        packed = tuple(Int8Weights.pack(w, 1.0 / conv.step) for w in weights) if int8 else None
+        the CPU (oneDNN's int8 product is CPU-only); ``used``: the inputs of each row tile."""
+        rows = weights.shape[-1]
+        if used is not None and all(n == rows for n in used):
+            used = None
+        n = used or (rows,) * weights.shape[0]
+        packed = None
+        if conv.int8 and weights.device.type == "cpu":
+            packed = tuple(Int8Weights.pack(weights[r, :, : n[r]], 1.0 / conv.step) for r in range(len(n)))
         if read_var is not None:
-            read_var = tuple(Int8Variance.pack(v) for v in read_var) if int8 else read_var.bfloat16()
+            read_var = (read_var.bfloat16() if packed is None
+                        else tuple(Int8Variance.pack(read_var[r, :, : n[r]]) for r in range(len(n))))
         return cls(weights, scales, packed, read_var,
-                   None if ir_drop is None else IrDropTiles.build(ir_drop, weights, packed is not None))
+                   None if ir_drop is None else IrDropTiles.build(ir_drop, weights, packed is not None), used)
+
+    def inputs(self, codes: Tensor, r: int) -> Tensor:
+        """Row tile ``r``'s codes [N, rows] cut to the inputs it really has."""
+        if self.used is None or self.used[r] == codes.shape[1]:
+            return codes
+        return codes[:, : self.used[r]].contiguous()
 
 
 def dac(x: Tensor, row_tiles: int, conv: Converters, as_uint8: bool) -> tuple[Tensor, Tensor | None]:
@@ -162,7 +178,7 @@ def _read_noise_var(codes: Tensor, stack: TileStack, r: int) -> Tensor | None:
         return None
     if isinstance(stack.read_var, tuple):
         return stack.read_var[r].variance(codes)
-    return torch.mm(codes.square().bfloat16(), stack.read_var[r].T).float()
+    return torch.mm(codes.square().bfloat16(), stack.read_var[r, :, : codes.shape[1]].T).float()
 
 
 def adc_and_scales(y: Tensor, y_scale: float, sd: float | epilogue.ElementStd, scale: Tensor | None,
@@ -182,13 +198,14 @@ def row_tile_mvm(codes: Tensor, scale: Tensor | None, stack: TileStack, r: int, 
                  col_scale: Tensor, out: Tensor | None, bias: Tensor | None, stream: Stream) -> Tensor:
     """Row tile ``r`` on its codes [N, rows] (see :func:`row_tile_codes`): product less the IR
     drop, then :func:`adc_and_scales`; noise from ``stream``."""
+    used = stack.inputs(codes, r)
     if stack.packed is not None:
-        y, y_scale = stack.packed[r].product(codes), 1.0
+        y, y_scale = stack.packed[r].product(used), 1.0
     else:
-        y, y_scale = torch.mm(codes, stack.weights[r].T), 1.0 / conv.step
+        y, y_scale = torch.mm(used, stack.weights[r, :, : used.shape[1]].T), 1.0 / conv.step
     if stack.ir_drop is not None:  # code-weight units, y in units of 1 / (y_scale q)
         y.sub_(stack.ir_drop.drop(codes, r), alpha=1.0 / (y_scale * conv.step))
-    sd = noise_std(_read_noise_var(codes, stack, r), conv)
+    sd = noise_std(_read_noise_var(used, stack, r), conv)
     return adc_and_scales(y, y_scale, sd, scale, conv, col_scale, out, bias, stream)
 
 

@@ -196,7 +196,8 @@ class CrossbarLinear(nn.Module):
     def stack(self) -> TileStack:
         """The forward's tiles (int8 limbs packed on the CPU), rebuilt after a change."""
         if self._stack is None:
-            self._stack = TileStack.build(self.weights, self.scales, self.conv, self.read_var, self.ir_drop)
+            self._stack = TileStack.build(self.weights, self.scales, self.conv, self.read_var, self.ir_drop,
+                                          self.grid.row_sizes)
         return self._stack
 
     def _set_state(self, u: Tensor, scales: Tensor) -> None:

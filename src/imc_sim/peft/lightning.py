@@ -2,18 +2,19 @@
 
 Every Linear layer inside the transformer blocks (what ``imc-sim deploy`` puts on tiles) becomes an
 aihwkit-lightning ``AnalogLinear`` and the whole model is fine-tuned (full fine-tuning, the task
-head and the learned input ranges included). In a training forward each analog layer computes
+head and the learned input ranges included). Before every training step each layer's weights are
+clipped, W <- clamp(W, -c s_col, c s_col) (s_col the std of each output column's weights), and in
+a training forward each row tile k of a layer (T tiles of at most ``tile_rows`` inputs) computes
 
-    r      = its learned input range per row tile (initialised from the first batches as
-             init_std x std(x), then learned by its straight-through gradient with a decay)
-    x_q    = DAC(clamp(x, -r, r))                          8 bits over [-r, r]
-    W_c    = clamp(W, -c sigma_col, c sigma_col)            before every step (sigma_col: the std
-                                                            of each output's weights)
-    W_n    = W_c + weight_noise x max|W_c[col]| x N(0, 1)   fresh noise every forward
-    y      = ADC(x_q W_n^T + out_noise x r x max|W_c[col]| x N(0, 1)) + b
-             (8 bits over +-out_bound x r x max|W_c[col]|)
+    r_k    = its learned input range (the mean of init_std x std(x) over the first batches, then
+             learned by its straight-through gradient, with a decay while few inputs clip)
+    x_q    = DAC(clamp(x_k, -r_k, r_k))                       8 bits over [-r_k, r_k]
+    m_col  = max |W_k[col]|
+    W_n    = W_k + weight_noise x m_col x N(0, 1)             fresh noise every forward
+    y_k    = ADC(x_q W_n^T + out_noise x r_k x m_col / sqrt(T) x N(0, 1))
+             (8 bits over +-out_bound x r_k x m_col)
 
-and the gradient is the straight-through one of the library. Evaluation keeps the converters and
+and y = sum_k y_k + b; the gradient is the library's straight-through one. Evaluation keeps the converters and
 drops the noise. The checkpoint is an ordinary ``full`` one: the digital weights after a last
 clip, loadable and deployable without the package (:meth:`Lightning.export` in
 :mod:`imc_sim.peft.methods`). The learned input ranges are not kept: pcm deploys with abs-max

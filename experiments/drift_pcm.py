@@ -15,6 +15,8 @@ Arms (packaged MiniLM-L6, SST-2, --steps steps, training seeds 0..--train-seeds 
 - lora-r8: LoRA r = 8 on query/value (the peft library);
 - ahwa-lora-pcm: LoRA r = 8 trained against pcm over 1h..1y (the AHWA-LoRA protocol: aihwkit PCM,
   g_max 25 uS, output noise 0.04, 8-bit DAC/ADC, which is the pcm profile).
+- lightning-pcm: the field's AHWA recipe, full fine-tuning with aihwkit-lightning at pcm-like
+  settings (needs ``pip install imc-sim[lightning]``; src/imc_sim/peft/lightning.py).
 Every checkpoint (arm x training seed) deployed on pcm at 1s 1h 1d 1w 30d 1y 10y, reram at 1s 1d
 2d, fefet at 1s 1h 1d 1w 30d 1y 10y, on the same --seeds chips each (a resumable sweep per device).
 Training jobs and sweep units run in this process, or with --ray as tasks on a local Ray.
@@ -75,6 +77,7 @@ ARMS = {
     "lora-r8": {"method": "lora", "method_options": {"lora_r": 8, "targets": "query,value"}},
     "ahwa-lora-pcm": {"method": "lora", "device": "pcm", "drift": "1h..1y",
                       "method_options": {"lora_r": 8, "targets": "query,value"}},
+    "lightning-pcm": {"method": "lightning"},
 }
 DEVICES = {"pcm": "1s,1h,1d,1w,30d,1y,10y", "reram": "1s,1d,2d", "fefet": "1s,1h,1d,1w,30d,1y,10y"}
 

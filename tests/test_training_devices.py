@@ -15,7 +15,8 @@ from imc_sim.peft.stochgrasp import StochGraspLayer
 from imc_sim.training.device_aware import DeviceSampler, DeviceTraining
 
 GROUPED = ("grasp", "grasp-w", "stochgrasp")
-METHOD_OPTIONS = {name: {"k": 4} if name in GROUPED else {} for name in METHODS}
+# lightning: an optional extra whose training forward reads values (tests/test_lightning_arm.py)
+METHOD_OPTIONS = {name: {"k": 4} if name in GROUPED else {} for name in METHODS if name != "lightning"}
 METHOD_OPTIONS["stochgrasp-weights"] = {"k": 4, "sampling": "weights"}
 
 

@@ -7,6 +7,7 @@ plain Hugging Face model. LoRA and IA3 come from the Hugging Face ``peft`` libra
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -16,6 +17,7 @@ from torch import nn
 from imc_sim.errors import ImcSimError
 from imc_sim.peft.grasp import GraspConfig, attach_grasp
 from imc_sim.peft.inject import freeze_all_but, merge_adapters
+from imc_sim.peft.lightning import LightningRecipe, attach_lightning, merge_lightning, require_lightning
 from imc_sim.peft.stochgrasp import StochGraspConfig, attach_stochgrasp, sigma_penalty
 
 FLAGS = {"learn_scale": "--no-scale", "learn_shift": "--no-shift"}
@@ -72,6 +74,11 @@ class Method:
 
     def merge(self, model: nn.Module) -> nn.Module:
         return merge_adapters(model)
+
+    def export(self, model: nn.Module, config: dict[str, Any]) -> tuple[str, dict[str, Any], nn.Module]:
+        """What a checkpoint of the trained ``model`` stores: the method that rebuilds it, that
+        method's config, and the model whose trainable parameters are saved (this one itself)."""
+        return self.name, config, model
 
 
 class Grasp(Method):
@@ -136,6 +143,27 @@ class Full(Method):
         return model
 
 
+class Lightning(Method):
+    """aihwkit-lightning's hardware-aware full fine-tuning (:mod:`imc_sim.peft.lightning`), saved
+    as a ``full`` checkpoint of the clipped digital weights whose config is the recipe."""
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        require_lightning()
+        super().check_options(options)
+
+    def build_config(self, options: dict[str, Any]) -> dict[str, Any]:
+        return asdict(LightningRecipe())
+
+    def attach(self, model: nn.Module, config: dict[str, Any]) -> nn.Module:
+        return attach_lightning(model, config)
+
+    def merge(self, model: nn.Module) -> nn.Module:
+        return merge_lightning(model)
+
+    def export(self, model: nn.Module, config: dict[str, Any]) -> tuple[str, dict[str, Any], nn.Module]:
+        return "full", config, merge_lightning(copy.deepcopy(model))
+
+
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
@@ -149,6 +177,8 @@ METHODS: dict[str, Method] = {
         PeftLibrary("ia3", "(IA)^3 via Hugging Face peft"),
         BitFit("bitfit", "BitFit: biases only"),
         Full("full", "full fine-tuning"),
+        Lightning("lightning", "hardware-aware full fine-tuning with aihwkit-lightning (AHWA recipe, "
+                  "pcm-like; pip install imc-sim[lightning])"),
     )
 }
 

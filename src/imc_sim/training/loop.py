@@ -28,7 +28,7 @@ from imc_sim.training.precision import Precision
 from imc_sim.units import parse_time_range
 
 DEFAULT_LR = {"grasp": 5e-3, "grasp-w": 3e-4, "stochgrasp": 3e-4, "lora": 5e-4, "ia3": 5e-3,
-              "bitfit": 1e-3, "full": 3e-5}
+              "bitfit": 1e-3, "full": 3e-5, "lightning": 3e-5}
 """Learning rate per method when ``--lr`` is not given (few-parameter methods take larger steps)."""
 DEVICE_METHODS = ("grasp", "grasp-w", "stochgrasp", "lora")
 """Methods that ``--device`` trains device-aware (their programmed weights have a closed form)."""
@@ -264,18 +264,19 @@ def _train(args: TrainArgs, progress: bool) -> TrainResult:
         "torch_device": str(run.torch_device),
         "mixed_precision": args.mixed_precision,
     }
+    saved_method, saved_config, saved_model = run.method.export(run.model, run.config)
     payload = {
         "base_model": run.backbone.reference,
         "base_fingerprint": run.base_print,
         "task": run.task.name,
         "labels": list(run.task.labels),
         "task_spec": task_record(run.task),
-        "method": args.method,
-        "config": run.config,
+        "method": saved_method,
+        "config": saved_config,
         "seed": args.seed,
         "metrics": metrics,
         "train_args": {k: v for k, v in asdict(args).items() if k != "method_options"},
-        "state": trainable_state(run.model),
+        "state": trainable_state(saved_model),
     }
     ranges = run.device.stored_ranges() if run.device is not None else None
     if ranges is not None:

@@ -18,14 +18,12 @@ from imc_sim.errors import ImcSimError
 from imc_sim.peft.grouping import eq2_group_sizes, expand, group_index, layer_seed, noise_generator
 from imc_sim.peft.inject import AdapterLayer
 from imc_sim.peft.stochgrasp.config import StochGraspConfig
+from imc_sim.peft.stochgrasp.output_noise import OutputNoiseLinear
 from imc_sim.peft.targets import in_out_features, linear_forward, weight_in_out, with_weights
 
 SIGMA_FLOOR = 1e-6
 """sigma = |s| + SIGMA_FLOOR: strictly positive, and additive steps under Adam (a softplus at the
 paper's sigma ~ 0.003 would turn every step into a ~0.3 % relative change and barely move sigma)."""
-
-VARIANCE_FLOOR = 1e-30
-"""Lower bound of an output's variance before its square root (an all-zero input row)."""
 
 EVAL_MODES = ("mean", "sample", "inject")
 
@@ -118,29 +116,12 @@ class StochGraspLayer(AdapterLayer):
         """(W + dW, b) for this forward pass (dW as :meth:`delta`)."""
         return weight_in_out(self.base) + self.delta(), self.base.bias
 
-    def output_perturbation(self, x: torch.Tensor) -> torch.Tensor:
-        """x dW for a fresh dW per token and output, without materialising dW:
-        (x_r mu)[g(j)] + sqrt((x_r^2 sigma^2)[g(j)]) eps, eps ~ N(0, 1) per token and output.
-        The variance is computed in fp32 (sigma^2 ~ 1e-5 underflows fp16)."""
-        shared = self.mu.shape[0] == 1
-        rows_in = x.sum(-1, keepdim=True) if shared else x
-        shift = expand(rows_in @ self.mu.to(x.dtype), self.group)
-        sigma = self.sigma
-        if sigma is None:
-            return shift
-        with torch.autocast(x.device.type, enabled=False):  # the variance in fp32 at least
-            dtype = torch.promote_types(x.dtype, torch.float32)
-            square = x.to(dtype).square()
-            var = (square.sum(-1, keepdim=True) if shared else square) @ sigma.to(dtype).square()
-            std = expand(var.clamp_min(VARIANCE_FLOOR).sqrt(), self.group)
-            eps = torch.randn(std.shape, generator=self.generator(), device=std.device,
-                              dtype=std.dtype)
-            return torch.addcmul(shift, std, eps)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and self.sampling == "outputs":
-            out = self.base(x)
-            return out + self.output_perturbation(x).to(out.dtype)
+            sigma = self.sigma
+            generator = None if sigma is None else self.generator()
+            return OutputNoiseLinear.apply(x, weight_in_out(self.base), self.base.bias, self.mu, sigma,
+                                           self.group, generator)
         return linear_forward(self.base, x, self.effective_weight()[0])
 
     def penalty(self, sigma_target: float) -> torch.Tensor:

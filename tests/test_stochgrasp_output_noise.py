@@ -1,0 +1,144 @@
+"""StochGRASP's fused output-sampled forward (peft/stochgrasp/output_noise.py) against the explicit
+reference: the perturbed weight W + mu_hat materialised, the noise sqrt(x_r^2 sigma^2)[g(j)] eps
+from the same stream, everything through plain autograd, in double precision."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from imc_sim.peft.stochgrasp import StochGraspConfig, StochGraspLayer
+from imc_sim.peft.stochgrasp.output_noise import OutputNoiseLinear
+
+D_IN, D_OUT, K = 6, 10, 3
+
+
+def randn(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def reference(x, weight, bias, mu, sigma, group, seed):
+    """y = x (W + mu_hat) + b + sqrt(x_r^2 sigma^2)[g] eps with eps = randn(seed): no fusion."""
+    mu_hat = mu.expand(D_IN, -1)[:, group]                       # [D_IN, D_OUT], mu[f(i), g(j)]
+    out = x @ (weight + mu_hat) + bias
+    if sigma is None:
+        return out
+    sigma_hat = sigma.expand(D_IN, -1)[:, group]
+    std = (x.square() @ sigma_hat.square()).sqrt()                # sum_i x_i^2 sigma[f(i), g(j)]^2
+    eps = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype)
+    return out + std * eps
+
+
+def inputs(rows: int, stochastic: bool = True):
+    """x [2, 4, D_IN], W, b, mu, sigma (None for the deterministic variant), all double, all leaves."""
+    sigma = (0.02 + 0.05 * randn(rows, K, seed=5).abs()) if stochastic else None
+    tensors = [randn(2, 4, D_IN, seed=1), 0.3 * randn(D_IN, D_OUT, seed=2), randn(D_OUT, seed=3),
+               0.05 * randn(rows, K, seed=4), sigma]
+    return [None if t is None else t.requires_grad_() for t in tensors]
+
+
+GROUP = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 2])
+
+
+def fused(x, weight, bias, mu, sigma, seed=9):
+    generator = None if sigma is None else torch.Generator().manual_seed(seed)
+    return OutputNoiseLinear.apply(x, weight, bias, mu, sigma, GROUP, generator)
+
+
+@pytest.mark.parametrize("rows", [D_IN, 1])
+@pytest.mark.parametrize("stochastic", [True, False])
+def test_forward_and_every_gradient_equal_the_materialised_reference(rows, stochastic):
+    """Same eps stream: the same outputs, and the same gradients of x, W, b, mu and sigma."""
+    args = inputs(rows, stochastic)
+    upstream = randn(2, 4, D_OUT, seed=8)
+    got = fused(*args)
+    want = reference(*args, GROUP, 9)
+    torch.testing.assert_close(got, want)
+    for g, w in zip(torch.autograd.grad((got * upstream).sum(), [a for a in args if a is not None]),
+                    torch.autograd.grad((want * upstream).sum(), [a for a in args if a is not None]),
+                    strict=True):
+        torch.testing.assert_close(g, w)
+
+
+@pytest.mark.parametrize("rows", [D_IN, 1])
+def test_gradcheck_in_every_input(rows):
+    """Finite differences in x, W, b, mu and sigma, the generator restarted at every call."""
+    assert torch.autograd.gradcheck(fused, tuple(inputs(rows)))
+
+
+def test_gradients_only_where_asked():
+    x, weight, bias, mu, sigma = inputs(D_IN)
+    weight.requires_grad_(False)
+    bias.requires_grad_(False)
+    out = fused(x.detach(), weight, bias, mu, sigma)
+    grad_mu, grad_sigma = torch.autograd.grad(out.sum(), [mu, sigma])
+    assert grad_mu.shape == mu.shape and grad_sigma.shape == sigma.shape
+
+
+def test_a_floored_variance_passes_no_gradient_to_sigma():
+    """An all-zero token has variance 0 (floored before the square root): finite gradients, and
+    that token contributes nothing to sigma's gradient."""
+    x, weight, bias, mu, sigma = inputs(D_IN)
+    x = x.detach().clone()
+    x[0, 0] = 0.0
+    (grad_zero,) = torch.autograd.grad(fused(x[:1, :1], weight, bias, mu, sigma).sum(), [sigma])
+    assert torch.equal(grad_zero, torch.zeros_like(grad_zero))
+    grads = torch.autograd.grad(fused(x, weight, bias, mu, sigma).sum(), [mu, sigma])
+    assert all(torch.isfinite(g).all() for g in grads)
+
+
+def layer_with(rows: str) -> StochGraspLayer:
+    base = nn.Linear(D_IN, D_OUT).double()
+    layer = StochGraspLayer(base, "l", StochGraspConfig(k=K, rows=rows)).double().train()
+    with torch.no_grad():
+        layer.mu.copy_(0.05 * randn(*layer.mu.shape, seed=4))
+        layer.sigma_raw.copy_(0.02 + 0.05 * randn(*layer.sigma_raw.shape, seed=5).abs())
+    return layer
+
+
+@pytest.mark.parametrize("rows", ["rows", "shared"])
+def test_the_layer_draws_its_noise_from_its_own_stream_in_the_reference_order(rows):
+    """The layer's training forward equals the reference fed with the layer's noise seed: eps is
+    one randn of the output's shape from the layer's generator, as before the fusion."""
+    layer = layer_with(rows)
+    x = randn(2, 4, D_IN, seed=1)
+    want = reference(x, layer.base.weight.T, layer.base.bias, layer.mu, layer.sigma, layer.group,
+                     layer.noise_seed)
+    torch.testing.assert_close(layer(x), want)
+
+
+def test_moments_of_the_outputs_over_many_tokens():
+    """Many copies of one token: per output, the sample mean and variance match x (W + mu_hat) + b
+    and sum_i x_i^2 sigma_hat_ij^2 within 5 Monte-Carlo errors; a wrong group map, a missing square
+    or a noise scaled by sigma instead of sigma^2 under the root would each fail."""
+    n = 6000
+    layer = layer_with("rows")
+    x = randn(1, D_IN, seed=6)
+    with torch.no_grad():
+        draws = layer(x.expand(n, -1))
+        mu_hat, sigma_hat = layer.mu[:, layer.group], layer.sigma[:, layer.group]
+        mean = x @ (layer.base.weight.T + mu_hat) + layer.base.bias
+        var = x.square() @ sigma_hat.square()
+    assert ((draws.mean(0) - mean).abs() < 5 * (var / n).sqrt()).all()
+    assert ((draws.var(0) - var).abs() < 5 * var * (2 / (n - 1)) ** 0.5).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_runs_the_product_in_autocasts_dtype_and_keeps_the_noise(dtype):
+    """Under CPU autocast the output is in autocast's dtype, the same as the fp32 forward up to its
+    rounding, and the gradients come back in each parameter's own dtype (fp32)."""
+    torch.manual_seed(0)
+    layer = StochGraspLayer(nn.Linear(D_IN, D_OUT), "l", StochGraspConfig(k=K)).train()
+    with torch.no_grad():
+        layer.sigma_raw.fill_(0.05)
+    x = torch.randn(3, D_IN, requires_grad=True)
+    full = layer(x)
+    layer._generator = None  # the same eps again
+    with torch.autocast("cpu", dtype=dtype):
+        low = layer(x)
+    assert low.dtype == dtype
+    torch.testing.assert_close(low.float(), full, atol=2e-2, rtol=2e-2)
+    low.float().sum().backward()
+    for p in (x, layer.mu, layer.sigma_raw):
+        assert p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all()

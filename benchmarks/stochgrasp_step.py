@@ -3,9 +3,10 @@
 The training-step part of ``gpu_scale.py`` alone: the same randomly initialised model, batches and
 method options (``gpu_scale.METHODS``), every arm prepared once, then ``--rounds`` rounds of one
 step per arm in turn, so that a busier stretch of a shared machine weighs on every arm alike.
-Prints each arm's median step and its ratio to LoRA's median, and the median of the per-round
-ratios. ``--profile`` instead runs ``--steps`` profiled steps of the first arm under
-torch.profiler and prints its operator table (self CPU time).
+Prints each arm's median step, wall-clock and process CPU time (the latter less sensitive to other
+load on a shared machine), its ratio to LoRA's median and the median of the per-round ratios.
+``--profile`` instead runs ``--steps`` profiled steps of the first arm under torch.profiler and
+prints its operator table (self CPU time).
 
     python benchmarks/stochgrasp_step.py --shape minilm --threads 1
     python benchmarks/stochgrasp_step.py --arms stochgrasp --profile --steps 2
@@ -70,22 +71,26 @@ def main() -> None:
                 step(data[i % len(data)])
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
         return
-    times: dict[str, list[float]] = {name: [] for name in arms}
+    wall: dict[str, list[float]] = {name: [] for name in arms}
+    cpu: dict[str, list[float]] = {name: [] for name in arms}
     for r in range(args.rounds):
         for name, step in arms.items():
-            times[name].append(timed(lambda step=step, r=r: step(data[r % len(data)]), device))
-    lora = times.get("lora")
+            start = time.process_time()
+            wall[name].append(timed(lambda step=step, r=r: step(data[r % len(data)]), device))
+            cpu[name].append(time.process_time() - start)
     with open("/proc/loadavg") as f:
-        load = f.read().split()[:3]
-    print(f"threads {torch.get_num_threads()}, load average {' '.join(load)}, {time.strftime('%H:%M:%S')}")
-    for name, t in times.items():
-        line = f"{name:12s} median {statistics.median(t):.3f} s"
-        if lora is not None:
-            per_round = statistics.median(a / b for a, b in zip(t, lora, strict=True))
-            line += (f"  {statistics.median(t) / statistics.median(lora):.2f} x LoRA"
-                     f"  (median per-round ratio {per_round:.2f})")
-        print(line)
-
+        load = " ".join(f.read().split()[:3])
+    print(f"threads {torch.get_num_threads()}, batch {args.batch} x {args.seq}, {args.rounds} rounds, "
+          f"load average at the end {load}")
+    for clock, times in (("wall", wall), ("CPU", cpu)):
+        for name, t in times.items():
+            line = f"{name:12s} {clock:4s} median {statistics.median(t):.3f} s"
+            if "lora" in times:
+                lora = times["lora"]
+                per_round = statistics.median(a / b for a, b in zip(t, lora, strict=True))
+                line += (f"  {statistics.median(t) / statistics.median(lora):.2f} x LoRA"
+                         f"  (median per-round ratio {per_round:.2f})")
+            print(line)
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,7 @@
 """StochGRASP's fused output-sampled forward (peft/stochgrasp/output_noise.py) against the explicit
 reference: the perturbed weight W + mu_hat materialised, the noise sqrt(x_r^2 sigma^2)[g(j)] eps
-from the same stream, everything through plain autograd, in double precision."""
+from the same stream, everything through plain autograd, in double precision; and the layer's
+noise stream (peft/stochgrasp/noise.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from imc_sim.peft.stochgrasp import StochGraspConfig, StochGraspLayer
+from imc_sim.peft.stochgrasp.noise import CHUNK, NoiseStream
 from imc_sim.peft.stochgrasp.output_noise import OutputNoiseLinear
 
 D_IN, D_OUT, K = 6, 10, 3
@@ -19,14 +21,15 @@ def randn(*shape: int, seed: int = 0) -> torch.Tensor:
 
 
 def reference(x, weight, bias, mu, sigma, group, seed):
-    """y = x (W + mu_hat) + b + sqrt(x_r^2 sigma^2)[g] eps with eps = randn(seed): no fusion."""
+    """y = x (W + mu_hat) + b + sqrt(x_r^2 sigma^2)[g] eps, eps the first draw of a stream seeded
+    with ``seed``: no fusion."""
     mu_hat = mu.expand(D_IN, -1)[:, group]                       # [D_IN, D_OUT], mu[f(i), g(j)]
     out = x @ (weight + mu_hat) + bias
     if sigma is None:
         return out
     sigma_hat = sigma.expand(D_IN, -1)[:, group]
     std = (x.square() @ sigma_hat.square()).sqrt()                # sum_i x_i^2 sigma[f(i), g(j)]^2
-    eps = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype)
+    eps = NoiseStream(seed, out.device).normal(out.shape, out.dtype)
     return out + std * eps
 
 
@@ -42,8 +45,8 @@ GROUP = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 2])
 
 
 def fused(x, weight, bias, mu, sigma, seed=9):
-    generator = None if sigma is None else torch.Generator().manual_seed(seed)
-    return OutputNoiseLinear.apply(x, weight, bias, mu, sigma, GROUP, generator)
+    noise = None if sigma is None else NoiseStream(seed, x.device)
+    return OutputNoiseLinear.apply(x, weight, bias, mu, sigma, GROUP, noise)
 
 
 @pytest.mark.parametrize("rows", [D_IN, 1])
@@ -63,7 +66,7 @@ def test_forward_and_every_gradient_equal_the_materialised_reference(rows, stoch
 
 @pytest.mark.parametrize("rows", [D_IN, 1])
 def test_gradcheck_in_every_input(rows):
-    """Finite differences in x, W, b, mu and sigma, the generator restarted at every call."""
+    """Finite differences in x, W, b, mu and sigma, the noise stream restarted at every call."""
     assert torch.autograd.gradcheck(fused, tuple(inputs(rows)))
 
 
@@ -100,7 +103,7 @@ def layer_with(rows: str) -> StochGraspLayer:
 @pytest.mark.parametrize("rows", ["rows", "shared"])
 def test_the_layer_draws_its_noise_from_its_own_stream_in_the_reference_order(rows):
     """The layer's training forward equals the reference fed with the layer's noise seed: eps is
-    one randn of the output's shape from the layer's generator, as before the fusion."""
+    the next draw of the output's shape from the layer's stream."""
     layer = layer_with(rows)
     x = randn(2, 4, D_IN, seed=1)
     want = reference(x, layer.base.weight.T, layer.base.bias, layer.mu, layer.sigma, layer.group,
@@ -134,7 +137,7 @@ def test_autocast_runs_the_product_in_autocasts_dtype_and_keeps_the_noise(dtype)
         layer.sigma_raw.fill_(0.05)
     x = torch.randn(3, D_IN, requires_grad=True)
     full = layer(x)
-    layer._generator = None  # the same eps again
+    layer._noise = None  # the same eps again
     with torch.autocast("cpu", dtype=dtype):
         low = layer(x)
     assert low.dtype == dtype
@@ -142,3 +145,37 @@ def test_autocast_runs_the_product_in_autocasts_dtype_and_keeps_the_noise(dtype)
     low.float().sum().backward()
     for p in (x, layer.mu, layer.sigma_raw):
         assert p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all()
+
+
+def draw(seed: int, n: int, shape: tuple[int, ...], threads: int) -> list[torch.Tensor]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        stream = NoiseStream(seed, torch.device("cpu"))
+        return [stream.normal(shape, torch.float32) for _ in range(n)]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_noise_stream_is_the_same_on_any_thread_count_and_fresh_every_draw():
+    """A draw of 2.5 chunks: the same numbers on 1 and 2 threads; draws, chunks and seeds differ."""
+    shape = (5, CHUNK // 2)
+    one, two = draw(3, 2, shape, 1), draw(3, 2, shape, 2)
+    for a, b in zip(one, two, strict=True):
+        assert torch.equal(a, b)
+    first, second = one
+    assert not torch.equal(first, second)
+    chunks = first.view(-1).split(CHUNK)
+    assert not torch.equal(chunks[0][:1000], chunks[1][:1000])
+    assert not torch.equal(draw(4, 1, shape, 1)[0], first)
+
+
+def test_noise_stream_draws_standard_normals():
+    """Mean 0, variance 1 and no correlation between neighbours, chunk borders included, to within
+    5 standard errors over 2.5 M numbers."""
+    x = draw(0, 1, (5, CHUNK // 2), 2)[0].view(-1).double()
+    n = x.numel()
+    assert abs(x.mean()) < 5 / n ** 0.5
+    assert abs(x.var() - 1) < 5 * (2 / n) ** 0.5
+    assert abs((x[1:] * x[:-1]).mean()) < 5 / n ** 0.5
+    assert abs((x[CHUNK:2 * CHUNK] * x[:CHUNK]).mean()) < 5 / CHUNK ** 0.5

@@ -35,10 +35,11 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
 
 
 class OutputNoiseLinear(torch.autograd.Function):
-    """y = x (W + mu_hat) + b [+ std eps] (module docstring); sigma None gives the mean only."""
+    """y = x (W + mu_hat) + b [+ std eps] (module docstring), eps the next draw of ``noise`` (a
+    :class:`NoiseStream` on x's device); sigma None gives the mean only."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, mu, sigma, group, generator):  # noqa: D102 - the class says it
+    def forward(ctx, x, weight, bias, mu, sigma, group, noise):  # noqa: D102 - the class says it
         d_in, d_out = weight.shape
         k = mu.shape[1]
         dtype = compute_dtype(x)
@@ -55,7 +56,7 @@ class OutputNoiseLinear(torch.autograd.Function):
                 sigma_sq = sigma.to(wide).square()
                 var = rows_sq @ sigma_sq
                 std = var.clamp_min(VARIANCE_FLOOR).sqrt()
-                eps = torch.randn(out.shape, generator=generator, device=out.device, dtype=wide)
+                eps = noise.normal(out.shape, wide)
                 out.addcmul_(std.index_select(1, group), eps)
                 saved += [rows_sq, sigma, sigma_sq, var, std, eps]
         ctx.save_for_backward(*saved)

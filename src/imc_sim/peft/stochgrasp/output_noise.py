@@ -74,8 +74,6 @@ class OutputNoiseLinear(torch.autograd.Function):
         gy = grad_out.reshape(-1, w_eff.shape[1])
         rows_in = x2d.to(wide).sum(-1, keepdim=True) if mu.shape[0] == 1 else x2d.to(wide)
         grad_x = grad_w = grad_b = grad_mu = grad_sigma = None
-        if need_x:
-            grad_x = (gy.to(w_eff.dtype) @ w_eff.T).to(wide)
         if need_mu:
             grad_mu = (rows_in.T @ group_sum(gy, group, k, wide)).to(mu.dtype)
         if ctx.stochastic and (need_x or need_sigma):
@@ -84,8 +82,15 @@ class OutputNoiseLinear(torch.autograd.Function):
             per_var.masked_fill_(var < VARIANCE_FLOOR, 0.0)
             if need_sigma:
                 grad_sigma = ((rows_sq.T @ per_var) * (2 * sigma.to(wide))).to(sigma.dtype)
-            if need_x:
-                grad_x.addcmul_(x2d, per_var @ sigma_sq.T, value=2)
+            if need_x:  # 2 x (V sigma^2^T) + dL/dy W_eff^T, the latter added by the GEMM itself
+                grad_x = (per_var @ sigma_sq.T.expand(-1, x2d.shape[1])).mul_(x2d)  # [T, D_in]
+                through_w = gy.to(w_eff.dtype)
+                if w_eff.dtype == wide:
+                    grad_x.addmm_(through_w, w_eff.T, beta=2)
+                else:  # autocast: the product in autocast's dtype, the sum in fp32
+                    grad_x.mul_(2).add_(through_w @ w_eff.T)
+        elif need_x:
+            grad_x = gy.to(w_eff.dtype) @ w_eff.T
         if need_w:
             grad_w = (x2d.to(wide).T @ gy.to(wide)).to(ctx.weight_dtype)
         if need_b:

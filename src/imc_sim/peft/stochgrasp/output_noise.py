@@ -72,9 +72,9 @@ class OutputNoiseLinear(torch.autograd.Function):
         group, k = ctx.group, ctx.k
         wide = torch.promote_types(x2d.dtype, torch.float32)
         gy = grad_out.reshape(-1, w_eff.shape[1])
-        rows_in = x2d.to(wide).sum(-1, keepdim=True) if mu.shape[0] == 1 else x2d.to(wide)
         grad_x = grad_w = grad_b = grad_mu = grad_sigma = None
         if need_mu:
+            rows_in = x2d.to(wide).sum(-1, keepdim=True) if mu.shape[0] == 1 else x2d.to(wide)
             grad_mu = (rows_in.T @ group_sum(gy, group, k, wide)).to(mu.dtype)
         if ctx.stochastic and (need_x or need_sigma):
             rows_sq, sigma, sigma_sq, var, std, eps = ctx.saved_tensors[3:]

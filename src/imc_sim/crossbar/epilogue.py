@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from imc_sim.crossbar.streams import Stream
-from imc_sim.crossbar.threads import split_rows
+from imc_sim.threads import split_rows
 
 
 def _load() -> ctypes.CDLL | None:

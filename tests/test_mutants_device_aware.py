@@ -310,3 +310,22 @@ def test_model_without_blocks_message_is_exact():
                                           "device-aware$"):
         DeviceTraining(torch.nn.Sequential(torch.nn.Linear(4, 4)), load_profile("pcm"), (1.0, 1.0))
 
+
+
+def test_sampler_moves_its_tables_to_the_weights_device(monkeypatch):
+    """Tables measured on the CPU follow the weights to a (fake) CUDA device: any op mixing the
+    two devices raises under fake CUDA."""
+    from fake_cuda import fake_cuda
+
+    from imc_sim.crossbar import streams
+
+    pcm = load_profile("pcm")
+    real = MomentTables.measure(pcm, [YEAR])
+    # a CUDA generator cannot be made on a CPU build; fake tensors take a CPU one
+    monkeypatch.setattr(streams, "generator", lambda device, seed: torch.Generator().manual_seed(seed))
+    with fake_cuda(monkeypatch):
+        tables = MomentTables(real.times, torch.empty(real.mean.shape), torch.empty(real.std.shape),
+                              real.weight_level)
+        s = DeviceSampler(pcm, tables, ChipStreams(0), "layer")
+        u_t, scale = s.device_weights(torch.randn(8, 16, device="cuda:0"), 0, frozen=False)
+        assert {u_t.device.type, scale.device.type, s.tables.mean.device.type} == {"cuda"}

@@ -113,7 +113,10 @@ def test_output_perturbation_is_the_closed_form_from_the_layer_stream(rows, dtyp
     tolerance = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-6}
     torch.testing.assert_close(out.double(), expected, **tolerance)
 
-def test_output_sampled_forward_keeps_the_layer_dtype():
-    m = layer(dtype=torch.bfloat16).train()
+def test_output_sampled_forward_of_a_bf16_layer_is_bf16():
+    """A layer cast to bf16 (mu and sigma too): the variance is summed in fp32, the output is bf16."""
+    m = layer().to(torch.bfloat16).train()
+    assert m.sigma.dtype == torch.bfloat16
     x = torch.randn(3, D_IN, generator=torch.Generator().manual_seed(2)).bfloat16()
-    assert m(x).dtype == torch.bfloat16
+    y = m(x)
+    assert y.dtype == torch.bfloat16 and torch.isfinite(y).all()

@@ -116,9 +116,10 @@ def test_out_scale_is_mapping_times_the_compensation_gain(compensation, compiled
 
 
 @pytest.mark.parametrize("compiled", PATHS)
-def test_global_gain_of_a_layer_whose_drifted_sum_is_below_one(compiled, monkeypatch):
+@pytest.mark.parametrize("compensation", ["global", "per-column"])
+def test_gain_of_a_layer_whose_drifted_sum_is_below_one(compensation, compiled, monkeypatch):
     draw_path(compiled, monkeypatch)
-    pcm = dataclasses.replace(with_periphery("pcm", weight_scaling="none"), compensation="global")
+    pcm = dataclasses.replace(with_periphery("pcm", weight_scaling="none"), compensation=compensation)
     w = torch.tensor([[0.2, 0.4]])
     u_t, scale = sampler(pcm, [YEAR]).device_weights(w, 0, frozen=False)
     assert u_t.abs().sum() < 1  # where a wrong floor of 1 on the sum would show

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from imc_sim.errors import ImcSimError
-from imc_sim.peft.grouping import expand, noise_generator
+from imc_sim.peft.grouping import expand
 from imc_sim.peft.stochgrasp.config import StochGraspConfig
-from imc_sim.peft.stochgrasp.layer import VARIANCE_FLOOR, StochGraspLayer
+from imc_sim.peft.stochgrasp.layer import StochGraspLayer
 
 D_IN, D_OUT, K = 6, 10, 4
 
@@ -29,7 +29,7 @@ def test_groups_sigma_init_and_noise_depend_on_the_config_seed_and_the_layer_nam
     config seed, and never come from torch's global generator."""
     def draws(name, seed):
         m = layer(name, seed=seed)
-        return m.group, m.sigma_raw.detach(), torch.randn(8, generator=m.generator())
+        return m.group, m.sigma_raw.detach(), m.noise().normal((8,), torch.float32)
 
     reference = draws("enc.q", 0)
     for other in (draws("enc.k", 0), draws("enc.q", 1)):
@@ -93,25 +93,6 @@ def test_bad_evaluation_mode(mode, sigma, message):
     with pytest.raises(ImcSimError, match=message):
         layer().set_eval_mode(mode, sigma)
 
-
-@pytest.mark.parametrize("rows", ["rows", "shared"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_output_perturbation_is_the_closed_form_from_the_layer_stream(rows, dtype):
-    """x dW = (x_r mu)[g] + sqrt((x_r^2 sigma^2)[g]) eps, eps from the layer's own seeded stream,
-    in x's dtype (at least fp32 for the variance)."""
-    m = layer(rows=rows, dtype=dtype)
-    m.mu.data, m.sigma_raw.data = m.mu.data.to(dtype), m.sigma_raw.data.to(dtype)
-    x = torch.randn(3, 5, D_IN, generator=torch.Generator().manual_seed(2), dtype=dtype)
-    out = m.output_perturbation(x)
-    x64, mu, sigma = x.double(), m.mu.detach().double(), m.sigma.detach().double()
-    rows_in = x64 if rows == "rows" else x64.sum(-1, keepdim=True)
-    square = x64.square() if rows == "rows" else x64.square().sum(-1, keepdim=True)
-    std = expand((square @ sigma.square()).clamp_min(VARIANCE_FLOOR).sqrt(), m.group)
-    eps = torch.randn(std.shape, generator=noise_generator(m.noise_seed, torch.device("cpu")), dtype=dtype)
-    expected = expand(rows_in @ mu, m.group) + std * eps.double()
-    assert out.dtype == dtype
-    tolerance = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-6}
-    torch.testing.assert_close(out.double(), expected, **tolerance)
 
 def test_output_sampled_forward_of_a_bf16_layer_is_bf16():
     """A layer cast to bf16 (mu and sigma too): the variance is summed in fp32, the output is bf16."""

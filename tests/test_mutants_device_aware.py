@@ -10,8 +10,8 @@ from conftest import make_tiny_bert, make_tiny_gpt2
 
 from imc_sim.crossbar import epilogue
 from imc_sim.crossbar.streams import ChipStreams
-from imc_sim.devices.moments import MomentTables
 from imc_sim.devices.profile import load_profile
+from imc_sim.devices.quantiles import QuantileTables
 from imc_sim.errors import ImcSimError
 from imc_sim.peft import get_method
 from imc_sim.training import device_aware
@@ -95,7 +95,7 @@ def test_lora_effective_weight_is_w_plus_scaling_b_a(arch):
 
 
 def sampler(profile, times, name="layer", seed=0):
-    return DeviceSampler(profile, MomentTables.measure(profile, times), ChipStreams(seed), name)
+    return DeviceSampler(profile, QuantileTables.measure(profile, times), ChipStreams(seed), name)
 
 
 @pytest.mark.parametrize("compiled", PATHS)
@@ -128,14 +128,15 @@ def test_gain_of_a_layer_whose_drifted_sum_is_below_one(compensation, compiled, 
 
 @pytest.mark.parametrize("compiled", PATHS)
 def test_each_drift_time_of_a_range_draws_its_own_moments(compiled, monkeypatch):
-    """At the k-th time of the grid, the drawn weights of u = 1 average the table's mean at k."""
+    """At the k-th time of the grid, the drawn weights of u = 1 have the table's median at k."""
     draw_path(compiled, monkeypatch)
     pcm = load_profile("pcm")
     s = sampler(pcm, [1.0, YEAR])
-    assert s.tables.mean[1, -1] < 0.8 * s.tables.mean[0, -1]  # the times differ clearly
+    median = s.tables.values[:, -1, s.tables.values.shape[-1] // 2]  # level z = 0
+    assert median[1] < 0.8 * median[0]  # the times differ clearly
     for k in (0, 1):
         u_t, _ = s.device_weights(torch.ones(64, 64), k, frozen=False)
-        assert float(u_t.mean()) == pytest.approx(float(s.tables.mean[k, -1]), rel=0.02)
+        assert float(u_t.median()) == pytest.approx(float(median[k]), rel=0.02)
 
 
 def test_draws_come_from_the_chip_seed_not_the_global_generator():
@@ -322,12 +323,11 @@ def test_sampler_moves_its_tables_to_the_weights_device(monkeypatch):
     from imc_sim.crossbar import streams
 
     pcm = load_profile("pcm")
-    real = MomentTables.measure(pcm, [YEAR])
+    real = QuantileTables.measure(pcm, [YEAR])
     # a CUDA generator cannot be made on a CPU build; fake tensors take a CPU one
     monkeypatch.setattr(streams, "generator", lambda device, seed: torch.Generator().manual_seed(seed))
     with fake_cuda(monkeypatch):
-        tables = MomentTables(real.times, torch.empty(real.mean.shape), torch.empty(real.std.shape),
-                              real.weight_level)
+        tables = QuantileTables(real.times, torch.empty(real.values.shape), real.weight_level)
         s = DeviceSampler(pcm, tables, ChipStreams(0), "layer")
         u_t, scale = s.device_weights(torch.randn(8, 16, device="cuda:0"), 0, frozen=False)
-        assert {u_t.device.type, scale.device.type, s.tables.mean.device.type} == {"cuda"}
+        assert {u_t.device.type, scale.device.type, s.tables.values.device.type} == {"cuda"}

@@ -3,7 +3,8 @@
 A row tile's inputs and product of --rows x --cols (default 8192 x 384: a batch of 128 x 64
 tokens on a 384-wide layer): the DAC (noise management, codes, clip; uint8 out), the
 post-product pass without noise, with one std and with a per-element std (the per-read noise's
-variance), and the squared codes for that variance. Which CPU clone runs (x86-64-v4 / v3 / v2 /
+variance), the squared codes for that variance, and device-aware training's weight draw from a
+quantile table for a 1536 x 384 layer (MiniLM's feed-forward). Which CPU clone runs (x86-64-v4 / v3 / v2 /
 default) depends on the processor; the table says what torch reports.
 
     python benchmarks/compiled_passes.py
@@ -19,6 +20,8 @@ import torch
 
 from imc_sim.crossbar import epilogue
 from imc_sim.crossbar.streams import ChipStreams
+from imc_sim.devices.moments import GRID
+from imc_sim.devices.quantiles import Z_MAX, Z_STEP, normal_scores
 from imc_sim.table import format_table
 
 
@@ -55,12 +58,19 @@ def main() -> None:
         return epilogue.dac_codes(x, 1, 127.0, True, True, 127.0, True)
 
     codes = dac()[0][0]
+    weights = 0.3 * torch.randn(1536, 384, generator=gen)
+    table = (0.8 * torch.linspace(-1, 1, GRID)[:, None] + 0.05 * normal_scores()).contiguous()
+
+    def draw() -> object:
+        return epilogue.draw(weights, None, table, -Z_MAX, Z_STEP, gen)
+
     runs = {
         "DAC (abs-max, 8 bits, clip, uint8)": dac,
         "post-product pass, no noise": post(0.0),
         "post-product pass, one noise std": post(0.5),
         "post-product pass, per-element std": post(var),
         "squared codes (two uint8 limbs)": lambda: epilogue.code_squares(codes),
+        "weight draw, 1536 x 384 (quantile table)": draw,
     }
     rows = [[name, f"{best_ms(fn, args.repeats):.2f}"] for name, fn in runs.items()]
     print(f"{n} x {m}, one thread, CPU capability {torch.backends.cpu.get_cpu_capability()}")

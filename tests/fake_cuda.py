@@ -66,7 +66,7 @@ def move_to_fake_cuda(model: torch.nn.Module) -> torch.nn.Module:
 @contextmanager
 def fake_cuda(monkeypatch) -> Iterator[list[torch.device]]:
     """Enter fake CUDA; yields the devices that noise generators were asked for."""
-    import imc_sim.peft.stochgrasp.layer as stochgrasp_layer
+    import imc_sim.peft.stochgrasp.noise as stochgrasp_noise
 
     if torch.version.cuda is None:  # a CUDA build has the real guard
         load_fake_guard()
@@ -75,7 +75,7 @@ def fake_cuda(monkeypatch) -> Iterator[list[torch.device]]:
     def no_generator(seed: int, device: torch.device) -> None:
         asked.append(torch.device(device))
 
-    monkeypatch.setattr(stochgrasp_layer, "noise_generator", no_generator)
+    monkeypatch.setattr(stochgrasp_noise, "noise_generator", no_generator)
     with FakeTensorMode(allow_non_fake_inputs=False):
         yield asked
 

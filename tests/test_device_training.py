@@ -202,12 +202,12 @@ def test_ideal_device_training_is_plain_training(method, token_batch):
 
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled-draw", "lookup-draw"])
 def test_training_forward_matches_the_deployed_chip_in_distribution(compiled, monkeypatch):
-    """A frozen layer's training-time output (moment tables, per-layer compensation) against
+    """A frozen layer's training-time output (quantile tables, per-layer compensation) against
     deploy's CrossbarLinear (full aihwkit programming, drift and read noise, compensation read out
     through the periphery), each over many chips: per-output means agree within Monte-Carlo error
     and 3 %, stds within 25 %; with the compiled draw and with its torch fallback."""
     from imc_sim.crossbar import epilogue
-    from imc_sim.devices.moments import MomentTables
+    from imc_sim.devices.quantiles import QuantileTables
     from imc_sim.training.device_aware import DeviceSampler
 
     if compiled and not epilogue.AVAILABLE:
@@ -221,7 +221,7 @@ def test_training_forward_matches_the_deployed_chip_in_distribution(compiled, mo
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 12)
     x = torch.randn(1, 64)
-    sampler = DeviceSampler(pcm, MomentTables.measure(pcm, [86400.0]), ChipStreams(0), "layer")
+    sampler = DeviceSampler(pcm, QuantileTables.measure(pcm, [86400.0]), ChipStreams(0), "layer")
     train = torch.cat([sampler.output(x, linear.weight, linear.bias, 0, frozen=True)
                        for _ in range(400)])
     chip = CrossbarLinear(linear, pcm, build_family(pcm))

@@ -109,13 +109,21 @@ def test_compiled_noise_takes_a_std_per_element(add):
 
 @compiled
 def test_compiled_device_draw_interpolates_the_tables_and_sums_rows(monkeypatch):
-    """draw(): per column (one target u each), mean and std over rows follow the tables linearly
-    interpolated in u (clamped to [-1, 1]); the row sums are those of |u| and |w|."""
+    """draw(): per column (one target u each), mean and std over rows follow a Gaussian quantile
+    table (quantiles mean + std z_l: exact under linear interpolation in z)
+    linearly interpolated in u (clamped to [-1, 1]); the row sums are those of |u| and |w|."""
+    from imc_sim.devices.quantiles import Z_MAX, Z_STEP, normal_scores
+
     grid = torch.linspace(-1, 1, 9)
     mean_tab, std_tab = 0.8 * grid + 0.1 * grid**2, 0.02 + 0.05 * grid.abs()
+    table = mean_tab[:, None] + std_tab[:, None] * normal_scores()
+
+    def draw(x, inv):
+        return epilogue.draw(x, inv, table, -Z_MAX, Z_STEP, torch.Generator().manual_seed(0))
+
     u = torch.linspace(-1.3, 1.3, 300).repeat(4000, 1)
     x, inv = 2 * u, torch.full((4000,), 0.5)  # u given as x / 2
-    w, abs_u, abs_w = epilogue.draw(x, inv, mean_tab, std_tab, torch.Generator().manual_seed(0))
+    w, abs_u, abs_w = draw(x, inv)
     at = u[0].clamp(-1, 1).numpy()
     expected_mean = torch.from_numpy(np.interp(at, grid.numpy(), mean_tab.numpy())).float()
     expected_std = torch.from_numpy(np.interp(at, grid.numpy(), std_tab.numpy())).float()
@@ -125,10 +133,8 @@ def test_compiled_device_draw_interpolates_the_tables_and_sums_rows(monkeypatch)
     torch.testing.assert_close(abs_u, u.abs().sum(1), rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(abs_w, w.abs().sum(1), rtol=1e-5, atol=1e-4)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
-    again = epilogue.draw(x, inv, mean_tab, std_tab, torch.Generator().manual_seed(0))[0]
-    assert torch.equal(again, w)  # split over threads
-    itself = epilogue.draw(u, None, mean_tab, std_tab, torch.Generator().manual_seed(0))[0]
-    assert torch.equal(itself, w)  # u itself
+    assert torch.equal(draw(x, inv)[0], w)  # split over threads
+    assert torch.equal(draw(u, None)[0], w)  # u itself
 
 
 @compiled
@@ -175,7 +181,7 @@ def test_compiled_wrappers_refuse_a_cuda_tensor_before_touching_it():
         with pytest.raises(RuntimeError, match="CPU tensors only"):
             epilogue.dac_codes(y, 1, 1.0, True, True, None, False)
         with pytest.raises(RuntimeError, match="CPU tensors only"):
-            epilogue.draw(y, None, ones, ones, torch.Generator())
+            epilogue.draw(y, None, y, -6.0, 0.25, torch.Generator())
 
 
 def test_apply_takes_the_torch_path_off_the_cpu(monkeypatch):

@@ -158,7 +158,7 @@ def test_stochgrasp_training_forward_gradcheck(sampling):
     x = randn(3, 5)
 
     def forward(mu, s):
-        layer._generator = None  # the next draw restarts the layer's stream: the same eps
+        layer._noise = None  # the next draw restarts the layer's stream: the same eps
         return torch.func.functional_call(layer, {"mu": mu, "sigma_raw": s}, (x,))
 
     mu = randn(*layer.mu.shape).requires_grad_()

@@ -461,7 +461,7 @@ def test_thread_pool_survives_fork():
     its own pool: the parent's threads do not exist in the child, and waiting on them hung."""
     import os
 
-    from imc_sim.crossbar.threads import run_all
+    from imc_sim.threads import run_all
 
     threads = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -19,8 +19,8 @@ from imc_sim.crossbar.mapping import deploy_model
 from imc_sim.crossbar.streams import ChipStreams
 from imc_sim.data import DataSource
 from imc_sim.deploy.range_source import set_input_ranges
-from imc_sim.devices.moments import MomentTables
 from imc_sim.devices.profile import PROFILE_DIR, DeviceProfile, profile_from_dict
+from imc_sim.devices.quantiles import QuantileTables
 from imc_sim.errors import ImcSimError
 from imc_sim.training.device_aware import DeviceSampler, DeviceTraining, analog_layers
 
@@ -100,7 +100,7 @@ def test_the_training_forward_clips_at_the_static_range_as_deploy_does():
                                                "noise_management": "none", "tile_rows": 16,
                                                "tile_cols": 16, "input_range": "static"}})
     weight = torch.randn(24, 40, generator=torch.Generator().manual_seed(0))
-    sampler = DeviceSampler(profile, MomentTables.measure(profile, [1.0]), ChipStreams(0), "layer")
+    sampler = DeviceSampler(profile, QuantileTables.measure(profile, [1.0]), ChipStreams(0), "layer")
     sampler.ranges = torch.tensor([1.0, 2.0, 0.5])  # row tiles of 16, 16, 8 inputs
     x = torch.full((1, 40), 0.25)
     x[0, 3], x[0, 20], x[0, 35] = 5.0, -7.0, 0.75

@@ -88,7 +88,7 @@ def test_stochgrasp_noise_never_touches_the_global_generator():
         before = torch.get_rng_state()
         first = layer(x)
         assert torch.equal(torch.get_rng_state(), before)
-        assert layer.generator().device == layer.mu.device
+        assert layer.noise().device == layer.mu.device
         again = adapted("bert", "stochgrasp")[2]  # same seed, same layer name: same noise
         twin = next(m for m in again.modules() if isinstance(m, StochGraspLayer))
         twin.sampling = sampling

@@ -3,7 +3,7 @@
  *
  * dac_codes: the DAC before a tile's product (noise management, quantisation, clipping).
  * periphery_epilogue: the tile periphery after the product (output noise, ADC, digital scales).
- * device_draw: device-aware training's draw of drifted weights from the moment tables.
+ * device_draw: device-aware training's draw of drifted weights from the quantile tables.
  * code_squares: the squared DAC codes, as two uint8 limbs, for the per-read noise's variance.
  *
  * Gaussian z comes from a counter-based generator, Philox4x32-10 (Salmon et al., SC 2011), keyed
@@ -158,17 +158,20 @@ CLONES void periphery_epilogue(const float *y, float y_scale, int64_t m, int64_t
 }
 
 /* Rows row0 .. row0 + rows - 1 of targets u[i, j] = x[i, j] * row_inv[i] (x itself where row_inv
- * is NULL), x [n, m]: for every element
- *     w[i, j] = mean(u[i, j]) + std(u[i, j]) * z[i, j],   z ~ N(0, 1)
- * with mean() and std() the tables (grid points evenly spaced on [-1, 1]) interpolated linearly in
- * u, which is clamped to [-1, 1] (the tables' edge values beyond). Also the row sums of |u| and
- * |w| (drift compensation), into abs_u[i] and abs_w[i]. z as in periphery_epilogue (Philox,
- * counters per group of 64 columns of a row), so the draw does not depend on the thread split. */
+ * is NULL), x [n, m]: for every element the inverse-CDF draw
+ *     w[i, j] = Q(u[i, j], z[i, j]),   z ~ N(0, 1)
+ * with Q the quantile table [grid, levels] (row r: target -1 + 2 r / (grid - 1); column l: the
+ * quantile at level Phi(z_first + l z_step)) interpolated linearly in u, which is clamped to
+ * [-1, 1], and in z, which is clamped to the table's columns. Also the row
+ * sums of |u| and |w| (drift compensation), into abs_u[i] and abs_w[i]. z as in
+ * periphery_epilogue (Philox, counters per group of 64 columns of a row), so the draw does not
+ * depend on the thread split. */
 CLONES void device_draw(const float *x, const float *row_inv, int64_t m, int64_t row0, int64_t rows,
-                 const float *mean_tab, const float *std_tab, int64_t grid, float *w, float *abs_u,
-                 float *abs_w, uint64_t seed) {
+                 const float *table, int64_t grid, int64_t levels, float z_first, float inv_z_step,
+                 float *w, float *abs_u, float *abs_w, uint64_t seed) {
     const int64_t groups = (m + GROUP - 1) / GROUP;
-    const float half = 0.5f * (float)(grid - 1);
+    const float half = 0.5f * (float)(grid - 1), top = (float)(levels - 1);
+    const int32_t last_row = (int32_t)grid - 2, last_col = (int32_t)levels - 2, cols = (int32_t)levels;
     float z[GROUP];
     for (int64_t i = row0; i < row0 + rows; i++) {
         const float ri = row_inv ? row_inv[i] : 1.0f;
@@ -181,13 +184,24 @@ CLONES void device_draw(const float *x, const float *row_inv, int64_t m, int64_t
 #pragma omp simd reduction(+ : sum_u, sum_w)
             for (int64_t t = 0; t < len; t++) {
                 const float ut = xg[t] * ri;
-                const float pos = (fminf(fmaxf(ut, -1.0f), 1.0f) + 1.0f) * half;
-                int64_t k = (int64_t)pos;
-                k = k < grid - 2 ? k : grid - 2;
+                /* clamps as comparisons (fminf/fmaxf vectorise slowly without -ffinite-math-only),
+                 * written so that a NaN lands on the lower bound, inside the table */
+                float c = ut > -1.0f ? ut : -1.0f;
+                c = c < 1.0f ? c : 1.0f;
+                const float pos = (c + 1.0f) * half;
+                int32_t k = (int32_t)pos; /* 32-bit indices (a table is far below 2^31 entries) */
+                k = k < last_row ? k : last_row;
                 const float f = pos - (float)k;
-                const float mu = mean_tab[k] + f * (mean_tab[k + 1] - mean_tab[k]);
-                const float sd = std_tab[k] + f * (std_tab[k + 1] - std_tab[k]);
-                const float v = mu + sd * z[t];
+                float pz = (z[t] - z_first) * inv_z_step;
+                pz = pz > 0.0f ? pz : 0.0f;
+                pz = pz < top ? pz : top;
+                int32_t l = (int32_t)pz;
+                l = l < last_col ? l : last_col;
+                const float fz = pz - (float)l;
+                const int32_t at = k * cols + l;
+                const float lower = table[at] + fz * (table[at + 1] - table[at]);
+                const float upper = table[at + cols] + fz * (table[at + cols + 1] - table[at + cols]);
+                const float v = lower + f * (upper - lower);
                 wg[t] = v;
                 sum_u += fabsf(ut);
                 sum_w += fabsf(v);

@@ -1,6 +1,6 @@
 """The periphery after a tile's product in one compiled pass (``_epilogue.c``), with torch's ops as
 the fallback: output and read noise, ADC rounding and clipping, digital scales, row-tile sum.
-The same library draws device-aware training's weights from moment tables (:func:`draw`).
+The same library draws device-aware training's weights from quantile tables (:func:`draw`).
 
     out = base + clamp(round(y * y_scale + sd * z), +-bound) * row_scale[:, None] * col_factor
 
@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from imc_sim.crossbar.streams import Stream
-from imc_sim.crossbar.threads import split_rows
+from imc_sim.threads import split_rows
 
 
 def _load() -> ctypes.CDLL | None:
@@ -41,7 +41,7 @@ def _load() -> ctypes.CDLL | None:
                            ptr, ctypes.c_int, ctypes.c_uint64]
             fn.restype = None
             draw = lib.device_draw
-            draw.argtypes = [ptr, ptr, i64, i64, i64, ptr, ptr, i64, ptr, ptr, ptr, ctypes.c_uint64]
+            draw.argtypes = [ptr, ptr, i64, i64, i64, ptr, i64, i64, f32, f32, ptr, ptr, ptr, ctypes.c_uint64]
             draw.restype = None
             dac = lib.dac_codes
             dac.argtypes = [ptr, i64, i64, i64, i64, i64, f32, ctypes.c_int, ctypes.c_int, ctypes.c_int,
@@ -143,22 +143,25 @@ def apply_compiled(y: Tensor, y_scale: float, sd: float | ElementStd, quantize: 
     return out
 
 
-def draw(x: Tensor, row_inv: Tensor | None, mean: Tensor, std: Tensor,
+def draw(x: Tensor, row_inv: Tensor | None, table: Tensor, z_first: float, z_step: float,
          generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-    """Compiled only (check :func:`compiled_for`): ``w = mean(u) + std(u) z`` for the normalised
-    targets ``u = x * row_inv[:, None]`` (``x`` [N, M] float32 contiguous; ``row_inv`` [N] or None
-    for u = x), ``mean`` and ``std`` tables on evenly spaced points of [-1, 1] interpolated
-    linearly (u clamped to [-1, 1]), z ~ N(0, 1); returns ``w`` and the row sums of |u| and |w|
-    ([N] each); z keyed by a seed drawn from ``generator``."""
-    _require_cpu(x, row_inv, mean, std)
+    """Compiled only (check :func:`compiled_for`): the inverse-CDF draw ``w = Q(u, z)`` for the
+    normalised targets ``u = x * row_inv[:, None]`` (``x`` [N, M] float32 contiguous; ``row_inv``
+    [N] or None for u = x), ``table`` [G, L] the quantiles at G evenly spaced targets on [-1, 1]
+    (rows) and L levels Phi(z_first + l z_step) (columns), interpolated linearly in u (clamped to
+    [-1, 1]) and in z (clamped to the columns), z ~ N(0, 1) keyed by a seed drawn
+    from ``generator``; returns ``w`` and the row sums of |u| and |w| ([N] each). The torch path
+    computes the same interpolation (:meth:`imc_sim.devices.quantiles.QuantileTables.draw`)."""
+    _require_cpu(x, row_inv, table)
     n, m = x.shape
     w, abs_u, abs_w = torch.empty_like(x), x.new_empty(n), x.new_empty(n)
-    mean, std = mean.float().contiguous(), std.float().contiguous()
+    table = table.float().contiguous()
+    grid, levels = table.shape
     seed = _seed(generator)
 
     def run(row0: int, rows: int) -> None:
-        _LIB.device_draw(_ptr(x), _ptr(row_inv), m, row0, rows, _ptr(mean), _ptr(std), mean.numel(), _ptr(w),
-                         _ptr(abs_u), _ptr(abs_w), seed)
+        _LIB.device_draw(_ptr(x), _ptr(row_inv), m, row0, rows, _ptr(table), grid, levels, z_first,
+                         1.0 / z_step, _ptr(w), _ptr(abs_u), _ptr(abs_w), seed)
 
     split_rows(n, run, m)
     return w, abs_u, abs_w

@@ -28,7 +28,7 @@ from collections.abc import Hashable
 import torch
 from torch import Tensor
 
-from imc_sim.crossbar.threads import run_all
+from imc_sim.threads import run_all
 
 CHUNK = 1 << 20  # elements per independently seeded chunk of a large fill
 _SEED_MASK = (1 << 63) - 1

@@ -6,8 +6,8 @@ and the read noise accumulated by then), as aihwkit's tiles apply them: u maps o
 (aihwkit's ``SinglePairConductanceConverter``, the whole grid as one tile), and at each time the
 programmed weights are converted to a pair afresh before the drift (aihwkit 1.1.0's
 ``apply_drift_noise``). The draws come from one ``torch.Generator`` seeded with ``seed``.
-Device-aware training draws its weights from the tables (one Gaussian draw and an interpolation per
-weight) instead of a full realization per step.
+``sigma-target auto`` reads the std from these tables; device-aware training draws its weights from
+the quantile tables measured from the same draws (:mod:`imc_sim.devices.quantiles`).
 """
 
 from __future__ import annotations
@@ -60,6 +60,30 @@ def _drifted_weights(family: DeviceFamily, u: Tensor, times: list[float],
 
 
 @dataclass
+class GridDraws:
+    """The Monte-Carlo draws behind the tables: ``targets`` [GRID, SAMPLES] (each row one u of
+    the grid) and the drifted weights ``drifted[k]`` of the same shape at ``times[k]`` (s)."""
+
+    times: list[float]
+    targets: Tensor
+    drifted: list[Tensor]
+    weight_level: bool
+
+    @classmethod
+    @torch.no_grad()
+    def measure(cls, profile: DeviceProfile, times: list[float], seed: int = 0,
+                device: torch.device | str = "cpu") -> GridDraws:
+        """Draws at ``times`` (s), on ``device``, from a generator seeded with ``seed``."""
+        profile.check_times(times)
+        family = build_family(profile)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        u = torch.linspace(-1.0, 1.0, GRID, device=device)
+        targets = u.repeat_interleave(SAMPLES).view(GRID, SAMPLES)
+        times = list(times)
+        return cls(times, targets, _drifted_weights(family, targets, times, generator), family.weight_level)
+
+
+@dataclass
 class MomentTables:
     """E[w_t | u] and sd[w_t | u] on a grid of u in [-1, 1], one row per drift time."""
 
@@ -69,46 +93,30 @@ class MomentTables:
     weight_level: bool = False  # noise independent of the target: mean = u exactly, std constant
 
     @classmethod
-    @torch.no_grad()
     def measure(cls, profile: DeviceProfile, times: list[float], seed: int = 0,
                 device: torch.device | str = "cpu") -> MomentTables:
         """Tables at ``times`` (s), measured on ``device`` from a generator seeded with ``seed``."""
-        profile.check_times(times)
-        family = build_family(profile)
-        generator = torch.Generator(device=device).manual_seed(seed)
-        u = torch.linspace(-1.0, 1.0, GRID, device=device)
-        targets = u.repeat_interleave(SAMPLES).view(GRID, SAMPLES)
-        drifted = _drifted_weights(family, targets, list(times), generator)
-        return cls(list(times), torch.stack([w.mean(dim=1) for w in drifted]),
-                   torch.stack([w.std(dim=1) for w in drifted]), family.weight_level)
+        return cls.of(GridDraws.measure(profile, times, seed, device))
+
+    @classmethod
+    def of(cls, draws: GridDraws) -> MomentTables:
+        """The tables of ``draws``."""
+        return cls(draws.times, torch.stack([w.mean(dim=1) for w in draws.drifted]),
+                   torch.stack([w.std(dim=1) for w in draws.drifted]), draws.weight_level)
 
     def __post_init__(self) -> None:
         # [1, (mean, std), times, GRID]: the image that grid_sample interpolates
         self.image = torch.stack([self.mean, self.std]).unsqueeze(0).contiguous()
 
-    def to(self, device: torch.device | str) -> MomentTables:
-        """The same tables on ``device``."""
-        return MomentTables(self.times, self.mean.to(device), self.std.to(device), self.weight_level)
-
-    @staticmethod
-    def grid(u: Tensor) -> Tensor:
-        """The sampling grid of normalised targets ``u``: [1, 1, n, (x = u, y = time)]; a frozen
-        layer's is built once and reused at every time."""
-        grid = torch.empty(1, 1, u.numel(), 2, device=u.device)
-        grid[0, 0, :, 0] = u.reshape(-1)
-        return grid
-
-    def at(self, u: Tensor, grid: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """(mean, std) for time index ``k`` at targets ``u`` (whose :meth:`grid` is given),
-        linearly interpolated in u (targets beyond [-1, 1] take the edge values)."""
+    def lookup(self, u: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """(mean, std) at normalised targets ``u`` for time index ``k``, linearly interpolated in u
+        (targets beyond [-1, 1] take the edge values)."""
         if self.weight_level:
             return u.clone(), torch.empty_like(u).copy_(self.std[k].mean())
         rows = len(self.times)
+        grid = torch.empty(1, 1, u.numel(), 2, device=u.device)
+        grid[0, 0, :, 0] = u.reshape(-1)
         grid[0, 0, :, 1] = 2 * k / (rows - 1) - 1 if rows > 1 else 0.0
         out = F.grid_sample(self.image, grid, mode="bilinear", padding_mode="border",
                             align_corners=True)
         return out[0, 0, 0].view(u.shape), out[0, 1, 0].view(u.shape)
-
-    def lookup(self, u: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """(mean, std) at normalised targets ``u`` for time index ``k`` (linear interpolation)."""
-        return self.at(u, self.grid(u), k)

@@ -22,13 +22,13 @@ for deploy. The approximations against ``imc-sim deploy``: drift compensation an
 scaling act per layer here, per tile there.
 
 Drawing a full aihwkit realization for ~10^7 weights at every step would cost several steps' time,
-so the device is sampled through moment tables instead: for each drift time the conditional mean
-and std of the drifted, normalised weight given its target, E[w_t | u] and sd[w_t | u] for u in
-[-1, 1], measured once by Monte Carlo through the profile's own aihwkit noise model (programming
-noise, drift coefficients, drift, read noise). Per step each weight then costs one Gaussian draw
-and a table look-up. This keeps each weight's mean and variance at the time exactly as the device
-model gives them and approximates its conditional distribution by a Gaussian; deployment
-(``imc-sim deploy``) always uses the full model.
+so the device is sampled through quantile tables instead (:mod:`imc_sim.devices.quantiles`): for
+each drift time the quantiles of the drifted, normalised weight given its target u in [-1, 1],
+measured once by Monte Carlo through the profile's own aihwkit noise model (programming noise,
+drift coefficients, drift, read noise). Per step each weight then costs one normal draw z and an
+inverse-CDF look-up, w = Q_u(Phi(z)), which keeps the conditional distribution's skew and tails
+(the drift exponents' spread), not only its mean and variance; deployment (``imc-sim deploy``)
+always uses the full model.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from imc_sim.crossbar.streams import ChipStreams, Stream
 from imc_sim.devices import build_family
 from imc_sim.devices.moments import MomentTables, weight_level
 from imc_sim.devices.profile import DeviceProfile
+from imc_sim.devices.quantiles import Z_MAX, Z_STEP, QuantileTables
 from imc_sim.errors import ImcSimError
 from imc_sim.peft.grasp import GraspLayer
 from imc_sim.peft.inject import AdapterLayer
@@ -133,7 +134,7 @@ class DeviceSampler:
     Every draw (weights, per-read noise) comes from the layer's own stream of ``streams`` (keyed
     by the layer's ``name``), on the weights' device."""
 
-    def __init__(self, profile: DeviceProfile, tables: MomentTables, streams: ChipStreams, name: str):
+    def __init__(self, profile: DeviceProfile, tables: QuantileTables, streams: ChipStreams, name: str):
         self.profile, self.tables = profile, tables
         # fp32 product: the weights change at every step, and packing int8 limbs costs more
         # than the int8 product saves (deploy packs once per drift time)
@@ -142,7 +143,7 @@ class DeviceSampler:
         self.streams, self.name = streams, name
         self.ranges: Tensor | None = None  # static input ranges per row tile, once calibrated
         self._stream: Stream | None = None
-        # a frozen layer's mapping scale, and its targets u and sampling grid (look-up path)
+        # a frozen layer's mapping scale, and its targets u and sampling grid (torch path)
         self.frozen_scale: Tensor | None = None
         self.frozen_lookup: tuple[Tensor, Tensor] | None = None
 
@@ -163,14 +164,14 @@ class DeviceSampler:
 
     def _draw(self, w: Tensor, m: Tensor, k: int, frozen: bool) -> tuple[Tensor, Tensor, Tensor]:
         """U_t ~ the device at the ``k``-th time given the targets u = w / m ([out, in]), and
-        the row sums of |u| and |U_t|: in one compiled pass where it is built, else by a table
-        look-up (``grid_sample``) and the layer's stream."""
+        the row sums of |u| and |U_t|: in one compiled pass where it is built, else by the tables'
+        torch draw from the layer's stream."""
         stream = self.stream(w.device)
-        if self.tables.mean.device != w.device:
+        if self.tables.values.device != w.device:
             self.tables = self.tables.to(w.device)
         if epilogue.compiled_for(w) and not self.tables.weight_level:
             inv = (1.0 / m).reshape(-1).expand(w.shape[0]).contiguous()
-            return epilogue.draw(w.contiguous(), inv, self.tables.mean[k], self.tables.std[k],
+            return epilogue.draw(w.contiguous(), inv, self.tables.values[k], -Z_MAX, Z_STEP,
                                  stream.generator())
         lookup = self.frozen_lookup if frozen else None
         if lookup is None:
@@ -179,8 +180,7 @@ class DeviceSampler:
             if frozen:
                 self.frozen_lookup = lookup
         u, grid = lookup
-        mean, std = self.tables.at(u, grid, k)
-        drifted = mean.add_(std.mul_(stream.normal(tuple(u.shape))))
+        drifted = self.tables.draw(grid, k, stream.normal(tuple(u.shape)))
         return drifted, u.abs().sum(1), drifted.abs().sum(1)
 
     def device_weights(self, w: Tensor, k: int, frozen: bool) -> tuple[Tensor, Tensor]:
@@ -314,7 +314,7 @@ class DeviceTraining:
         layers = analog_layers(model)
         if not layers:
             raise ImcSimError("no Linear/Conv1D layer inside transformer blocks to train device-aware")
-        self.tables = MomentTables.measure(profile, drift_grid(*drift))
+        self.tables = QuantileTables.measure(profile, drift_grid(*drift))
         self.enabled = True
         self.model, self.periphery, self.calibrated = model, profile.periphery, False
         clock = [0]  # index of this forward's drift time; -1: the device is off

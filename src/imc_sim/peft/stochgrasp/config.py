@@ -21,13 +21,14 @@ class StochGraspConfig:
 
     ``sampling``: how a training forward applies dW. 'weights' is the paper's: one dW per forward,
     materialised weight by weight. 'outputs' (the default: on SST-2 it trained as well, and it
-    costs less per step) computes the same per-output distribution without a
-    weight-sized tensor: the mean shift (x_r mu)[g(j)] and, for StochGRASP, noise drawn on each
-    output from its variance (x_r^2 sigma^2)[g(j)] (the local reparameterisation trick), x_r = x
-    for 'rows' and sum_i x_i for 'shared'. Each output's mean and variance are the same; the
-    noise is independent per token instead of shared by the batch. Evaluation and merging do
-    not depend on it, and device-aware training (``--device``), which programs the sampled
-    weights onto the simulated chip, always draws them weight by weight.
+    costs less per step) computes the same per-output distribution without sampling dW and
+    without a weight-sized gradient: the mean x (W + mu_hat) and, for StochGRASP, noise drawn on
+    each output from its variance (x_r^2 sigma^2)[g(j)] (the local reparameterisation trick),
+    x_r = x for 'rows' and sum_i x_i for 'shared' (one autograd node: stochgrasp/output_noise.py).
+    Each output's mean and variance are the same; the noise is independent per token instead of
+    shared by the batch. Evaluation and merging do not depend on it, and device-aware training
+    (``--device``), which programs the sampled weights onto the simulated chip, always draws them
+    weight by weight.
 
     Eq. 6 penalty: lam * sum over every weight (i, j) of every target layer of
     (sigma[f(i), g(j)] - sigma_target)^2, the sum as written in the paper. Each sigma entry then

@@ -3,7 +3,8 @@
 Training samples dW = mu_hat + sigma_hat * eps, eps ~ N(0, 1), afresh on every forward (the
 reparameterization trick), either weight by weight or, with ``sampling='outputs'``, on the outputs
 from their mean and variance (see :class:`StochGraspConfig`). The noise comes from the layer's
-own generator on its parameters' device, seeded from the config seed and the layer's name.
+own :class:`NoiseStream` on its parameters' device, seeded from the config seed and the layer's
+name.
 In evaluation the layer holds one realization until told otherwise: ``mean`` (dW = mu_hat),
 ``sample`` (one draw with the learned sigma) or ``inject`` (one draw with sigma replaced by a
 given sigma_noise, the paper's Fig. 6 protocol: absolute, or relative to the layer's weight std).
@@ -15,17 +16,16 @@ import torch
 from torch import nn
 
 from imc_sim.errors import ImcSimError
-from imc_sim.peft.grouping import eq2_group_sizes, expand, group_index, layer_seed, noise_generator
+from imc_sim.peft.grouping import eq2_group_sizes, expand, group_index, layer_seed
 from imc_sim.peft.inject import AdapterLayer
 from imc_sim.peft.stochgrasp.config import StochGraspConfig
+from imc_sim.peft.stochgrasp.noise import NoiseStream
+from imc_sim.peft.stochgrasp.output_noise import OutputNoiseLinear
 from imc_sim.peft.targets import in_out_features, linear_forward, weight_in_out, with_weights
 
 SIGMA_FLOOR = 1e-6
 """sigma = |s| + SIGMA_FLOOR: strictly positive, and additive steps under Adam (a softplus at the
 paper's sigma ~ 0.003 would turn every step into a ~0.3 % relative change and barely move sigma)."""
-
-VARIANCE_FLOOR = 1e-30
-"""Lower bound of an output's variance before its square root (an all-zero input row)."""
 
 EVAL_MODES = ("mean", "sample", "inject")
 
@@ -53,7 +53,7 @@ class StochGraspLayer(AdapterLayer):
             self.sigma_raw = nn.Parameter(init.to(device))
         self.sampling = config.sampling
         self.noise_seed = layer_seed(config.seed, f"{name}:noise")
-        self._generator: torch.Generator | None = None
+        self._noise: NoiseStream | None = None
         self.eval_mode = "mean"
         self.realization: torch.Tensor | None = None
 
@@ -62,13 +62,13 @@ class StochGraspLayer(AdapterLayer):
         """The learned standard deviations, [rows, K] (None for the deterministic variant)."""
         return None if self.sigma_raw is None else self.sigma_raw.abs() + SIGMA_FLOOR
 
-    def generator(self) -> torch.Generator:
+    def noise(self) -> NoiseStream:
         """This layer's training-noise stream, on its parameters' device (restarted from the seed
         when the layer moves to another device)."""
         device = self.mu.device
-        if self._generator is None or self._generator.device != device:
-            self._generator = noise_generator(self.noise_seed, device)
-        return self._generator
+        if self._noise is None or self._noise.device != device:
+            self._noise = NoiseStream(self.noise_seed, device)
+        return self._noise
 
     def sample_delta(self, std: torch.Tensor | float, generator: torch.Generator | None = None):
         """mu_hat + std_hat * eps, [D_in, D_out]; ``std`` is [rows, K] or a scalar; ``eps`` from
@@ -77,9 +77,9 @@ class StochGraspLayer(AdapterLayer):
         mu = expand(self.mu, self.group, 1)
         if isinstance(std, torch.Tensor):
             std = expand(std, self.group, 1)
-        eps = torch.randn(d_in, d_out, generator=generator or self.generator(), device=mu.device,
-                          dtype=mu.dtype)
-        return mu + std * eps
+        eps = (self.noise().normal((d_in, d_out), mu.dtype) if generator is None else
+               torch.randn(d_in, d_out, generator=generator, device=mu.device, dtype=mu.dtype))
+        return torch.addcmul(mu, eps, std if isinstance(std, torch.Tensor) else mu.new_tensor(std))
 
     def weight_scale(self) -> float:
         """The base weight's standard deviation, the unit of a relative injected sigma."""
@@ -118,29 +118,12 @@ class StochGraspLayer(AdapterLayer):
         """(W + dW, b) for this forward pass (dW as :meth:`delta`)."""
         return weight_in_out(self.base) + self.delta(), self.base.bias
 
-    def output_perturbation(self, x: torch.Tensor) -> torch.Tensor:
-        """x dW for a fresh dW per token and output, without materialising dW:
-        (x_r mu)[g(j)] + sqrt((x_r^2 sigma^2)[g(j)]) eps, eps ~ N(0, 1) per token and output.
-        The variance is computed in fp32 (sigma^2 ~ 1e-5 underflows fp16)."""
-        shared = self.mu.shape[0] == 1
-        rows_in = x.sum(-1, keepdim=True) if shared else x
-        shift = expand(rows_in @ self.mu.to(x.dtype), self.group)
-        sigma = self.sigma
-        if sigma is None:
-            return shift
-        with torch.autocast(x.device.type, enabled=False):  # the variance in fp32 at least
-            dtype = torch.promote_types(x.dtype, torch.float32)
-            square = x.to(dtype).square()
-            var = (square.sum(-1, keepdim=True) if shared else square) @ sigma.to(dtype).square()
-            std = expand(var.clamp_min(VARIANCE_FLOOR).sqrt(), self.group)
-            eps = torch.randn(std.shape, generator=self.generator(), device=std.device,
-                              dtype=std.dtype)
-            return torch.addcmul(shift, std, eps)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and self.sampling == "outputs":
-            out = self.base(x)
-            return out + self.output_perturbation(x).to(out.dtype)
+            sigma = self.sigma
+            noise = None if sigma is None else self.noise()
+            return OutputNoiseLinear.apply(x, weight_in_out(self.base), self.base.bias, self.mu, sigma,
+                                           self.group, noise)
         return linear_forward(self.base, x, self.effective_weight()[0])
 
     def penalty(self, sigma_target: float) -> torch.Tensor:

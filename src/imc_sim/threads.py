@@ -1,6 +1,7 @@
 """Spreading CPU work over the threads torch is allowed (``torch.get_num_threads()``).
 
-Normal fills (:mod:`imc_sim.crossbar.streams`) and the compiled periphery pass
+Normal fills (:mod:`imc_sim.crossbar.streams`, StochGRASP's training noise in
+:mod:`imc_sim.peft.stochgrasp.noise`) and the compiled periphery pass
 (:mod:`imc_sim.crossbar.epilogue`) are cut into pieces whose results do not depend on how they
 are split; the pieces run on the calling thread and a small pool, whose threads work while the
 GIL is released (inside torch's fill, inside the ctypes call).

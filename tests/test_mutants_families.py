@@ -1,0 +1,99 @@
+"""Device-family values mutation testing found unchecked (docs/mutation.md): FeFET's relaxation
+target, domain law beyond the window, drift in closed form and its clip; the aihwkit models built
+with every parameter of a state-independent and a ReRAM family; ReRAM's draw at z = +1; and a PCM
+drift table with a step, against numpy.interp."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from imc_sim.devices import build_family
+from imc_sim.devices.families.pcm import DriftTable
+from imc_sim.devices.families.reram import WAN2022_COEFFS, WAN2022_G_REF, ReRAM, ReRAMParams
+from imc_sim.devices.families.state_independent import StateIndependent, StateIndependentParams
+from imc_sim.devices.profile import load_profile
+
+
+def fefet(**drift):
+    profile = load_profile("fefet")
+    return build_family(dataclasses.replace(profile, drift={**profile.drift, **drift}))
+
+
+def test_fefet_relaxes_to_its_g_relax_or_mid_window():
+    assert fefet().params.g_relax == (10.0 + 0.5) / 2
+    assert fefet(g_relax=3.0).params.g_relax == 3.0
+
+
+def test_fefet_programming_sigma_beyond_the_window_is_the_floor():
+    family = fefet()
+    p = family.params
+    g = torch.tensor([p.g_min - 1.0, p.g_min, (p.g_min + p.g_max) / 2, p.g_max, p.g_max + 1.0])
+    floor = p.prog_scale * p.sigma_floor  # p = 0 or 1: no domain variance
+    mid = p.prog_scale * ((p.g_max - p.g_min) * math.sqrt(0.25 / p.n_domains) + p.sigma_floor)
+    torch.testing.assert_close(family.programming_sigma(g), torch.tensor([floor, floor, mid, floor, floor]))
+
+
+def test_fefet_drift_closed_form():
+    """r = relax_per_decade scale_d max(0, 1 + spread z); g_t = g_relax + (g_p - g_relax)(1 - L),
+    L = min(1, r log10(1 + t / t0))."""
+    family = fefet(t0=10.0, scale=2.0)
+    p = family.params
+    z = torch.tensor([0.0, 1.0, -10.0])
+    r = family.drift_coefficients(torch.full((3,), 5.0), z)
+    torch.testing.assert_close(r, torch.tensor([0.02, 0.02 * (1 + p.relax_spread), 0.0]))
+    g_prog = torch.tensor([9.0, 1.0, 7.0])
+    t = 1e4
+    lost = (r * math.log10(1 + t / 10.0)).clamp(max=1.0)
+    torch.testing.assert_close(family.drift(g_prog, r, t, None),
+                               p.g_relax + (g_prog - p.g_relax) * (1 - lost))
+
+
+@pytest.mark.parametrize("g_relax, bound", [(0.0, 0.5), (20.0, 10.0)])
+def test_fefet_drift_towards_a_target_outside_the_window_stops_at_its_edge(g_relax, bound):
+    family = fefet(g_relax=g_relax)
+    g_t = family.drift(torch.tensor([5.0, 9.0]), torch.tensor([1.0, 1.0]), 1e6, None)  # L = 1
+    assert g_t.tolist() == [bound, bound]
+
+
+def test_fefet_without_read_noise_has_no_read_variance():
+    profile = load_profile("fefet")
+    quiet = build_family(dataclasses.replace(profile, read_noise={**profile.read_noise, "relative": 0.0}))
+    assert quiet.read_variance(torch.rand(4, 4)) is None
+    p = build_family(profile).params
+    r = p.g_min / (p.g_max - p.g_min)
+    u = torch.tensor([0.0, -0.5, 1.0])
+    torch.testing.assert_close(build_family(profile).read_variance(u),
+                               p.read_relative**2 * ((u.abs() + r) ** 2 + r**2))
+
+
+def test_state_independent_aihwkit_model_carries_every_parameter():
+    params = StateIndependentParams(g_max=30.0, coeffs=(0.3, 0.1, 0.05), prog_scale=1.5, nu_mean=0.2,
+                                    nu_std=0.07, drift_scale=1.3, t0=15.0, t_read=1e-6, read_scale=0.8)
+    model = StateIndependent(params).aihwkit_model()
+    assert (model.g_max, model.prog_coeff, model.prog_noise_scale) == (30.0, [0.3, 0.1, 0.05], 1.5)
+    assert (model.drift_nu_mean, model.drift_nu_std, model.drift_scale, model.t_0) == (0.2, 0.07, 1.3, 15.0)
+    assert (model.read_noise_scale, model.t_read) == (0.8, 1e-6)
+
+
+def test_reram_aihwkit_model_and_draw_carry_the_noise_scale():
+    family = ReRAM(ReRAMParams(g_max=30.0, scale=1.7))
+    model = family.aihwkit_model()
+    assert (model.g_max, model.noise_scale, model.coeff_g_max_reference) == (30.0, 1.7, WAN2022_G_REF)
+    g = torch.tensor([0.0, 10.0, 30.0])
+    x = g / 30.0
+    t = min(WAN2022_COEFFS)
+    sigma = sum(c * x**i for i, c in enumerate(WAN2022_COEFFS[t])) * (30.0 / WAN2022_G_REF)
+    torch.testing.assert_close(family.program(g, torch.ones(3)), (g + 1.7 * sigma).clamp(min=0.0))
+
+
+def test_drift_table_with_a_step_interpolates_as_numpy():
+    """A repeated conductance is a step: numpy.interp (aihwkit's) takes the upper value on it."""
+    table = DriftTable(g=(0.0, 5.0, 5.0, 10.0), nu_mean=(0.05, 0.06, 0.09, 0.1),
+                       nu_std=(0.01, 0.02, 0.03, 0.03))
+    g = torch.tensor([-1.0, 0.0, 2.5, 4.999, 5.0, 5.001, 7.5, 10.0, 12.0], dtype=torch.float64)
+    mean, std = table.interpolate(g)
+    torch.testing.assert_close(mean, torch.from_numpy(np.interp(g.numpy(), table.g, table.nu_mean)))
+    torch.testing.assert_close(std, torch.from_numpy(np.interp(g.numpy(), table.g, table.nu_std)))

@@ -139,8 +139,8 @@ def main() -> None:
             name = f"drift_{device}-{tag}" + (f"-{args.label}" if args.label else "")
             result = sweep_on_device(name, grid, device, args.times or DEVICES[device], args, executor)
             extra = ""
-            if device == "pcm":
-                comparisons = headline(result, grid)
+            comparisons = headline(result, grid) if device == "pcm" else []
+            if comparisons:
                 headline_name = name.replace("drift_pcm", "drift_pcm-headline")
                 write_json(headline_name, {
                     "experiment": headline_name, "quick": args.quick, "steps": args.steps,

@@ -47,6 +47,20 @@ def run_all(tasks: list[Callable[[], object]]) -> None:
         future.result()
 
 
+def fill_normal_chunks(flat: torch.Tensor, chunk: int,
+                       generator_of: Callable[[int], torch.Generator]) -> None:
+    """Fill the 1-D ``flat`` with standard normals, its k-th piece of ``chunk`` elements from
+    ``generator_of(k)``: on the CPU the pieces spread over threads (torch's normal fill is serial),
+    elsewhere one after another; the numbers do not depend on the thread count."""
+    fills = [functools.partial(piece.normal_, generator=generator_of(k))
+             for k, piece in enumerate(flat.split(chunk))]
+    if flat.device.type == "cpu":
+        run_all(fills)
+    else:
+        for fill in fills:
+            fill()
+
+
 def split_rows(rows: int, run: Callable[[int, int], None], row_elements: int = 1) -> None:
     """Call ``run(first_row, count)`` on consecutive blocks of ``rows`` rows, one per thread."""
     threads = min(torch.get_num_threads() if rows * row_elements >= PARALLEL_WORK else 1, rows)

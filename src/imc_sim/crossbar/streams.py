@@ -21,14 +21,13 @@ number.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Hashable
 
 import torch
 from torch import Tensor
 
-from imc_sim.threads import run_all
+from imc_sim.threads import fill_normal_chunks
 
 CHUNK = 1 << 20  # elements per independently seeded chunk of a large fill
 _SEED_MASK = (1 << 63) - 1
@@ -75,13 +74,7 @@ class Stream:
         if flat.numel() <= CHUNK:
             flat.normal_(generator=generator(self.device, stable_seed(*keys)))
             return out
-        fills = [functools.partial(c.normal_, generator=generator(self.device, stable_seed(*keys, k)))
-                 for k, c in enumerate(flat.split(CHUNK))]
-        if self.device.type == "cpu":
-            run_all(fills)
-        else:
-            for fill in fills:
-                fill()
+        fill_normal_chunks(flat, CHUNK, lambda k: generator(self.device, stable_seed(*keys, k)))
         return out
 
 

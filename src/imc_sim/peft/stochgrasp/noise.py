@@ -7,12 +7,10 @@ on several threads (torch's normal fill is serial) with the same numbers whateve
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 from imc_sim.peft.grouping import layer_seed, noise_generator
-from imc_sim.threads import run_all
+from imc_sim.threads import fill_normal_chunks
 
 CHUNK = 1 << 20
 """Elements per independently seeded chunk of a draw."""
@@ -29,12 +27,6 @@ class NoiseStream:
         out = torch.empty(shape, device=self.device, dtype=dtype)
         draw = self.draws
         self.draws += 1
-        fills = [functools.partial(chunk.normal_, generator=noise_generator(
-                     layer_seed(self.seed, f"{draw}:{c}"), self.device))
-                 for c, chunk in enumerate(out.view(-1).split(CHUNK))]
-        if self.device.type == "cpu":
-            run_all(fills)
-        else:
-            for fill in fills:
-                fill()
+        fill_normal_chunks(out.view(-1), CHUNK,
+                           lambda c: noise_generator(layer_seed(self.seed, f"{draw}:{c}"), self.device))
         return out

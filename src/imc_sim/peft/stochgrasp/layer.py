@@ -54,7 +54,6 @@ class StochGraspLayer(AdapterLayer):
         self.sampling = config.sampling
         self.noise_seed = layer_seed(config.seed, f"{name}:noise")
         self._noise: NoiseStream | None = None
-        self.eval_mode = "mean"
         self.realization: torch.Tensor | None = None
 
     @property
@@ -95,7 +94,6 @@ class StochGraspLayer(AdapterLayer):
             raise ImcSimError(f"unknown evaluation mode {mode!r}; choose {', '.join(EVAL_MODES)}")
         if sigma_noise < 0:
             raise ImcSimError(f"sigma_noise must be >= 0, got {sigma_noise}")
-        self.eval_mode = mode
         with torch.no_grad():
             if mode == "inject":
                 sigma = sigma_noise * self.weight_scale() if relative else sigma_noise

@@ -98,9 +98,8 @@ class TileGrid:
         return tuple(min(self.rows, self.in_features - r * self.rows) for r in range(self.row_tiles))
 
     def valid_rows(self, device: torch.device) -> Tensor:
-        """Inputs each row tile really has: [row_tiles] (the last may hold fewer than ``rows``)."""
-        starts = torch.arange(self.row_tiles, device=device) * self.rows
-        return (self.in_features - starts).clamp(max=self.rows)
+        """:attr:`row_sizes` as a tensor [row_tiles] on ``device``."""
+        return torch.tensor(self.row_sizes, device=device)
 
     def valid_cols(self, device: torch.device) -> Tensor:
         """Outputs each column tile really has: [col_tiles]."""

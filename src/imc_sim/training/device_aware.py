@@ -53,7 +53,7 @@ from imc_sim.errors import ImcSimError
 from imc_sim.peft.grasp import GraspLayer
 from imc_sim.peft.inject import AdapterLayer
 from imc_sim.peft.targets import PRESETS, is_linear, weight_in_out
-from imc_sim.training.static_ranges import NOT_CALIBRATED, calibrate_inputs, row_tile_rows, stored_ranges
+from imc_sim.training.static_ranges import NOT_CALIBRATED, calibrate_inputs, row_tile_grid, stored_ranges
 from imc_sim.units import format_time
 
 RANGE_POINTS = 8  # log-spaced times that stand for a drift range
@@ -209,9 +209,9 @@ class DeviceSampler:
         else:
             if self.conv.static and self.ranges is None:
                 raise ImcSimError(NOT_CALIBRATED)
-            rows = row_tile_rows(flat.shape[1], self.profile.periphery)  # deploy's row tiles
-            row_tiles = -(-flat.shape[1] // rows)
-            pad = row_tiles * rows - flat.shape[1]
+            grid = row_tile_grid(flat.shape[1], self.profile.periphery)  # deploy's row tiles
+            rows, row_tiles = grid.rows, grid.row_tiles
+            pad = grid.padded_in - flat.shape[1]
             if pad:
                 flat, u_t = F.pad(flat, (0, pad)), F.pad(u_t, (0, pad))
                 read_var = None if read_var is None else F.pad(read_var, (0, pad))
@@ -221,7 +221,7 @@ class DeviceSampler:
 
             scales = scale.expand(u_t.shape[0]).expand(row_tiles, -1)
             stack = TileStack.build(stacked(u_t), scales, self.conv,
-                                    None if read_var is None else stacked(read_var))
+                                    None if read_var is None else stacked(read_var), used=grid.row_sizes)
             ranges = None if self.ranges is None else self.ranges.to(flat.device)
             y = analog_mvm(flat, stack, b, self.conv, self.stream(flat.device), ranges)
         return y.view(*x.shape[:-1], -1).to(x.dtype)

@@ -41,10 +41,10 @@ def deploy_name(model: nn.Module, name: str) -> str:
     return name.removeprefix(PEFT_PREFIX) if hasattr(model, "peft_config") else name
 
 
-def row_tile_rows(in_features: int, periphery: Periphery) -> int:
-    """Inputs per row tile of a layer with ``in_features`` inputs on ``periphery``'s tiles, as
-    deploy cuts it (the row tiles depend on the inputs alone, not on the outputs)."""
-    return TileGrid.of(in_features, 1, periphery.tile_rows, periphery.tile_cols, periphery.tile_split).rows
+def row_tile_grid(in_features: int, periphery: Periphery) -> TileGrid:
+    """The row tiles of a layer with ``in_features`` inputs on ``periphery``'s tiles, as deploy
+    cuts it (the row tiles depend on the inputs alone, not on the outputs: one output here)."""
+    return TileGrid.of(in_features, 1, periphery.tile_rows, periphery.tile_cols, periphery.tile_split)
 
 
 def stored_ranges(model: nn.Module, periphery: Periphery, names: Sequence[str],
@@ -66,7 +66,7 @@ def calibrate_inputs(model: nn.Module, modules: Sequence[nn.Module], periphery: 
 
     def add(index: int, x: Tensor) -> None:
         if calibrations[index] is None:
-            calibrations[index] = Calibration(row_tile_rows(x.shape[-1], periphery),
+            calibrations[index] = Calibration(row_tile_grid(x.shape[-1], periphery).rows,
                                               periphery.input_percentile)
         calibrations[index].add(x.reshape(-1, x.shape[-1]))
 

@@ -12,6 +12,10 @@ Arms (packaged MiniLM-L6, SST-2, --steps steps, training seeds 0..--train-seeds 
   (``--device-warmup 0.5``: hardware-aware fine-tuning of a digitally trained adapter);
 - grasp-w-pcm-warm: grasp-w-pcm with the same digital warm-up (stochgrasp-pcm-warm's matched
   control: the same K, parameters, device, drift range and warm-up, sigma = 0);
+- the issue's untried fixes, each against its matched control: stochgrasp-pcm-warm-half
+  (sigma_target half of auto), stochgrasp-pcm-warm-1d and grasp-w-pcm-warm-1d (trained at the one
+  drift time 1 d instead of 1h..1y), and the device pcm-per-column (pcm with aihwkit's per-column
+  drift compensation instead of its global one; deployment only, written to results/profiles/);
 - lora-r8: LoRA r = 8 on query/value (the peft library);
 - ahwa-lora-pcm: LoRA r = 8 trained against pcm over 1h..1y (the AHWA-LoRA protocol: aihwkit PCM,
   g_max 25 uS, output noise 0.04, 8-bit DAC/ADC, which is the pcm profile).
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import sys
 
+import yaml
 from common import (
     RESULTS,
     ArmCheckpoint,
@@ -59,7 +64,9 @@ from common import (
 )
 from paired import Comparison, compare_arms, markdown_table
 
+from imc_sim.atomic import write_text_atomic
 from imc_sim.deploy.results import CompareResult
+from imc_sim.devices.profile import shipped_profiles
 from imc_sim.errors import ImcSimError
 
 K64 = {"k": 64, "rows": "rows"}
@@ -74,16 +81,24 @@ ARMS = {
                             "device_warmup": 0.5, "method_options": {**K64, "sigma_target": "auto"}},
     "grasp-w-pcm-warm": {"method": "grasp-w", "device": "pcm", "drift": "1h..1y", "device_warmup": 0.5,
                          "method_options": K64},
+    "stochgrasp-pcm-warm-half": {"method": "stochgrasp", "device": "pcm", "drift": "1h..1y",
+                                 "device_warmup": 0.5, "method_options": {**K64, "sigma_target": "auto*0.5"}},
+    "stochgrasp-pcm-warm-1d": {"method": "stochgrasp", "device": "pcm", "drift": "1d", "device_warmup": 0.5,
+                               "method_options": {**K64, "sigma_target": "auto"}},
+    "grasp-w-pcm-warm-1d": {"method": "grasp-w", "device": "pcm", "drift": "1d", "device_warmup": 0.5,
+                            "method_options": K64},
     "lora-r8": {"method": "lora", "method_options": {"lora_r": 8, "targets": "query,value"}},
     "ahwa-lora-pcm": {"method": "lora", "device": "pcm", "drift": "1h..1y",
                       "method_options": {"lora_r": 8, "targets": "query,value"}},
     "lightning-pcm": {"method": "lightning"},
 }
-DEVICES = {"pcm": "1s,1h,1d,1w,30d,1y,10y", "reram": "1s,1d,2d", "fefet": "1s,1h,1d,1w,30d,1y,10y"}
+DEVICES = {"pcm": "1s,1h,1d,1w,30d,1y,10y", "reram": "1s,1d,2d", "fefet": "1s,1h,1d,1w,30d,1y,10y",
+           "pcm-per-column": "1s,1h,1d,1w,30d,1y,10y"}
+VARIANTS = {"pcm-per-column": ("pcm", {"compensation": "per-column"})}  # device: (shipped base, changes)
 
 
-STOCH = ("stochgrasp-pcm", "stochgrasp-pcm-warm")
-DETERMINISTIC = ("grasp-w-k64", "grasp-k32", "grasp-w-pcm", "grasp-w-pcm-warm")
+STOCH = ("stochgrasp-pcm", "stochgrasp-pcm-warm", "stochgrasp-pcm-warm-half", "stochgrasp-pcm-warm-1d")
+DETERMINISTIC = ("grasp-w-k64", "grasp-k32", "grasp-w-pcm", "grasp-w-pcm-warm", "grasp-w-pcm-warm-1d")
 HEADLINE_TIMES = ("1d", "1y")
 
 
@@ -116,6 +131,19 @@ def subset(names: str | None, known: dict, option: str) -> list[str]:
     return chosen
 
 
+def profile_reference(device: str) -> str:
+    """A shipped profile's name; for one of VARIANTS, the YAML written from its base with its
+    changes (``results/profiles/<device>.yaml``)."""
+    if device not in VARIANTS:
+        return device
+    base, changes = VARIANTS[device]
+    raw = yaml.safe_load(shipped_profiles()[base].read_text())
+    raw.update(changes, name=device, description=f"{base} with {changes} (experiments/drift_pcm.py)")
+    path = RESULTS / "profiles" / f"{device}.yaml"
+    write_text_atomic(path, yaml.safe_dump(raw, sort_keys=False))
+    return str(path)
+
+
 def main() -> None:
     parser = common_parser(__doc__.splitlines()[0])
     parser.add_argument("--devices", default=",".join(DEVICES), help="comma-separated subset")
@@ -137,9 +165,10 @@ def main() -> None:
         grid = train_arm_seeds(arms, args, tag, runner)
         for device in devices:
             name = f"drift_{device}-{tag}" + (f"-{args.label}" if args.label else "")
-            result = sweep_on_device(name, grid, device, args.times or DEVICES[device], args, executor)
+            result = sweep_on_device(name, grid, profile_reference(device), args.times or DEVICES[device],
+                                     args, executor)
             extra = ""
-            comparisons = headline(result, grid) if device == "pcm" else []
+            comparisons = headline(result, grid) if device.startswith("pcm") else []
             if comparisons:
                 headline_name = name.replace("drift_pcm", "drift_pcm-headline")
                 write_json(headline_name, {

@@ -50,6 +50,7 @@ TRAIN_CASES = [
     ("--k", "0"), ("--k", "-4"),
     ("--lora-r", "0"), ("--lora-r", "-2"),
     ("--sigma-target", "-1"), ("--sigma-target", "nan"),
+    ("--sigma-target", "auto*0"), ("--sigma-target", "auto*-1"), ("--sigma-target", "auto*x"),
     ("--lam", "-0.05"), ("--lam", "nan"),
     ("--device-warmup", "-0.1"), ("--device-warmup", "1"),
 ]

@@ -102,15 +102,16 @@ def test_sigma_target_auto_is_a_function_of_profile_and_time():
     assert gaussian == pytest.approx(0.01, rel=0.05)  # the gaussian profile's own sigma
 
 
-def test_checkpoint_records_the_device_and_auto_sigma(tmp_path, tiny_model_dir, tiny_glue):
+@pytest.mark.parametrize("written, factor", [("auto", 1.0), ("auto*0.5", 0.5)])
+def test_checkpoint_records_the_device_and_auto_sigma(written, factor, tmp_path, tiny_model_dir, tiny_glue):
     ckpt = train_tiny(tmp_path / "hw.pt", tiny_model_dir, tiny_glue, "--method", "stochgrasp",
-                      "--k", "4", "--device", "pcm", "--drift", "1h..1y", "--sigma-target", "auto")
+                      "--k", "4", "--device", "pcm", "--drift", "1h..1y", "--sigma-target", written)
     data = read_checkpoint(ckpt)
     assert data["train_args"]["device"] == "pcm" and data["train_args"]["drift"] == "1h..1y"
     assert data["metrics"]["device"] == "pcm"
     model = make_tiny_bert(vocab_size=30522)
     assert data["config"]["sigma_target"] == pytest.approx(
-        sigma_target_auto(model, load_profile("pcm"), YEAR))
+        factor * sigma_target_auto(model, load_profile("pcm"), YEAR))
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -118,6 +119,7 @@ def test_checkpoint_records_the_device_and_auto_sigma(tmp_path, tiny_model_dir, 
     (["--device", "pcm", "--drift", "1y..1h"], "starts after it ends"),
     (["--drift", "1d"], "--drift needs --device"),
     (["--method", "stochgrasp", "--sigma-target", "auto"], "--sigma-target auto needs --device"),
+    (["--method", "stochgrasp", "--sigma-target", "auto*0.5"], "--sigma-target auto needs --device"),
     (["--method", "bitfit", "--device", "pcm"], "--device trains grasp, grasp-w, stochgrasp, lora"),
     (["--device", "reram", "--drift", "1h"], "only characterised at 1s, 1d, 2d"),
     (["--device-warmup", "0.5"], "--device-warmup needs --device"),

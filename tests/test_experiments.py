@@ -1,5 +1,6 @@
 """The experiment scripts end to end on the tiny model: JSON in the compare schema, PNG, results.md."""
 
+import dataclasses
 import json
 import math
 import re
@@ -14,6 +15,7 @@ from transformers import AutoModelForSequenceClassification
 
 from imc_sim.crossbar.mapping import analog_layer_names
 from imc_sim.deploy.results import CheckpointCurve, CompareResult, ExperimentTag, TimePoint, load_result
+from imc_sim.devices.profile import load_profile
 from imc_sim.tasks import get_task
 
 sys.path.insert(0, str(__import__("conftest").REPO / "experiments"))
@@ -101,6 +103,17 @@ def test_drift_experiment_grid_of_training_seeds_and_chips(results_dir, wide_mod
     assert [(c["arm_a"], c["arm_b"], c["label"]) for c in head["comparisons"]] == [
         ("stochgrasp-pcm-warm", "grasp-w-pcm", "1d")]
     assert json.loads((results / "drift_pcm-full.json").read_text()) == pcm
+    # a deploy-only fix: the same checkpoints on pcm with per-column compensation, a profile of its own
+    run_script("drift_pcm", monkeypatch, *argv, "--devices", "pcm-per-column", "--arms",
+               "grasp-w-pcm,stochgrasp-pcm-warm", "--times", "1d", "--label", "narrow")
+    profile = load_profile(str(results / "profiles" / "pcm-per-column.yaml"))
+    assert (profile.compensation, load_profile("pcm").compensation) == ("per-column", "global")
+    assert dataclasses.replace(profile, compensation="global", name="pcm", description="", path="") == \
+        dataclasses.replace(load_profile("pcm"), description="", path="")
+    per_column = load_result(results / "drift_pcm-per-column-full-narrow.json")
+    assert per_column.device == "pcm-per-column"
+    assert [c.name for c in per_column.checkpoints] == names[2:]
+    assert (results / "drift_pcm-headline-per-column-full-narrow.json").exists()
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -7,13 +7,19 @@ import json
 
 from imc_sim.cli.data_options import add_data_options
 from imc_sim.cli.numbers import non_negative_float, positive_float, positive_int
+from imc_sim.errors import ImcSimError
 from imc_sim.peft import METHODS
+from imc_sim.peft.stochgrasp.config import auto_sigma_factor
 from imc_sim.tasks import TASKS
 
 
 def sigma_target(text: str) -> float | str:
-    """A number, or 'auto'."""
-    if text == "auto":
+    """A number, or 'auto' / 'auto*F' (F times the device's weight error)."""
+    if text.startswith("auto"):
+        try:
+            auto_sigma_factor(text)
+        except ImcSimError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
         return text
     try:
         float(text)
@@ -44,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="GRASP without the shift beta (Table V ablation)")
     p.add_argument("--lora-r", type=positive_int, help="LoRA rank (default 8)")
     p.add_argument("--sigma-target", type=sigma_target,
-                   help="StochGRASP sigma_target of eq. 6 (0.01), or 'auto': from --device at --drift")
+                   help="StochGRASP sigma_target of eq. 6 (0.01), or 'auto': the weight error of --device at "
+                   "the end of --drift; 'auto*F': F times that")
     p.add_argument("--lam", type=non_negative_float, help="StochGRASP lambda of eq. 6 (0.05)")
     p.add_argument("--device", help="train device-aware against this profile (name or YAML path)")
     p.add_argument("--drift", help="drift time, or a range such as 1h..1y, for --device (default 1d)")

@@ -21,6 +21,7 @@ from imc_sim.devices.profile import load_profile
 from imc_sim.errors import ImcSimError
 from imc_sim.evaluate import evaluate
 from imc_sim.peft import Method, get_method
+from imc_sim.peft.stochgrasp.config import auto_sigma_factor
 from imc_sim.tasks import TaskSpec, task_record
 from imc_sim.torch_device import out_of_memory_message, resolve_torch_device, to_device
 from imc_sim.training.device_aware import DeviceTraining, sigma_target_auto
@@ -79,7 +80,7 @@ class TrainArgs:
                 f"--device-warmup is a fraction of the steps in [0, 1), got {self.device_warmup}")
         if self.device_warmup and self.device is None:
             raise ImcSimError("--device-warmup needs --device")
-        if self.method_options.get("sigma_target") == "auto" and self.device is None:
+        if auto_sigma_factor(self.method_options.get("sigma_target")) is not None and self.device is None:
             raise ImcSimError("--sigma-target auto needs --device (it is derived from the profile)")
         Precision.parse(self.mixed_precision, resolve_torch_device(self.torch_device))
 
@@ -185,8 +186,9 @@ def prepare(args: TrainArgs) -> Run:
         task, train_ex = data.load_train(args.source(), args.task, args.train_limit)
     torch.manual_seed(args.seed)
     backbone = load_backbone(model_reference(args.model), task)
-    if options.get("sigma_target") == "auto":
-        options["sigma_target"] = sigma_target_auto(backbone.model, profile, drift[1])
+    factor = auto_sigma_factor(options.get("sigma_target"))
+    if factor is not None:
+        options["sigma_target"] = factor * sigma_target_auto(backbone.model, profile, drift[1])
     config = method.make_config(options)
     base_print = fingerprint(backbone.model)
     backbone.model = method.attach(backbone.model, config).to(torch_device)

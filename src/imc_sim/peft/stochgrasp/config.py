@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from imc_sim.errors import ImcSimError
 
 ROWS = ("rows", "shared")
 SAMPLINGS = ("weights", "outputs")
+
+
+def auto_sigma_factor(value: object) -> float | None:
+    """The factor F of a sigma_target written ``auto`` (F = 1) or ``auto*F`` (F > 0): the target is
+    then F times :func:`sigma_target_auto`; None for a number."""
+    if not isinstance(value, str):
+        return None
+    head, _, factor = value.partition("*")
+    if head != "auto":
+        raise ImcSimError(f"sigma_target: expected a number, 'auto' or 'auto*F', got {value!r}")
+    if not factor:
+        return 1.0
+    try:
+        f = float(factor)
+    except ValueError:
+        raise ImcSimError(f"sigma_target: the F of 'auto*F' must be a number, got {factor!r}") from None
+    if not (f > 0 and math.isfinite(f)):
+        raise ImcSimError(f"sigma_target: the F of 'auto*F' must be positive, got {factor!r}")
+    return f
 
 
 @dataclass

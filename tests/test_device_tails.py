@@ -1,6 +1,7 @@
 """Device-aware training's weight draw (quantile tables) against the deployed chip's weights:
 mean, spread and tails per conductance bin, and a wrong table that the same check refuses."""
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -74,8 +75,12 @@ def measured():
 
 
 def train_draws(m: Measured, tables: QuantileTables, k: int) -> torch.Tensor:
-    """TRAIN_DRAWS draws of the training-time u_t for the targets, [TRAIN_DRAWS, out, in]."""
-    sampler = DeviceSampler(load_profile(m.profile_name), tables, ChipStreams(5), "layer")
+    """TRAIN_DRAWS draws of the training-time u_t for the targets, [TRAIN_DRAWS, out, in] (the
+    drifted state: the deployed chip's weights carry no per-read noise either)."""
+    profile = load_profile(m.profile_name)  # without the one read's noise the draw adds after the table
+    quiet = {key: 0.0 for key in ("per_read", "relative") if key in profile.read_noise}
+    profile = dataclasses.replace(profile, read_noise={**profile.read_noise, **quiet})
+    sampler = DeviceSampler(profile, tables, ChipStreams(5), "layer")
     return torch.stack([sampler.device_weights(m.targets, k, frozen=True)[0] for _ in range(TRAIN_DRAWS)])
 
 

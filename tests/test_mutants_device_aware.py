@@ -33,6 +33,11 @@ def with_periphery(name: str, **changes):
     return dataclasses.replace(profile, periphery=dataclasses.replace(profile.periphery, **changes))
 
 
+def without_read_noise(profile):
+    """``profile`` without its per-read weight noise (U_t then is the drifted state itself)."""
+    return dataclasses.replace(profile, read_noise={**profile.read_noise, "per_read": 0.0})
+
+
 def draw_path(compiled: bool, monkeypatch) -> None:
     if compiled and not epilogue.AVAILABLE:
         pytest.skip("the C pass was not built (no compiler)")
@@ -104,7 +109,7 @@ def test_out_scale_is_mapping_times_the_compensation_gain(compensation, compiled
     """out_scale = m (none), m sum|u| / sum|U_t| (global), m_i sum_j|u_ij| / sum_j|U_t,ij|
     (per-column), with m the per-column mapping scale."""
     draw_path(compiled, monkeypatch)
-    pcm = dataclasses.replace(load_profile("pcm"), compensation=compensation)
+    pcm = without_read_noise(dataclasses.replace(load_profile("pcm"), compensation=compensation))
     w = torch.randn(6, 40, generator=torch.Generator().manual_seed(0)) * torch.arange(1.0, 7.0)[:, None]
     m = w.abs().amax(1, keepdim=True)
     u = w / m
@@ -116,10 +121,32 @@ def test_out_scale_is_mapping_times_the_compensation_gain(compensation, compiled
 
 
 @pytest.mark.parametrize("compiled", PATHS)
+@pytest.mark.parametrize("name, key", [("pcm", "per_read"), ("fefet", "relative")])
+def test_one_reads_weight_noise_is_drawn_on_the_drifted_weights(name, key, compiled, monkeypatch):
+    """U_t = the drifted state (the same draw as without read noise) + sqrt(var(state)) z', var the
+    family's per-read law (pcm: per_read^2 |u|; fefet: c0 + c1 |u| + c2 u^2) plus w_noise^2; the
+    compensation gain is the drifted state's."""
+    draw_path(compiled, monkeypatch)
+    profile = with_periphery(name, w_noise=0.01)
+    quiet = dataclasses.replace(with_periphery(name, w_noise=0.0),
+                                read_noise={**profile.read_noise, key: 0.0})
+    w = torch.randn(64, 512, generator=torch.Generator().manual_seed(1))
+    noisy_t, noisy_scale = sampler(profile, [YEAR]).device_weights(w, 0, frozen=False)
+    state, scale = sampler(quiet, [YEAR]).device_weights(w, 0, frozen=False)
+    torch.testing.assert_close(noisy_scale, scale)
+    law = device_aware.read_noise(device_aware.build_family(profile), 0.01)
+    assert law.c0 >= 0.01**2 and (law.c1 > 0 if name == "pcm" else law.c2 > 0)
+    z = (noisy_t - state) / law.variance(state).sqrt()
+    assert abs(z.mean().item()) < 0.02 and abs(z.std().item() - 1.0) < 0.02
+    assert abs((z * state.sign()).mean().item()) < 0.02  # no pull towards or away from zero
+
+
+@pytest.mark.parametrize("compiled", PATHS)
 @pytest.mark.parametrize("compensation", ["global", "per-column"])
 def test_gain_of_a_layer_whose_drifted_sum_is_below_one(compensation, compiled, monkeypatch):
     draw_path(compiled, monkeypatch)
-    pcm = dataclasses.replace(with_periphery("pcm", weight_scaling="none"), compensation=compensation)
+    pcm = without_read_noise(dataclasses.replace(with_periphery("pcm", weight_scaling="none"),
+                                                 compensation=compensation))
     w = torch.tensor([[0.2, 0.4]])
     u_t, scale = sampler(pcm, [YEAR]).device_weights(w, 0, frozen=False)
     assert u_t.abs().sum() < 1  # where a wrong floor of 1 on the sum would show

@@ -11,12 +11,15 @@ from conftest import make_tiny_bert
 
 from imc_sim.crossbar import epilogue
 from imc_sim.crossbar.mapping import deploy_model
+from imc_sim.crossbar.periphery import Converters, dac
 from imc_sim.crossbar.streams import CHUNK, ChipStreams, stable_seed
 from imc_sim.crossbar.tiles import CrossbarLinear
 from imc_sim.deploy.chip import Chip
 from imc_sim.deploy.sweep import drift_sweep
 from imc_sim.devices import build_family
 from imc_sim.devices.profile import load_profile
+from imc_sim.devices.quantiles import QuantileTables
+from imc_sim.training.device_aware import DeviceSampler
 
 HOUR, DAY, YEAR = 3600.0, 86400.0, 365 * 86400.0
 
@@ -82,6 +85,25 @@ def test_a_chip_does_not_depend_on_the_thread_count(compiled, threads, monkeypat
             outputs.append((layer(x), layer(x)))
     assert torch.equal(outputs[0][0], outputs[1][0]) and torch.equal(outputs[0][1], outputs[1][1])
     assert not torch.equal(outputs[0][0], outputs[0][1])  # each read draws afresh
+
+
+def test_compiled_training_draw_and_dac_do_not_depend_on_the_thread_count(threads):
+    """The compiled passes split their rows over torch's OpenMP threads: the same numbers for 1,
+    2 and 3 threads (sizes above the pass's threshold for splitting)."""
+    if not epilogue.AVAILABLE:
+        pytest.skip("the C pass was not built (no compiler)")
+    profile = load_profile("pcm")
+    tables = QuantileTables.measure(profile, [DAY])
+    w = torch.randn(300, 512, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(200, 1024, generator=torch.Generator().manual_seed(1))
+    conv = Converters.from_periphery(profile.periphery)
+    seen = []
+    for n in (1, 2, 3):
+        threads(n)
+        sampler = DeviceSampler(profile, tables, ChipStreams(4), "layer")
+        seen.append((*sampler.device_weights(w, 0, frozen=False), *dac(x, 2, conv, as_uint8=True)))
+    for other in seen[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(seen[0], other, strict=True))
 
 
 def test_drift_times_in_any_order_give_the_same_chip():

@@ -1,10 +1,10 @@
 """Spreading CPU work over the threads torch is allowed (``torch.get_num_threads()``).
 
 Normal fills (:mod:`imc_sim.crossbar.streams`, StochGRASP's training noise in
-:mod:`imc_sim.peft.stochgrasp.noise`) and the compiled periphery pass
-(:mod:`imc_sim.crossbar.epilogue`) are cut into pieces whose results do not depend on how they
+:mod:`imc_sim.peft.stochgrasp.noise`) are cut into pieces whose results do not depend on how they
 are split; the pieces run on the calling thread and a small pool, whose threads work while the
-GIL is released (inside torch's fill, inside the ctypes call).
+GIL is released (inside torch's fill). The compiled passes (:mod:`imc_sim.crossbar.epilogue`)
+split their rows over torch's own OpenMP threads instead (``_epilogue.c``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
-
-PARALLEL_WORK = 1 << 18  # elements from which rows are split over threads
 
 
 @functools.cache
@@ -59,13 +57,3 @@ def fill_normal_chunks(flat: torch.Tensor, chunk: int,
     else:
         for fill in fills:
             fill()
-
-
-def split_rows(rows: int, run: Callable[[int, int], None], row_elements: int = 1) -> None:
-    """Call ``run(first_row, count)`` on consecutive blocks of ``rows`` rows, one per thread."""
-    threads = min(torch.get_num_threads() if rows * row_elements >= PARALLEL_WORK else 1, rows)
-    if threads < 2:
-        run(0, rows)
-        return
-    step = -(-rows // threads)
-    run_all([functools.partial(run, start, min(step, rows - start)) for start in range(0, rows, step)])

@@ -11,10 +11,17 @@
  * of a row has its own counters, so the noise of (i, j) does not depend on how rows are split over
  * threads. Loops over 16 lanes are written for the compiler to vectorise (log and cos as plain
  * polynomials).
+ *
+ * Rows are split over an OpenMP team. The library links libgomp.so.1, the soname of the OpenMP
+ * runtime torch's CPU wheels load first, so the team is torch's own intra-op pool: its threads,
+ * still spinning after torch's last parallel region, take the rows at once, and
+ * omp_get_max_threads() follows torch.set_num_threads. Each pass has a row worker (compiled per
+ * instruction set) and an exported wrapper that gives each thread of the team its block of rows.
  * Plain C, no Python API: built at install (optional) and loaded with ctypes by
  * imc_sim/analog/epilogue.py, which falls back to torch operations without it.
  */
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -24,6 +31,26 @@
 #endif
 #define LANES 16
 #define GROUP (4 * LANES) /* normals per group of counters */
+#define PARALLEL_WORK (1 << 15) /* elements from which a pass splits its rows over the team */
+
+/* This thread's block of rows of n: [*row0, *row0 + *count), count possibly 0. */
+static void thread_rows(int64_t n, int64_t *row0, int64_t *count) {
+    const int64_t threads = omp_get_num_threads(), step = (n + threads - 1) / threads;
+    const int64_t first = step * omp_get_thread_num();
+    *row0 = first < n ? first : n;
+    *count = n - *row0 < step ? n - *row0 : step;
+}
+
+/* Run STATEMENT (which reads row0 and count) on every thread's block of the n rows, in a team
+ * where n rows of m elements are worth it, else on this thread alone. */
+#define ON_TEAM(n, m, STATEMENT)                                        \
+    const int64_t work = (n) * (m);                                     \
+    _Pragma("omp parallel if (work >= PARALLEL_WORK)")                  \
+    {                                                                   \
+        int64_t row0, count;                                            \
+        thread_rows((n), &row0, &count);                                \
+        if (count > 0) STATEMENT;                                       \
+    }
 
 /* ln x for x in (0, 1]: x = m 2^e with m in [1, 2), ln m = 2 atanh(t), t = (m - 1) / (m + 1) in
  * [0, 1/3), by its series to t^9 (error below 6e-7). Plain arithmetic, so the loop vectorises. */
@@ -95,17 +122,17 @@ static CLONES __attribute__((noinline)) void philox_normals(uint64_t group, uint
     }
 }
 
-/* Rows row0 .. row0 + rows - 1 of a row tile's product y [n, m]: for every element (i, j)
+/* The n rows of a row tile's product y [n, m]: for every element (i, j)
  *     v = y[i, j] * y_scale + sd * z[i, j]   (in ADC steps) z ~ N(0, 1); sd a scalar, or per
  *                                            element sd = sqrt(var[i, j] + var_add) * sd_scale
  *     v = clamp(round(v), -bound, bound)     (round: half to even; skipped without an ADC)
  *     out[i, j] = base[i, j] + v * row_scale[i] * col_factor[j]
  * with base = out (accumulate: the row tiles before this one) or the bias (or 0). var (or NULL
  * for sd_scalar), row_scale, bias may be NULL; out may be y itself. */
-CLONES void periphery_epilogue(const float *y, float y_scale, int64_t m, int64_t row0, int64_t rows,
-                        const float *var, float var_add, float sd_scale, float sd_scalar, int quantize, float bound,
-                        const float *row_scale, const float *col_factor, const float *bias,
-                        float *out, int accumulate, uint64_t seed) {
+static CLONES __attribute__((noinline)) void epilogue_rows(
+        const float *y, float y_scale, int64_t m, int64_t row0, int64_t rows, const float *var, float var_add,
+        float sd_scale, float sd_scalar, int quantize, float bound, const float *row_scale,
+        const float *col_factor, const float *bias, float *out, int accumulate, uint64_t seed) {
     const int64_t groups = (m + GROUP - 1) / GROUP;
     const int noisy = var != 0 || sd_scalar != 0.0f;
     float z[GROUP], v[GROUP];
@@ -157,22 +184,32 @@ CLONES void periphery_epilogue(const float *y, float y_scale, int64_t m, int64_t
     }
 }
 
-/* Rows row0 .. row0 + rows - 1 of targets u[i, j] = x[i, j] * row_inv[i] (x itself where row_inv
- * is NULL), x [n, m]: for every element the inverse-CDF draw
+void periphery_epilogue(const float *y, float y_scale, int64_t n, int64_t m, const float *var, float var_add,
+                        float sd_scale, float sd_scalar, int quantize, float bound, const float *row_scale,
+                        const float *col_factor, const float *bias, float *out, int accumulate, uint64_t seed) {
+    ON_TEAM(n, m, epilogue_rows(y, y_scale, m, row0, count, var, var_add, sd_scale, sd_scalar, quantize, bound,
+                                row_scale, col_factor, bias, out, accumulate, seed))
+}
+
+/* The n rows of targets u[i, j] = x[i, j] * row_inv[i] (x itself where row_inv is NULL), x [n, m]:
+ * for every element the inverse-CDF draw
  *     w[i, j] = Q(u[i, j], z[i, j]),   z ~ N(0, 1)
  * with Q the quantile table [grid, levels] (row r: target -1 + 2 r / (grid - 1); column l: the
  * quantile at level Phi(z_first + l z_step)) interpolated linearly in u, which is clamped to
  * [-1, 1], and in z, which is clamped to the table's columns. Also the row
- * sums of |u| and |w| (drift compensation), into abs_u[i] and abs_w[i]. z as in
- * periphery_epilogue (Philox, counters per group of 64 columns of a row), so the draw does not
- * depend on the thread split. */
-CLONES void device_draw(const float *x, const float *row_inv, int64_t m, int64_t row0, int64_t rows,
-                 const float *table, int64_t grid, int64_t levels, float z_first, float inv_z_step,
-                 float *w, float *abs_u, float *abs_w, uint64_t seed) {
+ * sums of |u| and |w| (drift compensation), into abs_u[i] and abs_w[i]. With read, one read's
+ * weight noise is then added, w += sqrt(r0 + r1 |w| + r2 w^2) z' with z' ~ N(0, 1) from a second
+ * key (the row sums stay those of the drifted state). z and z' as in periphery_epilogue (Philox,
+ * counters per group of 64 columns of a row), so the draw does not depend on the thread split. */
+static CLONES __attribute__((noinline)) void draw_rows(
+        const float *x, const float *row_inv, int64_t m, int64_t row0, int64_t rows, const float *table,
+        int64_t grid, int64_t levels, float z_first, float inv_z_step, int read, float r0, float r1, float r2,
+        float *w, float *abs_u, float *abs_w, uint64_t seed) {
     const int64_t groups = (m + GROUP - 1) / GROUP;
     const float half = 0.5f * (float)(grid - 1), top = (float)(levels - 1);
     const int32_t last_row = (int32_t)grid - 2, last_col = (int32_t)levels - 2, cols = (int32_t)levels;
-    float z[GROUP];
+    const uint64_t read_seed = seed ^ 0x5851F42D4C957F2DULL; /* the second key, of z' */
+    float z[GROUP], zr[GROUP];
     for (int64_t i = row0; i < row0 + rows; i++) {
         const float ri = row_inv ? row_inv[i] : 1.0f;
         float sum_u = 0.0f, sum_w = 0.0f;
@@ -206,21 +243,36 @@ CLONES void device_draw(const float *x, const float *row_inv, int64_t m, int64_t
                 sum_u += fabsf(ut);
                 sum_w += fabsf(v);
             }
+            if (read) {
+                philox_normals((uint64_t)i * (uint64_t)groups + (uint64_t)g, read_seed, zr);
+#pragma omp simd
+                for (int64_t t = 0; t < len; t++) {
+                    const float v = wg[t], a = fabsf(v), var = r0 + a * (r1 + a * r2);
+                    wg[t] = v + sqrtf(var > 0.0f ? var : 0.0f) * zr[t];
+                }
+            }
         }
         abs_u[i] = sum_u;
         abs_w[i] = sum_w;
     }
 }
 
-/* Rows row0 .. row0 + count - 1 of inputs x [n, tiles * rows], each row cut into its row tiles:
+void device_draw(const float *x, const float *row_inv, int64_t n, int64_t m, const float *table, int64_t grid,
+                 int64_t levels, float z_first, float inv_z_step, int read, float r0, float r1, float r2,
+                 float *w, float *abs_u, float *abs_w, uint64_t seed) {
+    ON_TEAM(n, m, draw_rows(x, row_inv, m, row0, count, table, grid, levels, z_first, inv_z_step, read, r0, r1,
+                            r2, w, abs_u, abs_w, seed))
+}
+
+/* The n rows of inputs x [n, tiles * rows], each row cut into its row tiles:
  *     s = max |x| over the row tile (noise management; 1 where that is 0; s = 1 without it)
  *     c = x * (inv_d_in / s), rounded half to even (quantize), clamped to +-bound (clip)
  * c goes to codes_f [n, tiles, rows] (x's layout) or, as uint8 c + 128, to codes_u8
  * [tiles, n, rows] (one contiguous block per row tile, the int8 product's input); s to scale
  * [n, tiles] when managed. */
-CLONES void dac_codes(const float *x, int64_t n, int64_t tiles, int64_t rows, int64_t row0, int64_t count,
-               float inv_d_in, int managed, int quantize, int clip, float bound, float *codes_f,
-               uint8_t *codes_u8, float *scale) {
+static CLONES __attribute__((noinline)) void dac_rows(
+        const float *x, int64_t n, int64_t tiles, int64_t rows, int64_t row0, int64_t count, float inv_d_in,
+        int managed, int quantize, int clip, float bound, float *codes_f, uint8_t *codes_u8, float *scale) {
     for (int64_t i = row0; i < row0 + count; i++) {
         for (int64_t r = 0; r < tiles; r++) {
             const float *xr = x + (i * tiles + r) * rows;
@@ -253,13 +305,24 @@ CLONES void dac_codes(const float *x, int64_t n, int64_t tiles, int64_t rows, in
     }
 }
 
+void dac_codes(const float *x, int64_t n, int64_t tiles, int64_t rows, float inv_d_in, int managed, int quantize,
+               int clip, float bound, float *codes_f, uint8_t *codes_u8, float *scale) {
+    ON_TEAM(n, tiles * rows, dac_rows(x, n, tiles, rows, row0, count, inv_d_in, managed, quantize, clip, bound,
+                                      codes_f, codes_u8, scale))
+}
+
 /* Squares of n DAC codes given as uint8 c + 128: c^2 = 128 hi + lo exactly (c^2 <= 127^2 = 16129,
  * hi <= 126, lo < 128), the uint8 inputs of the int8 product that gives sum_j c_j^2 V_j. */
-CLONES void code_squares(const uint8_t *codes, int64_t n, uint8_t *hi, uint8_t *lo) {
+static CLONES __attribute__((noinline)) void squares_span(const uint8_t *codes, int64_t n, uint8_t *hi,
+                                                          uint8_t *lo) {
 #pragma omp simd
     for (int64_t t = 0; t < n; t++) {
         const int32_t c = (int32_t)codes[t] - 128, sq = c * c;
         hi[t] = (uint8_t)(sq >> 7);
         lo[t] = (uint8_t)(sq & 127);
     }
+}
+
+void code_squares(const uint8_t *codes, int64_t n, uint8_t *hi, uint8_t *lo) {
+    ON_TEAM(n, 1, squares_span(codes + row0, count, hi + row0, lo + row0))
 }

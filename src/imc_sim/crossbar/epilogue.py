@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from imc_sim.crossbar.streams import Stream
-from imc_sim.threads import split_rows
+from imc_sim.devices.family import ReadNoise
 
 
 def _load() -> ctypes.CDLL | None:
@@ -37,14 +37,15 @@ def _load() -> ctypes.CDLL | None:
             lib = ctypes.CDLL(str(path))
             fn = lib.periphery_epilogue
             ptr, i64, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
-            fn.argtypes = [ptr, f32, i64, i64, i64, ptr, f32, f32, f32, ctypes.c_int, f32, ptr, ptr, ptr,
+            fn.argtypes = [ptr, f32, i64, i64, ptr, f32, f32, f32, ctypes.c_int, f32, ptr, ptr, ptr,
                            ptr, ctypes.c_int, ctypes.c_uint64]
             fn.restype = None
             draw = lib.device_draw
-            draw.argtypes = [ptr, ptr, i64, i64, i64, ptr, i64, i64, f32, f32, ptr, ptr, ptr, ctypes.c_uint64]
+            draw.argtypes = [ptr, ptr, i64, i64, ptr, i64, i64, f32, f32, ctypes.c_int, f32, f32, f32,
+                             ptr, ptr, ptr, ctypes.c_uint64]
             draw.restype = None
             dac = lib.dac_codes
-            dac.argtypes = [ptr, i64, i64, i64, i64, i64, f32, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+            dac.argtypes = [ptr, i64, i64, i64, f32, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                             f32, ptr, ptr, ptr]
             dac.restype = None
             squares = lib.code_squares
@@ -133,37 +134,32 @@ def apply_compiled(y: Tensor, y_scale: float, sd: float | ElementStd, quantize: 
     accumulate = base is out
     bias = None if accumulate else base
     n, m = y.shape
-
-    def run(row0: int, rows: int) -> None:
-        _LIB.periphery_epilogue(_ptr(y), y_scale, m, row0, rows, _ptr(var), var_add, sd_scale, sd_scalar,
-                                int(quantize), bound, _ptr(row_scale), _ptr(col_factor), _ptr(bias),
-                                _ptr(out), int(accumulate), seed)
-
-    split_rows(n, run, m)
+    _LIB.periphery_epilogue(_ptr(y), y_scale, n, m, _ptr(var), var_add, sd_scale, sd_scalar, int(quantize),
+                            bound, _ptr(row_scale), _ptr(col_factor), _ptr(bias), _ptr(out), int(accumulate),
+                            seed)
     return out
 
 
 def draw(x: Tensor, row_inv: Tensor | None, table: Tensor, z_first: float, z_step: float,
-         generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+         generator: torch.Generator, read: ReadNoise | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Compiled only (check :func:`compiled_for`): the inverse-CDF draw ``w = Q(u, z)`` for the
     normalised targets ``u = x * row_inv[:, None]`` (``x`` [N, M] float32 contiguous; ``row_inv``
     [N] or None for u = x), ``table`` [G, L] the quantiles at G evenly spaced targets on [-1, 1]
     (rows) and L levels Phi(z_first + l z_step) (columns), interpolated linearly in u (clamped to
     [-1, 1]) and in z (clamped to the columns), z ~ N(0, 1) keyed by a seed drawn
-    from ``generator``; returns ``w`` and the row sums of |u| and |w| ([N] each). The torch path
-    computes the same interpolation (:meth:`imc_sim.devices.quantiles.QuantileTables.draw`)."""
+    from ``generator``; returns ``w`` and the row sums of |u| and |w| ([N] each). With ``read``,
+    one read's weight noise is then added to ``w``, of variance ``read.variance(w)`` (the row sums
+    stay those of the drifted state). The torch path computes the same interpolation
+    (:meth:`imc_sim.devices.quantiles.QuantileTables.draw`)."""
     _require_cpu(x, row_inv, table)
     n, m = x.shape
     w, abs_u, abs_w = torch.empty_like(x), x.new_empty(n), x.new_empty(n)
     table = table.float().contiguous()
     grid, levels = table.shape
     seed = _seed(generator)
-
-    def run(row0: int, rows: int) -> None:
-        _LIB.device_draw(_ptr(x), _ptr(row_inv), m, row0, rows, _ptr(table), grid, levels, z_first,
-                         1.0 / z_step, _ptr(w), _ptr(abs_u), _ptr(abs_w), seed)
-
-    split_rows(n, run, m)
+    law = read or ReadNoise()
+    _LIB.device_draw(_ptr(x), _ptr(row_inv), n, m, _ptr(table), grid, levels, z_first, 1.0 / z_step,
+                     int(read is not None), law.c0, law.c1, law.c2, _ptr(w), _ptr(abs_u), _ptr(abs_w), seed)
     return w, abs_u, abs_w
 
 
@@ -181,12 +177,8 @@ def dac_codes(x: Tensor, row_tiles: int, inv_d_in: float, managed: bool, quantiz
     scale = x.new_empty(n, row_tiles, 1) if managed else None
     codes_f, codes_u8 = (None, codes) if as_uint8 else (codes, None)
 
-    def run(row0: int, count: int) -> None:
-        _LIB.dac_codes(_ptr(x), n, row_tiles, rows, row0, count, inv_d_in, int(managed),
-                       int(quantize), int(bound is not None), 0.0 if bound is None else bound,
-                       _ptr(codes_f), _ptr(codes_u8), _ptr(scale))
-
-    split_rows(n, run, x.shape[1])
+    _LIB.dac_codes(_ptr(x), n, row_tiles, rows, inv_d_in, int(managed), int(quantize), int(bound is not None),
+                   0.0 if bound is None else bound, _ptr(codes_f), _ptr(codes_u8), _ptr(scale))
     return codes, scale
 
 
@@ -195,11 +187,5 @@ def code_squares(codes: Tensor) -> tuple[Tensor, Tensor]:
     ([N, rows], contiguous) as two uint8 limbs, c^2 = 128 hi + lo."""
     _require_cpu(codes)
     hi, lo = torch.empty_like(codes), torch.empty_like(codes)
-    n, rows = codes.shape
-
-    def run(row0: int, count: int) -> None:
-        at = row0 * rows
-        _LIB.code_squares(_ptr(codes) + at, count * rows, _ptr(hi) + at, _ptr(lo) + at)
-
-    split_rows(n, run, rows)
+    _LIB.code_squares(_ptr(codes), codes.numel(), _ptr(hi), _ptr(lo))
     return hi, lo

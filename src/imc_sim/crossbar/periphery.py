@@ -37,7 +37,7 @@ from imc_sim.crossbar import epilogue, input_ranges, int8_product
 from imc_sim.crossbar.int8_product import Int8Variance, Int8Weights
 from imc_sim.crossbar.ir_drop import IrDrop, IrDropTiles
 from imc_sim.crossbar.streams import Stream
-from imc_sim.devices.family import DeviceFamily
+from imc_sim.devices.family import DeviceFamily, ReadNoise
 from imc_sim.devices.profile import Periphery
 from imc_sim.errors import ImcSimError
 
@@ -76,16 +76,22 @@ class Converters:
         return self.adc_step if self.adc_step > 0 else 1.0
 
 
-def read_variance(u: Tensor, family: DeviceFamily, w_noise: float, devices: int = 1) -> Tensor | None:
-    """Per-read variance of normalised tile weights ``u``: the periphery's constant ``w_noise``^2
-    plus the device family's state-dependent cycle-to-cycle part (its ``read_variance``, divided
-    by ``devices``: the mean of that many independent device pairs); None where there is neither."""
-    state = family.read_variance(u)
-    if state is not None and devices > 1:
-        state = state / devices
+def read_noise(family: DeviceFamily, w_noise: float, devices: int = 1) -> ReadNoise | None:
+    """The per-read variance law of normalised tile weights: the periphery's constant ``w_noise``^2
+    plus the device family's state-dependent cycle-to-cycle part (divided by ``devices``: the mean
+    of that many independent device pairs); None where there is neither."""
+    law = family.read_noise()
+    if law is not None and devices > 1:
+        law = law.scaled(1.0 / devices)
     if w_noise == 0:
-        return state
-    return torch.full_like(u, w_noise**2) if state is None else state + w_noise**2
+        return law
+    return (law or ReadNoise()).plus(w_noise**2)
+
+
+def read_variance(u: Tensor, family: DeviceFamily, w_noise: float, devices: int = 1) -> Tensor | None:
+    """The per-read variance of each normalised tile weight ``u`` (:func:`read_noise`'s law)."""
+    law = read_noise(family, w_noise, devices)
+    return None if law is None else law.variance(u)
 
 
 @dataclass(frozen=True)

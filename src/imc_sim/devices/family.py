@@ -11,7 +11,8 @@ whole layer is computed in one call, on whatever device its tensors live on:
     g_t    = drift(g_prog, nu, t, z)                   per read-out time t (s), with the read
                                                        noise accumulated by then
     var    = read_variance(u)                          per MVM (cycle to cycle), in normalised
-                                                       weight units (u = w / mapping scale)
+                                                       weight units (u = w / mapping scale): a
+                                                       quadratic in |u| (``read_noise``)
 
 ``drift`` may return ``g_prog`` itself where the law leaves it unchanged (no drift, or t = 0 for a
 law without read noise); a family whose ``drift_noise`` is False ignores ``z`` (pass None).
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -45,6 +47,29 @@ def polynomial(coeffs: Sequence[float], x: Tensor) -> Tensor:
         power = power * x
         out = out + c * power
     return out
+
+
+@dataclass(frozen=True)
+class ReadNoise:
+    """Per-read (cycle-to-cycle) variance of a normalised weight u, a quadratic in |u|:
+    var = c0 + c1 |u| + c2 u^2 (normalised weight units squared)."""
+
+    c0: float = 0.0
+    c1: float = 0.0
+    c2: float = 0.0
+
+    def variance(self, u: Tensor) -> Tensor:
+        """c0 + c1 |u| + c2 u^2, elementwise."""
+        a = u.abs()
+        return (a * self.c2 + self.c1).mul_(a).add_(self.c0)
+
+    def scaled(self, factor: float) -> ReadNoise:
+        """The variance times ``factor``."""
+        return ReadNoise(self.c0 * factor, self.c1 * factor, self.c2 * factor)
+
+    def plus(self, constant: float) -> ReadNoise:
+        """The variance plus ``constant`` for every weight."""
+        return ReadNoise(self.c0 + constant, self.c1, self.c2)
 
 
 class DeviceFamily(ABC):
@@ -90,9 +115,14 @@ class DeviceFamily(ABC):
         """Conductances ``t`` seconds after programming (drift and accumulated read noise)."""
         return g_prog
 
+    def read_noise(self) -> ReadNoise | None:
+        """The law of the per-read variance (None: the family has no read noise)."""
+        return None
+
     def read_variance(self, u: Tensor) -> Tensor | None:
         """Variance of each normalised weight ``u`` drawn afresh at every read (None: none)."""
-        return None
+        law = self.read_noise()
+        return None if law is None else law.variance(u)
 
     @abstractmethod
     def aihwkit_model(self) -> BaseNoiseModel:

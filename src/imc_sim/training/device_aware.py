@@ -7,7 +7,8 @@ transformer blocks, adapted or frozen) computes, for its input x,
              StochGRASP with this forward's eps, W + s B A for LoRA, W for frozen layers)
     U      = W / m, m the weight mapping's scale (per column, per layer, or 1)
     U_t    ~ the device at a drift time t (one time, or one drawn log-uniformly from a range per
-             step): programmed, drifted, read
+             step): programmed, drifted, read, plus one read's weight noise (the family's
+             cycle-to-cycle variance and the periphery's w_noise, :func:`read_noise`)
     y      = ADC(DAC(x) U_t^T + output noise) * m * alpha_t + b     (deploy's periphery and
              product: imc_sim.crossbar.periphery.analog_mvm; alpha_t the drift compensation)
 
@@ -15,11 +16,16 @@ and passes y on as the layer's output. The gradient is the digital layer's (stra
 device and the converters): d/dx and d/d(adapter) of the layer's own forward, x W^T + b. That
 backward needs the same products as plain training (GRASP still differentiates its input
 transform, not its merged weights), so a device-aware step costs a plain step plus the device's
-draws: the forward product itself runs on deploy's int8 path. In eval mode the layers compute the
-plain digital forward. With static input ranges, DAC(x) divides each row tile's inputs by the
+draws and the periphery (the forward product runs in float32: the weights change at every step,
+and packing them for deploy's int8 product costs more than it saves). In eval mode the layers
+compute the plain digital forward. With static input ranges, DAC(x) divides each row tile's inputs by the
 range calibrated once for it (:mod:`imc_sim.training.static_ranges`), which the checkpoint keeps
 for deploy. The approximations against ``imc-sim deploy``: drift compensation and per-tile weight
-scaling act per layer here, per tile there.
+scaling act per layer here, per tile there; the per-read weight noise is drawn once per forward,
+shared by its tokens (as aihwkit's hardware-aware training draws its weight noise once per
+mini-batch), where deploy draws it afresh for every read: each output has the same variance,
+sum_j x_j^2 var(U_t[i, j]), but a batch's tokens see the same read, and the forward needs no
+second, variance product.
 
 Drawing a full aihwkit realization for ~10^7 weights at every step would cost several steps' time,
 so the device is sampled through quantile tables instead (:mod:`imc_sim.devices.quantiles`): for
@@ -43,7 +49,7 @@ from torch import Tensor, nn
 
 from imc_sim.crossbar import epilogue
 from imc_sim.crossbar.input_ranges import StoredRanges
-from imc_sim.crossbar.periphery import Converters, TileStack, analog_mvm, read_variance
+from imc_sim.crossbar.periphery import Converters, TileStack, analog_mvm, read_noise
 from imc_sim.crossbar.streams import ChipStreams, Stream
 from imc_sim.devices import build_family
 from imc_sim.devices.moments import MomentTables, weight_level
@@ -121,10 +127,11 @@ class ReplacedValue(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, w = ctx.saved_tensors
-        grad_x = grad @ w.T if ctx.needs_input_grad[0] else None
+        flat = grad.reshape(-1, grad.shape[-1])  # one GEMM (a batched operand would take bmm)
+        grad_x = (flat @ w.T).view(*grad.shape[:-1], -1) if ctx.needs_input_grad[0] else None
         grad_w = None
         if ctx.needs_input_grad[1]:
-            grad_w = x.reshape(-1, x.shape[-1]).T @ grad.reshape(-1, grad.shape[-1])
+            grad_w = x.reshape(-1, x.shape[-1]).T @ flat
         return grad_x, grad_w, None
 
 
@@ -139,7 +146,7 @@ class DeviceSampler:
         # fp32 product: the weights change at every step, and packing int8 limbs costs more
         # than the int8 product saves (deploy packs once per drift time)
         self.conv = dataclasses.replace(Converters.from_periphery(profile.periphery), int8=False)
-        self.family = build_family(profile)
+        self.read = read_noise(build_family(profile), profile.periphery.w_noise, profile.devices_per_weight)
         self.streams, self.name = streams, name
         self.ranges: Tensor | None = None  # static input ranges per row tile, once calibrated
         self._stream: Stream | None = None
@@ -163,16 +170,17 @@ class DeviceSampler:
         return m
 
     def _draw(self, w: Tensor, m: Tensor, k: int, frozen: bool) -> tuple[Tensor, Tensor, Tensor]:
-        """U_t ~ the device at the ``k``-th time given the targets u = w / m ([out, in]), and
-        the row sums of |u| and |U_t|: in one compiled pass where it is built, else by the tables'
-        torch draw from the layer's stream."""
+        """U_t ~ the device at the ``k``-th time given the targets u = w / m ([out, in]), plus one
+        read's weight noise, and the row sums of |u| and of the drifted |U_t| (before that read):
+        in one compiled pass where it is built, else by the tables' torch draw from the layer's
+        stream."""
         stream = self.stream(w.device)
         if self.tables.values.device != w.device:
             self.tables = self.tables.to(w.device)
         if epilogue.compiled_for(w) and not self.tables.weight_level:
             inv = (1.0 / m).reshape(-1).expand(w.shape[0]).contiguous()
             return epilogue.draw(w.contiguous(), inv, self.tables.values[k], -Z_MAX, Z_STEP,
-                                 stream.generator())
+                                 stream.generator(), self.read)
         lookup = self.frozen_lookup if frozen else None
         if lookup is None:
             u = w / m
@@ -181,7 +189,10 @@ class DeviceSampler:
                 self.frozen_lookup = lookup
         u, grid = lookup
         drifted = self.tables.draw(grid, k, stream.normal(tuple(u.shape)))
-        return drifted, u.abs().sum(1), drifted.abs().sum(1)
+        sums = (u.abs().sum(1), drifted.abs().sum(1))
+        if self.read is not None:
+            drifted = drifted.addcmul_(self.read.variance(drifted).sqrt_(), stream.normal(tuple(u.shape)))
+        return drifted, *sums
 
     def device_weights(self, w: Tensor, k: int, frozen: bool) -> tuple[Tensor, Tensor]:
         """(U_t, out_scale): normalised weights drawn at the ``k``-th drift time, and the digital
@@ -203,8 +214,7 @@ class DeviceSampler:
         ``k``-th time and read through the periphery (deploy's MVM), plus the digital bias ``b``."""
         u_t, scale = self.device_weights(w, k, frozen)
         flat = x.reshape(-1, x.shape[-1]).float()
-        read_var = read_variance(u_t, self.family, self.profile.periphery.w_noise)
-        if self.conv.perfect and read_var is None:
+        if self.conv.perfect:
             y = F.linear(flat, u_t * scale.view(-1, 1) if scale.dim() else u_t * scale, b)
         else:
             if self.conv.static and self.ranges is None:
@@ -214,14 +224,12 @@ class DeviceSampler:
             pad = grid.padded_in - flat.shape[1]
             if pad:
                 flat, u_t = F.pad(flat, (0, pad)), F.pad(u_t, (0, pad))
-                read_var = None if read_var is None else F.pad(read_var, (0, pad))
 
             def stacked(t: Tensor) -> Tensor:
                 return t.view(t.shape[0], row_tiles, rows).transpose(0, 1).contiguous()
 
             scales = scale.expand(u_t.shape[0]).expand(row_tiles, -1)
-            stack = TileStack.build(stacked(u_t), scales, self.conv,
-                                    None if read_var is None else stacked(read_var), used=grid.row_sizes)
+            stack = TileStack.build(stacked(u_t), scales, self.conv, used=grid.row_sizes)
             ranges = None if self.ranges is None else self.ranges.to(flat.device)
             y = analog_mvm(flat, stack, b, self.conv, self.stream(flat.device), ranges)
         return y.view(*x.shape[:-1], -1).to(x.dtype)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from imc_sim.devices.adapter import FamilyNoiseModel
-from imc_sim.devices.family import DeviceFamily
+from imc_sim.devices.family import DeviceFamily, ReadNoise
 from imc_sim.devices.schema import SCALE, Num
 
 if TYPE_CHECKING:
@@ -96,15 +96,15 @@ class FeFET(DeviceFamily):
         lost = (coeffs * math.log10(1 + t / self.params.t0)).clamp_(max=1.0)
         return (g_relax + (g_prog - g_relax) * (1 - lost)).clamp_(self.g_min, self.g_max)
 
-    def read_variance(self, u: Tensor) -> Tensor | None:
+    def read_noise(self) -> ReadNoise | None:
         """Per-read variance of normalised tile weights u (|u| <= 1 maps onto g_min..g_max): the
         weight's device at g_min + |u| span, its partner at g_min, each with read std relative x g,
-        so var = relative^2 ((|u| + r)^2 + r^2), r = g_min / span."""
+        so var = relative^2 ((|u| + r)^2 + r^2) = relative^2 (2 r^2 + 2 r |u| + u^2), r = g_min / span."""
         p = self.params
         if p.read_relative == 0:
             return None
-        r = p.g_min / (p.g_max - p.g_min)
-        return (u.abs() + r).square_().add_(r * r).mul_(p.read_relative**2)
+        r, rel2 = p.g_min / (p.g_max - p.g_min), p.read_relative**2
+        return ReadNoise(c0=2 * r * r * rel2, c1=2 * r * rel2, c2=rel2)
 
     def aihwkit_model(self) -> FamilyNoiseModel:
         return FamilyNoiseModel(self)

@@ -35,7 +35,7 @@ from aihwkit.inference.converter.conductance import SinglePairConductanceConvert
 from aihwkit.inference.noise.pcm import CustomDriftPCMLikeNoiseModel, PCMLikeNoiseModel
 from torch import Tensor
 
-from imc_sim.devices.family import DeviceFamily, polynomial
+from imc_sim.devices.family import DeviceFamily, ReadNoise, polynomial
 from imc_sim.devices.schema import SCALE, T0, T_READ, Num, Nums
 from imc_sim.errors import ImcSimError
 
@@ -149,10 +149,10 @@ class PCM(DeviceFamily):
         sigma = q * (p.read_scale * one_over_f(t, p.t0, p.t_read))
         return (g_d + g_d.abs() * sigma * z).clamp_(min=0.0)
 
-    def read_variance(self, u: Tensor) -> Tensor | None:
+    def read_noise(self) -> ReadNoise | None:
         """per_read^2 |u| (aihwkit's PCM_READ weight noise; None when per_read is 0)."""
         per_read = self.params.per_read
-        return None if per_read == 0 else u.abs().mul_(per_read**2)
+        return None if per_read == 0 else ReadNoise(c1=per_read**2)
 
     def aihwkit_model(self) -> PCMLikeNoiseModel:
         p = self.params

@@ -25,11 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
 from aihwkit.inference.noise.reram import ReRamWan2022NoiseModel
 from torch import Tensor
 
-from imc_sim.devices.family import DeviceFamily, polynomial
+from imc_sim.devices.family import DeviceFamily, ReadNoise, polynomial
 from imc_sim.devices.schema import SCALE, Num
 from imc_sim.errors import ImcSimError
 from imc_sim.units import format_time
@@ -92,10 +91,10 @@ class ReRAM(DeviceFamily):
             raise ImcSimError(f"{self.model} is only characterised at {times}; got {format_time(t)}")
         return self._draw(coeffs, t, z)
 
-    def read_variance(self, u: Tensor) -> Tensor | None:
+    def read_noise(self) -> ReadNoise | None:
         """per_read^2 for every weight (None when per_read is 0)."""
         per_read = self.params.per_read
-        return None if per_read == 0 else torch.full_like(u, per_read**2)
+        return None if per_read == 0 else ReadNoise(c0=per_read**2)
 
     def aihwkit_model(self) -> ReRamWan2022NoiseModel:
         model = ReRamWan2022NoiseModel(g_max=self.params.g_max, noise_scale=self.params.scale)

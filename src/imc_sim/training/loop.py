@@ -24,8 +24,9 @@ from imc_sim.peft import Method, get_method
 from imc_sim.peft.stochgrasp.config import auto_sigma_factor
 from imc_sim.tasks import TaskSpec, task_record
 from imc_sim.torch_device import out_of_memory_message, resolve_torch_device, to_device
-from imc_sim.training.device_aware import DeviceTraining, sigma_target_auto
+from imc_sim.training.device_aware import DeviceTraining
 from imc_sim.training.precision import Precision
+from imc_sim.training.sigma_target import sigma_target_auto
 from imc_sim.units import parse_time_range
 
 DEFAULT_LR = {"grasp": 5e-3, "grasp-w": 3e-4, "stochgrasp": 3e-4, "lora": 5e-4, "ia3": 5e-3,

@@ -13,7 +13,7 @@ SAMPLINGS = ("weights", "outputs")
 
 def auto_sigma_factor(value: object) -> float | None:
     """The factor F of a sigma_target written ``auto`` (F = 1) or ``auto*F`` (F > 0): the target is
-    then F times :func:`sigma_target_auto`; None for a number."""
+    then F times :func:`imc_sim.training.sigma_target.sigma_target_auto`; None for a number."""
     if not isinstance(value, str):
         return None
     head, _, factor = value.partition("*")

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from imc_sim.peft.stochgrasp import StochGraspConfig, StochGraspLayer
+from imc_sim.peft.stochgrasp import noise as noise_module
 from imc_sim.peft.stochgrasp.noise import CHUNK, NoiseStream
-from imc_sim.peft.stochgrasp.output_noise import OutputNoiseLinear
+from imc_sim.peft.stochgrasp.output_noise import OutputNoiseLinear, group_sum
 
 D_IN, D_OUT, K = 6, 10, 3
 
@@ -185,3 +186,65 @@ def test_noise_stream_draws_standard_normals():
     assert abs(x.var() - 1) < 5 * (2 / n) ** 0.5
     assert abs((x[1:] * x[:-1]).mean()) < 5 / n ** 0.5
     assert abs((x[CHUNK:2 * CHUNK] * x[:CHUNK]).mean()) < 5 / CHUNK ** 0.5
+
+
+def compiled_noise() -> None:
+    if not noise_module.AVAILABLE:
+        pytest.skip("the compiled noise pass was not built (no C compiler)")
+
+
+def test_compiled_noise_adds_std_times_its_draw_whatever_the_threads_and_dtype():
+    """out += std[:, g] eps in one pass: eps returned, N(0, 1), the same on 1, 2 and 3 threads and
+    for a bf16 output (autocast), fresh at every draw."""
+    compiled_noise()
+    group = torch.randperm(1536, generator=torch.Generator().manual_seed(0)) % 64
+    std = torch.rand(300, 64, generator=torch.Generator().manual_seed(1))
+    start = torch.randn(300, 1536, generator=torch.Generator().manual_seed(2))
+    before = torch.get_num_threads()
+    seen = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            out = start.clone()
+            stream = NoiseStream(7, torch.device("cpu"))
+            seen.append((out, stream.add_scaled(out, std, group, torch.float32),
+                         stream.add_scaled(start.clone(), std, group, torch.float32)))
+    finally:
+        torch.set_num_threads(before)
+    out, eps, second = seen[0]
+    assert all(torch.equal(a, b) for other in seen[1:] for a, b in zip(seen[0], other, strict=True))
+    torch.testing.assert_close(out, start + std.index_select(1, group) * eps)
+    assert abs(eps.mean()) < 5 / eps.numel() ** 0.5 and abs(eps.var() - 1) < 5 * (2 / eps.numel()) ** 0.5
+    assert not torch.equal(eps, second)
+    low = start.bfloat16()
+    low_eps = NoiseStream(7, torch.device("cpu")).add_scaled(low, std, group, torch.float32)
+    assert torch.equal(low_eps, eps) and low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), out, atol=0.05, rtol=0.02)
+
+
+def test_compiled_group_dot_is_the_group_sum():
+    compiled_noise()
+    group = torch.randperm(1536, generator=torch.Generator().manual_seed(0)) % 64
+    gy, eps = torch.randn(2, 300, 1536, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(noise_module.group_dot(gy, eps, group, 64), group_sum(gy * eps, group, 64,
+                                                                                     torch.float32))
+
+
+@pytest.mark.parametrize("rows", [D_IN, 1])
+def test_compiled_path_equals_the_reference_with_its_own_draw(rows):
+    """float32 on the CPU (the compiled passes): outputs and every gradient as the materialised
+    reference given the same eps (read back from a second stream with the same seed)."""
+    compiled_noise()
+    args = [None if t is None else t.detach().float().requires_grad_() for t in inputs(rows)]
+    upstream = randn(2, 4, D_OUT, seed=8).float()
+    eps = NoiseStream(9, torch.device("cpu")).add_scaled(torch.zeros(8, D_OUT), torch.ones(8, K), GROUP,
+                                                          torch.float32).view(2, 4, D_OUT)
+    x, weight, bias, mu, sigma = args
+    mu_hat = mu.expand(D_IN, -1)[:, GROUP]
+    sigma_hat = sigma.expand(D_IN, -1)[:, GROUP]
+    want = x @ (weight + mu_hat) + bias + (x.square() @ sigma_hat.square()).sqrt() * eps
+    got = fused(*args)
+    torch.testing.assert_close(got, want)
+    for g, w in zip(torch.autograd.grad((got * upstream).sum(), args),
+                    torch.autograd.grad((want * upstream).sum(), args), strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)

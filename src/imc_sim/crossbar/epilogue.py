@@ -17,45 +17,21 @@ It takes CPU tensors only: its wrappers refuse any other device before touching 
 
 from __future__ import annotations
 
-import ctypes
-import importlib.machinery
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from imc_sim.crossbar.streams import Stream
 from imc_sim.devices.family import ReadNoise
+from imc_sim.native import F32, I64, INT, PTR, U64, load_library, pointer, require_cpu
 
-
-def _load() -> ctypes.CDLL | None:
-    here = Path(__file__).resolve().parent
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = here / f"_epilogue{suffix}"
-        if path.is_file():
-            lib = ctypes.CDLL(str(path))
-            fn = lib.periphery_epilogue
-            ptr, i64, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
-            fn.argtypes = [ptr, f32, i64, i64, ptr, f32, f32, f32, ctypes.c_int, f32, ptr, ptr, ptr,
-                           ptr, ctypes.c_int, ctypes.c_uint64]
-            fn.restype = None
-            draw = lib.device_draw
-            draw.argtypes = [ptr, ptr, i64, i64, ptr, i64, i64, f32, f32, ctypes.c_int, f32, f32, f32,
-                             ptr, ptr, ptr, ctypes.c_uint64]
-            draw.restype = None
-            dac = lib.dac_codes
-            dac.argtypes = [ptr, i64, i64, i64, f32, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                            f32, ptr, ptr, ptr]
-            dac.restype = None
-            squares = lib.code_squares
-            squares.argtypes = [ptr, i64, ptr, ptr]
-            squares.restype = None
-            return lib
-    return None
-
-
-_LIB = _load()
+_LIB = load_library(__file__, "_epilogue", {
+    "periphery_epilogue": [PTR, F32, I64, I64, PTR, F32, F32, F32, INT, F32, PTR, PTR, PTR, PTR, INT, U64],
+    "device_draw": [PTR, PTR, I64, I64, PTR, I64, I64, F32, F32, INT, F32, F32, F32, PTR, PTR, PTR, U64],
+    "dac_codes": [PTR, I64, I64, I64, F32, INT, INT, INT, F32, PTR, PTR, PTR],
+    "code_squares": [PTR, I64, PTR, PTR],
+})
 AVAILABLE = _LIB is not None
 use_compiled = AVAILABLE  # tests switch it off to check the fallback against the compiled pass
 
@@ -76,18 +52,6 @@ class ElementStd:
 
     def tensor(self) -> Tensor:
         return self.var.add(self.add).sqrt_().mul_(self.scale)
-
-
-def _require_cpu(*tensors: Tensor | None) -> None:
-    """Refuse a tensor off the CPU before any pointer of it reaches C."""
-    for t in tensors:
-        if t is not None and t.device.type != "cpu":
-            raise RuntimeError(f"the compiled periphery pass takes CPU tensors only, got one on "
-                               f"{t.device}; tensors elsewhere take the torch path")
-
-
-def _ptr(t: Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
 
 
 def _seed(generator: torch.Generator) -> int:
@@ -127,16 +91,16 @@ def apply_compiled(y: Tensor, y_scale: float, sd: float | ElementStd, quantize: 
     """:func:`apply` in the compiled pass (CPU tensors only), its key drawn from ``generator``."""
     elem = sd if isinstance(sd, ElementStd) else None
     var = None if elem is None else elem.var
-    _require_cpu(y, var, row_scale, col_factor, base, out)
+    require_cpu(y, var, row_scale, col_factor, base, out)
     sd_scalar = 0.0 if elem is not None else float(sd)
     var_add, sd_scale = (0.0, 0.0) if elem is None else (elem.add, elem.scale)
     seed = _seed(generator)
     accumulate = base is out
     bias = None if accumulate else base
     n, m = y.shape
-    _LIB.periphery_epilogue(_ptr(y), y_scale, n, m, _ptr(var), var_add, sd_scale, sd_scalar, int(quantize),
-                            bound, _ptr(row_scale), _ptr(col_factor), _ptr(bias), _ptr(out), int(accumulate),
-                            seed)
+    _LIB.periphery_epilogue(pointer(y), y_scale, n, m, pointer(var), var_add, sd_scale, sd_scalar,
+                            int(quantize), bound, pointer(row_scale), pointer(col_factor), pointer(bias),
+                            pointer(out), int(accumulate), seed)
     return out
 
 
@@ -151,15 +115,16 @@ def draw(x: Tensor, row_inv: Tensor | None, table: Tensor, z_first: float, z_ste
     one read's weight noise is then added to ``w``, of variance ``read.variance(w)`` (the row sums
     stay those of the drifted state). The torch path computes the same interpolation
     (:meth:`imc_sim.devices.quantiles.QuantileTables.draw`)."""
-    _require_cpu(x, row_inv, table)
+    require_cpu(x, row_inv, table)
     n, m = x.shape
     w, abs_u, abs_w = torch.empty_like(x), x.new_empty(n), x.new_empty(n)
     table = table.float().contiguous()
     grid, levels = table.shape
     seed = _seed(generator)
     law = read or ReadNoise()
-    _LIB.device_draw(_ptr(x), _ptr(row_inv), n, m, _ptr(table), grid, levels, z_first, 1.0 / z_step,
-                     int(read is not None), law.c0, law.c1, law.c2, _ptr(w), _ptr(abs_u), _ptr(abs_w), seed)
+    _LIB.device_draw(pointer(x), pointer(row_inv), n, m, pointer(table), grid, levels, z_first, 1.0 / z_step,
+                     int(read is not None), law.c0, law.c1, law.c2, pointer(w), pointer(abs_u),
+                     pointer(abs_w), seed)
     return w, abs_u, abs_w
 
 
@@ -170,22 +135,22 @@ def dac_codes(x: Tensor, row_tiles: int, inv_d_in: float, managed: bool, quantiz
     ``managed``, rounded where ``quantize``, clamped to +-``bound`` (None: no clamp). Returns the
     codes, as float [N, row_tiles, rows] or as uint8 code + 128 [row_tiles, N, rows], and s
     [N, row_tiles, 1] (None unless ``managed``)."""
-    _require_cpu(x)
+    require_cpu(x)
     n, rows = x.shape[0], x.shape[1] // row_tiles
     codes = (x.new_empty(row_tiles, n, rows, dtype=torch.uint8) if as_uint8
              else x.new_empty(n, row_tiles, rows))
     scale = x.new_empty(n, row_tiles, 1) if managed else None
     codes_f, codes_u8 = (None, codes) if as_uint8 else (codes, None)
-
-    _LIB.dac_codes(_ptr(x), n, row_tiles, rows, inv_d_in, int(managed), int(quantize), int(bound is not None),
-                   0.0 if bound is None else bound, _ptr(codes_f), _ptr(codes_u8), _ptr(scale))
+    _LIB.dac_codes(pointer(x), n, row_tiles, rows, inv_d_in, int(managed), int(quantize),
+                   int(bound is not None), 0.0 if bound is None else bound, pointer(codes_f),
+                   pointer(codes_u8), pointer(scale))
     return codes, scale
 
 
 def code_squares(codes: Tensor) -> tuple[Tensor, Tensor]:
     """Compiled only (check :func:`compiled_for`): the squares of DAC codes given as uint8 c + 128
     ([N, rows], contiguous) as two uint8 limbs, c^2 = 128 hi + lo."""
-    _require_cpu(codes)
+    require_cpu(codes)
     hi, lo = torch.empty_like(codes), torch.empty_like(codes)
-    _LIB.code_squares(_ptr(codes), codes.numel(), _ptr(hi), _ptr(lo))
+    _LIB.code_squares(pointer(codes), codes.numel(), pointer(hi), pointer(lo))
     return hi, lo

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from imc_sim.peft.stochgrasp import noise as stoch_noise
+
 VARIANCE_FLOOR = 1e-30
 """Lower bound of an output's variance before its square root (an all-zero input row)."""
 
@@ -56,8 +58,7 @@ class OutputNoiseLinear(torch.autograd.Function):
                 sigma_sq = sigma.to(wide).square()
                 var = rows_sq @ sigma_sq
                 std = var.clamp_min(VARIANCE_FLOOR).sqrt()
-                eps = noise.normal(out.shape, wide)
-                out.addcmul_(std.index_select(1, group), eps)
+                eps = noise.add_scaled(out, std, group, wide)
                 saved += [rows_sq, sigma, sigma_sq, var, std, eps]
         ctx.save_for_backward(*saved)
         ctx.group, ctx.k, ctx.stochastic = group, k, sigma is not None
@@ -78,7 +79,8 @@ class OutputNoiseLinear(torch.autograd.Function):
             grad_mu = (rows_in.T @ group_sum(gy, group, k, wide)).to(mu.dtype)
         if ctx.stochastic and (need_x or need_sigma):
             rows_sq, sigma, sigma_sq, var, std, eps = ctx.saved_tensors[3:]
-            per_var = group_sum(gy.to(wide) * eps, group, k, wide).div_(2 * std)
+            per_var = (stoch_noise.group_dot(gy, eps, group, k) if stoch_noise.compiled_for(gy, eps)
+                       else group_sum(gy.to(wide) * eps, group, k, wide)).div_(2 * std)
             per_var.masked_fill_(var < VARIANCE_FLOOR, 0.0)
             if need_sigma:
                 grad_sigma = ((rows_sq.T @ per_var) * (2 * sigma.to(wide))).to(sigma.dtype)

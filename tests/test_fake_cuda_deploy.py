@@ -145,7 +145,8 @@ def test_to_moves_every_parameter_and_buffer_of_a_deployed_model():
     chip.drift_to(3600.0)
     layer = next(iter(deployment.layers.values()))
     # pcm reads with per-read (PCM_READ) noise: every buffer of a programmed layer is filled
-    assert layer.coeffs is not None and layer.baseline is not None and layer.read_var is not None
+    assert layer.programmed is not None and layer.baseline is not None and layer.live is not None
+    assert layer.stack.read_var is not None
     model.to("meta")
     placed = {name: t.device.type for name, t in all_tensors(model).items()}
     assert set(placed.values()) == {"meta"}, placed

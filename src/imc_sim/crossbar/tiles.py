@@ -45,7 +45,7 @@ from imc_sim.crossbar.conductance import from_pair, pair_ratio, to_pair
 from imc_sim.crossbar.grid import TileGrid
 from imc_sim.crossbar.input_ranges import Calibration
 from imc_sim.crossbar.ir_drop import IrDrop
-from imc_sim.crossbar.periphery import Converters, TileStack, analog_mvm, read_variance
+from imc_sim.crossbar.periphery import Converters, TileStack, analog_mvm, read_noise
 from imc_sim.crossbar.streams import ChipStreams, Stream
 from imc_sim.devices.family import DeviceFamily
 from imc_sim.devices.profile import DeviceProfile
@@ -81,7 +81,8 @@ class CrossbarLinear(nn.Module):
         self.grid = TileGrid.of(in_features, out_features, periphery.tile_rows, periphery.tile_cols,
                                 periphery.tile_split)
         self.devices, self.faults = profile.devices_per_weight, profile.faults
-        self.family, self.conv, self.w_noise = family, Converters.from_periphery(periphery), periphery.w_noise
+        self.family, self.conv = family, Converters.from_periphery(periphery)
+        self.read_law = read_noise(family, periphery.w_noise, self.devices)  # per-read variance (or None)
         self.compensation = profile.compensation
         self.ir_drop = IrDrop.of(profile, self.grid.rows, self.conv.d_in)
         weight = weight_in_out(layer).detach().T.float()  # [out, in]
@@ -93,13 +94,11 @@ class CrossbarLinear(nn.Module):
         self.register_buffer("target", tiles / scales[..., None])  # u per tile
         self.register_buffer("mapping", self.grid.column_values(scales))  # m, [row_tiles, out]
         self.register_buffer("programmed", None)  # u_p per tile
-        self.register_buffer("coeffs", None)  # drift coefficients per device
         self.register_buffer("stuck", None)  # faults.OK / LOW / HIGH per device (None: no stuck)
-        self.register_buffer("live", None)  # 1 on working devices, 0 on padding and dead columns
+        self.register_buffer("live", None)  # bool: True on working devices, False on padding and dead columns
         self.register_buffer("baseline", None)  # compensation read-out after programming
         self.register_buffer("weights", None)  # current u, stacked [row_tiles, out, rows]
         self.register_buffer("scales", None)  # digital output scales [row_tiles, out]
-        self.register_buffer("read_var", None)  # per-read weight variance, stacked
         self.register_buffer("dense", None)  # [out, in] where the periphery is exact
         self.register_buffer("input_ranges", None)  # static DAC range per row tile [row_tiles]
         self.input_percentile = periphery.input_percentile
@@ -166,6 +165,15 @@ class CrossbarLinear(nn.Module):
             return self.grid.tile_shape
         return (2, *self.grid.tile_shape) if self.devices == 1 else (self.devices, 2, *self.grid.tile_shape)
 
+    def _target_devices(self, first: int, count: int) -> tuple[Tensor, Tensor | None]:
+        """Tiles first .. first + count - 1's target conductances per device (a pair family; the
+        normalised targets themselves for a weight-level one) and their pair ratio (or None)."""
+        u = self._tiles(self.target, first, count)
+        if self.family.weight_level:
+            return u, None
+        ratio = pair_ratio(u, self.family.g_max, self.family.g_min)
+        return self._to_devices(u, ratio), ratio
+
     def _to_devices(self, u: Tensor, ratio: Tensor) -> Tensor:
         """Target conductances of every device of weights ``u`` (``devices`` pairs each)."""
         g = to_pair(u, ratio, self.family.g_max, self.family.g_min)
@@ -190,27 +198,31 @@ class CrossbarLinear(nn.Module):
         if self.faults.dead_columns > 0:
             cols = faults.live_columns(self.faults, streams, name, tiles, g.cols, device)
             live = live * cols.view(g.row_tiles, g.col_tiles, g.cols, 1)
-        self.live = live
+        self.live = live > 0
 
     @property
     def stack(self) -> TileStack:
         """The forward's tiles (int8 limbs packed on the CPU), rebuilt after a change."""
         if self._stack is None:
-            self._stack = TileStack.build(self.weights, self.scales, self.conv, self.read_var, self.ir_drop,
-                                          self.grid.row_sizes)
+            self._stack = TileStack.build(self.weights, self.scales, self.conv, self.read_variance(),
+                                          self.ir_drop, self.grid.row_sizes)
         return self._stack
+
+    def read_variance(self) -> Tensor | None:
+        """The per-read variance of every stacked weight (None: no read noise), computed from the
+        current weights when needed rather than kept beside them."""
+        return None if self.read_law is None else self.read_law.variance(self.weights)
 
     def _set_state(self, u: Tensor, scales: Tensor) -> None:
         """The tiles now hold weights ``u`` (per tile) with digital output scales [row_tiles, out]."""
         self.weights = self.grid.stack(u)
-        self.read_var = read_variance(self.weights, self.family, self.w_noise, self.devices)
         self._set_scales(scales)
 
     def _set_scales(self, scales: Tensor) -> None:
         self.scales = scales
         self._stack = None
         self.dense = None
-        if self.conv.perfect and self.read_var is None and self.ir_drop is None:  # one exact GEMM
+        if self.conv.perfect and self.read_law is None and self.ir_drop is None:  # one exact GEMM
             dense = (self.weights * scales.unsqueeze(-1)).permute(1, 0, 2).reshape(self.out_features, -1)
             self.dense = dense[:, : self.in_features].contiguous()
 
@@ -218,37 +230,29 @@ class CrossbarLinear(nn.Module):
         """The compensation read-out of the current weights, [row_tiles, out] (None: none)."""
         if self.compensation == "none":
             return None
-        outputs = compensation.read_tiles(self.weights, self.read_var, self.conv, streams, name, time,
+        outputs = compensation.read_tiles(self.weights, self.read_variance(), self.conv, streams, name, time,
                                           self.ir_drop)
         return compensation.readout(outputs, self.grid, self.compensation == "per-column")
 
     @torch.no_grad()
     def program(self, streams: ChipStreams, name: str) -> None:
-        """Program every tile once (programming noise, drift coefficients) and read the
-        compensation baseline; the tiles then hold the programmed weights (t = 0, alpha = 1)."""
-        family, g = self.family, self.grid
+        """Program every tile once (programming noise) and read the compensation baseline; the
+        tiles then hold the programmed weights (t = 0, alpha = 1). The drift coefficients, drawn
+        at programming too, are not kept: :meth:`drift` draws them again from their own stream
+        (the same numbers; a weight-sized tensor per device less in memory)."""
+        family = self.family
         pair = not family.weight_level
         self._draw_faults(streams, name)
-        coeffs: list[Tensor | None] = []
 
         def program_tiles(first: int, count: int) -> Tensor:
-            u = self._tiles(self.target, first, count)
-            ratio = pair_ratio(u, family.g_max, family.g_min) if pair else None
-            target = self._to_devices(u, ratio) if pair else u
+            target, ratio = self._target_devices(first, count)
             prog = family.program(target, self._normals(streams, name, "program", pair, first, count))
-            coeffs.append(family.drift_coefficients(
-                target, self._normals(streams, name, "drift-coefficients", pair, first, count))
-                if family.drifts else None)
             if pair:
                 stuck = None if self.stuck is None else self._tiles(self.stuck, first, count)
                 prog = self._from_devices(prog, ratio, stuck)
             return prog * self._tiles(self.live, first, count)  # padding, dead columns: no device
 
         self.programmed = self._by_groups(program_tiles).view_as(self.target)
-        self.coeffs = None
-        if coeffs[0] is not None:
-            joined = coeffs[0] if len(coeffs) == 1 else torch.cat(coeffs)
-            self.coeffs = joined.view(g.row_tiles, g.col_tiles, *joined.shape[1:])
         self._set_state(self.programmed, self.mapping)
         self.baseline = self._read_out(streams, name, "baseline")
         self.read_stream = streams.stream(name, "read", self.target.device, time="programmed")
@@ -269,7 +273,9 @@ class CrossbarLinear(nn.Module):
 
         def drift_tiles(first: int, count: int) -> Tensor:
             u = self._tiles(u_p, first, count)
-            coeffs = None if self.coeffs is None else self._tiles(self.coeffs, first, count)
+            target = self._target_devices(first, count)[0]  # the drift coefficients' draw, again
+            coeffs = family.drift_coefficients(
+                target, self._normals(streams, name, "drift-coefficients", pair, first, count))
             z = (self._normals(streams, name, "drift-read", pair, first, count, t_seconds)
                  if family.drift_noise else None)
             if pair:  # aihwkit 1.1.0 re-converts u_p with a new ratio (see the module docstring)

@@ -46,10 +46,17 @@ class Measured:
         return list(x.flatten(-2)[..., order].split(bins.bincount(minlength=BINS).tolist(), dim=-1))
 
 
+def profile_of(name: str):
+    """A shipped profile, or "pcm-2-devices": pcm with two device pairs per weight."""
+    if name == "pcm-2-devices":
+        return dataclasses.replace(load_profile("pcm"), devices_per_weight=2)
+    return load_profile(name)
+
+
 def measure(name: str) -> Measured:
     """The device's table draws at TIMES and one deployed 512 x 512 tile (programmed once,
     drifted to each time), for targets spread evenly over [-1, 1]."""
-    profile = load_profile(name)
+    profile = profile_of(name)
     gen = torch.Generator().manual_seed(1)
     u = torch.rand(512, 512, generator=gen) * 2 - 1
     u[:, 0] = torch.where(torch.arange(512) % 2 == 0, 1.0, -1.0)
@@ -77,7 +84,7 @@ def measured():
 def train_draws(m: Measured, tables: QuantileTables, k: int) -> torch.Tensor:
     """TRAIN_DRAWS draws of the training-time u_t for the targets, [TRAIN_DRAWS, out, in] (the
     drifted state: the deployed chip's weights carry no per-read noise either)."""
-    profile = load_profile(m.profile_name)  # without the one read's noise the draw adds after the table
+    profile = profile_of(m.profile_name)  # without the one read's noise the draw adds after the table
     quiet = {key: 0.0 for key in ("per_read", "relative") if key in profile.read_noise}
     profile = dataclasses.replace(profile, read_noise={**profile.read_noise, **quiet})
     sampler = DeviceSampler(profile, tables, ChipStreams(5), "layer")
@@ -112,7 +119,7 @@ def worst(m: Measured, tables: QuantileTables, k: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled-draw", "torch-draw"])
 @pytest.mark.parametrize("k", range(3), ids=["1h", "1d", "1y"])
-@pytest.mark.parametrize("name", ["pcm", "fefet"])
+@pytest.mark.parametrize("name", ["pcm", "fefet", "pcm-2-devices"])
 def test_training_draw_matches_the_deployed_chip_in_mean_spread_and_tails(name, k, compiled, measured,
                                                                           monkeypatch):
     if compiled and not epilogue.AVAILABLE:

@@ -5,7 +5,8 @@ by Monte Carlo through the profile's device family (programming noise, drift coe
 and the read noise accumulated by then), as aihwkit's tiles apply them: u maps onto a device pair
 (aihwkit's ``SinglePairConductanceConverter``, the whole grid as one tile), and at each time the
 programmed weights are converted to a pair afresh before the drift (aihwkit 1.1.0's
-``apply_drift_noise``). The draws come from one ``torch.Generator`` seeded with ``seed``.
+``apply_drift_noise``); with several device pairs per weight, each pair is programmed and drifted
+apart and the weight reads their mean. The draws come from one ``torch.Generator`` seeded with ``seed``.
 ``sigma-target auto`` reads the std from these tables; device-aware training draws its weights from
 the quantile tables measured from the same draws (:mod:`imc_sim.devices.quantiles`).
 """
@@ -36,9 +37,11 @@ def _normal(like: Tensor, generator: torch.Generator) -> Tensor:
     return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
 
-def _drifted_weights(family: DeviceFamily, u: Tensor, times: list[float],
-                     generator: torch.Generator) -> list[Tensor]:
-    """Normalised weights ``u`` programmed once, then read at each of ``times`` (s)."""
+def _drifted_weights(family: DeviceFamily, u: Tensor, times: list[float], generator: torch.Generator,
+                     devices: int = 1) -> list[Tensor]:
+    """Normalised weights ``u`` programmed once, then read at each of ``times`` (s); a pair
+    family's weight is the mean of ``devices`` pairs, each programmed and drifted apart from the
+    programmed mean, as deployed tiles do (``conductance.devices_per_weight``)."""
     def drift(g: Tensor, coeffs: Tensor | None, t: float) -> Tensor:
         return family.drift(g, coeffs, t, _normal(g, generator) if family.drift_noise else None)
 
@@ -48,14 +51,15 @@ def _drifted_weights(family: DeviceFamily, u: Tensor, times: list[float],
         return [drift(programmed, coeffs, t) for t in times]
     pair = SinglePairConductanceConverter(g_max=family.g_max, g_min=family.g_min)
     targets, params = pair.convert_to_conductances(u)
-    programmed = pair.convert_back_to_weights([family.program(g, _normal(g, generator)) for g in targets],
-                                              params)
-    coeffs = [family.drift_coefficients(g, _normal(g, generator)) for g in targets]
+    programmed = sum(pair.convert_back_to_weights([family.program(g, _normal(g, generator)) for g in targets],
+                                                  params) for _ in range(devices)) / devices
+    coeffs = [[family.drift_coefficients(g, _normal(g, generator)) for g in targets] for _ in range(devices)]
     out = []
     for t in times:
         again, params_t = pair.convert_to_conductances(programmed)
-        out.append(pair.convert_back_to_weights(
-            [drift(g, c, t) for g, c in zip(again, coeffs, strict=True)], params_t))
+        reads = [pair.convert_back_to_weights([drift(g, c, t) for g, c in zip(again, each, strict=True)],
+                                              params_t) for each in coeffs]
+        out.append(sum(reads) / devices)
     return out
 
 
@@ -80,7 +84,8 @@ class GridDraws:
         u = torch.linspace(-1.0, 1.0, GRID, device=device)
         targets = u.repeat_interleave(SAMPLES).view(GRID, SAMPLES)
         times = list(times)
-        return cls(times, targets, _drifted_weights(family, targets, times, generator), family.weight_level)
+        drifted = _drifted_weights(family, targets, times, generator, profile.devices_per_weight)
+        return cls(times, targets, drifted, family.weight_level)
 
 
 @dataclass

@@ -20,6 +20,9 @@ from imc_sim.native import I64, PTR, U64, load_library, pointer, require_cpu
 from imc_sim.peft.grouping import layer_seed, noise_generator
 from imc_sim.threads import fill_normal_chunks
 
+CHUNK = 1 << 20
+"""Elements per independently seeded chunk of a draw."""
+
 _LIB = load_library(__file__, "_noise", {"noise_add": [PTR, PTR, PTR, I64, I64, I64, PTR, U64],
                                          "group_dot": [PTR, PTR, PTR, I64, I64, I64, PTR]})
 AVAILABLE = _LIB is not None
@@ -40,9 +43,6 @@ def group_dot(gy: torch.Tensor, eps: torch.Tensor, group: torch.Tensor, k: int) 
     per = gy.new_empty(n, k)
     _LIB.group_dot(pointer(gy), pointer(eps), pointer(group), n, m, k, pointer(per))
     return per
-
-CHUNK = 1 << 20
-"""Elements per independently seeded chunk of a draw."""
 
 
 class NoiseStream:

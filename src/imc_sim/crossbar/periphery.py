@@ -88,12 +88,6 @@ def read_noise(family: DeviceFamily, w_noise: float, devices: int = 1) -> ReadNo
     return (law or ReadNoise()).plus(w_noise**2)
 
 
-def read_variance(u: Tensor, family: DeviceFamily, w_noise: float, devices: int = 1) -> Tensor | None:
-    """The per-read variance of each normalised tile weight ``u`` (:func:`read_noise`'s law)."""
-    law = read_noise(family, w_noise, devices)
-    return None if law is None else law.variance(u)
-
-
 @dataclass(frozen=True)
 class TileStack:
     """A layer's row tiles: weights [row_tiles, out, rows] in [-1, 1], digital output scales

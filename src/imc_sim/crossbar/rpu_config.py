@@ -2,7 +2,7 @@
 
 aihwkit 1.1.0's torch tiles refuse ``forward.w_noise`` (ConfigError): the config keeps it 0 and
 imc-sim's fused periphery draws the weight read noise itself at every MVM (``periphery.w_noise`` and
-the noise model's ``cycle_variance``; ``imc_sim.crossbar.periphery.read_variance``).
+the noise model's ``cycle_variance``; ``imc_sim.crossbar.periphery.read_noise``).
 
 The profile's IR drop goes into ``forward.ir_drop`` and ``forward.ir_drop_g_ratio``
 (:func:`imc_sim.crossbar.ir_drop.g_ratio`). aihwkit 1.1.0 computes it only in its compiled C++ tile

@@ -6,7 +6,7 @@ go through aihwkit's pair converter to ``apply_programming_noise_to_conductance`
 ``generate_drift_coefficients`` / ``apply_drift_noise_to_conductance``, which call the family with
 standard normals from torch's global generator (``torch.randn_like``), as aihwkit's own models
 draw them. A weight-level family acts on the weights directly. ``cycle_variance`` hands the
-family's per-read variance to the periphery (``imc_sim.crossbar.periphery.read_variance``).
+family's per-read variance to the periphery (``imc_sim.crossbar.periphery.read_noise``).
 """
 
 from __future__ import annotations

@@ -68,14 +68,6 @@ static inline __attribute__((always_inline)) float cos_turns(float u) {
     return -sin_x;
 }
 
-/* rintf (round half to even) in plain arithmetic, so that loops vectorise without SSE4.1 or
- * fast-math: below 2^23, adding 2^23 leaves a float whose spacing is 1, rounded half to even;
- * from 2^23 on every float is a whole number. */
-static inline __attribute__((always_inline)) float round_even(float v) {
-    const float a = fabsf(v), r = a < 8388608.0f ? (a + 8388608.0f) - 8388608.0f : a;
-    return copysignf(r, v);
-}
-
 static CLONES __attribute__((noinline)) void philox_normals(uint64_t group, uint64_t seed, float *z) {
     uint32_t c0[LANES], c1[LANES], c2[LANES], c3[LANES];
     uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);

@@ -13,6 +13,14 @@
  */
 #include "../_passes.h"
 
+/* rintf (round half to even) in plain arithmetic, so that loops vectorise without SSE4.1 or
+ * fast-math: below 2^23, adding 2^23 leaves a float whose spacing is 1, rounded half to even;
+ * from 2^23 on every float is a whole number. */
+static inline __attribute__((always_inline)) float round_even(float v) {
+    const float a = fabsf(v), r = a < 8388608.0f ? (a + 8388608.0f) - 8388608.0f : a;
+    return copysignf(r, v);
+}
+
 /* The n rows of a row tile's product y [n, m]: for every element (i, j)
  *     v = y[i, j] * y_scale + sd * z[i, j]   (in ADC steps) z ~ N(0, 1); sd a scalar, or per
  *                                            element sd = sqrt(var[i, j] + var_add) * sd_scale

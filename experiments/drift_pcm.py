@@ -16,13 +16,17 @@ Arms (packaged MiniLM-L6, SST-2, --steps steps, training seeds 0..--train-seeds 
   (sigma_target half of auto), stochgrasp-pcm-warm-1d and grasp-w-pcm-warm-1d (trained at the one
   drift time 1 d instead of 1h..1y), and the device pcm-per-column (pcm with aihwkit's per-column
   drift compensation instead of its global one; deployment only, written to results/profiles/);
+- stochgrasp-pcm-chip-warm and grasp-w-pcm-chip-warm: the warm pair trained against pcm-chip (the
+  14 nm chip profile: two device pairs per weight, 256-tiles, static input ranges calibrated at
+  the end of the warm-up) instead of pcm;
 - lora-r8: LoRA r = 8 on query/value (the peft library);
 - ahwa-lora-pcm: LoRA r = 8 trained against pcm over 1h..1y (the AHWA-LoRA protocol: aihwkit PCM,
   g_max 25 uS, output noise 0.04, 8-bit DAC/ADC, which is the pcm profile).
 - lightning-pcm: the field's AHWA recipe, full fine-tuning with aihwkit-lightning at pcm-like
   settings (needs ``pip install imc-sim[lightning]``; src/imc_sim/peft/lightning.py).
-Every checkpoint (arm x training seed) deployed on pcm at 1s 1h 1d 1w 30d 1y 10y, reram at 1s 1d
-2d, fefet at 1s 1h 1d 1w 30d 1y 10y, on the same --seeds chips each (a resumable sweep per device).
+Every checkpoint (arm x training seed) deployed on pcm, pcm-per-column and pcm-chip at 1s 1h 1d 1w
+30d 1y 10y, reram at 1s 1d 2d, fefet at 1s 1h 1d 1w 30d 1y 10y, on the same --seeds chips each (a
+resumable sweep per device).
 Training jobs and sweep units run in this process, or with --ray as tasks on a local Ray.
 
 The headline on pcm (``results/drift_pcm-headline-<tag>.json`` and docs/results.md): StochGRASP-pcm
@@ -87,23 +91,29 @@ ARMS = {
                                "method_options": {**K64, "sigma_target": "auto"}},
     "grasp-w-pcm-warm-1d": {"method": "grasp-w", "device": "pcm", "drift": "1d", "device_warmup": 0.5,
                             "method_options": K64},
+    "stochgrasp-pcm-chip-warm": {"method": "stochgrasp", "device": "pcm-chip", "drift": "1h..1y",
+                                 "device_warmup": 0.5, "method_options": {**K64, "sigma_target": "auto"}},
+    "grasp-w-pcm-chip-warm": {"method": "grasp-w", "device": "pcm-chip", "drift": "1h..1y",
+                              "device_warmup": 0.5, "method_options": K64},
     "lora-r8": {"method": "lora", "method_options": {"lora_r": 8, "targets": "query,value"}},
     "ahwa-lora-pcm": {"method": "lora", "device": "pcm", "drift": "1h..1y",
                       "method_options": {"lora_r": 8, "targets": "query,value"}},
     "lightning-pcm": {"method": "lightning"},
 }
 DEVICES = {"pcm": "1s,1h,1d,1w,30d,1y,10y", "reram": "1s,1d,2d", "fefet": "1s,1h,1d,1w,30d,1y,10y",
-           "pcm-per-column": "1s,1h,1d,1w,30d,1y,10y"}
+           "pcm-per-column": "1s,1h,1d,1w,30d,1y,10y", "pcm-chip": "1s,1h,1d,1w,30d,1y,10y"}
 VARIANTS = {"pcm-per-column": ("pcm", {"compensation": "per-column"})}  # device: (shipped base, changes)
 
 
-STOCH = ("stochgrasp-pcm", "stochgrasp-pcm-warm", "stochgrasp-pcm-warm-half", "stochgrasp-pcm-warm-1d")
-DETERMINISTIC = ("grasp-w-k64", "grasp-k32", "grasp-w-pcm", "grasp-w-pcm-warm", "grasp-w-pcm-warm-1d")
+STOCH = ("stochgrasp-pcm", "stochgrasp-pcm-warm", "stochgrasp-pcm-warm-half", "stochgrasp-pcm-warm-1d",
+         "stochgrasp-pcm-chip-warm")
+DETERMINISTIC = ("grasp-w-k64", "grasp-k32", "grasp-w-pcm", "grasp-w-pcm-warm", "grasp-w-pcm-warm-1d",
+                 "grasp-w-pcm-chip-warm")
 HEADLINE_TIMES = ("1d", "1y")
 
 
 def headline(result: CompareResult, grid: list[ArmCheckpoint]) -> list[Comparison]:
-    """The issue's target on pcm: StochGRASP-pcm (cold, warm) against each deterministic GRASP at
+    """The issue's target on a pcm device: each StochGRASP arm against each deterministic GRASP at
     1 d and 1 y, paired by training seed and chip (printed; returned for the JSON)."""
     arms = by_arm(result, grid)
     labels = {p.label for p in result.checkpoints[0].points}
@@ -114,7 +124,7 @@ def headline(result: CompareResult, grid: list[ArmCheckpoint]) -> list[Compariso
                 c = compare_arms(arms[name], arms[other], name, other, label)
                 if i == 0:
                     below = [p.digital_a - p.mean_a for p in c.per_seed]
-                    print(f"pcm @ {label}: {name} below its digital by "
+                    print(f"{result.device} @ {label}: {name} below its digital by "
                           + ", ".join(f"{100 * b:.2f}" for b in below) + " (per training seed)")
                 print(f"  vs {other}: over training seeds {c.over_seeds.describe()}; per seed "
                       + "; ".join(f"s{p.train_seed} {p.chips.describe()}" for p in c.per_seed))

@@ -12,9 +12,10 @@ results/checkpoints/):
     (:mod:`fidelity_ablation`);
 (c) fit: 10,000 devices drawn from pcm and from pcm-chip, fitted back, each parameter's relative
     error (:mod:`fidelity_fit`);
-(d) --arms: grasp-k32, grasp-w-k64 and stochgrasp-pcm (drift_pcm.py's arms) on pcm-chip beside
-    pcm. Device-aware training refuses static-range profiles, so stochgrasp-pcm is trained against
-    pcm and deployed on pcm-chip.
+(d) --arms: grasp-k32, grasp-w-pcm-chip-warm and stochgrasp-pcm-chip-warm (drift_pcm.py's arms:
+    the matched pair trained against pcm-chip, its static input ranges calibrated at the end of
+    the warm-up) on pcm-chip beside pcm, one training seed (drift_pcm.py --devices pcm-chip
+    replicates it over training seeds).
 
     python experiments/fidelity.py --data-dir ../shared/data/glue            # (a)-(c)
     python experiments/fidelity.py --data-dir ../shared/data/glue --quick    # smoke run
@@ -64,7 +65,7 @@ from imc_sim.deploy.run import dev_set  # noqa: E402
 from imc_sim.table import format_table  # noqa: E402
 from imc_sim.units import parse_times  # noqa: E402
 
-ARM_NAMES = ("grasp-k32", "grasp-w-k64", "stochgrasp-pcm")
+ARM_NAMES = ("grasp-k32", "grasp-w-pcm-chip-warm", "stochgrasp-pcm-chip-warm")
 FIT_TRUTHS = ("pcm", "pcm-chip")
 
 
@@ -77,7 +78,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--times", default="1h,1d,1y", help="drift times of (a), (b) and (d)")
     parser.add_argument("--fit-devices", type=int, default=10_000, help="devices of the round trip (c)")
     parser.add_argument("--arms", action="store_true",
-                        help="(d): train grasp-k32, grasp-w-k64, stochgrasp-pcm; deploy on pcm-chip and pcm")
+                        help="(d): train " + ", ".join(ARM_NAMES) + "; deploy on pcm-chip and pcm")
     args = parser.parse_args()
     if min(args.steps, args.seeds, args.layer_chips, args.rows, args.batches) < 1:
         parser.error("--steps, --seeds, --layer-chips, --rows and --batches must be at least 1")
@@ -203,8 +204,6 @@ def main() -> None:
                 f"(c) devices fit round trip, {args.fit_devices} devices", fit_summary_table(fit, True)]
     write_results_section(name, command, "\n\n".join(sections))
     if args.arms:
-        print("(d) stochgrasp-pcm is trained against pcm (device-aware training refuses pcm-chip's "
-              "static input ranges) and deployed on pcm-chip")
         paths = train_arms({arm: ARMS[arm] for arm in ARM_NAMES}, args, f"{args.steps}steps")
         for device in ("pcm-chip", "pcm"):
             compare_on_device(f"fidelity_arms_{device}-{tag}", paths, device, args.times, args, command)

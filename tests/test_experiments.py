@@ -194,8 +194,9 @@ def test_fidelity_layers_ablation_and_fit(results_dir, wide_model_dir, tiny_glue
     for device in ("pcm-chip", "pcm"):  # (d): the three arms on pcm-chip beside pcm
         arms = load_result(results_dir / "results" / f"fidelity_arms_{device}-full.json")
         assert arms.device == device and [c.name for c in arms.checkpoints] == [
-            "grasp-k32-2steps", "grasp-w-k64-2steps", "stochgrasp-pcm-2steps"]
-        assert arms.checkpoints[2].device_trained == "pcm @ 1h..1y"
+            "grasp-k32-2steps", "grasp-w-pcm-chip-warm-2steps", "stochgrasp-pcm-chip-warm-2steps"]
+        trained = "pcm-chip @ 1h..1y, after 50% digital"
+        assert [c.device_trained for c in arms.checkpoints[1:]] == [trained, trained]
         assert [p.label for p in arms.checkpoints[0].points] == ["1d"]
 
 

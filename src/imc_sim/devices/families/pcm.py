@@ -65,14 +65,29 @@ class DriftTable:
 
     def interpolate(self, g_target: Tensor) -> tuple[Tensor, Tensor]:
         """(nu mean, nu std) at ``g_target``, linear between the table's points and constant
-        beyond its ends (numpy.interp, as aihwkit): a sum of one clamped ramp per segment."""
-        mean, std = torch.full_like(g_target, self.nu_mean[0]), torch.full_like(g_target, self.nu_std[0])
-        for i in range(len(self.g) - 1):
-            lo, hi = self.g[i], self.g[i + 1]
-            ramp = ((g_target - lo) / (hi - lo)).clamp(0.0, 1.0) if hi > lo else (g_target >= lo).to(mean)
-            mean += (self.nu_mean[i + 1] - self.nu_mean[i]) * ramp
-            std += (self.nu_std[i + 1] - self.nu_std[i]) * ramp
-        return mean, std
+        beyond its ends (numpy.interp, as aihwkit): each conductance's segment [g_i, g_i+1] is the
+        last whose start is <= it (a binary search), so that on a step (a repeated conductance)
+        the upper value holds from the step on."""
+        i = torch.searchsorted(_on(self.g, g_target), g_target, right=True).sub_(1).clamp_(0, len(self.g) - 2)
+        lo, width = torch.take(_on(self.g, g_target), i), torch.take(_on(_steps(self.g), g_target), i)
+        ramp = torch.where(width > 0, (g_target - lo) / width, (g_target >= lo).to(g_target.dtype))
+        ramp = ramp.clamp_(0.0, 1.0)
+
+        def at(values: tuple[float, ...]) -> Tensor:
+            start, slope = torch.take(_on(values, ramp), i), torch.take(_on(_steps(values), ramp), i)
+            return start.addcmul_(slope, ramp)
+
+        return at(self.nu_mean), at(self.nu_std)
+
+
+def _on(values: tuple[float, ...], like: Tensor) -> Tensor:
+    """``values`` as a tensor of ``like``'s dtype on its device."""
+    return torch.tensor(values, dtype=like.dtype, device=like.device)
+
+
+def _steps(values: tuple[float, ...]) -> tuple[float, ...]:
+    """values[i + 1] - values[i]."""
+    return tuple(b - a for a, b in zip(values[:-1], values[1:], strict=True))
 
 
 @dataclass(frozen=True)

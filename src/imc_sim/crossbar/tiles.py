@@ -166,8 +166,9 @@ class CrossbarLinear(nn.Module):
         return (2, *self.grid.tile_shape) if self.devices == 1 else (self.devices, 2, *self.grid.tile_shape)
 
     def _target_devices(self, first: int, count: int) -> tuple[Tensor, Tensor | None]:
-        """Tiles first .. first + count - 1's target conductances per device (a pair family; the
-        normalised targets themselves for a weight-level one) and their pair ratio (or None)."""
+        """Tiles first .. first + count - 1's target conductances (a pair family, see
+        :meth:`_to_devices`; the normalised targets themselves for a weight-level one) and their
+        pair ratio (or None)."""
         u = self._tiles(self.target, first, count)
         if self.family.weight_level:
             return u, None
@@ -175,11 +176,12 @@ class CrossbarLinear(nn.Module):
         return self._to_devices(u, ratio), ratio
 
     def _to_devices(self, u: Tensor, ratio: Tensor) -> Tensor:
-        """Target conductances of every device of weights ``u`` (``devices`` pairs each)."""
+        """Target conductances of the devices of weights ``u``: [count, 2, cols, rows], or with
+        ``devices`` pairs per weight [count, 1, 2, cols, rows], one pair that the device laws
+        broadcast against their per-device normals (the pairs of a weight share their target, so
+        a law's conductance-dependent parameters are computed once per pair, not per device)."""
         g = to_pair(u, ratio, self.family.g_max, self.family.g_min)
-        if self.devices == 1:
-            return g
-        return g.unsqueeze(1).expand(-1, self.devices, *g.shape[1:]).contiguous()
+        return g if self.devices == 1 else g.unsqueeze(1)
 
     def _from_devices(self, g: Tensor, ratio: Tensor, stuck: Tensor | None) -> Tensor:
         """Weights read back from the devices' conductances ``g`` (stuck devices pinned first)."""

@@ -105,7 +105,9 @@ class DeviceFamily(ABC):
 
     @abstractmethod
     def program(self, g_target: Tensor, z: Tensor) -> Tensor:
-        """Programmed conductances for targets ``g_target`` and standard normals ``z``."""
+        """Programmed conductances for targets ``g_target`` and standard normals ``z`` (shaped
+        like z; g_target may be smaller and broadcast against it: one target for several devices,
+        so every law here is elementwise and never writes into g_target)."""
 
     def drift_coefficients(self, g_target: Tensor, z: Tensor) -> Tensor | None:
         """Per-device drift parameters drawn at programming (None: the law has none)."""

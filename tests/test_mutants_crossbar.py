@@ -1,16 +1,21 @@
 """Crossbar values mutation testing found unchecked (docs/mutation.md): the faults' shapes, dtype
 and per-layer draws, the static input ranges' percentile index and floor, scale_inputs on a batch,
-IR drop without wire resistance, and a CrossbarLinear's calibration forward and read stream."""
+IR drop without wire resistance, a CrossbarLinear's calibration forward, read stream and repr, the
+drift compensation's read noise and means, and the stored ranges' record."""
 
 import dataclasses
 import math
 
 import pytest
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 
+from imc_sim.crossbar.compensation import READOUT_FLOOR, read_tiles, readout
 from imc_sim.crossbar.faults import HIGH, LOW, OK, live_columns, stuck_devices
-from imc_sim.crossbar.input_ranges import NO_RANGE, Calibration, batch_range, scale_inputs
+from imc_sim.crossbar.grid import TileGrid
+from imc_sim.crossbar.input_ranges import NO_RANGE, Calibration, StoredRanges, batch_range, scale_inputs
 from imc_sim.crossbar.ir_drop import g_ratio
+from imc_sim.crossbar.periphery import Converters
 from imc_sim.crossbar.streams import ChipStreams
 from imc_sim.crossbar.tiles import CrossbarLinear
 from imc_sim.devices import build_family
@@ -109,3 +114,52 @@ def test_moving_a_chip_restarts_its_read_stream_from_the_same_keys():
         assert not torch.equal(first, second)  # fresh read noise at every MVM
         chip.float()
         assert torch.equal(chip(x), first)
+
+
+def plain_converters(d_in: float) -> Converters:
+    """No noise management, DAC rounding, output noise or ADC: an input x gives the code x / d_in."""
+    return Converters(perfect=False, managed=False, d_in=d_in, quant_in=False, out_noise=0.0, adc_step=0.0,
+                      out_bound=1e6, inp_bound=1e6)
+
+
+def test_compensation_read_out_carries_each_row_tiles_own_read_noise():
+    """The one-hot read-out of a row tile is W plus read noise of variance c^2 V in code units,
+    i.e. std sqrt(V) in weight units, drawn per row tile: two identical row tiles read differently."""
+    weights = torch.rand(1, 64, 128).expand(2, 64, 128).contiguous()  # [row_tiles, out, rows]
+    var = torch.full_like(weights, 0.04)
+    conv = plain_converters(0.5)  # each one-hot input has the code 2
+    out = read_tiles(weights, var, conv, ChipStreams(0), "layer", 3600.0)
+    noise = out - weights.transpose(1, 2)
+    assert out.shape == (2, 128, 64) and abs(noise.std().item() - 0.2) < 0.01
+    assert not torch.equal(out[0], out[1])
+    assert torch.equal(read_tiles(weights, None, conv, ChipStreams(0), "layer", 3600.0),
+                       weights.transpose(1, 2))
+
+
+def test_readout_is_the_mean_abs_output_over_the_real_rows_and_columns():
+    grid = TileGrid.of(5, 3, 4, 2)  # row tiles of 4 + 1 rows, column tiles of 2 + 1 outputs
+    outputs = torch.rand(2, 4, 3, generator=torch.Generator().manual_seed(0)) + 0.5
+    outputs[1, 1:] = 100.0  # padding rows of the second row tile: left out
+    real = outputs.clone()
+    real[1, 1:] = float("nan")
+    per_column = torch.stack([real[0].mean(0), real[1, 0]])
+    torch.testing.assert_close(readout(-outputs, grid, True), per_column)
+    tile = [[real[r, :, :2].nanmean(), real[r, :, 2:].nanmean()] for r in range(2)]
+    expected = torch.tensor([[a, a, b] for a, b in tile])
+    torch.testing.assert_close(readout(outputs, grid, False), expected)
+    assert torch.equal(readout(outputs * 1e-6, grid, False), torch.full((2, 3), READOUT_FLOOR))
+
+
+def test_a_layers_repr_names_its_tile_grid():
+    profile = load_profile("pcm-chip")
+    layer = CrossbarLinear(torch.nn.Linear(300, 200), profile, build_family(profile))
+    assert repr(layer) == "CrossbarLinear(in=300, out=200, tiles=2x1 of 256x200)"
+
+
+def test_stored_ranges_record_holds_cpu_float32_whatever_the_ranges():
+    ranges = StoredRanges(256, "fixed", 99.0, {"a": torch.tensor([0.5, 2.0], dtype=torch.float64)})
+    record = ranges.to_record()["layers"]["a"]
+    assert record.dtype == torch.float32 and record.tolist() == [0.5, 2.0]
+    with FakeTensorMode(allow_non_fake_inputs=False):
+        on_cuda = StoredRanges(256, "fixed", 99.0, {"a": torch.ones(2, device="cuda")})
+        assert on_cuda.to_record()["layers"]["a"].device.type == "cpu"

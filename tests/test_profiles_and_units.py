@@ -77,7 +77,8 @@ def test_negative_sigma_and_absolute_gaussian_needs_unscaled_weights():
         profile_from_dict(raw)
     raw["programming"]["sigma"] = 0.01
     raw["periphery"]["weight_scaling"] = "per-column"
-    with pytest.raises(ImcSimError, match="weight_scaling: none"):
+    with pytest.raises(ImcSimError, match=r"\(sigma in weight units\) needs periphery.weight_scaling: none, "
+                                          r"so that tile weights are the model's weights$"):
         profile_from_dict(raw)
 
 

@@ -8,7 +8,8 @@ Random-initialised models built from their configurations (no weights needed): R
 - a sweep of ``--seeds`` chips x ``--times`` drift times (each chip programmed once);
 - aihwkit's own torch-tile realization of the same model (``convert_to_analog`` with 512 x 512
   tiles; GPT-2's Conv1D layers converted to Linear first, since aihwkit leaves them digital);
-- training step times of GRASP, StochGRASP, LoRA and full fine-tuning (batch ``--batch``).
+- training step times of GRASP, StochGRASP, LoRA and full fine-tuning (batch ``--batch``; not
+  with ``--steps 0``, for a large shape on a small CPU).
 On CUDA it also records the peak memory of an evaluation and of a realization. Prints a table per
 shape and writes ``--out`` (JSON).
 
@@ -187,7 +188,7 @@ def bench_shape(shape: str, args: argparse.Namespace, device: torch.device) -> d
 
     sweep_seconds = timed(sweep, device)
     aihwkit = None if args.skip_aihwkit else aihwkit_realization(model, args.device, data, device)
-    steps = step_times(model, data, args.steps, device)
+    steps = step_times(model, data, args.steps, device) if args.steps > 0 else {}
     return {
         "shape": shape, "params": sum(p.numel() for p in model.parameters()),
         "digital_seconds": digital,
@@ -239,7 +240,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--times", default="1s,1h,1d,1w,30d,1y,10y")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=10, help="training steps timed per method (0: none)")
     parser.add_argument("--skip-aihwkit", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu_scale.json")
     args = parser.parse_args()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from imc_sim import jobs
 from imc_sim.checkpoint import read_checkpoint
 from imc_sim.errors import ImcSimError
 from imc_sim.jobs import InProcessRunner, Job, JobRunner, RayRunner
@@ -111,3 +112,20 @@ def test_a_user_error_in_a_ray_job_is_one_line_here(local_ray):
     with RayRunner(progress=False) as runner, pytest.raises(ImcSimError) as caught:
         list(runner.run([Job(parse_times, ("",), "times")], "check"))
     assert str(caught.value) == "no drift time given"
+
+
+def test_a_local_ray_that_fails_to_start_is_one_line(monkeypatch):
+    """ray.init raises a bare Exception when its node times out (seen on a loaded machine)."""
+    class FailingRay:
+        @staticmethod
+        def is_initialized() -> bool:
+            return False
+
+        @staticmethod
+        def init(**_: object) -> None:
+            raise Exception("The current node timed out during startup. This could happen because ...\nmore")
+
+    monkeypatch.setattr(jobs, "import_ray", lambda: FailingRay)
+    with pytest.raises(ImcSimError, match=r"^could not start a local Ray: The current node timed out during "
+                                          r"startup\. This could happen because \.\.\. \(a busy machine"):
+        RayRunner(progress=False).__enter__()

@@ -110,7 +110,12 @@ class RayRunner(JobRunner):
                 raise ImcSimError(f"cannot connect to Ray at {self.address}: {first[:200]}") from None
             self._started = True
         elif not ray.is_initialized():
-            ray.init(log_to_driver=False)
+            try:
+                ray.init(log_to_driver=False)
+            except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception on a failed start
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise ImcSimError(f"could not start a local Ray: {first[:200]} (a busy machine: retry, "
+                                  "or run without --ray)") from None
             self._started = True
         return self
 

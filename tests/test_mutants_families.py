@@ -10,11 +10,15 @@ import numpy as np
 import pytest
 import torch
 
+from imc_sim.crossbar.periphery import read_noise
 from imc_sim.devices import build_family
 from imc_sim.devices.families.pcm import DriftTable
 from imc_sim.devices.families.reram import WAN2022_COEFFS, WAN2022_G_REF, ReRAM, ReRAMParams
 from imc_sim.devices.families.state_independent import StateIndependent, StateIndependentParams
+from imc_sim.devices.family import ReadNoise
+from imc_sim.devices.moments import GRID, MomentTables
 from imc_sim.devices.profile import load_profile
+from imc_sim.devices.quantiles import QuantileTables
 
 
 def fefet(**drift):
@@ -97,3 +101,39 @@ def test_drift_table_with_a_step_interpolates_as_numpy():
     mean, std = table.interpolate(g)
     torch.testing.assert_close(mean, torch.from_numpy(np.interp(g.numpy(), table.g, table.nu_mean)))
     torch.testing.assert_close(std, torch.from_numpy(np.interp(g.numpy(), table.g, table.nu_std)))
+
+
+def test_read_noise_scaled_multiplies_every_coefficient():
+    assert ReadNoise(1.0, 2.0, 3.0).scaled(0.5) == ReadNoise(0.5, 1.0, 1.5)
+    two_pairs = read_noise(build_family(load_profile("pcm")), 0.0, devices=2)
+    assert two_pairs == ReadNoise(c1=0.0175**2 / 2)  # the mean of two pairs' reads
+
+
+def test_families_compare_by_type_and_parameters_and_show_them():
+    pcm, chip = build_family(load_profile("pcm")), build_family(load_profile("pcm-chip"))
+    assert pcm == build_family(load_profile("pcm")) and pcm != chip
+    assert pcm != build_family(load_profile("reram"))
+    assert repr(pcm) == f"PCM(params={pcm.params!r}, g_max=25.0)"
+
+
+def test_moment_tables_look_up_the_time_row_and_hold_the_edges():
+    """Row k of three drift times, exactly at the grid's targets; beyond [-1, 1] the edge values."""
+    mean = torch.arange(3 * GRID, dtype=torch.float32).view(3, GRID)
+    tables = MomentTables([1.0, 2.0, 3.0], mean, mean + 0.5)
+    u = torch.linspace(-1.0, 1.0, GRID)
+    for k in range(3):
+        got_mean, got_std = tables.lookup(u, k)
+        torch.testing.assert_close(got_mean, mean[k])
+        torch.testing.assert_close(got_std, mean[k] + 0.5)
+    beyond, _ = tables.lookup(torch.tensor([-1.5, 1.5]), 1)
+    torch.testing.assert_close(beyond, mean[1, [0, -1]])
+
+
+def test_tables_of_a_weight_level_family_say_so_and_move_whole():
+    gaussian = load_profile("gaussian")
+    moments = MomentTables.measure(gaussian, [1.0, 60.0])
+    assert moments.weight_level is True
+    quantiles = QuantileTables.measure(gaussian, [1.0, 60.0])
+    moved = quantiles.to("cpu")
+    assert moved.weight_level is True and moved.times == [1.0, 60.0]
+    assert torch.equal(moved.values, quantiles.values)

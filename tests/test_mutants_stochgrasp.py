@@ -1,15 +1,19 @@
-"""The StochGRASP layer, the values mutation testing found unchecked (docs/mutation.md): seeds per
-layer and config, the evaluation realizations, dW = mu + sigma eps and the output-sampled
-perturbation in closed form (fp64 and fp32, no autocast inside), buffers kept out of
-the state dict, and the messages of bad input."""
+"""The StochGRASP and GRASP layers, the values mutation testing found unchecked (docs/mutation.md):
+seeds per layer and config, the evaluation realizations, dW = mu + sigma eps (from a generator or
+the layer's stream, in its dtype) and the output-sampled perturbation in closed form (fp64 and fp32,
+no autocast inside), buffers kept out of the state dict, the messages of bad input; GRASP's group
+map per layer, its scale switched off, its merge into a bias-free or bf16 layer and its projection."""
 
 import pytest
 import torch
 
 from imc_sim.errors import ImcSimError
+from imc_sim.peft.grasp.config import GraspConfig
+from imc_sim.peft.grasp.layer import GraspLayer, projected
 from imc_sim.peft.grouping import expand
 from imc_sim.peft.stochgrasp.config import StochGraspConfig
 from imc_sim.peft.stochgrasp.layer import StochGraspLayer
+from imc_sim.peft.stochgrasp.noise import NoiseStream
 
 D_IN, D_OUT, K = 6, 10, 4
 
@@ -101,3 +105,56 @@ def test_output_sampled_forward_of_a_bf16_layer_is_bf16():
     x = torch.randn(3, D_IN, generator=torch.Generator().manual_seed(2)).bfloat16()
     y = m(x)
     assert y.dtype == torch.bfloat16 and torch.isfinite(y).all()
+
+
+def test_sample_delta_from_the_layers_own_stream_is_drawn_in_the_layers_dtype():
+    """Without a generator, eps is the next draw of the layer's stream, in the weights' dtype."""
+    m = layer(dtype=torch.float64)
+    m.mu.data = m.mu.data.double()
+    std = m.sigma.detach()
+    delta = m.sample_delta(std)
+    eps = NoiseStream(m.noise_seed, torch.device("cpu")).normal((D_IN, D_OUT), torch.float64)
+    expected = expand(m.mu, m.group) + expand(std, m.group) * eps
+    torch.testing.assert_close(delta, expected, rtol=1e-12, atol=1e-12)
+
+
+def grasp_layer(name: str = "enc.q", bias: bool = True, **config) -> GraspLayer:
+    base = torch.nn.Linear(D_IN, D_OUT, bias=bias)
+    return GraspLayer(base, name, GraspConfig(**{"k": 3, **config}))
+
+
+def test_grasp_group_map_is_per_layer_out_of_the_state_dict_and_named_in_errors():
+    a, b = grasp_layer("enc.q"), grasp_layer("enc.k")
+    assert not torch.equal(a.group, b.group)
+    assert torch.equal(a.group, grasp_layer("enc.q").group)
+    assert set(a.state_dict()) == {"gamma", "beta", "base.weight", "base.bias"}
+    with pytest.raises(ImcSimError, match=r"^K must be in \[1, 6\] for enc\.q \(D=6\); got K=7$"):
+        grasp_layer(k=7)
+
+
+def test_grasp_without_a_learned_scale_has_no_gamma():
+    m = grasp_layer(learn_scale=False)
+    assert m.gamma is None
+    assert [n for n, _ in m.named_parameters() if n.startswith(("gamma", "beta"))] == ["beta"]
+
+
+def test_grasp_merges_into_a_layer_without_bias_and_keeps_the_weights_dtype():
+    """b' = -(beta_hat / gamma_hat) W where the base has no bias; a bf16 base merges in bf16."""
+    m = grasp_layer(bias=False)
+    with torch.no_grad():
+        m.gamma.copy_(torch.tensor([2.0, -0.5, 4.0]))
+        m.beta.copy_(torch.tensor([0.1, 0.2, -0.3]))
+    w, b = m.effective_weight()
+    gamma, beta = expand(m.gamma, m.group), expand(m.beta, m.group)
+    w_in_out = m.base.weight.detach().T
+    torch.testing.assert_close(w, w_in_out / gamma[:, None])
+    torch.testing.assert_close(b, -beta @ (w_in_out / gamma[:, None]))
+    low = grasp_layer()
+    low.base.to(torch.bfloat16)
+    w_low, b_low = low.effective_weight()
+    assert w_low.dtype == torch.bfloat16 and b_low.dtype == torch.bfloat16
+
+
+def test_projected_scale_counts_zero_as_positive():
+    got = projected(torch.tensor([0.0, -0.0, -0.001, 0.5]), 0.01)
+    torch.testing.assert_close(got, torch.tensor([0.01, 0.01, -0.01, 0.5]))

@@ -5,9 +5,12 @@ noise stream (peft/stochgrasp/noise.py)."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from imc_sim.peft.stochgrasp import StochGraspConfig, StochGraspLayer
 from imc_sim.peft.stochgrasp import noise as noise_module
@@ -193,33 +196,88 @@ def compiled_noise() -> None:
         pytest.skip("the compiled noise pass was not built (no C compiler)")
 
 
-def test_compiled_noise_adds_std_times_its_draw_whatever_the_threads_and_dtype():
-    """out += std[:, g] eps in one pass: eps returned, N(0, 1), the same on 1, 2 and 3 threads and
-    for a bf16 output (autocast), fresh at every draw."""
-    compiled_noise()
+class SpyLibrary:
+    """The compiled library, counting the calls of each of its functions."""
+
+    def __init__(self, lib: object) -> None:
+        self.lib, self.calls = lib, Counter()
+
+    def __getattr__(self, name: str) -> object:
+        self.calls[name] += 1
+        return getattr(self.lib, name)
+
+
+def noise_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     group = torch.randperm(1536, generator=torch.Generator().manual_seed(0)) % 64
     std = torch.rand(300, 64, generator=torch.Generator().manual_seed(1))
     start = torch.randn(300, 1536, generator=torch.Generator().manual_seed(2))
+    return group, std, start
+
+
+def test_compiled_noise_adds_std_times_its_draw_for_a_float32_or_bf16_output(monkeypatch):
+    """out += std[:, g] eps in one compiled pass where the draw is float32 on the CPU: eps returned,
+    N(0, 1), fresh at every draw, the same draw added into a bf16 output (autocast); another draw
+    dtype takes the torch path, in that dtype."""
+    compiled_noise()
+    spy = SpyLibrary(noise_module._LIB)
+    monkeypatch.setattr(noise_module, "_LIB", spy)
+    group, std, start = noise_inputs()
+    out = start.clone()
+    stream = NoiseStream(7, torch.device("cpu"))
+    eps = stream.add_scaled(out, std, group, torch.float32)
+    second = stream.add_scaled(start.clone(), std, group, torch.float32)
+    assert spy.calls["noise_add"] == 2
+    torch.testing.assert_close(out, start + std.index_select(1, group) * eps)
+    assert abs(eps.mean()) < 5 / eps.numel() ** 0.5 and abs(eps.var() - 1) < 5 * (2 / eps.numel()) ** 0.5
+    assert not torch.equal(eps, second)
+    low = start.bfloat16()
+    low_eps = NoiseStream(7, torch.device("cpu")).add_scaled(low, std, group, torch.float32)
+    assert torch.equal(low_eps, eps) and low.dtype == torch.bfloat16 and spy.calls["noise_add"] == 3
+    torch.testing.assert_close(low.float(), out, atol=0.05, rtol=0.02)
+    for dtype in (torch.float64, torch.bfloat16):  # a float32 std, another draw dtype: torch's path
+        other = start.to(dtype)
+        other_eps = NoiseStream(7, torch.device("cpu")).add_scaled(other, std, group, dtype)
+        assert other_eps.dtype == dtype and spy.calls["noise_add"] == 3
+        torch.testing.assert_close(other.float(), start + std.index_select(1, group) * other_eps.float(),
+                                   atol=0.05, rtol=0.02)
+
+
+def test_compiled_noise_does_not_depend_on_the_thread_count():
+    compiled_noise()
+    group, std, start = noise_inputs()
     before = torch.get_num_threads()
     seen = []
     try:
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)
             out = start.clone()
-            stream = NoiseStream(7, torch.device("cpu"))
-            seen.append((out, stream.add_scaled(out, std, group, torch.float32),
-                         stream.add_scaled(start.clone(), std, group, torch.float32)))
+            seen.append((out, NoiseStream(7, torch.device("cpu")).add_scaled(out, std, group, torch.float32)))
     finally:
         torch.set_num_threads(before)
-    out, eps, second = seen[0]
     assert all(torch.equal(a, b) for other in seen[1:] for a, b in zip(seen[0], other, strict=True))
-    torch.testing.assert_close(out, start + std.index_select(1, group) * eps)
-    assert abs(eps.mean()) < 5 / eps.numel() ** 0.5 and abs(eps.var() - 1) < 5 * (2 / eps.numel()) ** 0.5
-    assert not torch.equal(eps, second)
-    low = start.bfloat16()
-    low_eps = NoiseStream(7, torch.device("cpu")).add_scaled(low, std, group, torch.float32)
-    assert torch.equal(low_eps, eps) and low.dtype == torch.bfloat16
-    torch.testing.assert_close(low.float(), out, atol=0.05, rtol=0.02)
+
+
+@pytest.mark.parametrize("position", [0, 1, 2])
+def test_compiled_noise_passes_refuse_a_cuda_tensor_before_touching_it(position):
+    """Each tensor argument of the compiled passes off the CPU: a clear error, no pointer to C (the
+    noise pass's out and std are on the CPU, or it takes the torch path; its group is checked)."""
+    compiled_noise()
+    with FakeTensorMode(allow_non_fake_inputs=False):
+        devices = ["cuda" if i == position else "cpu" for i in range(3)]
+        args = [torch.zeros(4, 8, device=devices[0]), torch.zeros(4, 8, device=devices[1]),
+                torch.zeros(8, dtype=torch.long, device=devices[2])]
+        with pytest.raises(RuntimeError, match="CPU tensors only, got one on cuda"):
+            noise_module.group_dot(*args, 2)
+        if position == 2:
+            with pytest.raises(RuntimeError, match="CPU tensors only, got one on cuda"):
+                NoiseStream(7, torch.device("cpu")).add_scaled(torch.zeros(4, 8), torch.ones(4, 2), args[2],
+                                                                torch.float32)
+
+
+def test_noise_stream_normal_is_the_dtype_asked_for():
+    stream = NoiseStream(7, torch.device("cpu"))
+    assert stream.normal((3, 4), torch.float64).dtype == torch.float64
+    assert stream.normal((3, 4), torch.bfloat16).dtype == torch.bfloat16
 
 
 def test_compiled_group_dot_is_the_group_sum():

@@ -358,3 +358,22 @@ def test_sampler_moves_its_tables_to_the_weights_device(monkeypatch):
         s = DeviceSampler(pcm, tables, ChipStreams(0), "layer")
         u_t, scale = s.device_weights(torch.randn(8, 16, device="cuda:0"), 0, frozen=False)
         assert {u_t.device.type, scale.device.type, s.tables.values.device.type} == {"cuda"}
+
+
+def test_calibration_draws_no_drift_time_and_leaves_the_device_on():
+    """calibrate() runs digital forwards without touching the drift-time generator; afterwards the
+    device is on and the k-th training forward reads the k-th time drawn from the seed."""
+    from test_static_ranges import chip_profile, token_batches
+
+    batches = token_batches()
+    model = make_tiny_bert().train()
+    with DeviceTraining(model, chip_profile(), (3600.0, 3.15e7), seed=5) as device:
+        device.calibrate(batches)
+        assert device.enabled is True
+        seen = []
+        for batch in batches:
+            model(**batch)
+            seen.append(device.forwards[0].clock[0])
+    n = len(device.tables.times)
+    times = torch.Generator().manual_seed(5)
+    assert n > 1 and seen == [int(torch.randint(n, (1,), generator=times)) for _ in batches]

@@ -137,3 +137,12 @@ def test_tables_of_a_weight_level_family_say_so_and_move_whole():
     moved = quantiles.to("cpu")
     assert moved.weight_level is True and moved.times == [1.0, 60.0]
     assert torch.equal(moved.values, quantiles.values)
+
+
+
+def test_moment_tables_measured_on_the_cpu_look_up_on_the_targets_device():
+    """sigma_target auto measures its tables on the CPU and looks up the model's weights wherever
+    they are (here torch's meta device: fake CUDA cannot run grid_sample on this CPU build)."""
+    tables = MomentTables.measure(load_profile("pcm"), [86400.0])
+    mean, std = tables.lookup(torch.rand(7, device="meta"), 0)
+    assert mean.device.type == std.device.type == "meta" and mean.shape == (7,)

@@ -107,6 +107,15 @@ def test_output_sampled_forward_of_a_bf16_layer_is_bf16():
     assert y.dtype == torch.bfloat16 and torch.isfinite(y).all()
 
 
+def test_output_sampled_forward_of_a_bias_free_layer_is_the_biased_one_less_its_bias():
+    """The same layer with and without its bias, the same noise stream: outputs differ by b."""
+    with_bias = layer().train()
+    without = layer().train()
+    without.base.bias = None
+    x = torch.randn(5, D_IN, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(without(x), with_bias(x) - with_bias.base.bias)
+
+
 def test_sample_delta_from_the_layers_own_stream_is_drawn_in_the_layers_dtype():
     """Without a generator, eps is the next draw of the layer's stream, in the weights' dtype."""
     m = layer(dtype=torch.float64)

@@ -115,13 +115,13 @@ class MomentTables:
 
     def lookup(self, u: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """(mean, std) at normalised targets ``u`` for time index ``k``, linearly interpolated in u
-        (targets beyond [-1, 1] take the edge values)."""
+        (targets beyond [-1, 1] take the edge values), on u's device (the tables are moved there)."""
         if self.weight_level:
             return u.clone(), torch.empty_like(u).copy_(self.std[k].mean())
         rows = len(self.times)
-        grid = torch.empty(1, 1, u.numel(), 2, device=u.device)
-        grid[0, 0, :, 0] = u.reshape(-1)
-        grid[0, 0, :, 1] = 2 * k / (rows - 1) - 1 if rows > 1 else 0.0
-        out = F.grid_sample(self.image, grid, mode="bilinear", padding_mode="border",
+        flat = u.reshape(-1).float()
+        time = 2 * k / (rows - 1) - 1 if rows > 1 else 0.0
+        grid = torch.stack([flat, torch.full_like(flat, time)], dim=-1).view(1, 1, -1, 2)
+        out = F.grid_sample(self.image.to(u.device), grid, mode="bilinear", padding_mode="border",
                             align_corners=True)
         return out[0, 0, 0].view(u.shape), out[0, 1, 0].view(u.shape)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
+from imc_sim.crossbar import compensation
 from imc_sim.crossbar.compensation import READOUT_FLOOR, read_tiles, readout
 from imc_sim.crossbar.faults import HIGH, LOW, OK, live_columns, stuck_devices
 from imc_sim.crossbar.grid import TileGrid
@@ -19,6 +20,7 @@ from imc_sim.crossbar.periphery import Converters
 from imc_sim.crossbar.streams import ChipStreams
 from imc_sim.crossbar.tiles import CrossbarLinear
 from imc_sim.devices import build_family
+from imc_sim.devices.family import ReadNoise
 from imc_sim.devices.profile import Faults, load_profile
 from imc_sim.errors import ImcSimError
 
@@ -163,3 +165,74 @@ def test_stored_ranges_record_holds_cpu_float32_whatever_the_ranges():
     with FakeTensorMode(allow_non_fake_inputs=False):
         on_cuda = StoredRanges(256, "fixed", 99.0, {"a": torch.ones(2, device="cuda")})
         assert on_cuda.to_record()["layers"]["a"].device.type == "cpu"
+
+
+def chip_layer(profile, name: str, weight: torch.Tensor) -> CrossbarLinear:
+    linear = torch.nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+    out = CrossbarLinear(linear, profile, build_family(profile))
+    out.program(ChipStreams(3), name)
+    return out
+
+
+def faulty_pcm(**periphery):
+    pcm = load_profile("pcm")
+    return dataclasses.replace(pcm, faults=Faults(stuck_low=0.2, stuck_high=0.1, dead_columns=0.2),
+                               periphery=dataclasses.replace(pcm.periphery, tile_rows=16, tile_cols=16,
+                                                             **periphery))
+
+
+def test_a_programmed_layers_state_is_in_its_buffers():
+    """Every tensor of a programmed chip is a buffer (moved by .to(), kept by state_dict)."""
+    layer = chip_layer(faulty_pcm(), "a", torch.randn(24, 40))
+    assert {name for name, _ in layer.named_buffers(remove_duplicate=False)} == {
+        "bias", "target", "mapping", "programmed", "stuck", "live", "baseline", "weights", "scales"}
+    exact = chip_layer(load_profile("ideal"), "a", torch.randn(24, 40))
+    assert "dense" in {name for name, _ in exact.named_buffers()}
+
+
+def test_two_layers_of_a_chip_draw_their_own_faults_programming_and_read_out():
+    """Two layers with the same weights on one chip: their stuck devices, dead columns,
+    programmed weights and compensation baselines differ (each layer its own streams)."""
+    weight = torch.randn(24, 40, generator=torch.Generator().manual_seed(0))
+    a, b = chip_layer(faulty_pcm(), "a", weight), chip_layer(faulty_pcm(), "b", weight)
+    for name in ("stuck", "live", "programmed", "baseline"):
+        assert not torch.equal(getattr(a, name), getattr(b, name)), name
+
+
+def test_the_compensation_read_out_sees_the_read_noise_and_ir_drop(monkeypatch):
+    seen = []
+
+    def spy(weights, read_var, conv, streams, layer, time, ir_drop=None):
+        seen.append((read_var is not None, ir_drop is not None, layer, time))
+        return real(weights, read_var, conv, streams, layer, time, ir_drop)
+
+    real = compensation.read_tiles
+    monkeypatch.setattr(compensation, "read_tiles", spy)
+    profile = faulty_pcm(ir_drop=1.0)
+    layer = chip_layer(profile, "a", torch.randn(24, 40))
+    layer.drift(86400.0, ChipStreams(3), "a")
+    assert seen == [(True, True, "a", "baseline"), (True, True, "a", 86400.0)]
+
+
+def test_each_drift_time_reads_its_own_drift_noise(monkeypatch):
+    calls = []
+    real = ChipStreams.tile_normals
+
+    def spy(self, layer, purpose, tiles, shape, device, time=None):
+        calls.append((purpose, time))
+        return real(self, layer, purpose, tiles, shape, device, time)
+
+    monkeypatch.setattr(ChipStreams, "tile_normals", spy)
+    layer = chip_layer(load_profile("pcm"), "a", torch.randn(24, 40))
+    calls.clear()
+    layer.drift(3600.0, ChipStreams(3), "a")
+    assert ("drift-read", 3600.0) in calls and ("drift-coefficients", None) in calls
+
+
+def test_a_layer_reads_the_mean_of_its_device_pairs():
+    """pcm-chip's two pairs per weight halve the per-read variance law."""
+    profile = load_profile("pcm-chip")
+    layer = CrossbarLinear(torch.nn.Linear(8, 4), profile, build_family(profile))
+    assert layer.read_law == ReadNoise(c1=0.0175**2 / 2)

@@ -6,9 +6,10 @@ import torch
 from conftest import make_tiny_bert, make_tiny_gpt2
 from fake_cuda import backward, fake_cuda, move_to_fake_cuda
 
-from imc_sim.checkpoint import load_adapted, read_checkpoint, trainable_state
+from imc_sim.checkpoint import load_adapted, load_model, read_checkpoint, trainable_state
 from imc_sim.cli import main
 from imc_sim.devices.profile import load_profile
+from imc_sim.errors import ImcSimError
 from imc_sim.peft import METHODS, get_method
 from imc_sim.peft.grasp import GraspLayer
 from imc_sim.peft.stochgrasp import StochGraspLayer
@@ -196,3 +197,46 @@ def test_a_failing_device_aware_run_leaves_the_checkpoint_untouched(tmp_path, ti
         cli(tmp_path, tiny_model_dir, tiny_glue, "--k", "4", "--device", "pcm")
     assert (tmp_path / "model.pt").read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left
+
+
+def test_device_layers_train_only_the_matched_layers_against_the_device():
+    """--device-layers: the matched layers see the device, the others compute their digital
+    forward exactly; a pattern that matches nothing is a one-line error naming the layers."""
+    model = adapted("bert", "grasp")[2]
+    x = {"input_ids": torch.randint(5, 90, (2, 8), generator=torch.Generator().manual_seed(0))}
+    model.train()
+    with torch.no_grad():
+        digital = {name: m(torch.ones(1, m.base.in_features)) for name, m in model.named_modules()
+                   if isinstance(m, GraspLayer)}
+    patterns = r"attention.output.dense,.*layer\.1\.output\.dense"
+    with DeviceTraining(model, load_profile("pcm"), (86400.0, 86400.0), layers=patterns) as device:
+        block = "bert.encoder.layer."
+        assert device.names == [f"{block}0.attention.output.dense", f"{block}1.attention.output.dense",
+                                f"{block}1.output.dense"]
+        model(**x)
+        with torch.no_grad():
+            for name, m in model.named_modules():
+                if isinstance(m, GraspLayer):
+                    same = torch.equal(m(torch.ones(1, m.base.in_features)), digital[name])
+                    assert same == (name not in device.names), name
+    message = (r"^--device-layers pattern 'values' matches no analog layer \(the 12 analog layers run "
+               r"from bert\.encoder\.layer\.0\.attention\.self\.query to "
+               r"bert\.encoder\.layer\.1\.output\.dense\)$")
+    with pytest.raises(ImcSimError, match=message):
+        DeviceTraining(model, load_profile("pcm"), (86400.0, 86400.0), layers="query,values")
+    with pytest.raises(ImcSimError, match="empty --device-layers"):
+        DeviceTraining(model, load_profile("pcm"), (86400.0, 86400.0), layers=" , ")
+
+
+def test_device_layers_cli_records_them_and_needs_a_device(tmp_path, tiny_model_dir, tiny_glue, capsys):
+    from imc_sim.deploy.run import device_trained
+
+    assert cli(tmp_path, tiny_model_dir, tiny_glue, "--k", "4", "--device-layers", "query") == 2
+    assert capsys.readouterr().err.strip() == "imc-sim: error: --device-layers needs --device"
+    device = ("--k", "4", "--device", "pcm", "--device-layers")
+    assert cli(tmp_path, tiny_model_dir, tiny_glue, *device, "nope") == 2
+    err = capsys.readouterr().err.strip()
+    assert "--device-layers pattern 'nope' matches no analog layer" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "model.pt").exists()
+    assert cli(tmp_path, tiny_model_dir, tiny_glue, *device, "query") == 0
+    assert device_trained(load_model(tmp_path / "model.pt").meta) == "pcm @ 1d, layers query"

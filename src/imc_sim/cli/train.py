@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--drift", help="drift time, or a range such as 1h..1y, for --device (default 1d)")
     p.add_argument("--device-warmup", type=float, default=0.0, metavar="FRACTION",
                    help="train digitally for this fraction of the steps before --device switches on")
+    p.add_argument("--device-layers", metavar="PATTERNS",
+                   help="train only these layers against --device (comma-separated module-name patterns, "
+                   "as --targets; default: every analog layer); deploy still maps them all")
     p.add_argument("--torch-device", default="auto",
                    help="where to train: auto (CUDA where available), cpu, cuda or cuda:N")
     p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"],
@@ -90,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
                   lr=args.lr, batch_size=args.batch_size, max_steps=args.max_steps,
                   max_length=args.max_length, seed=args.seed, train_limit=args.train_limit,
                   eval_limit=args.eval_limit, method_options=options, device=args.device,
-                  drift=args.drift, device_warmup=args.device_warmup, data_source=data_source(args),
+                  drift=args.drift, device_warmup=args.device_warmup,
+                  device_layers=args.device_layers, data_source=data_source(args),
                   torch_device=args.torch_device, mixed_precision=args.mixed_precision),
         progress=not args.quiet,
     )

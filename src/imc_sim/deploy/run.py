@@ -67,14 +67,15 @@ def load_scored(path: str | os.PathLike[str], source: data.DataSource, eval_limi
 
 
 def device_trained(meta: dict[str, Any]) -> str | None:
-    """'pcm @ 1d' for a checkpoint trained device-aware (', after 50% digital' with a warm-up),
-    else None."""
+    """'pcm @ 1d' for a checkpoint trained device-aware (', after 50% digital' with a warm-up,
+    ', layers PATTERNS' on a subset), else None."""
     args = meta.get("train_args", {})
     if not args.get("device"):
         return None
     warmup = args.get("device_warmup") or 0.0
+    layers = args.get("device_layers")
     return f"{args['device']} @ {args.get('drift') or '1d'}" + (
-        f", after {100 * warmup:.0f}% digital" if warmup else "")
+        f", after {100 * warmup:.0f}% digital" if warmup else "") + (f", layers {layers}" if layers else "")
 
 
 def deploy_checkpoint(

@@ -38,7 +38,8 @@ def is_linear(module: nn.Module) -> bool:
     return isinstance(module, LINEAR_TYPES)
 
 
-def _matches(pattern: str, name: str) -> bool:
+def matches_pattern(pattern: str, name: str) -> bool:
+    """``name`` is ``pattern``, ends with ``.pattern``, or fully matches it as a regular expression."""
     if name == pattern or name.endswith("." + pattern):
         return True
     try:
@@ -54,7 +55,7 @@ def find_targets(model: nn.Module, targets: str) -> list[str]:
     """
     linear = [n for n, m in model.named_modules() if is_linear(m)]
     if targets in PRESETS:
-        chosen = [n for n in linear if _matches(PRESETS[targets], n)]
+        chosen = [n for n in linear if matches_pattern(PRESETS[targets], n)]
         if not chosen:
             raise ImcSimError(f"target preset {targets!r} matches no Linear/Conv1D module")
         return chosen
@@ -63,7 +64,7 @@ def find_targets(model: nn.Module, targets: str) -> list[str]:
         raise ImcSimError("empty --targets; give a preset or module-name patterns")
     chosen: list[str] = []
     for pattern in patterns:
-        hits = [n for n in linear if _matches(pattern, n)]
+        hits = [n for n in linear if matches_pattern(pattern, n)]
         if not hits:
             raise ImcSimError(
                 f"target pattern {pattern!r} matches no Linear/Conv1D module "

@@ -58,8 +58,14 @@ from imc_sim.devices.quantiles import Z_MAX, Z_STEP, QuantileTables
 from imc_sim.errors import ImcSimError
 from imc_sim.peft.grasp import GraspLayer
 from imc_sim.peft.inject import AdapterLayer
-from imc_sim.peft.targets import PRESETS, is_linear, weight_in_out
-from imc_sim.training.static_ranges import NOT_CALIBRATED, calibrate_inputs, row_tile_grid, stored_ranges
+from imc_sim.peft.targets import PRESETS, is_linear, matches_pattern, weight_in_out
+from imc_sim.training.static_ranges import (
+    NOT_CALIBRATED,
+    calibrate_inputs,
+    deploy_name,
+    row_tile_grid,
+    stored_ranges,
+)
 from imc_sim.units import format_time
 
 RANGE_POINTS = 8  # log-spaced times that stand for a drift range
@@ -113,6 +119,25 @@ def analog_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
         if _is_layer(module) and block.fullmatch(name):
             chosen.append((name, module))
     return chosen
+
+
+def device_layers(model: nn.Module, patterns: str | None) -> list[tuple[str, nn.Module]]:
+    """The analog layers that train against the device: all of them (``patterns`` None), or those
+    whose deployed name matches one of the comma-separated ``patterns`` (a name, a suffix such as
+    ``attention.output.dense``, or a regular expression such as ``.*layer\\.[0-2]\\..*``)."""
+    layers = analog_layers(model)
+    if patterns is None:
+        return layers
+    split = [p.strip() for p in patterns.split(",") if p.strip()]
+    if not split:
+        raise ImcSimError("empty --device-layers; give module-name patterns")
+    names = [deploy_name(model, name) for name, _ in layers]
+    for pattern in split:
+        if not any(matches_pattern(pattern, name) for name in names):
+            raise ImcSimError(f"--device-layers pattern {pattern!r} matches no analog layer (the "
+                              f"{len(names)} analog layers run from {names[0]} to {names[-1]})")
+    return [(name, module) for (name, module), deployed in zip(layers, names, strict=True)
+            if any(matches_pattern(pattern, deployed) for pattern in split)]
 
 
 class ReplacedValue(torch.autograd.Function):
@@ -306,20 +331,21 @@ class DeviceAwareForward:
 
 
 class DeviceTraining:
-    """Training forwards of ``model``'s analog layers see ``profile`` at a drift time drawn per
-    forward (log-uniform over the grid standing for ``drift``, from a generator seeded with
-    ``seed``), while :attr:`enabled`. Module structure and state-dict names are unchanged.
+    """Training forwards of ``model``'s analog layers (or those ``layers`` selects, see
+    :func:`device_layers`) see ``profile`` at a drift time drawn per forward (log-uniform over the
+    grid standing for ``drift``, from a generator seeded with ``seed``), while :attr:`enabled`; the
+    other layers train digitally. Module structure and state-dict names are unchanged.
 
     The layers are patched on construction and restored by :meth:`detach`; use it as a context
     manager, ``with DeviceTraining(model, profile, drift) as device: ...``, so that the model is
     restored whatever happens inside (an exception included)."""
 
     def __init__(self, model: nn.Module, profile: DeviceProfile, drift: tuple[float, float],
-                 seed: int = 0):
+                 seed: int = 0, layers: str | None = None):
         if drift[0] != drift[1] and not profile.drifts:
             raise ImcSimError(f"device {profile.name!r} has no drift; a drift range "
                               f"{format_time(drift[0])}..{format_time(drift[1])} means nothing for it")
-        layers = analog_layers(model)
+        layers = device_layers(model, layers)
         if not layers:
             raise ImcSimError("no Linear/Conv1D layer inside transformer blocks to train device-aware")
         self.tables = QuantileTables.measure(profile, drift_grid(*drift))

@@ -57,6 +57,8 @@ class TrainArgs:
     device: str | None = None
     drift: str | None = None
     device_warmup: float = 0.0
+    device_layers: str | None = None
+    """Module-name patterns of the layers that train against --device (None: every analog layer)."""
     data_source: data.DataSource | None = None
     """Own files or a hub dataset; None: GLUE's layout at ``data_dir``."""
 
@@ -81,6 +83,8 @@ class TrainArgs:
                 f"--device-warmup is a fraction of the steps in [0, 1), got {self.device_warmup}")
         if self.device_warmup and self.device is None:
             raise ImcSimError("--device-warmup needs --device")
+        if self.device_layers is not None and self.device is None:
+            raise ImcSimError("--device-layers needs --device")
         if auto_sigma_factor(self.method_options.get("sigma_target")) is not None and self.device is None:
             raise ImcSimError("--sigma-target auto needs --device (it is derived from the profile)")
         Precision.parse(self.mixed_precision, resolve_torch_device(self.torch_device))
@@ -193,7 +197,7 @@ def prepare(args: TrainArgs) -> Run:
     config = method.make_config(options)
     base_print = fingerprint(backbone.model)
     backbone.model = method.attach(backbone.model, config).to(torch_device)
-    device = (DeviceTraining(backbone.model, profile, drift, args.seed)
+    device = (DeviceTraining(backbone.model, profile, drift, args.seed, args.device_layers)
               if profile is not None else None)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.method]
     params = [p for p in backbone.model.parameters() if p.requires_grad]

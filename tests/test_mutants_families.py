@@ -18,7 +18,7 @@ from imc_sim.devices.families.state_independent import StateIndependent, StateIn
 from imc_sim.devices.family import ReadNoise
 from imc_sim.devices.moments import GRID, MomentTables
 from imc_sim.devices.profile import load_profile
-from imc_sim.devices.quantiles import QuantileTables
+from imc_sim.devices.quantiles import QuantileTables, _extended, normal_scores
 
 
 def fefet(**drift):
@@ -146,3 +146,9 @@ def test_moment_tables_measured_on_the_cpu_look_up_on_the_targets_device():
     tables = MomentTables.measure(load_profile("pcm"), [86400.0])
     mean, std = tables.lookup(torch.rand(7, device="meta"), 0)
     assert mean.device.type == std.device.type == "meta" and mean.shape == (7,)
+
+
+def test_quantile_levels_and_their_extension_stay_on_the_tables_device():
+    """Torch's meta device stands in for a GPU (fake CUDA cannot slice on this CPU build)."""
+    assert normal_scores("meta").device.type == "meta"
+    assert _extended(torch.rand(3, 5, device="meta")).device.type == "meta"

@@ -141,10 +141,13 @@ def test_grasp_group_map_is_per_layer_out_of_the_state_dict_and_named_in_errors(
         grasp_layer(k=7)
 
 
-def test_grasp_without_a_learned_scale_has_no_gamma():
+def test_grasp_without_a_learned_scale_or_shift_has_no_gamma_or_beta():
     m = grasp_layer(learn_scale=False)
     assert m.gamma is None
     assert [n for n, _ in m.named_parameters() if n.startswith(("gamma", "beta"))] == ["beta"]
+    m = grasp_layer(learn_shift=False)
+    assert m.beta is None
+    assert [n for n, _ in m.named_parameters() if n.startswith(("gamma", "beta"))] == ["gamma"]
 
 
 def test_grasp_merges_into_a_layer_without_bias_and_keeps_the_weights_dtype():

@@ -9,7 +9,8 @@ from imc_sim.checkpoint import read_checkpoint
 from imc_sim.cli import main
 from imc_sim.devices.profile import load_profile
 from imc_sim.errors import ImcSimError
-from imc_sim.training.device_aware import DeviceTraining, analog_layers
+from imc_sim.training.analog_layers import analog_layers
+from imc_sim.training.device_aware import DeviceTraining
 from imc_sim.training.loop import TrainArgs, prepare
 from imc_sim.training.sigma_target import sigma_target_auto
 

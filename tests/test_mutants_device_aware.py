@@ -15,6 +15,7 @@ from imc_sim.devices.quantiles import QuantileTables
 from imc_sim.errors import ImcSimError
 from imc_sim.peft import get_method
 from imc_sim.training import device_aware
+from imc_sim.training.analog_layers import analog_layers
 from imc_sim.training.device_aware import (
     RANGE_POINTS,
     DeviceSampler,
@@ -84,7 +85,7 @@ def test_lora_effective_weight_is_w_plus_scaling_b_a(arch):
                         lora.make_config({"seed": 0}))
     generator = torch.Generator().manual_seed(1)
     checked = 0
-    for _, module in device_aware.analog_layers(model):
+    for _, module in analog_layers(model):
         if not hasattr(module, "lora_B"):
             continue
         with torch.no_grad():
@@ -204,7 +205,7 @@ def layer_and_twin(method: str | None, profile, drift, seed=0):
 
     model, twin = build(), build()
     device = DeviceTraining(model, profile, drift, seed=seed)
-    name, layer = device_aware.analog_layers(model)[0]
+    name, layer = analog_layers(model)[0]
     twin_layer = dict(twin.named_modules())[name]
     return device, layer, twin_layer
 

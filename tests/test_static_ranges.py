@@ -22,7 +22,8 @@ from imc_sim.deploy.range_source import set_input_ranges
 from imc_sim.devices.profile import PROFILE_DIR, DeviceProfile, profile_from_dict
 from imc_sim.devices.quantiles import QuantileTables
 from imc_sim.errors import ImcSimError
-from imc_sim.training.device_aware import DeviceSampler, DeviceTraining, analog_layers
+from imc_sim.training.analog_layers import analog_layers
+from imc_sim.training.device_aware import DeviceSampler, DeviceTraining
 
 ONE_DAY = 86400.0
 

@@ -9,7 +9,8 @@ from torch import nn
 
 from imc_sim.devices.moments import MomentTables
 from imc_sim.devices.profile import DeviceProfile
-from imc_sim.training.device_aware import analog_layers, effective_weight, mapping_scale
+from imc_sim.training.analog_layers import analog_layers
+from imc_sim.training.device_aware import effective_weight, mapping_scale
 
 
 @torch.no_grad()

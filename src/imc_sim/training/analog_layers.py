@@ -1,0 +1,48 @@
+"""The layers device-aware training puts on the device: every Linear/Conv1D layer inside the
+transformer blocks (the layers deploy maps), or a subset chosen by name."""
+
+from __future__ import annotations
+
+import re
+
+from torch import nn
+
+from imc_sim.errors import ImcSimError
+from imc_sim.peft.inject import AdapterLayer
+from imc_sim.peft.targets import PRESETS, is_linear, matches_pattern
+from imc_sim.training.static_ranges import deploy_name
+
+
+def _is_layer(module: nn.Module) -> bool:
+    return isinstance(module, AdapterLayer) or hasattr(module, "base_layer") or is_linear(module)
+
+
+def analog_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The outermost adapter / LoRA / plain Linear-Conv1D modules inside the transformer blocks."""
+    block = re.compile(PRESETS["all-linear"])
+    chosen: list[tuple[str, nn.Module]] = []
+    for name, module in model.named_modules():
+        if any(name.startswith(n + ".") for n, _ in chosen):
+            continue
+        if _is_layer(module) and block.fullmatch(name):
+            chosen.append((name, module))
+    return chosen
+
+
+def device_layers(model: nn.Module, patterns: str | None) -> list[tuple[str, nn.Module]]:
+    """The analog layers that train against the device: all of them (``patterns`` None), or those
+    whose deployed name matches one of the comma-separated ``patterns`` (a name, a suffix such as
+    ``attention.output.dense``, or a regular expression such as ``.*layer\\.[0-2]\\..*``)."""
+    layers = analog_layers(model)
+    if patterns is None:
+        return layers
+    split = [p.strip() for p in patterns.split(",") if p.strip()]
+    if not split:
+        raise ImcSimError("empty --device-layers; give module-name patterns")
+    names = [deploy_name(model, name) for name, _ in layers]
+    for pattern in split:
+        if not any(matches_pattern(pattern, name) for name in names):
+            raise ImcSimError(f"--device-layers pattern {pattern!r} matches no analog layer (the "
+                              f"{len(names)} analog layers run from {names[0]} to {names[-1]})")
+    return [(name, module) for (name, module), deployed in zip(layers, names, strict=True)
+            if any(matches_pattern(pattern, deployed) for pattern in split)]

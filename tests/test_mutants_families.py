@@ -152,3 +152,15 @@ def test_quantile_levels_and_their_extension_stay_on_the_tables_device():
     """Torch's meta device stands in for a GPU (fake CUDA cannot slice on this CPU build)."""
     assert normal_scores("meta").device.type == "meta"
     assert _extended(torch.rand(3, 5, device="meta")).device.type == "meta"
+
+
+@pytest.mark.parametrize("name", ["gaussian", "pcm"])
+def test_tables_draw_from_their_own_generator_only(name):
+    """Measuring tables (a weight-level and a pair family) leaves torch's global generator as it
+    was, and the same seed gives the same tables."""
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    first = MomentTables.measure(load_profile(name), [86400.0], seed=2)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(1)
+    assert torch.equal(MomentTables.measure(load_profile(name), [86400.0], seed=2).std, first.std)

@@ -41,8 +41,10 @@ Time on 2 CPU cores (measured for one training seed; docs/results.md): training 
 1 h (plain steps 0.13-0.35 s, device-aware ones 0.2-0.4 s), then about 3 s per realization: pcm
 (8 x 70) 30 min, reram (8 x 30) 12 min, fefet (8 x 70) 30 min; about 2 h 10 min per training seed,
 so the default 3 seeds are about 3 times that (not measured; a sweep unit also loads, calibrates
-and evaluates its checkpoint digitally once). --devices runs a subset, checkpoints and finished
-sweep units are cached.
+and evaluates its checkpoint digitally once). The pcm-chip pair trains in 10-13 min per training
+seed and arm (one thread per Ray worker, 2 workers and a third job on 2 cores), and a pcm-chip unit
+(one checkpoint, one chip, 1 d and 1 y) takes about 35 s on one thread. --devices runs a subset,
+checkpoints and finished sweep units are cached.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ import json
 import pytest
 from conftest import REPO
 
+from imc_sim.deploy.placement import PlacementResult
 from imc_sim.deploy.results import (
     SCHEMA_VERSION,
     CheckpointCurve,
@@ -74,11 +75,13 @@ def test_schema0_deploy_file_converts(tmp_path):
 
 
 # the committed results: compare files written before the schema (no schema_version) are read as
-# schema 0; files written since carry schema_version and load as they are; fig6_gaussian's,
-# fidelity's and the drift headlines' (paired comparisons) files have their own layouts
+# schema 0; files written since carry schema_version and load as they are; placement curves load
+# as placement results; fig6_gaussian's, fidelity's and the drift headlines' (paired comparisons)
+# files have their own layouts
+PLACEMENT_FILES = sorted((REPO / "experiments" / "results").glob("placement_*.json"))
 RESULT_FILES = sorted(p for p in (REPO / "experiments" / "results").glob("*.json")
                       if "fig6" not in p.name and not p.name.startswith("fidelity-")
-                      and "-headline" not in p.name)
+                      and "-headline" not in p.name and p not in PLACEMENT_FILES)
 OLD_COMPARE_FILES = [p for p in RESULT_FILES if "schema_version" not in json.loads(p.read_text())]
 NEW_RESULT_FILES = [p for p in RESULT_FILES if p not in OLD_COMPARE_FILES]
 
@@ -88,6 +91,12 @@ def test_schema_versioned_experiment_files_load_and_round_trip(path):
     raw = json.loads(path.read_text())
     assert raw["schema_version"] == SCHEMA_VERSION
     assert load_result(path).to_json() == raw
+
+
+@pytest.mark.parametrize("path", PLACEMENT_FILES, ids=lambda p: p.name)
+def test_placement_files_load_and_round_trip(path):
+    raw = json.loads(path.read_text())
+    assert PlacementResult.from_json(raw).to_json() == raw
 
 
 @pytest.mark.parametrize("path", OLD_COMPARE_FILES, ids=lambda p: p.name)

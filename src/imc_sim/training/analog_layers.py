@@ -34,7 +34,7 @@ def device_layers(model: nn.Module, patterns: str | None) -> list[tuple[str, nn.
     whose deployed name matches one of the comma-separated ``patterns`` (a name, a suffix such as
     ``attention.output.dense``, or a regular expression such as ``.*layer\\.[0-2]\\..*``)."""
     layers = analog_layers(model)
-    if patterns is None:
+    if patterns is None or not layers:  # no layers: DeviceTraining says so
         return layers
     split = [p.strip() for p in patterns.split(",") if p.strip()]
     if not split:

@@ -68,8 +68,9 @@ class DriftTable:
         beyond its ends (numpy.interp, as aihwkit): each conductance's segment [g_i, g_i+1] is the
         last whose start is <= it (a binary search), so that on a step (a repeated conductance)
         the upper value holds from the step on."""
-        i = torch.searchsorted(_on(self.g, g_target), g_target, right=True).sub_(1).clamp_(0, len(self.g) - 2)
-        lo, width = torch.take(_on(self.g, g_target), i), torch.take(_on(_steps(self.g), g_target), i)
+        g = _on(self.g, g_target)
+        i = torch.searchsorted(g, g_target, right=True).sub_(1).clamp_(0, len(self.g) - 2)
+        lo, width = torch.take(g, i), torch.take(_on(_steps(self.g), g_target), i)
         ramp = torch.where(width > 0, (g_target - lo) / width, (g_target >= lo).to(g_target.dtype))
         ramp = ramp.clamp_(0.0, 1.0)
 

@@ -14,6 +14,7 @@ it, ends with ``.<pattern>``, or matches it as a full regular expression.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -38,7 +39,7 @@ def is_linear(module: nn.Module) -> bool:
     return isinstance(module, LINEAR_TYPES)
 
 
-def matches_pattern(pattern: str, name: str) -> bool:
+def _matches(pattern: str, name: str) -> bool:
     """``name`` is ``pattern``, ends with ``.pattern``, or fully matches it as a regular expression."""
     if name == pattern or name.endswith("." + pattern):
         return True
@@ -48,6 +49,25 @@ def matches_pattern(pattern: str, name: str) -> bool:
         return False
 
 
+def names_matching(names: Sequence[str], patterns: str, option: str) -> list[str]:
+    """The ``names`` (analog layers, in model order) matched by the comma-separated ``patterns``,
+    each a preset, a module name, a name suffix or a full regular expression; a one-line error
+    naming ``option`` for an empty list or a pattern that matches none of them."""
+    split = [p.strip() for p in patterns.split(",") if p.strip()]
+    if not split:
+        raise ImcSimError(f"empty {option}; give module-name patterns or a preset")
+    chosen: set[str] = set()
+    for pattern in split:
+        rule = PRESETS.get(pattern, pattern)
+        hits = {name for name in names if _matches(rule, name)}
+        if not hits:
+            raise ImcSimError(f"{option} pattern {pattern!r} matches no analog layer (the {len(names)} "
+                              f"analog layers run from {names[0]} to {names[-1]})"
+                              if names else f"{option} pattern {pattern!r}: no analog layers")
+        chosen |= hits
+    return [name for name in names if name in chosen]
+
+
 def find_targets(model: nn.Module, targets: str) -> list[str]:
     """Names of the Linear/Conv1D modules selected by a preset or a pattern list.
 
@@ -55,7 +75,7 @@ def find_targets(model: nn.Module, targets: str) -> list[str]:
     """
     linear = [n for n, m in model.named_modules() if is_linear(m)]
     if targets in PRESETS:
-        chosen = [n for n in linear if matches_pattern(PRESETS[targets], n)]
+        chosen = [n for n in linear if _matches(PRESETS[targets], n)]
         if not chosen:
             raise ImcSimError(f"target preset {targets!r} matches no Linear/Conv1D module")
         return chosen
@@ -64,7 +84,7 @@ def find_targets(model: nn.Module, targets: str) -> list[str]:
         raise ImcSimError("empty --targets; give a preset or module-name patterns")
     chosen: list[str] = []
     for pattern in patterns:
-        hits = [n for n in linear if matches_pattern(pattern, n)]
+        hits = [n for n in linear if _matches(pattern, n)]
         if not hits:
             raise ImcSimError(
                 f"target pattern {pattern!r} matches no Linear/Conv1D module "

@@ -7,9 +7,8 @@ import re
 
 from torch import nn
 
-from imc_sim.errors import ImcSimError
 from imc_sim.peft.inject import AdapterLayer
-from imc_sim.peft.targets import PRESETS, is_linear, matches_pattern
+from imc_sim.peft.targets import PRESETS, is_linear, names_matching
 from imc_sim.training.static_ranges import deploy_name
 
 
@@ -31,18 +30,11 @@ def analog_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def device_layers(model: nn.Module, patterns: str | None) -> list[tuple[str, nn.Module]]:
     """The analog layers that train against the device: all of them (``patterns`` None), or those
-    whose deployed name matches one of the comma-separated ``patterns`` (a name, a suffix such as
-    ``attention.output.dense``, or a regular expression such as ``.*layer\\.[0-2]\\..*``)."""
+    whose deployed name matches one of the comma-separated ``patterns`` (as ``--digital-layers``:
+    a preset, a name, a suffix such as ``attention.output.dense``, or a regular expression)."""
     layers = analog_layers(model)
     if patterns is None or not layers:  # no layers: DeviceTraining says so
         return layers
-    split = [p.strip() for p in patterns.split(",") if p.strip()]
-    if not split:
-        raise ImcSimError("empty --device-layers; give module-name patterns")
     names = [deploy_name(model, name) for name, _ in layers]
-    for pattern in split:
-        if not any(matches_pattern(pattern, name) for name in names):
-            raise ImcSimError(f"--device-layers pattern {pattern!r} matches no analog layer (the "
-                              f"{len(names)} analog layers run from {names[0]} to {names[-1]})")
-    return [(name, module) for (name, module), deployed in zip(layers, names, strict=True)
-            if any(matches_pattern(pattern, deployed) for pattern in split)]
+    chosen = set(names_matching(names, patterns, "--device-layers"))
+    return [layer for layer, deployed in zip(layers, names, strict=True) if deployed in chosen]

@@ -1,5 +1,5 @@
 """Crossbar values mutation testing found unchecked (docs/mutation.md): the faults' shapes, dtype
-and per-layer draws, the static input ranges' percentile index and floor, scale_inputs on a batch,
+and per-layer draws, the static input ranges' percentile index and floor, the DAC's division by them,
 IR drop without wire resistance, a CrossbarLinear's calibration forward, read stream and repr, the
 drift compensation's read noise and means, and the stored ranges' record."""
 
@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from imc_sim.crossbar import compensation
+from imc_sim.crossbar import compensation, epilogue
 from imc_sim.crossbar.compensation import READOUT_FLOOR, read_tiles, readout
 from imc_sim.crossbar.faults import HIGH, LOW, OK, live_columns, stuck_devices
 from imc_sim.crossbar.grid import TileGrid
-from imc_sim.crossbar.input_ranges import NO_RANGE, Calibration, StoredRanges, batch_range, scale_inputs
+from imc_sim.crossbar.input_ranges import NO_RANGE, Calibration, StoredRanges, batch_range
 from imc_sim.crossbar.ir_drop import g_ratio
-from imc_sim.crossbar.periphery import Converters
+from imc_sim.crossbar.periphery import Converters, dac
 from imc_sim.crossbar.streams import ChipStreams
 from imc_sim.crossbar.tiles import CrossbarLinear
 from imc_sim.devices import build_family
@@ -70,11 +70,20 @@ def test_ranges_before_any_batch_is_a_one_line_error():
     assert str(error.value) == NO_RANGE
 
 
-def test_scale_inputs_divides_each_row_tile_of_every_vector():
+@pytest.mark.parametrize("compiled", [False, True])
+def test_static_ranges_divide_each_row_tile_before_the_dac(monkeypatch, compiled):
+    if compiled and not epilogue.AVAILABLE:
+        pytest.skip("the compiled pass is not built here")
+    monkeypatch.setattr(epilogue, "use_compiled", compiled)
+    conv = Converters(perfect=False, managed=False, d_in=0.5, quant_in=True, out_noise=0.0, adc_step=0.0,
+                      out_bound=100.0, inp_bound=127.0, static=True)
     x = torch.arange(1.0, 9.0).view(2, 4)
-    scaled, scales = scale_inputs(x, torch.tensor([2.0, 0.5]))
-    assert scaled.tolist() == [[0.5, 1.0, 6.0, 8.0], [2.5, 3.0, 14.0, 16.0]]
-    assert scales.shape == (2, 2, 1) and scales[:, :, 0].tolist() == [[2.0, 0.5], [2.0, 0.5]]
+    codes, scale = dac(x, 2, conv, False, torch.tensor([2.0, 0.5]))
+    assert scale is None  # the ranges multiply back through the column scales, not per vector
+    # x / range / d_in, per row tile: [1, 2 | 3, 4] / [2 | 0.5] / 0.5
+    assert codes.reshape(2, 4).tolist() == [[1.0, 2.0, 12.0, 16.0], [5.0, 6.0, 28.0, 32.0]]
+    codes_u8, _ = dac(x, 2, conv, True, torch.tensor([2.0, 0.5]))
+    assert (codes_u8.int() - 128).tolist() == [[[1, 2], [5, 6]], [[12, 16], [28, 32]]]
 
 
 def test_g_ratio_is_inverse_wire_conductance_and_inf_without_wires():

@@ -12,7 +12,8 @@ import torch
 
 from imc_sim.crossbar.periphery import read_noise
 from imc_sim.devices import build_family
-from imc_sim.devices.families.pcm import DriftTable
+from imc_sim.devices.families import pcm
+from imc_sim.devices.families.pcm import DriftTable, power_law_drift
 from imc_sim.devices.families.reram import WAN2022_COEFFS, WAN2022_G_REF, ReRAM, ReRAMParams
 from imc_sim.devices.families.state_independent import StateIndependent, StateIndependentParams
 from imc_sim.devices.family import ReadNoise
@@ -101,6 +102,30 @@ def test_drift_table_with_a_step_interpolates_as_numpy():
     mean, std = table.interpolate(g)
     torch.testing.assert_close(mean, torch.from_numpy(np.interp(g.numpy(), table.g, table.nu_mean)))
     torch.testing.assert_close(std, torch.from_numpy(np.interp(g.numpy(), table.g, table.nu_std)))
+
+
+@pytest.mark.parametrize("g", [(0.0, 5.0, 5.0, 10.0), (0.0, 0.2246, 0.3105, 3.0429, 3.0429, 3.1454, 10.35),
+                               tuple(float(v) for v in range(40))])
+def test_drift_table_segments_counted_are_the_binary_search(monkeypatch, g):
+    """Counting the inner points at or below a conductance finds numpy's segment (the last whose
+    start is <= it; on a step the upper one) as the binary search does, on and between the points."""
+    table = DriftTable(g=g, nu_mean=g, nu_std=g)
+    points = torch.tensor(g)
+    x = torch.cat([points, points + 1e-4, points - 1e-4, torch.rand(2000) * (g[-1] + 2.0) - 1.0])
+    counted = table.segments(x)
+    monkeypatch.setattr(pcm, "COUNTED_POINTS", 0)
+    searched = table.segments(x)
+    assert counted.dtype == searched.dtype == torch.int64
+    assert torch.equal(counted, searched)
+    assert counted.min() == 0 and counted.max() == len(g) - 2
+    numpy_segment = np.searchsorted(np.float32(g), x.numpy(), side="right") - 1
+    assert torch.equal(counted, torch.from_numpy(numpy_segment).clamp(0, len(g) - 2))
+
+
+def test_power_law_drift_is_the_power_law_and_none_at_zero():
+    g, nu = torch.tensor([1.0, 2.0, 8.0]), torch.tensor([0.0, 0.05, 0.1])
+    torch.testing.assert_close(power_law_drift(g, nu, 86400.0, 20.0), g * ((86400.0 + 20.0) / 20.0) ** (-nu))
+    assert power_law_drift(g, nu, 0.0, 20.0) is g
 
 
 def test_read_noise_scaled_multiplies_every_coefficient():

@@ -165,17 +165,20 @@ void device_draw(const float *x, const float *row_inv, int64_t n, int64_t m, con
 
 /* The n rows of inputs x [n, tiles * rows], each row cut into its row tiles:
  *     s = max |x| over the row tile (noise management; 1 where that is 0; s = 1 without it)
- *     c = x * (inv_d_in / s), rounded half to even (quantize), clamped to +-bound (clip)
+ *     c = x * (f / s), rounded half to even (quantize), clamped to +-bound (clip)
+ * with f = inv_d_in, or tile_factor[r] for row tile r where given (static input ranges:
+ * inv_d_in / range). 
  * c goes to codes_f [n, tiles, rows] (x's layout) or, as uint8 c + 128, to codes_u8
  * [tiles, n, rows] (one contiguous block per row tile, the int8 product's input); s to scale
  * [n, tiles] when managed. */
 static CLONES __attribute__((noinline)) void dac_rows(
         const float *x, int64_t n, int64_t tiles, int64_t rows, int64_t row0, int64_t count, float inv_d_in,
-        int managed, int quantize, int clip, float bound, float *codes_f, uint8_t *codes_u8, float *scale) {
+        const float *tile_factor, int managed, int quantize, int clip, float bound, float *codes_f,
+        uint8_t *codes_u8, float *scale) {
     for (int64_t i = row0; i < row0 + count; i++) {
         for (int64_t r = 0; r < tiles; r++) {
             const float *xr = x + (i * tiles + r) * rows;
-            float f = inv_d_in;
+            float f = tile_factor ? tile_factor[r] : inv_d_in;
             if (managed) {
                 float s = 0.0f;
 #pragma omp simd reduction(max : s)
@@ -185,7 +188,7 @@ static CLONES __attribute__((noinline)) void dac_rows(
                 }
                 s = s > 0.0f ? s : 1.0f;
                 scale[i * tiles + r] = s;
-                f = inv_d_in / s;
+                f = f / s;
             }
             float *cf = codes_f ? codes_f + (i * tiles + r) * rows : 0;
             uint8_t *cu = codes_u8 ? codes_u8 + (r * n + i) * rows : 0;
@@ -204,10 +207,10 @@ static CLONES __attribute__((noinline)) void dac_rows(
     }
 }
 
-void dac_codes(const float *x, int64_t n, int64_t tiles, int64_t rows, float inv_d_in, int managed, int quantize,
-               int clip, float bound, float *codes_f, uint8_t *codes_u8, float *scale) {
-    ON_TEAM(n, tiles * rows, dac_rows(x, n, tiles, rows, row0, count, inv_d_in, managed, quantize, clip, bound,
-                                      codes_f, codes_u8, scale))
+void dac_codes(const float *x, int64_t n, int64_t tiles, int64_t rows, float inv_d_in, const float *tile_factor,
+               int managed, int quantize, int clip, float bound, float *codes_f, uint8_t *codes_u8, float *scale) {
+    ON_TEAM(n, tiles * rows, dac_rows(x, n, tiles, rows, row0, count, inv_d_in, tile_factor, managed, quantize,
+                                      clip, bound, codes_f, codes_u8, scale))
 }
 
 /* Squares of n DAC codes given as uint8 c + 128: c^2 = 128 hi + lo exactly (c^2 <= 127^2 = 16129,

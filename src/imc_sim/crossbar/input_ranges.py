@@ -10,7 +10,8 @@ Q_p the ``input_percentile``-th percentile of |x| over the batch's input vectors
 zero (aihwkit drops those), per row tile. During calibration the layer computes its digital
 product (the deployment's target weights), so the ranges depend on the data alone: the same for
 every chip seed and the same for the same data. The forward then divides each row tile's inputs by
-r before the DAC (inputs beyond r clip at ``inp_bound``) and multiplies its outputs back by r.
+r in the DAC (inputs beyond r clip at ``inp_bound``; :func:`imc_sim.crossbar.periphery.dac`) and
+multiplies its outputs back by r with the tile's digital column scales.
 
 Device-aware training on a static profile calibrates the same way, on training batches, and the
 checkpoint keeps those ranges (:class:`StoredRanges`, with the tile geometry they are per row tile
@@ -71,14 +72,6 @@ class Calibration:
             raise ImcSimError(NO_RANGE)
         mean = self.sum / self.batches
         return torch.where(mean > 0, mean, torch.ones_like(mean))
-
-
-def scale_inputs(x: Tensor, ranges: Tensor) -> tuple[Tensor, Tensor]:
-    """``x`` [N, row_tiles * rows] divided by each row tile's range, and the ranges as the
-    periphery's per-row scales [N, row_tiles, 1] (multiplied back after the ADC)."""
-    n, row_tiles = x.shape[0], ranges.shape[0]
-    scaled = (x.view(n, row_tiles, -1) / ranges[:, None]).view(n, -1)
-    return scaled, ranges.view(1, row_tiles, 1).expand(n, row_tiles, 1)
 
 
 @dataclass(frozen=True)

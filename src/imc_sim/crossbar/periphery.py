@@ -130,16 +130,20 @@ class TileStack:
         return codes[:, : self.used[r]].contiguous()
 
 
-def dac(x: Tensor, row_tiles: int, conv: Converters, as_uint8: bool) -> tuple[Tensor, Tensor | None]:
+def dac(x: Tensor, row_tiles: int, conv: Converters, as_uint8: bool,
+        ranges: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
     """DAC codes of ``x`` [N, row_tiles * rows] and the noise-management scales [N, row_tiles, 1].
+    With static input ranges ``ranges`` [row_tiles], each row tile's inputs are divided by its
+    range first (:mod:`imc_sim.crossbar.input_ranges`), in the same multiplication as 1 / d_in.
 
     Codes come as uint8 [row_tiles, N, rows] (code + 128) with ``as_uint8``, else as float
     [N, row_tiles, rows]; in one compiled pass for CPU tensors where it is built, else in torch
     operations."""
     clip = not (conv.managed and conv.inp_bound * conv.d_in >= 1.0)  # else |codes| <= bound already
+    factor = None if ranges is None else (1.0 / conv.d_in) / ranges.float()
     if epilogue.compiled_for(x):
         return epilogue.dac_codes(x.float().contiguous(), row_tiles, 1.0 / conv.d_in, conv.managed,
-                                  conv.quant_in, conv.inp_bound if clip else None, as_uint8)
+                                  conv.quant_in, conv.inp_bound if clip else None, as_uint8, factor)
     xv = x.view(x.shape[0], row_tiles, -1)
     if conv.managed:
         scale = torch.maximum(xv.amax(-1, keepdim=True), xv.amin(-1, keepdim=True).neg_())
@@ -147,7 +151,7 @@ def dac(x: Tensor, row_tiles: int, conv: Converters, as_uint8: bool) -> tuple[Te
         codes = xv * (1.0 / conv.d_in / scale)
     else:
         scale = None
-        codes = xv * (1.0 / conv.d_in)
+        codes = xv * (1.0 / conv.d_in) if factor is None else xv * factor[:, None]
     if conv.quant_in:
         codes = codes.round_()
     if clip:
@@ -221,15 +225,12 @@ def analog_mvm(x: Tensor, stack: TileStack, bias: Tensor | None, conv: Converter
     """
     row_tiles = stack.weights.shape[0]
     packed = stack.packed is not None
-    if conv.static:
-        if ranges is None:
-            raise ImcSimError(input_ranges.NO_RANGE)
-        x, static_scale = input_ranges.scale_inputs(x, ranges)
-    codes, scale = dac(x, row_tiles, conv, packed)
-    if conv.static:
-        scale = static_scale
+    if conv.static and ranges is None:
+        raise ImcSimError(input_ranges.NO_RANGE)
+    codes, scale = dac(x, row_tiles, conv, packed, ranges if conv.static else None)
     out = None
     for r in range(row_tiles):
         codes_r, scale_r = row_tile_codes(codes, scale, r, packed)
-        out = row_tile_mvm(codes_r, scale_r, stack, r, conv, stack.scales[r], out, bias, stream)
+        col_scale = stack.scales[r] if not conv.static else stack.scales[r] * ranges[r]
+        out = row_tile_mvm(codes_r, scale_r, stack, r, conv, col_scale, out, bias, stream)
     return out

@@ -10,18 +10,18 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from imc_sim.crossbar import compensation, epilogue
+from imc_sim.crossbar import compensation, epilogue, int8_product
 from imc_sim.crossbar.compensation import READOUT_FLOOR, read_tiles, readout
 from imc_sim.crossbar.faults import HIGH, LOW, OK, live_columns, stuck_devices
 from imc_sim.crossbar.grid import TileGrid
 from imc_sim.crossbar.input_ranges import NO_RANGE, Calibration, StoredRanges, batch_range
 from imc_sim.crossbar.ir_drop import g_ratio
-from imc_sim.crossbar.periphery import Converters, dac
+from imc_sim.crossbar.periphery import Converters, TileStack, dac
 from imc_sim.crossbar.streams import ChipStreams
 from imc_sim.crossbar.tiles import CrossbarLinear
 from imc_sim.devices import build_family
 from imc_sim.devices.family import ReadNoise
-from imc_sim.devices.profile import Faults, load_profile
+from imc_sim.devices.profile import Faults, Periphery, load_profile
 from imc_sim.errors import ImcSimError
 
 CPU = torch.device("cpu")
@@ -84,6 +84,35 @@ def test_static_ranges_divide_each_row_tile_before_the_dac(monkeypatch, compiled
     assert codes.reshape(2, 4).tolist() == [[1.0, 2.0, 12.0, 16.0], [5.0, 6.0, 28.0, 32.0]]
     codes_u8, _ = dac(x, 2, conv, True, torch.tensor([2.0, 0.5]))
     assert (codes_u8.int() - 128).tolist() == [[[1, 2], [5, 6]], [[12, 16], [28, 32]]]
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_abs_max_codes_clip_at_an_input_bound_below_one(monkeypatch, compiled):
+    """With abs-max scaling every |x / s| <= 1, so the DAC clips only where inp_bound < 1."""
+    if compiled and not epilogue.AVAILABLE:
+        pytest.skip("the compiled pass is not built here")
+    monkeypatch.setattr(epilogue, "use_compiled", compiled)
+    conv = Converters.from_periphery(Periphery(dac_bits=8, inp_bound=0.5))
+    codes, scale = dac(torch.tensor([[-4.0, 1.0, 2.0, 0.5]]), 1, conv, False)
+    assert scale.flatten().tolist() == [4.0]
+    bound = 0.5 / conv.d_in  # 63.5 codes
+    assert codes.flatten().tolist() == [-bound, round(0.25 / conv.d_in), bound, round(0.125 / conv.d_in)]
+
+
+@pytest.mark.skipif(not int8_product.AVAILABLE, reason="oneDNN's int8 product is not in this torch")
+def test_a_cpu_stack_with_int8_codes_packs_its_weights_and_read_variance():
+    """The int8 product (and its read-noise variance) is what runs on the CPU for a DAC of at most
+    8 bits: the stack holds both as prepacked limbs, one per row tile."""
+    conv = Converters.from_periphery(Periphery(dac_bits=8))
+    assert conv.int8
+    weights, scales = torch.rand(2, 3, 4) * 2 - 1, torch.ones(2, 3)
+    stack = TileStack.build(weights, scales, conv, read_var=torch.rand(2, 3, 4))
+    assert len(stack.packed) == 2 and all(isinstance(p, int8_product.Int8Weights) for p in stack.packed)
+    assert isinstance(stack.read_var, tuple) and len(stack.read_var) == 2
+    assert all(isinstance(v, int8_product.Int8Variance) for v in stack.read_var)
+    fp32 = TileStack.build(weights, scales, dataclasses.replace(conv, int8=False),
+                           read_var=torch.rand(2, 3, 4))
+    assert fp32.packed is None and fp32.read_var.dtype == torch.bfloat16
 
 
 def test_g_ratio_is_inverse_wire_conductance_and_inf_without_wires():

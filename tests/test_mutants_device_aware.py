@@ -10,8 +10,10 @@ from conftest import make_tiny_bert, make_tiny_gpt2
 
 from imc_sim.crossbar import epilogue
 from imc_sim.crossbar.streams import ChipStreams
+from imc_sim.devices.family import ReadNoise
+from imc_sim.devices.moments import GRID
 from imc_sim.devices.profile import load_profile
-from imc_sim.devices.quantiles import QuantileTables
+from imc_sim.devices.quantiles import LEVELS, QuantileTables
 from imc_sim.errors import ImcSimError
 from imc_sim.peft import get_method
 from imc_sim.training import device_aware
@@ -378,3 +380,12 @@ def test_calibration_draws_no_drift_time_and_leaves_the_device_on():
     n = len(device.tables.times)
     times = torch.Generator().manual_seed(5)
     assert n > 1 and seen == [int(torch.randint(n, (1,), generator=times)) for _ in batches]
+
+
+def test_the_samplers_read_noise_is_the_mean_of_a_weights_device_pairs():
+    """pcm-chip reads the mean of two device pairs per weight: half a pair's per-read variance, as
+    its deployed tiles (a factor of 2 in training's read noise otherwise)."""
+    chip = load_profile("pcm-chip")
+    tables = QuantileTables([1.0], torch.zeros(1, GRID, LEVELS), False)
+    assert chip.devices_per_weight == 2
+    assert DeviceSampler(chip, tables, ChipStreams(0), "layer").read == ReadNoise(c1=0.0175**2 / 2)

@@ -1,0 +1,104 @@
+"""A bad profile is one line that names the file, the field and what is allowed (mutation testing
+found these messages and two of the checks behind them unchecked: docs/mutation.md)."""
+
+import re
+
+import pytest
+import yaml
+
+from imc_sim.devices.profile import load_profile, profile_from_dict, shipped_profiles
+from imc_sim.errors import ImcSimError
+
+
+def raw(name: str = "pcm") -> dict:
+    return yaml.safe_load(shipped_profiles()[name].read_text())
+
+
+def message(profile: dict, path: str = "mine.yaml") -> str:
+    with pytest.raises(ImcSimError) as error:
+        profile_from_dict(profile, path)
+    return str(error.value)
+
+
+def test_a_list_element_out_of_range_is_named_with_its_index():
+    profile = raw()
+    profile["drift"]["table"] = {"g": [-1.0, 25.0], "nu_mean": [0.1, 0.1], "nu_std": [0.01, 0.01]}
+    assert message(profile) == ("profile mine.yaml: field drift.table.g[0] = -1.0 is out of range; "
+                                "allowed a number in [0, inf]")
+
+
+def test_a_list_that_must_ascend_says_so():
+    profile = raw()
+    profile["drift"]["table"] = {"g": [0.0, 30.0, 25.0], "nu_mean": [0.1] * 3, "nu_std": [0.01] * 3}
+    assert message(profile) == ("profile mine.yaml: field drift.table.g = [0.0, 30.0, 25.0] "
+                                "must be in ascending order")
+
+
+@pytest.mark.parametrize("section", ["periphery", "faults"])
+def test_a_section_that_is_not_a_mapping(section):
+    profile = raw()
+    profile[section] = [1, 2]
+    assert message(profile) == f"profile mine.yaml: field {section} must be a mapping of fields"
+
+
+def test_an_unknown_periphery_field_lists_the_known_ones():
+    profile = raw()
+    profile["periphery"]["adc_bitz"] = 8
+    text = message(profile)
+    assert text.startswith("profile mine.yaml: field periphery.adc_bitz is not a periphery field (known: ")
+    known = re.search(r"\(known: (.*)\)$", text).group(1).split(", ")
+    assert known == sorted(known) and {"adc_bits", "dac_bits", "tile_rows", "input_range"} <= set(known)
+
+
+def test_an_unknown_faults_field_lists_the_known_ones():
+    profile = raw()
+    profile["faults"] = {"stuck": 0.1}
+    assert message(profile) == ("profile mine.yaml: field faults.stuck is not a faults field "
+                                "(known: stuck_low, stuck_high, dead_columns)")
+
+
+@pytest.mark.parametrize("fault", ["stuck_low", "stuck_high"])
+def test_a_weight_level_family_has_no_devices_to_be_stuck(fault):
+    profile = raw("gaussian")
+    profile["faults"] = {fault: 0.1}
+    assert message(profile) == ("profile mine.yaml: field faults: model 'gaussian' has no devices to be "
+                                "stuck (only dead_columns)")
+    profile["faults"] = {"dead_columns": 0.1}
+    assert profile_from_dict(profile, "mine.yaml").faults.dead_columns == 0.1
+
+
+def test_an_unknown_device_lists_the_shipped_profiles():
+    with pytest.raises(ImcSimError) as error:
+        load_profile("memristor")
+    assert str(error.value) == (f"unknown device 'memristor': not a shipped profile "
+                                f"({', '.join(shipped_profiles())}) and not a YAML file")
+
+
+def test_malformed_yaml_gives_the_line_where_the_parser_has_one(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmodel: pcm\nsource: a\n  bad: [\n")
+    with pytest.raises(ImcSimError) as error:
+        load_profile(str(bad))
+    assert str(error.value) == f"profile {bad}: malformed YAML at line 4"
+    bad.write_text("name: x\nmodel: \x07\n")  # a reader error (a control character) has no line
+    with pytest.raises(ImcSimError) as error:
+        load_profile(str(bad))
+    assert str(error.value) == f"profile {bad}: malformed YAML"
+
+
+def test_a_binary_file_is_not_a_text_file(tmp_path):
+    binary = tmp_path / "chip.yaml"
+    binary.write_bytes(b"\xff\xfe\x00\x81")
+    with pytest.raises(ImcSimError) as error:
+        load_profile(str(binary))
+    assert str(error.value) == f"profile {binary}: not a text file"
+
+
+def test_a_users_file_is_named_in_its_errors(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    profile = raw()
+    profile["conductance"]["g_max"] = 0
+    mine.write_text(yaml.safe_dump(profile))
+    with pytest.raises(ImcSimError) as error:
+        load_profile(str(mine))
+    assert str(error.value).startswith(f"profile {mine}: field conductance.g_max = 0 is out of range")

@@ -102,3 +102,27 @@ def test_a_users_file_is_named_in_its_errors(tmp_path):
     with pytest.raises(ImcSimError) as error:
         load_profile(str(mine))
     assert str(error.value).startswith(f"profile {mine}: field conductance.g_max = 0 is out of range")
+
+
+def test_a_section_field_unknown_to_the_model_lists_the_models_fields():
+    profile = raw()
+    profile["drift"]["nu"] = 0.1
+    assert message(profile) == ("profile mine.yaml: field drift.nu is not a field of model 'pcm' "
+                                "(known: t0, scale, table)")
+    gaussian = raw("gaussian")
+    gaussian["drift"] = {"t0": 20.0}  # gaussian weights do not drift: the section has no fields
+    assert message(gaussian) == ("profile mine.yaml: field drift.t0 is not a field of model 'gaussian' "
+                                 "(known: none)")
+
+
+def test_a_section_that_is_not_a_mapping_shows_what_it_got():
+    profile = raw()
+    profile["drift"] = 5
+    assert message(profile) == "profile mine.yaml: field drift must be a mapping of fields, got 5"
+
+
+def test_a_periphery_choice_out_of_its_list_names_the_field():
+    profile = raw()
+    profile["periphery"]["input_range"] = "sometimes"
+    assert message(profile) == ("profile mine.yaml: field periphery.input_range = 'sometimes' is not one "
+                                "of dynamic, static")

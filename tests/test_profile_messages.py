@@ -126,3 +126,30 @@ def test_a_periphery_choice_out_of_its_list_names_the_field():
     profile["periphery"]["input_range"] = "sometimes"
     assert message(profile) == ("profile mine.yaml: field periphery.input_range = 'sometimes' is not one "
                                 "of dynamic, static")
+
+
+def test_a_drift_tables_fields_are_checked_by_name_and_length():
+    profile = raw()
+    table = {"g": [0.0, 25.0], "nu_mean": [0.1, 0.1], "nu_std": [0.01, 0.01]}
+    profile["drift"]["table"] = {**table, "nu_max": [0.2, 0.2]}
+    assert message(profile) == ("profile mine.yaml: field drift.table.nu_max is not a field of model 'pcm' "
+                                "(known: g, nu_mean, nu_std)")
+    profile["drift"]["table"] = {key: value for key, value in table.items() if key != "nu_std"}
+    assert message(profile) == "profile mine.yaml: field drift.table.nu_std is missing (model 'pcm' needs it)"
+    profile["drift"]["table"] = {**table, "g": [0.0, 10.0, 25.0]}
+    assert message(profile) == ("profile mine.yaml: field drift.table: lists g, nu_mean, nu_std must have "
+                                "equal lengths")
+
+
+def test_a_flag_is_true_or_false():
+    profile = raw("gaussian")
+    profile["programming"]["relative"] = "yes"
+    assert message(profile) == "profile mine.yaml: field programming.relative = 'yes' must be true or false"
+    profile["programming"]["relative"] = True
+    assert profile_from_dict(profile).programming["relative"] is True
+
+
+def test_a_parsed_document_without_a_path_is_named_dict():
+    assert message([1, 2], "<dict>") == "profile <dict>: expected a mapping of fields, got list"
+    with pytest.raises(ImcSimError, match="^profile <dict>: expected a mapping of fields, got int$"):
+        profile_from_dict(5)

@@ -6,7 +6,8 @@ import re
 import pytest
 import yaml
 
-from imc_sim.devices.profile import load_profile, profile_from_dict, shipped_profiles
+from imc_sim.devices.families import FAMILIES
+from imc_sim.devices.profile import TOP_KEYS, load_profile, profile_from_dict, shipped_profiles
 from imc_sim.errors import ImcSimError
 
 
@@ -153,3 +154,38 @@ def test_a_parsed_document_without_a_path_is_named_dict():
     assert message([1, 2], "<dict>") == "profile <dict>: expected a mapping of fields, got list"
     with pytest.raises(ImcSimError, match="^profile <dict>: expected a mapping of fields, got int$"):
         profile_from_dict(5)
+
+
+def test_the_top_level_fields_are_named_in_their_errors():
+    profile = raw()
+    profile["colour"] = "blue"
+    assert message(profile) == (f"profile mine.yaml: field colour is not a profile field "
+                                f"(known: {', '.join(TOP_KEYS)})")
+    for key in ("name", "description", "source", "model"):
+        for bad in (None, "  ", 3):
+            profile = raw()
+            profile[key] = bad
+            assert message(profile) == f"profile mine.yaml: field {key} is missing or not text"
+    profile = raw()
+    profile["model"] = "memristor"
+    assert message(profile) == (f"profile mine.yaml: field model = 'memristor' is not one of "
+                                f"{', '.join(FAMILIES)}")
+    profile = raw()
+    profile["compensation"] = "sometimes"
+    assert message(profile) == ("profile mine.yaml: field compensation = 'sometimes' is not one of "
+                                "none, global, per-column")
+
+
+def test_conductance_checks_across_fields():
+    gaussian = raw("gaussian")
+    gaussian["conductance"] = {"devices_per_weight": 2}
+    assert message(gaussian) == ("profile mine.yaml: field conductance.devices_per_weight = 2: model "
+                                 "'gaussian' has no devices")
+    gaussian = raw("gaussian")
+    gaussian["periphery"].update(ir_drop=1.0, tile_rows=64)
+    assert message(gaussian) == ("profile mine.yaml: field periphery.ir_drop: model 'gaussian' has no device "
+                                 "conductance (conductance.g_max) to draw the current IR drop needs")
+    fefet = raw("fefet")
+    fefet["conductance"]["g_min"] = fefet["conductance"]["g_max"]
+    g = float(fefet["conductance"]["g_max"])
+    assert message(fefet) == f"profile mine.yaml: field conductance.g_min = {g} must be below g_max = {g}"

@@ -189,3 +189,9 @@ def test_conductance_checks_across_fields():
     fefet["conductance"]["g_min"] = fefet["conductance"]["g_max"]
     g = float(fefet["conductance"]["g_max"])
     assert message(fefet) == f"profile mine.yaml: field conductance.g_min = {g} must be below g_max = {g}"
+
+
+def test_a_profile_without_compensation_has_none():
+    profile = raw()
+    profile.pop("compensation")
+    assert profile_from_dict(profile).compensation == "none"

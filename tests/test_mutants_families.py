@@ -189,3 +189,12 @@ def test_tables_draw_from_their_own_generator_only(name):
     assert torch.equal(torch.get_rng_state(), before)
     torch.manual_seed(1)
     assert torch.equal(MomentTables.measure(load_profile(name), [86400.0], seed=2).std, first.std)
+
+
+def test_read_noise_is_one_pairs_by_default_and_a_constant_without_a_device_law():
+    pcm = build_family(load_profile("pcm"))
+    assert read_noise(pcm, 0.0) == ReadNoise(c1=0.0175**2)
+    gaussian = build_family(load_profile("gaussian"))  # no per-read device law
+    assert gaussian.read_noise() is None
+    assert read_noise(gaussian, 0.01, devices=2) == ReadNoise(c0=0.01**2)
+    assert read_noise(gaussian, 0.0, devices=2) is None

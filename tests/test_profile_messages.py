@@ -195,3 +195,27 @@ def test_a_profile_without_compensation_has_none():
     profile = raw()
     profile.pop("compensation")
     assert profile_from_dict(profile).compensation == "none"
+
+
+def test_a_profile_holds_what_its_file_says():
+    chip = raw("pcm-chip")
+    profile = profile_from_dict(chip, "chip.yaml")
+    assert (profile.name, profile.model, profile.compensation, profile.path) == ("pcm-chip", "pcm", "global",
+                                                                                "chip.yaml")
+    assert profile.description == chip["description"].strip() and profile.source == chip["source"].strip()
+    assert profile.devices_per_weight == 2 and "devices_per_weight" not in profile.conductance
+    assert profile.conductance["g_max"] == chip["conductance"]["g_max"]
+    assert profile_from_dict(raw("pcm")).devices_per_weight == 1
+    assert chip["conductance"]["devices_per_weight"] == 2  # the caller's document is left as it was
+    chip["conductance"]["devices_per_weight"] = 0
+    assert message(chip).startswith("profile mine.yaml: field conductance.devices_per_weight = 0 is out "
+                                    "of range")
+
+
+def test_one_device_per_weight_and_ir_drop_are_fine_where_there_are_devices():
+    gaussian = raw("gaussian")
+    gaussian["conductance"] = {"devices_per_weight": 1}
+    assert profile_from_dict(gaussian).devices_per_weight == 1
+    pcm = raw()
+    pcm["periphery"].update(ir_drop=1.0, tile_rows=64)
+    assert profile_from_dict(pcm).periphery.ir_drop == 1.0

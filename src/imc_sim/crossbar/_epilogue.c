@@ -167,7 +167,7 @@ void device_draw(const float *x, const float *row_inv, int64_t n, int64_t m, con
  *     s = max |x| over the row tile (noise management; 1 where that is 0; s = 1 without it)
  *     c = x * (f / s), rounded half to even (quantize), clamped to +-bound (clip)
  * with f = inv_d_in, or tile_factor[r] for row tile r where given (static input ranges:
- * inv_d_in / range). 
+ * inv_d_in / range).
  * c goes to codes_f [n, tiles, rows] (x's layout) or, as uint8 c + 128, to codes_u8
  * [tiles, n, rows] (one contiguous block per row tile, the int8 product's input); s to scale
  * [n, tiles] when managed. */

@@ -71,7 +71,7 @@ class DriftTable:
     def interpolate(self, g_target: Tensor) -> tuple[Tensor, Tensor]:
         """(nu mean, nu std) at ``g_target``, linear between the table's points and constant
         beyond its ends (numpy.interp, as aihwkit): each conductance's segment [g_i, g_i+1] is the
-        last whose start is <= it (a binary search), so that on a step (a repeated conductance)
+        last whose start is <= it (:meth:`segments`), so that on a step (a repeated conductance)
         the upper value holds from the step on."""
         g = _on(self.g, g_target)
         i = self.segments(g_target)

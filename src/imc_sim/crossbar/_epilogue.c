@@ -5,6 +5,7 @@
  * periphery_epilogue: the tile periphery after the product (output noise, ADC, digital scales).
  * device_draw: device-aware training's draw of drifted weights from the quantile tables.
  * code_squares: the squared DAC codes, as two uint8 limbs, for the per-read noise's variance.
+ * tile_normals: the standard normals of a chip's devices, one key per tile (programming, drift).
  *
  * Gaussian z and the split of rows over torch's OpenMP team come from ../_passes.h (keys drawn
  * from torch's generator per call).
@@ -227,4 +228,26 @@ static CLONES __attribute__((noinline)) void squares_span(const uint8_t *codes, 
 
 void code_squares(const uint8_t *codes, int64_t n, uint8_t *hi, uint8_t *lo) {
     ON_TEAM(n, 1, squares_span(codes + row0, count, hi + row0, lo + row0))
+}
+
+/* Counter groups first .. first + count - 1 of the tiles' normals (groups_per_tile per tile):
+ * element k of tile t is element k % 64 of tile t's counter group k / 64 under key seeds[t]. */
+static CLONES __attribute__((noinline)) void normal_groups(float *out, int64_t first, int64_t count,
+                                                           int64_t groups_per_tile, int64_t per_tile,
+                                                           const int64_t *seeds) {
+    float z[GROUP];
+    for (int64_t q = first; q < first + count; q++) {
+        const int64_t t = q / groups_per_tile, g = q % groups_per_tile, start = g * GROUP;
+        const int64_t len = per_tile - start < GROUP ? per_tile - start : GROUP;
+        float *dst = out + t * per_tile + start;
+        philox_normals((uint64_t)g, (uint64_t)seeds[t], len == GROUP ? dst : z);
+        for (int64_t k = 0; len < GROUP && k < len; k++) dst[k] = z[k];
+    }
+}
+
+/* out [tiles, per_tile]: tile t's standard normals under key seeds[t] (counter-based, so the numbers
+ * depend on neither the split over threads nor the tiles filled beside it). */
+void tile_normals(float *out, int64_t tiles, int64_t per_tile, const int64_t *seeds) {
+    const int64_t groups = (per_tile + GROUP - 1) / GROUP;
+    ON_TEAM(tiles * groups, GROUP, normal_groups(out, row0, count, groups, per_tile, seeds))
 }

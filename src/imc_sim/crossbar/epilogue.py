@@ -18,19 +18,23 @@ It takes CPU tensors only: its wrappers refuse any other device before touching 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from imc_sim.crossbar.streams import Stream
 from imc_sim.devices.family import ReadNoise
 from imc_sim.native import F32, I64, INT, PTR, U64, load_library, pointer, require_cpu
+
+if TYPE_CHECKING:
+    from imc_sim.crossbar.streams import Stream
 
 _LIB = load_library(__file__, "_epilogue", {
     "periphery_epilogue": [PTR, F32, I64, I64, PTR, F32, F32, F32, INT, F32, PTR, PTR, PTR, PTR, INT, U64],
     "device_draw": [PTR, PTR, I64, I64, PTR, I64, I64, F32, F32, INT, F32, F32, F32, PTR, PTR, PTR, U64],
     "dac_codes": [PTR, I64, I64, I64, F32, PTR, INT, INT, INT, F32, PTR, PTR, PTR],
     "code_squares": [PTR, I64, PTR, PTR],
+    "tile_normals": [PTR, I64, I64, PTR],
 })
 AVAILABLE = _LIB is not None
 use_compiled = AVAILABLE  # tests switch it off to check the fallback against the compiled pass
@@ -159,3 +163,17 @@ def code_squares(codes: Tensor) -> tuple[Tensor, Tensor]:
     hi, lo = torch.empty_like(codes), torch.empty_like(codes)
     _LIB.code_squares(pointer(codes), codes.numel(), pointer(hi), pointer(lo))
     return hi, lo
+
+
+def tile_normals(out: Tensor, seeds: Tensor) -> Tensor:
+    """Compiled only (check :func:`compiled_for`): fill ``out`` [tiles, per_tile] (float32,
+    contiguous) with tile t's standard normals under key ``seeds[t]`` (int64 [tiles]), laid out as
+    :mod:`imc_sim.crossbar.philox` describes."""
+    require_cpu(out, seeds)
+    tiles, per_tile = out.shape
+    if seeds.shape != (tiles,) or seeds.dtype != torch.int64 or out.dtype != torch.float32:
+        raise ValueError(f"tile_normals takes float32 out [tiles, n] and int64 seeds [tiles], got "
+                         f"{out.dtype} {tuple(out.shape)} and {seeds.dtype} {tuple(seeds.shape)}")
+    seeds = seeds.contiguous()
+    _LIB.tile_normals(pointer(out), tiles, per_tile, pointer(seeds))
+    return out

@@ -16,7 +16,9 @@ per-MVM noise of the forward, at a time).
 A stream counts its draws: the n-th draw of a stream is the same whatever happened elsewhere. A
 fill larger than :data:`CHUNK` elements is cut into chunks of :data:`CHUNK`, each from its own
 derived generator, so CPU fills can run on several threads with results independent of their
-number.
+number. The devices' normals (:meth:`ChipStreams.tile_normals`: programming, drift, faults) come
+instead from a counter-based generator keyed by the seed of their stream's first draw
+(:mod:`~imc_sim.crossbar.philox`), the same numbers on every torch device and thread count.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Hashable
 import torch
 from torch import Tensor
 
+from imc_sim.crossbar import philox
 from imc_sim.threads import fill_normal_chunks
 
 CHUNK = 1 << 20  # elements per independently seeded chunk of a large fill
@@ -93,11 +96,11 @@ class ChipStreams:
 
     def tile_normals(self, layer: str, purpose: str, tiles: range, shape: tuple[int, ...],
                      device: torch.device | str, time: float | str | None = None) -> Tensor:
-        """Standard normals [len(tiles), *shape], tile i's from its own stream."""
-        out = torch.empty(len(tiles), *shape, device=device)
-        for k, i in enumerate(tiles):
-            self.stream(layer, purpose, device, i, time).fill_(out.select(0, k))
-        return out
+        """Standard normals [len(tiles), *shape] for the devices of ``tiles``, tile i's from the
+        counter-based generator (:mod:`~imc_sim.crossbar.philox`) keyed by its stream's first draw:
+        the same numbers on every torch device, with or without the compiled pass."""
+        seeds = [stable_seed(*self.stream(layer, purpose, device, i, time).keys, 0) for i in tiles]
+        return philox.tile_normals(torch.empty(len(tiles), *shape, device=device), seeds)
 
     def __repr__(self) -> str:
         return f"ChipStreams(seed={self.seed})"

@@ -72,16 +72,14 @@ class DriftTable:
         """(nu mean, nu std) at ``g_target``, linear between the table's points and constant
         beyond its ends (numpy.interp, as aihwkit): each conductance's segment [g_i, g_i+1] is the
         last whose start is <= it (:meth:`segments`), so that on a step (a repeated conductance)
-        the upper value holds from the step on."""
-        g = _on(self.g, g_target)
-        i = self.segments(g_target)
-        lo, width = torch.take(g, i), torch.take(_on(_steps(self.g), g_target), i)
-        ramp = torch.where(width > 0, (g_target - lo) / width, (g_target >= lo).to(g_target.dtype))
-        ramp = ramp.clamp_(0.0, 1.0)
+        the upper value holds from the step on; on segment i a value is a_i + b_i g (:func:`_lines`)
+        at g clamped to the table's span."""
+        i = self.segments(g_target).view(-1)
+        g = g_target.clamp(self.g[0], self.g[-1])
 
         def at(values: tuple[float, ...]) -> Tensor:
-            start, slope = torch.take(_on(values, ramp), i), torch.take(_on(_steps(values), ramp), i)
-            return start.addcmul_(slope, ramp)
+            intercept, slope = (_on(line, g).index_select(0, i).view_as(g) for line in _lines(self.g, values))
+            return intercept.addcmul_(slope, g)
 
         return at(self.nu_mean), at(self.nu_std)
 
@@ -105,9 +103,15 @@ def _on(values: tuple[float, ...], like: Tensor) -> Tensor:
     return torch.tensor(values, dtype=like.dtype, device=like.device)
 
 
-def _steps(values: tuple[float, ...]) -> tuple[float, ...]:
-    """values[i + 1] - values[i]."""
-    return tuple(b - a for a, b in zip(values[:-1], values[1:], strict=True))
+def _lines(g: tuple[float, ...], values: tuple[float, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(a_i, b_i) of the line a_i + b_i x through (g_i, v_i) and (g_i+1, v_i+1) of each segment; a
+    step (g_i = g_i+1) is the constant v_i+1."""
+    intercepts, slopes = [], []
+    for g0, g1, v0, v1 in zip(g[:-1], g[1:], values[:-1], values[1:], strict=True):
+        slope = (v1 - v0) / (g1 - g0) if g1 > g0 else 0.0
+        intercepts.append(v0 - slope * g0 if g1 > g0 else v1)
+        slopes.append(slope)
+    return tuple(intercepts), tuple(slopes)
 
 
 @dataclass(frozen=True)
@@ -175,7 +179,7 @@ class PCM(DeviceFamily):
             std = (-0.0125 * log_x - 0.0059).clamp(0.008, 0.045)
         else:
             mean, std = p.table.interpolate(g_target)
-        return (mean + std * z).abs_().mul_(p.drift_scale)
+        return torch.addcmul(mean, std, z).abs_().mul_(p.drift_scale)
 
     def drift(self, g_prog: Tensor, coeffs: Tensor | None, t: float, z: Tensor | None) -> Tensor:
         p = self.params

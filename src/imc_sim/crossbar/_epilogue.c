@@ -251,3 +251,193 @@ void tile_normals(float *out, int64_t tiles, int64_t per_tile, const int64_t *se
     const int64_t groups = (per_tile + GROUP - 1) / GROUP;
     ON_TEAM(tiles * groups, GROUP, normal_groups(out, row0, count, groups, per_tile, seeds))
 }
+
+/* e^x in plain float arithmetic: x = k ln 2 + r (Cody-Waite, |r| <= ln 2 / 2), e^r by its series to
+ * r^7 (relative error below 2e-7), 2^k through the exponent bits; x clamped to [-87, 88]. */
+static inline __attribute__((always_inline)) float exp_series(float x) {
+    x = x < 88.0f ? x : 88.0f;
+    x = x > -87.0f ? x : -87.0f;
+    const float k = round_even(x * 1.44269504088896341f);
+    const float r = (x - k * 0.693359375f) - k * -2.12194440e-4f;
+    const float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120
+                    + r * (1.0f / 720 + r * (1.0f / 5040)))))));
+    union { uint32_t i; float f; } two_k = {(uint32_t)((int32_t)k + 127) << 23};
+    return p * two_k.f;
+}
+
+/* ln x for any positive float (log_unit's decomposition holds beyond (0, 1]); x = 0 gives about -88. */
+#define LN_POSITIVE log_unit
+
+/* The PCM law (devices/families/pcm.py) for the devices of a tile's weights, fused: per device the
+ * target conductance of its pair side, the law, stuck devices pinned, the devices of a weight
+ * averaged and read back as a weight (crossbar/conductance.py), padding and dead columns zeroed.
+ * params: [g_max, g_min, prog_scale, coeff_scale, drift_scale, log_time, read_factor, n_coeffs,
+ *          coeffs...]; log_time = ln((t + t0) / t0) (0: no drift), read_factor = the 1/f read
+ * noise's scale at t. lines: NULL (aihwkit's log fit of nu) or the drift table: g [points], then
+ * the mean's intercepts and slopes and the std's intercepts and slopes per segment [points - 1]. */
+typedef struct {
+    int64_t devices, cols, rows, points;
+    const float *params, *table;
+} PcmLaw;
+
+static inline __attribute__((always_inline)) float pair_side(float u, float ratio, int side, float g_max,
+                                                            float g_min) {
+    const float scaled = side ? -(u * ratio) : u * ratio;
+    float c = scaled > 0.0f ? scaled : 0.0f;
+    c = c < g_max ? c : g_max;
+    return c + g_min;
+}
+
+/* z[t] = normal k0 + t of a tile's Philox stream (element k of counter group k / 64), t < len <= 64 */
+static inline __attribute__((always_inline)) void normals_at(uint64_t seed, int64_t k0, int64_t len, float *z) {
+    float a[GROUP], b[GROUP];
+    const int64_t off = k0 % GROUP;
+    if (off == 0) {
+        philox_normals((uint64_t)(k0 / GROUP), seed, z);
+        return;
+    }
+    philox_normals((uint64_t)(k0 / GROUP), seed, a);
+    if (off + len > GROUP) philox_normals((uint64_t)(k0 / GROUP + 1), seed, b);
+    for (int64_t t = 0; t < len; t++) z[t] = off + t < GROUP ? a[off + t] : b[off + t - GROUP];
+}
+
+/* nu's mean and std at target conductances gt[0..len): the drift table's lines (segment = number of
+ * inner points <= g, g clamped to the table's span) or aihwkit's log fit. */
+static inline __attribute__((always_inline)) void nu_moments(const PcmLaw *law, const float *gt, int64_t len,
+                                                             float g_max, float *mean, float *std) {
+    if (law->table) {
+        const float *tg = law->table, *lines = law->table + law->points;
+        const int64_t segs = law->points - 1;
+        int32_t seg[GROUP];
+        for (int64_t t = 0; t < len; t++) seg[t] = 0;
+        for (int64_t k = 1; k < segs; k++) {
+            const float gk = tg[k];
+#pragma omp simd
+            for (int64_t t = 0; t < len; t++) seg[t] += gt[t] >= gk;
+        }
+        const float lo = tg[0], hi = tg[segs];
+#pragma omp simd
+        for (int64_t t = 0; t < len; t++) {
+            float gc = gt[t] > lo ? gt[t] : lo;
+            gc = gc < hi ? gc : hi;
+            mean[t] = lines[seg[t]] + lines[segs + seg[t]] * gc;
+            std[t] = lines[2 * segs + seg[t]] + lines[3 * segs + seg[t]] * gc;
+        }
+        return;
+    }
+#pragma omp simd
+    for (int64_t t = 0; t < len; t++) {
+        const float ax = fabsf(gt[t] / g_max), lx = LN_POSITIVE(ax > 1e-7f ? ax : 1e-7f);
+        float m = -0.0155f * lx + 0.0244f, s = -0.0125f * lx - 0.0059f;
+        m = m > 0.049f ? m : 0.049f;
+        s = s > 0.008f ? s : 0.008f;
+        mean[t] = m < 0.1f ? m : 0.1f;
+        std[t] = s < 0.045f ? s : 0.045f;
+    }
+}
+
+static CLONES __attribute__((noinline)) void pcm_chunks(
+        PcmLaw law, int64_t first, int64_t count, const float *u_target, const float *ratio_target,
+        const float *u_prog, const float *ratio_prog, const int64_t *seeds_a, const int64_t *seeds_b,
+        const int8_t *stuck, const float *live, float *out) {
+    const float *p = law.params;
+    const float g_max = p[0], g_min = p[1], prog_scale = p[2], coeff_scale = p[3], drift_scale = p[4];
+    const float log_time = p[5], read_factor = p[6];
+    const int n_coeffs = (int)p[7];
+    const float *coeffs = p + 8;
+    const int64_t size = law.cols * law.rows, chunks = (size + GROUP - 1) / GROUP, sides = 2 * law.devices;
+    const int drift = u_prog != 0;
+    float za[GROUP], zb[GROUP], gt[GROUP], gp[GROUP], g[GROUP], a[GROUP], b[GROUP], q[GROUP];
+    float sum_pos[GROUP], sum_neg[GROUP];
+    for (int64_t c = first; c < first + count; c++) {
+        const int64_t tile = c / chunks, j0 = (c % chunks) * GROUP;
+        const int64_t len = size - j0 < GROUP ? size - j0 : GROUP;
+        const float *ut = u_target + tile * size + j0;
+        const float *up = drift ? u_prog + tile * size + j0 : 0;
+        const float rt = ratio_target[tile], rp = drift ? ratio_prog[tile] : rt;
+        for (int side = 0; side < 2; side++) {
+            /* what the devices of this side of a pair share: the target, and the law's parameters at it */
+#pragma omp simd
+            for (int64_t t = 0; t < len; t++) gt[t] = pair_side(ut[t], rt, side, g_max, g_min);
+            if (!drift) { /* a = sigma(gt / g_max) coeff_scale, the programming noise's std */
+#pragma omp simd
+                for (int64_t t = 0; t < len; t++) {
+                    a[t] = coeffs[0]; /* the polynomial */
+                    b[t] = 1.0f;      /* the power of x */
+                }
+                for (int k = 1; k < n_coeffs; k++) {
+                    const float ck = coeffs[k];
+#pragma omp simd
+                    for (int64_t t = 0; t < len; t++) {
+                        b[t] = b[t] * (gt[t] / g_max);
+                        a[t] = a[t] + ck * b[t];
+                    }
+                }
+#pragma omp simd
+                for (int64_t t = 0; t < len; t++) a[t] = a[t] * coeff_scale;
+            } else { /* a, b: nu's mean and std; gp: the re-converted programmed conductance; q its
+                      * 1/f read noise's relative std at t */
+                nu_moments(&law, gt, len, g_max, a, b);
+#pragma omp simd
+                for (int64_t t = 0; t < len; t++) {
+                    gp[t] = pair_side(up[t], rp, side, g_max, g_min);
+                    float xp = exp_series(0.65f * LN_POSITIVE(fabsf(gp[t]) / g_max));
+                    xp = xp > 1e-3f ? xp : 1e-3f;
+                    const float qn = 0.0088f / xp;
+                    q[t] = (qn < 0.2f ? qn : 0.2f) * read_factor;
+                }
+            }
+            float *sum = side ? sum_neg : sum_pos;
+            for (int64_t t = 0; t < len; t++) sum[t] = 0.0f;
+            for (int64_t d = 0; d < law.devices; d++) {
+                const int64_t ds = 2 * d + side, k0 = ds * size + j0;
+                normals_at((uint64_t)seeds_a[tile], k0, len, za);
+                if (!drift) {
+#pragma omp simd
+                    for (int64_t t = 0; t < len; t++) g[t] = gt[t] + prog_scale * a[t] * za[t];
+                } else {
+                    if (seeds_b) normals_at((uint64_t)seeds_b[tile], k0, len, zb);
+                    else for (int64_t t = 0; t < len; t++) zb[t] = 0.0f;
+#pragma omp simd
+                    for (int64_t t = 0; t < len; t++) {
+                        const float nu = fabsf(a[t] + b[t] * za[t]) * drift_scale;
+                        const float gd = log_time > 0.0f ? gp[t] * exp_series(-nu * log_time) : gp[t];
+                        g[t] = gd + fabsf(gd) * q[t] * zb[t];
+                    }
+                }
+#pragma omp simd
+                for (int64_t t = 0; t < len; t++) g[t] = g[t] > 0.0f ? g[t] : 0.0f;
+                if (stuck) {
+                    const int8_t *st = stuck + (tile * sides + ds) * size + j0;
+#pragma omp simd
+                    for (int64_t t = 0; t < len; t++) g[t] = st[t] == 1 ? g_min : (st[t] == 2 ? g_max : g[t]);
+                }
+#pragma omp simd
+                for (int64_t t = 0; t < len; t++) sum[t] += g[t];
+            }
+        }
+        float *o = out + tile * size + j0;
+        const float inv = 1.0f / (float)law.devices;
+#pragma omp simd
+        for (int64_t t = 0; t < len; t++) {
+            const float w = ((sum_pos[t] * inv - g_min) - (sum_neg[t] * inv - g_min)) / rp;
+            o[t] = live ? w * live[tile * size + j0 + t] : w;
+        }
+    }
+}
+
+/* out [tiles, cols * rows]: the weights the PCM devices of ``tiles`` tiles hold after programming
+ * (u_prog NULL: targets u_target with pair ratios ratio_target, normals under seeds_a) or after drift
+ * (u_prog the programmed weights re-converted with ratio_prog; nu drawn from the targets under
+ * seeds_a, the read noise under seeds_b or none where NULL). stuck [tiles, devices, 2, cols * rows]
+ * (0 ok, 1 g_min, 2 g_max) and live [tiles, cols * rows] (1, or 0: padding, dead column) may be NULL. Normal k of a tile is the
+ * one tile_normals gives it, with k = (2 device + side) cols rows + j. */
+void pcm_tiles(int64_t tiles, int64_t devices, int64_t cols, int64_t rows, const float *params,
+               const float *table, int64_t points, const float *u_target, const float *ratio_target,
+               const float *u_prog, const float *ratio_prog, const int64_t *seeds_a, const int64_t *seeds_b,
+               const int8_t *stuck, const float *live, float *out) {
+    const PcmLaw law = {devices, cols, rows, points, params, table};
+    const int64_t chunks = (cols * rows + GROUP - 1) / GROUP;
+    ON_TEAM(tiles * chunks, GROUP * 2 * devices, pcm_chunks(law, row0, count, u_target, ratio_target, u_prog,
+                                                           ratio_prog, seeds_a, seeds_b, stuck, live, out))
+}

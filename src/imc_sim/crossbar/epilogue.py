@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from imc_sim.devices.family import ReadNoise
+from imc_sim.devices.family import CompiledLaw, ReadNoise
 from imc_sim.native import F32, I64, INT, PTR, U64, load_library, pointer, require_cpu
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ _LIB = load_library(__file__, "_epilogue", {
     "dac_codes": [PTR, I64, I64, I64, F32, PTR, INT, INT, INT, F32, PTR, PTR, PTR],
     "code_squares": [PTR, I64, PTR, PTR],
     "tile_normals": [PTR, I64, I64, PTR],
+    "pcm_tiles": [I64, I64, I64, I64, PTR, PTR, I64, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR],
 })
 AVAILABLE = _LIB is not None
 use_compiled = AVAILABLE  # tests switch it off to check the fallback against the compiled pass
@@ -176,4 +177,34 @@ def tile_normals(out: Tensor, seeds: Tensor) -> Tensor:
                          f"{out.dtype} {tuple(out.shape)} and {seeds.dtype} {tuple(seeds.shape)}")
     seeds = seeds.contiguous()
     _LIB.tile_normals(pointer(out), tiles, per_tile, pointer(seeds))
+    return out
+
+
+def pcm_tiles(law: CompiledLaw, devices: int, u_target: Tensor, ratio_target: Tensor, seeds_a: Tensor,
+              u_prog: Tensor | None = None, ratio_prog: Tensor | None = None, seeds_b: Tensor | None = None,
+              stuck: Tensor | None = None, live: Tensor | None = None) -> Tensor:
+    """Compiled only (check :func:`compiled_for`): the weights [tiles, cols, rows] that the PCM
+    devices (``devices`` pairs per weight) of the tiles hold, after programming the targets
+    ``u_target`` (pair ratios ``ratio_target`` [tiles], normals under ``seeds_a``) or, given
+    ``u_prog``, after drift (the programmed weights re-converted with ``ratio_prog``; nu from the
+    targets under ``seeds_a``, the read noise under ``seeds_b``), stuck devices ``stuck`` [tiles,
+    (devices,) 2, cols, rows] (int8: 0, 1 low, 2 high) pinned, padding and dead columns (``live``
+    [tiles, cols, rows], 0 there, else 1) zeroed: ``CrossbarLinear.program`` and ``drift``'s torch
+    path in one pass, to float rounding (the same device normals; programming bit for bit)."""
+    tiles, cols, rows = u_target.shape
+    require_cpu(u_target, ratio_target, seeds_a, u_prog, ratio_prog, seeds_b, stuck, live)
+    params = torch.tensor(law.params, dtype=torch.float32)
+    table = None if law.table is None else torch.tensor(law.table, dtype=torch.float32)
+
+    def flat(t: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+        return None if t is None else t.to(dtype).contiguous()
+
+    u_target, u_prog = flat(u_target, torch.float32), flat(u_prog, torch.float32)
+    ratio_target, ratio_prog = flat(ratio_target, torch.float32), flat(ratio_prog, torch.float32)
+    seeds_a, seeds_b = flat(seeds_a, torch.int64), flat(seeds_b, torch.int64)
+    stuck, live = flat(stuck, torch.int8), flat(live, torch.float32)
+    out = torch.empty(tiles, cols, rows)
+    _LIB.pcm_tiles(tiles, devices, cols, rows, pointer(params), pointer(table), law.points, pointer(u_target),
+                   pointer(ratio_target), pointer(u_prog), pointer(ratio_prog), pointer(seeds_a),
+                   pointer(seeds_b), pointer(stuck), pointer(live), pointer(out))
     return out

@@ -99,8 +99,13 @@ class ChipStreams:
         """Standard normals [len(tiles), *shape] for the devices of ``tiles``, tile i's from the
         counter-based generator (:mod:`~imc_sim.crossbar.philox`) keyed by its stream's first draw:
         the same numbers on every torch device, with or without the compiled pass."""
-        seeds = [stable_seed(*self.stream(layer, purpose, device, i, time).keys, 0) for i in tiles]
+        seeds = self.tile_seeds(layer, purpose, tiles, time)
         return philox.tile_normals(torch.empty(len(tiles), *shape, device=device), seeds)
+
+    def tile_seeds(self, layer: str, purpose: str, tiles: range,
+                   time: float | str | None = None) -> list[int]:
+        """The keys of :meth:`tile_normals`' generator for ``tiles``: each tile's stream's first draw."""
+        return [stable_seed(*self.stream(layer, purpose, "cpu", i, time).keys, 0) for i in tiles]
 
     def __repr__(self) -> str:
         return f"ChipStreams(seed={self.seed})"

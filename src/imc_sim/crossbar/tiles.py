@@ -40,14 +40,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from imc_sim.crossbar import compensation, faults
+from imc_sim.crossbar import compensation, epilogue, faults
 from imc_sim.crossbar.conductance import from_pair, pair_ratio, to_pair
 from imc_sim.crossbar.grid import TileGrid
 from imc_sim.crossbar.input_ranges import Calibration
 from imc_sim.crossbar.ir_drop import IrDrop
 from imc_sim.crossbar.periphery import Converters, TileStack, analog_mvm, read_noise
 from imc_sim.crossbar.streams import ChipStreams, Stream
-from imc_sim.devices.family import DeviceFamily
+from imc_sim.devices.family import CompiledLaw, DeviceFamily
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.errors import ImcSimError
 from imc_sim.peft.targets import in_out_features, weight_in_out
@@ -188,6 +188,35 @@ class CrossbarLinear(nn.Module):
         g = faults.pin(g, stuck, self.family.g_min, self.family.g_max)
         return from_pair(g if self.devices == 1 else g.mean(1), ratio, self.family.g_min)
 
+    def _compiled_law(self, t_seconds: float | None) -> CompiledLaw | None:
+        """The family's law for the compiled device pass, where it runs for these tiles (None: the
+        torch path, by groups of tiles)."""
+        if self.family.weight_level or not epilogue.compiled_for(self.target):
+            return None
+        return self.family.compiled_law(t_seconds)
+
+    def _compiled_devices(self, law: CompiledLaw, streams: ChipStreams, name: str,
+                          t_seconds: float | None) -> Tensor:
+        """Every tile's weights after programming (``t_seconds`` None) or after drift to
+        ``t_seconds``, in the compiled device pass (the same device normals as the torch path)."""
+        g, family = self.grid, self.family
+        tiles = range(g.n_tiles)
+        target = self.target.flatten(0, 1)
+        ratio = pair_ratio(target, family.g_max, family.g_min).view(-1)
+        stuck = None if self.stuck is None else self.stuck.flatten(0, 1)
+        live = self.live.flatten(0, 1)
+        if t_seconds is None:
+            return epilogue.pcm_tiles(law, self.devices, target, ratio,
+                                      torch.tensor(streams.tile_seeds(name, "program", tiles)),
+                                      stuck=stuck, live=live)
+        u_p = self.programmed.flatten(0, 1)
+        ratio_p = pair_ratio(u_p, family.g_max, family.g_min).view(-1)
+        read = (torch.tensor(streams.tile_seeds(name, "drift-read", tiles, float(t_seconds)))
+                if family.drift_noise else None)
+        return epilogue.pcm_tiles(law, self.devices, target, ratio,
+                                  torch.tensor(streams.tile_seeds(name, "drift-coefficients", tiles)),
+                                  u_p, ratio_p, read, stuck, live)
+
     def _draw_faults(self, streams: ChipStreams, name: str) -> None:
         """The chip's stuck devices and dead columns (none drawn where their fractions are 0)."""
         g, device = self.grid, self.target.device
@@ -254,7 +283,11 @@ class CrossbarLinear(nn.Module):
                 prog = self._from_devices(prog, ratio, stuck)
             return prog * self._tiles(self.live, first, count)  # padding, dead columns: no device
 
-        self.programmed = self._by_groups(program_tiles).view_as(self.target)
+        law = self._compiled_law(None)
+        if law is not None:
+            self.programmed = self._compiled_devices(law, streams, name, None).view_as(self.target)
+        else:
+            self.programmed = self._by_groups(program_tiles).view_as(self.target)
         self._set_state(self.programmed, self.mapping)
         self.baseline = self._read_out(streams, name, "baseline")
         self.read_stream = streams.stream(name, "read", self.target.device, time="programmed")
@@ -289,7 +322,11 @@ class CrossbarLinear(nn.Module):
                 u_t = family.drift(u, coeffs, t_seconds, z)
             return u_t * self._tiles(self.live, first, count)
 
-        u_t = self._by_groups(drift_tiles).view_as(u_p) if family.drifts else u_p
+        law = self._compiled_law(t_seconds) if family.drifts else None
+        if law is not None:
+            u_t = self._compiled_devices(law, streams, name, t_seconds).view_as(u_p)
+        else:
+            u_t = self._by_groups(drift_tiles).view_as(u_p) if family.drifts else u_p
         self._set_state(u_t, self.mapping)
         current = self._read_out(streams, name, float(t_seconds))
         if current is not None:

@@ -72,6 +72,17 @@ class ReadNoise:
         return ReadNoise(self.c0 + constant, self.c1, self.c2)
 
 
+@dataclass(frozen=True)
+class CompiledLaw:
+    """A family's law as the compiled device pass takes it (``crossbar/_epilogue.c``, pcm_tiles):
+    its numbers ``params`` and, where it has one, a piecewise-linear table (``table``, of ``points``
+    conductances)."""
+
+    params: tuple[float, ...]
+    table: tuple[float, ...] | None = None
+    points: int = 0
+
+
 class DeviceFamily(ABC):
     """One device law (see the module docstring); subclasses set the class attributes."""
 
@@ -125,6 +136,11 @@ class DeviceFamily(ABC):
         """Variance of each normalised weight ``u`` drawn afresh at every read (None: none)."""
         law = self.read_noise()
         return None if law is None else law.variance(u)
+
+    def compiled_law(self, t: float | None) -> CompiledLaw | None:
+        """The law (programming for ``t`` None, else drift to ``t`` s) as the compiled device
+        pass takes it; None where the pass does not implement this family (the torch path runs)."""
+        return None
 
     @abstractmethod
     def aihwkit_model(self) -> BaseNoiseModel:

@@ -35,7 +35,7 @@ from aihwkit.inference.converter.conductance import SinglePairConductanceConvert
 from aihwkit.inference.noise.pcm import CustomDriftPCMLikeNoiseModel, PCMLikeNoiseModel
 from torch import Tensor
 
-from imc_sim.devices.family import DeviceFamily, ReadNoise, polynomial
+from imc_sim.devices.family import CompiledLaw, DeviceFamily, ReadNoise, polynomial
 from imc_sim.devices.schema import SCALE, T0, T_READ, Num, Nums
 from imc_sim.errors import ImcSimError
 
@@ -187,6 +187,21 @@ class PCM(DeviceFamily):
         q = (0.0088 / ((g_prog.abs() / p.g_max) ** 0.65).clamp(min=1e-3)).clamp(max=0.2)
         sigma = q * (p.read_scale * one_over_f(t, p.t0, p.t_read))
         return (g_d + g_d.abs() * sigma * z).clamp_(min=0.0)
+
+    def compiled_law(self, t: float | None) -> CompiledLaw:
+        """[g_max, g_min, prog_scale, g_max / coeffs_g_ref, drift_scale, ln((t + t0) / t0) (0 at
+        programming or t = 0), read scale x the 1/f noise at t, number of coefficients,
+        coefficients...] and the drift table as g, then the lines (:func:`_lines`) of nu's mean and
+        std (intercepts, slopes)."""
+        p = self.params
+        log_time = math.log((t + p.t0) / p.t0) if t is not None and t > 0 else 0.0
+        read = p.read_scale * one_over_f(t, p.t0, p.t_read) if t is not None else 0.0
+        params = (p.g_max, self.g_min, p.prog_scale, p.g_max / p.coeffs_g_ref, p.drift_scale, log_time, read,
+                  float(len(p.coeffs)), *p.coeffs)
+        if p.table is None:
+            return CompiledLaw(params)
+        mean, std = _lines(p.table.g, p.table.nu_mean), _lines(p.table.g, p.table.nu_std)
+        return CompiledLaw(params, (*p.table.g, *mean[0], *mean[1], *std[0], *std[1]), len(p.table.g))
 
     def read_noise(self) -> ReadNoise | None:
         """per_read^2 |u| (aihwkit's PCM_READ weight noise; None when per_read is 0)."""

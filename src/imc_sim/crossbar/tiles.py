@@ -21,7 +21,10 @@ registered buffer, so ``.to(device)`` moves the whole chip. Per tile, as aihwkit
 - IR drop (:mod:`~imc_sim.crossbar.ir_drop`), where the profile has it: each tile's product less
   the drop its wires cause, on the current weights and the inputs of each MVM (and read-out).
 
-Weight-level families (gaussian, ideal) act on u directly, without a pair. The forward runs the
+Weight-level families (gaussian, ideal) act on u directly, without a pair. Where a family has a
+compiled law (PCM) and the tiles are on a CPU with the compiled pass built, programming and drift
+of every tile run in that one pass (:func:`~imc_sim.crossbar.epilogue.pcm_tiles`: the same device
+normals, the same weights to float rounding); elsewhere in torch, by groups of tiles. The forward runs the
 fused periphery (:mod:`~imc_sim.crossbar.periphery`) on the stacked weights; the bias stays
 digital. With static input ranges (:mod:`~imc_sim.crossbar.input_ranges`) the layer is calibrated
 once (:meth:`begin_calibration`, forwards, :meth:`end_calibration`) and keeps one range per row tile

@@ -121,6 +121,35 @@ def test_deployed_bert_programs_drifts_and_runs_on_fake_cuda(profile, fake_cuda)
         assert {t.device.type for t in all_tensors(model).values()} == {"cuda"}
 
 
+def test_a_programmed_chip_on_cuda_holds_two_words_per_weight(fake_cuda):
+    """Issue 11's memory target, an evaluation's weights plus one programmed copy: programmed,
+    drifted and read on (fake) CUDA, a pcm layer keeps its targets and its current weights
+    (4 + 4 bytes per weight of its tiles) and per-column or per-tile numbers, nothing else weight-sized:
+    the programmed weights are programmed again when drift needs them, the live mask is a row and a
+    column factor, the per-read variance is made per MVM."""
+    mode, to_cuda = fake_cuda
+    model = make_tiny_bert()
+    deployment = deploy_model(model, load_profile("pcm"))  # with per-read noise
+    with mode, FakeCudaMethods():
+        model._apply(to_cuda)
+        chip = Chip(deployment, 1)
+        chip.program()
+        chip.drift_to(86400.0)
+        ids = torch.ones(3, 7, dtype=torch.long, device="cuda")
+        with torch.no_grad():
+            model(input_ids=ids, attention_mask=torch.ones_like(ids))
+        for layer in deployment.layers.values():
+            kept = {id(t): t for t in layer.buffers()}
+            stack = layer.stack
+            kept |= {id(t): t for t in (stack.weights, stack.scales) if isinstance(t, torch.Tensor)}
+            assert not isinstance(stack.read_var, torch.Tensor)  # the variance's law, not a tensor
+            n = layer.target.numel()  # weights of its tiles, padding included
+            weight_sized = [t for t in kept.values() if t.numel() >= n // 8]
+            assert sum(t.numel() * t.element_size() for t in weight_sized) == 8 * n  # targets, weights
+            smaller = sum(t.numel() for t in kept.values() if t.numel() < n // 8)
+            assert smaller <= 8 * layer.n_tiles * (layer.rows + layer.grid.cols)  # per row and column
+
+
 def test_a_cpu_tensor_in_the_fake_cuda_chip_is_caught(fake_cuda):
     """The harness really catches mixing: a layer whose bias stayed on the CPU fails its forward."""
     mode, to_cuda = fake_cuda

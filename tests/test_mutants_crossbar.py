@@ -106,13 +106,13 @@ def test_a_cpu_stack_with_int8_codes_packs_its_weights_and_read_variance():
     conv = Converters.from_periphery(Periphery(dac_bits=8))
     assert conv.int8
     weights, scales = torch.rand(2, 3, 4) * 2 - 1, torch.ones(2, 3)
-    stack = TileStack.build(weights, scales, conv, read_var=torch.rand(2, 3, 4))
+    law = ReadNoise(c1=0.01)
+    stack = TileStack.build(weights, scales, conv, read_law=law)
     assert len(stack.packed) == 2 and all(isinstance(p, int8_product.Int8Weights) for p in stack.packed)
     assert isinstance(stack.read_var, tuple) and len(stack.read_var) == 2
     assert all(isinstance(v, int8_product.Int8Variance) for v in stack.read_var)
-    fp32 = TileStack.build(weights, scales, dataclasses.replace(conv, int8=False),
-                           read_var=torch.rand(2, 3, 4))
-    assert fp32.packed is None and fp32.read_var.dtype == torch.bfloat16
+    fp32 = TileStack.build(weights, scales, dataclasses.replace(conv, int8=False), read_law=law)
+    assert fp32.packed is None and fp32.read_var is law  # the variance made per MVM, not kept
 
 
 def test_g_ratio_is_inverse_wire_conductance_and_inf_without_wires():
@@ -222,10 +222,12 @@ def faulty_pcm(**periphery):
 
 
 def test_a_programmed_layers_state_is_in_its_buffers():
-    """Every tensor of a programmed chip is a buffer (moved by .to(), kept by state_dict)."""
+    """Every tensor of a programmed chip is a buffer (moved by .to(), kept by state_dict), or is
+    computed again from the chip's streams (the programmed weights) or from buffers (the live mask)."""
     layer = chip_layer(faulty_pcm(), "a", torch.randn(24, 40))
     assert {name for name, _ in layer.named_buffers(remove_duplicate=False)} == {
-        "bias", "target", "mapping", "programmed", "stuck", "live", "baseline", "weights", "scales"}
+        "bias", "target", "mapping", "stuck", "live_rows", "live_cols", "baseline", "weights", "scales"}
+    assert torch.equal(layer.programmed, layer.programmed)  # programmed again: the same numbers
     exact = chip_layer(load_profile("ideal"), "a", torch.randn(24, 40))
     assert "dense" in {name for name, _ in exact.named_buffers()}
 

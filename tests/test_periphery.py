@@ -196,7 +196,7 @@ def test_a_short_last_row_tile_multiplies_only_its_inputs(int8, monkeypatch):
     short, padded = crossbar(linear, profile), crossbar(linear, profile)
     for layer in (short, padded):
         layer.conv = dataclasses.replace(layer.conv, int8=int8 and int8_product.AVAILABLE)
-    padded._stack = TileStack.build(padded.weights, padded.scales, padded.conv, padded.read_variance())
+    padded._stack = TileStack.build(padded.weights, padded.scales, padded.conv, padded.read_law)
     assert short.stack.used == (32, 8) and padded.stack.used is None
     if short.stack.packed is not None:
         assert short.stack.inputs(torch.zeros(3, 32), 1).shape == (3, 8)

@@ -106,8 +106,12 @@ class TileGrid:
         starts = torch.arange(self.col_tiles, device=device) * self.cols
         return (self.out_features - starts).clamp(max=self.cols)
 
-    def mask(self, device: torch.device) -> Tensor:
-        """1 on the tiles' real weights, 0 on the padding: [row_tiles, col_tiles, cols, rows]."""
+    def live_rows(self, device: torch.device) -> Tensor:
+        """True on the tiles' real inputs, False on padding rows: bool [row_tiles, col_tiles, 1, rows]."""
         row_ok = torch.arange(self.rows, device=device) < self.valid_rows(device)[:, None]
+        return row_ok[:, None, None, :].expand(self.row_tiles, self.col_tiles, 1, self.rows).contiguous()
+
+    def live_cols(self, device: torch.device) -> Tensor:
+        """True on the tiles' real outputs, False on padding columns: bool [row_tiles, col_tiles, cols, 1]."""
         col_ok = torch.arange(self.cols, device=device) < self.valid_cols(device)[:, None]
-        return (row_ok[:, None, None, :] & col_ok[None, :, :, None]).float()
+        return col_ok[None, :, :, None].expand(self.row_tiles, self.col_tiles, self.cols, 1).contiguous()

@@ -93,7 +93,8 @@ class TileStack:
     """A layer's row tiles: weights [row_tiles, out, rows] in [-1, 1], digital output scales
     [row_tiles, out], the weights as int8 limbs (one per row tile) where the codes are int8 and
     the weights on the CPU, the per-read weight variance where the device has read noise (packed
-    for the int8 product alongside the weights, else bf16), the IR drop where the profile has it,
+    for the int8 product alongside the weights; else its law, the variance computed per row tile at
+    each MVM in bf16 rather than kept: a weight-sized tensor less), the IR drop where the profile has it,
     and the inputs each row tile really has (``used``). A last row tile with fewer inputs than
     rows (768 on 512-row tiles: 512 + 256) multiplies only those: its padding rows see zero codes,
     which add nothing to the product, the read noise's variance or the IR drop's currents."""
@@ -101,15 +102,16 @@ class TileStack:
     weights: Tensor
     scales: Tensor
     packed: tuple[Int8Weights, ...] | None = None
-    read_var: Tensor | tuple[Int8Variance, ...] | None = None
+    read_var: ReadNoise | tuple[Int8Variance, ...] | None = None
     ir_drop: IrDropTiles | None = None
     used: tuple[int, ...] | None = None  # inputs per row tile; None: every row of every tile
 
     @classmethod
-    def build(cls, weights: Tensor, scales: Tensor, conv: Converters, read_var: Tensor | None = None,
+    def build(cls, weights: Tensor, scales: Tensor, conv: Converters, read_law: ReadNoise | None = None,
               ir_drop: IrDrop | None = None, used: tuple[int, ...] | None = None) -> TileStack:
         """The stack, packed for the int8 product where the codes fit it and the weights are on
-        the CPU (oneDNN's int8 product is CPU-only); ``used``: the inputs of each row tile."""
+        the CPU (oneDNN's int8 product is CPU-only); ``read_law``: the per-read variance of a
+        weight (None: no read noise); ``used``: the inputs of each row tile."""
         rows = weights.shape[-1]
         if used is not None and all(n == rows for n in used):
             used = None
@@ -117,9 +119,10 @@ class TileStack:
         packed = None
         if conv.int8 and weights.device.type == "cpu":
             packed = tuple(Int8Weights.pack(weights[r, :, : n[r]], 1.0 / conv.step) for r in range(len(n)))
-        if read_var is not None:
-            read_var = (read_var.bfloat16() if packed is None
-                        else tuple(Int8Variance.pack(read_var[r, :, : n[r]]) for r in range(len(n))))
+        read_var: ReadNoise | tuple[Int8Variance, ...] | None = read_law
+        if read_law is not None and packed is not None:
+            read_var = tuple(Int8Variance.pack(read_law.variance(weights[r, :, : n[r]]))
+                             for r in range(len(n)))
         return cls(weights, scales, packed, read_var,
                    None if ir_drop is None else IrDropTiles.build(ir_drop, weights, packed is not None), used)
 
@@ -182,7 +185,8 @@ def _read_noise_var(codes: Tensor, stack: TileStack, r: int) -> Tensor | None:
         return None
     if isinstance(stack.read_var, tuple):
         return stack.read_var[r].variance(codes)
-    return torch.mm(codes.square().bfloat16(), stack.read_var[r, :, : codes.shape[1]].T).float()
+    var = stack.read_var.variance(stack.weights[r, :, : codes.shape[1]])
+    return torch.mm(codes.square().bfloat16(), var.bfloat16().T).float()
 
 
 def adc_and_scales(y: Tensor, y_scale: float, sd: float | epilogue.ElementStd, scale: Tensor | None,

@@ -96,9 +96,10 @@ class CrossbarLinear(nn.Module):
         self.register_buffer("bias", bias)
         self.register_buffer("target", tiles / scales[..., None])  # u per tile
         self.register_buffer("mapping", self.grid.column_values(scales))  # m, [row_tiles, out]
-        self.register_buffer("programmed", None)  # u_p per tile
         self.register_buffer("stuck", None)  # faults.OK / LOW / HIGH per device (None: no stuck)
-        self.register_buffer("live", None)  # bool: True on working devices, False on padding and dead columns
+        self.register_buffer("live_rows", None)  # bool [row_tiles, col_tiles, 1, rows]: False on padding
+        self.register_buffer("live_cols", None)  # bool [row_tiles, col_tiles, cols, 1]: padding, dead columns
+        self._chip: tuple[ChipStreams, str] | None = None  # the streams and name it was programmed with
         self.register_buffer("baseline", None)  # compensation read-out after programming
         self.register_buffer("weights", None)  # current u, stacked [row_tiles, out, rows]
         self.register_buffer("scales", None)  # digital output scales [row_tiles, out]
@@ -198,10 +199,11 @@ class CrossbarLinear(nn.Module):
             return None
         return self.family.compiled_law(t_seconds)
 
-    def _compiled_devices(self, law: CompiledLaw, streams: ChipStreams, name: str,
-                          t_seconds: float | None) -> Tensor:
+    def _compiled_devices(self, law: CompiledLaw, streams: ChipStreams, name: str, t_seconds: float | None,
+                          programmed: Tensor | None = None) -> Tensor:
         """Every tile's weights after programming (``t_seconds`` None) or after drift to
-        ``t_seconds``, in the compiled device pass (the same device normals as the torch path)."""
+        ``t_seconds`` of the ``programmed`` weights, in the compiled device pass (the same device
+        normals as the torch path)."""
         g, family = self.grid, self.family
         tiles = range(g.n_tiles)
         target = self.target.flatten(0, 1)
@@ -212,7 +214,7 @@ class CrossbarLinear(nn.Module):
             return epilogue.pcm_tiles(law, self.devices, target, ratio,
                                       torch.tensor(streams.tile_seeds(name, "program", tiles)),
                                       stuck=stuck, live=live)
-        u_p = self.programmed.flatten(0, 1)
+        u_p = programmed.flatten(0, 1)
         ratio_p = pair_ratio(u_p, family.g_max, family.g_min).view(-1)
         read = (torch.tensor(streams.tile_seeds(name, "drift-read", tiles, float(t_seconds)))
                 if family.drift_noise else None)
@@ -224,21 +226,34 @@ class CrossbarLinear(nn.Module):
         """The chip's stuck devices and dead columns (none drawn where their fractions are 0)."""
         g, device = self.grid, self.target.device
         tiles = range(g.n_tiles)
-        self.stuck = self.live = None
-        live = g.mask(device)
+        self.stuck = None
+        rows, cols = g.live_rows(device), g.live_cols(device)
         if self.faults.stuck_low > 0 or self.faults.stuck_high > 0:
             stuck = faults.stuck_devices(self.faults, streams, name, tiles, self._device_shape(True), device)
             self.stuck = stuck.view(g.row_tiles, g.col_tiles, *stuck.shape[1:])
         if self.faults.dead_columns > 0:
-            cols = faults.live_columns(self.faults, streams, name, tiles, g.cols, device)
-            live = live * cols.view(g.row_tiles, g.col_tiles, g.cols, 1)
-        self.live = live > 0
+            dead = faults.live_columns(self.faults, streams, name, tiles, g.cols, device)
+            cols = cols & (dead.view(g.row_tiles, g.col_tiles, g.cols, 1) > 0)
+        self.live_rows, self.live_cols = rows, cols
+
+    @property
+    def live(self) -> Tensor | None:
+        """bool [row_tiles, col_tiles, cols, rows]: True on working devices, False on padding and
+        dead columns (None before programming); made from its row and column factors when asked."""
+        return None if self.live_rows is None else self.live_rows & self.live_cols
+
+    @property
+    def programmed(self) -> Tensor | None:
+        """u_p per tile: the weights just after programming (None before programming), programmed
+        again from the chip's streams when asked rather than kept (a weight-sized tensor less in
+        memory; the same numbers, since every draw comes from the chip's seed)."""
+        return None if self._chip is None else self._programmed_weights(*self._chip)
 
     @property
     def stack(self) -> TileStack:
         """The forward's tiles (int8 limbs packed on the CPU), rebuilt after a change."""
         if self._stack is None:
-            self._stack = TileStack.build(self.weights, self.scales, self.conv, self.read_variance(),
+            self._stack = TileStack.build(self.weights, self.scales, self.conv, self.read_law,
                                           self.ir_drop, self.grid.row_sizes)
         return self._stack
 
@@ -273,10 +288,20 @@ class CrossbarLinear(nn.Module):
         """Program every tile once (programming noise) and read the compensation baseline; the
         tiles then hold the programmed weights (t = 0, alpha = 1). The drift coefficients, drawn
         at programming too, are not kept: :meth:`drift` draws them again from their own stream
-        (the same numbers; a weight-sized tensor per device less in memory)."""
+        (the same numbers; a weight-sized tensor per device less in memory), as it programs the
+        weights again (:attr:`programmed`)."""
+        self._draw_faults(streams, name)
+        self._chip = (streams, name)
+        self._set_state(self._programmed_weights(streams, name), self.mapping)
+        self.baseline = self._read_out(streams, name, "baseline")
+        self.read_stream = streams.stream(name, "read", self.target.device, time="programmed")
+
+    @torch.no_grad()
+    def _programmed_weights(self, streams: ChipStreams, name: str) -> Tensor:
+        """u_p per tile: the targets programmed with the chip's programming normals, stuck devices
+        and dead columns applied (the faults drawn by :meth:`program`)."""
         family = self.family
         pair = not family.weight_level
-        self._draw_faults(streams, name)
 
         def program_tiles(first: int, count: int) -> Tensor:
             target, ratio = self._target_devices(first, count)
@@ -288,18 +313,14 @@ class CrossbarLinear(nn.Module):
 
         law = self._compiled_law(None)
         if law is not None:
-            self.programmed = self._compiled_devices(law, streams, name, None).view_as(self.target)
-        else:
-            self.programmed = self._by_groups(program_tiles).view_as(self.target)
-        self._set_state(self.programmed, self.mapping)
-        self.baseline = self._read_out(streams, name, "baseline")
-        self.read_stream = streams.stream(name, "read", self.target.device, time="programmed")
+            return self._compiled_devices(law, streams, name, None).view_as(self.target)
+        return self._by_groups(program_tiles).view_as(self.target)
 
     @torch.no_grad()
     def drift(self, t_seconds: float, streams: ChipStreams, name: str) -> None:
         """The programmed state ``t_seconds`` after programming (drift, accumulated read noise),
         then the compensation gain; the forward's read noise restarts from the stream of t."""
-        if self.programmed is None:
+        if self._chip is None:
             raise RuntimeError("drift() before program(): program the layer first")
         family, u_p = self.family, self.programmed
         times = family.allowed_times
@@ -327,7 +348,7 @@ class CrossbarLinear(nn.Module):
 
         law = self._compiled_law(t_seconds) if family.drifts else None
         if law is not None:
-            u_t = self._compiled_devices(law, streams, name, t_seconds).view_as(u_p)
+            u_t = self._compiled_devices(law, streams, name, t_seconds, u_p).view_as(u_p)
         else:
             u_t = self._by_groups(drift_tiles).view_as(u_p) if family.drifts else u_p
         self._set_state(u_t, self.mapping)

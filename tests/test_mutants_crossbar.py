@@ -226,7 +226,8 @@ def test_a_programmed_layers_state_is_in_its_buffers():
     computed again from the chip's streams (the programmed weights) or from buffers (the live mask)."""
     layer = chip_layer(faulty_pcm(), "a", torch.randn(24, 40))
     assert {name for name, _ in layer.named_buffers(remove_duplicate=False)} == {
-        "bias", "target", "mapping", "stuck", "live_rows", "live_cols", "baseline", "weights", "scales"}
+        "bias", "target", "mapping", "stuck", "live_rows", "live_cols", "programmed_ratio", "baseline",
+        "weights", "scales"}
     assert torch.equal(layer.programmed, layer.programmed)  # programmed again: the same numbers
     exact = chip_layer(load_profile("ideal"), "a", torch.randn(24, 40))
     assert "dense" in {name for name, _ in exact.named_buffers()}

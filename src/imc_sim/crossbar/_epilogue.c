@@ -336,108 +336,130 @@ static inline __attribute__((always_inline)) void nu_moments(const PcmLaw *law, 
     }
 }
 
-static CLONES __attribute__((noinline)) void pcm_chunks(
-        PcmLaw law, int64_t first, int64_t count, const float *u_target, const float *ratio_target,
-        const float *u_prog, const float *ratio_prog, const int64_t *seeds_a, const int64_t *seeds_b,
-        const int8_t *stuck, const float *live, float *out) {
+/* One chunk of a tile, weights j0 .. j0 + len - 1 (ut: their targets, pair ratio rt): programming
+ * (up NULL) or drift of the programmed weights up (pair ratio rp), into o. */
+static inline __attribute__((always_inline)) void pcm_chunk(
+        const PcmLaw *lp, int64_t tile, int64_t j0, int64_t len, const float *ut, float rt, const float *up,
+        float rp, uint64_t seed_a, const int64_t *seed_b, const int8_t *stuck, const float *live, float *o) {
+    const PcmLaw law = *lp;
     const float *p = law.params;
     const float g_max = p[0], g_min = p[1], prog_scale = p[2], coeff_scale = p[3], drift_scale = p[4];
     const float log_time = p[5], read_factor = p[6];
     const int n_coeffs = (int)p[7];
     const float *coeffs = p + 8;
-    const int64_t size = law.cols * law.rows, chunks = (size + GROUP - 1) / GROUP, sides = 2 * law.devices;
-    const int drift = u_prog != 0;
+    const int64_t size = law.cols * law.rows, sides = 2 * law.devices;
+    const int drift = up != 0;
+    const float r_out = drift ? rp : rt; /* the pair ratio the weights are read back with */
     float za[GROUP], zb[GROUP], gt[GROUP], gp[GROUP], g[GROUP], a[GROUP], b[GROUP], q[GROUP];
     float sum_pos[GROUP], sum_neg[GROUP];
+        for (int side = 0; side < 2; side++) {
+        /* what the devices of this side of a pair share: the target, and the law's parameters at it */
+#pragma omp simd
+        for (int64_t t = 0; t < len; t++) gt[t] = pair_side(ut[t], rt, side, g_max, g_min);
+        if (!drift) { /* a = sigma(gt / g_max) coeff_scale, the programming noise's std */
+#pragma omp simd
+            for (int64_t t = 0; t < len; t++) {
+                a[t] = coeffs[0]; /* the polynomial */
+                b[t] = 1.0f;      /* the power of x */
+            }
+            for (int k = 1; k < n_coeffs; k++) {
+                const float ck = coeffs[k];
+#pragma omp simd
+                for (int64_t t = 0; t < len; t++) {
+                    b[t] = b[t] * (gt[t] / g_max);
+                    a[t] = a[t] + ck * b[t];
+                }
+            }
+#pragma omp simd
+            for (int64_t t = 0; t < len; t++) a[t] = a[t] * coeff_scale;
+        } else { /* a, b: nu's mean and std; gp: the re-converted programmed conductance; q its
+                  * 1/f read noise's relative std at t */
+            nu_moments(&law, gt, len, g_max, a, b);
+#pragma omp simd
+            for (int64_t t = 0; t < len; t++) {
+                gp[t] = pair_side(up[t], rp, side, g_max, g_min);
+                float xp = exp_series(0.65f * LN_POSITIVE(fabsf(gp[t]) / g_max));
+                xp = xp > 1e-3f ? xp : 1e-3f;
+                const float qn = 0.0088f / xp;
+                q[t] = (qn < 0.2f ? qn : 0.2f) * read_factor;
+            }
+        }
+        float *sum = side ? sum_neg : sum_pos;
+        for (int64_t t = 0; t < len; t++) sum[t] = 0.0f;
+        for (int64_t d = 0; d < law.devices; d++) {
+            const int64_t ds = 2 * d + side, k0 = ds * size + j0;
+            normals_at(seed_a, k0, len, za);
+            if (!drift) {
+#pragma omp simd
+                for (int64_t t = 0; t < len; t++) g[t] = gt[t] + prog_scale * a[t] * za[t];
+            } else {
+                if (seed_b) normals_at((uint64_t)*seed_b, k0, len, zb);
+                else for (int64_t t = 0; t < len; t++) zb[t] = 0.0f;
+#pragma omp simd
+                for (int64_t t = 0; t < len; t++) {
+                    const float nu = fabsf(a[t] + b[t] * za[t]) * drift_scale;
+                    const float gd = log_time > 0.0f ? gp[t] * exp_series(-nu * log_time) : gp[t];
+                    g[t] = gd + fabsf(gd) * q[t] * zb[t];
+                }
+            }
+#pragma omp simd
+            for (int64_t t = 0; t < len; t++) g[t] = g[t] > 0.0f ? g[t] : 0.0f;
+            if (stuck) {
+                const int8_t *st = stuck + (tile * sides + ds) * size + j0;
+#pragma omp simd
+                for (int64_t t = 0; t < len; t++) g[t] = st[t] == 1 ? g_min : (st[t] == 2 ? g_max : g[t]);
+            }
+#pragma omp simd
+            for (int64_t t = 0; t < len; t++) sum[t] += g[t];
+        }
+    }
+    const float inv = 1.0f / (float)law.devices;
+#pragma omp simd
+    for (int64_t t = 0; t < len; t++) {
+        const float w = ((sum_pos[t] * inv - g_min) - (sum_neg[t] * inv - g_min)) / r_out;
+        o[t] = live ? w * live[tile * size + j0 + t] : w;
+    }
+}
+
+/* Chunks first .. first + count - 1 of the tiles (64 weights each): programming (ratio_prog NULL)
+ * or drift, whose programmed weights are programmed again chunk by chunk (seeds_prog; their pair
+ * ratio per tile ratio_prog) rather than read from memory. */
+static CLONES __attribute__((noinline)) void pcm_chunks(
+        PcmLaw law, int64_t first, int64_t count, const float *u_target, const float *ratio_target,
+        const int64_t *seeds_prog, const float *ratio_prog, const int64_t *seeds_coef, const int64_t *seeds_read,
+        const int8_t *stuck, const float *live, float *out) {
+    const int64_t size = law.cols * law.rows, chunks = (size + GROUP - 1) / GROUP;
+    float programmed[GROUP];
     for (int64_t c = first; c < first + count; c++) {
         const int64_t tile = c / chunks, j0 = (c % chunks) * GROUP;
         const int64_t len = size - j0 < GROUP ? size - j0 : GROUP;
         const float *ut = u_target + tile * size + j0;
-        const float *up = drift ? u_prog + tile * size + j0 : 0;
-        const float rt = ratio_target[tile], rp = drift ? ratio_prog[tile] : rt;
-        for (int side = 0; side < 2; side++) {
-            /* what the devices of this side of a pair share: the target, and the law's parameters at it */
-#pragma omp simd
-            for (int64_t t = 0; t < len; t++) gt[t] = pair_side(ut[t], rt, side, g_max, g_min);
-            if (!drift) { /* a = sigma(gt / g_max) coeff_scale, the programming noise's std */
-#pragma omp simd
-                for (int64_t t = 0; t < len; t++) {
-                    a[t] = coeffs[0]; /* the polynomial */
-                    b[t] = 1.0f;      /* the power of x */
-                }
-                for (int k = 1; k < n_coeffs; k++) {
-                    const float ck = coeffs[k];
-#pragma omp simd
-                    for (int64_t t = 0; t < len; t++) {
-                        b[t] = b[t] * (gt[t] / g_max);
-                        a[t] = a[t] + ck * b[t];
-                    }
-                }
-#pragma omp simd
-                for (int64_t t = 0; t < len; t++) a[t] = a[t] * coeff_scale;
-            } else { /* a, b: nu's mean and std; gp: the re-converted programmed conductance; q its
-                      * 1/f read noise's relative std at t */
-                nu_moments(&law, gt, len, g_max, a, b);
-#pragma omp simd
-                for (int64_t t = 0; t < len; t++) {
-                    gp[t] = pair_side(up[t], rp, side, g_max, g_min);
-                    float xp = exp_series(0.65f * LN_POSITIVE(fabsf(gp[t]) / g_max));
-                    xp = xp > 1e-3f ? xp : 1e-3f;
-                    const float qn = 0.0088f / xp;
-                    q[t] = (qn < 0.2f ? qn : 0.2f) * read_factor;
-                }
-            }
-            float *sum = side ? sum_neg : sum_pos;
-            for (int64_t t = 0; t < len; t++) sum[t] = 0.0f;
-            for (int64_t d = 0; d < law.devices; d++) {
-                const int64_t ds = 2 * d + side, k0 = ds * size + j0;
-                normals_at((uint64_t)seeds_a[tile], k0, len, za);
-                if (!drift) {
-#pragma omp simd
-                    for (int64_t t = 0; t < len; t++) g[t] = gt[t] + prog_scale * a[t] * za[t];
-                } else {
-                    if (seeds_b) normals_at((uint64_t)seeds_b[tile], k0, len, zb);
-                    else for (int64_t t = 0; t < len; t++) zb[t] = 0.0f;
-#pragma omp simd
-                    for (int64_t t = 0; t < len; t++) {
-                        const float nu = fabsf(a[t] + b[t] * za[t]) * drift_scale;
-                        const float gd = log_time > 0.0f ? gp[t] * exp_series(-nu * log_time) : gp[t];
-                        g[t] = gd + fabsf(gd) * q[t] * zb[t];
-                    }
-                }
-#pragma omp simd
-                for (int64_t t = 0; t < len; t++) g[t] = g[t] > 0.0f ? g[t] : 0.0f;
-                if (stuck) {
-                    const int8_t *st = stuck + (tile * sides + ds) * size + j0;
-#pragma omp simd
-                    for (int64_t t = 0; t < len; t++) g[t] = st[t] == 1 ? g_min : (st[t] == 2 ? g_max : g[t]);
-                }
-#pragma omp simd
-                for (int64_t t = 0; t < len; t++) sum[t] += g[t];
-            }
-        }
         float *o = out + tile * size + j0;
-        const float inv = 1.0f / (float)law.devices;
-#pragma omp simd
-        for (int64_t t = 0; t < len; t++) {
-            const float w = ((sum_pos[t] * inv - g_min) - (sum_neg[t] * inv - g_min)) / rp;
-            o[t] = live ? w * live[tile * size + j0 + t] : w;
+        if (!ratio_prog) {
+            pcm_chunk(&law, tile, j0, len, ut, ratio_target[tile], 0, 0.0f, (uint64_t)seeds_prog[tile], 0, stuck,
+                      live, o);
+            continue;
         }
+        pcm_chunk(&law, tile, j0, len, ut, ratio_target[tile], 0, 0.0f, (uint64_t)seeds_prog[tile], 0, stuck,
+                  live, programmed);
+        pcm_chunk(&law, tile, j0, len, ut, ratio_target[tile], programmed, ratio_prog[tile],
+                  (uint64_t)seeds_coef[tile], seeds_read ? seeds_read + tile : 0, stuck, live, o);
     }
 }
 
 /* out [tiles, cols * rows]: the weights the PCM devices of ``tiles`` tiles hold after programming
- * (u_prog NULL: targets u_target with pair ratios ratio_target, normals under seeds_a) or after drift
- * (u_prog the programmed weights re-converted with ratio_prog; nu drawn from the targets under
- * seeds_a, the read noise under seeds_b or none where NULL). stuck [tiles, devices, 2, cols * rows]
- * (0 ok, 1 g_min, 2 g_max) and live [tiles, cols * rows] (1, or 0: padding, dead column) may be NULL. Normal k of a tile is the
- * one tile_normals gives it, with k = (2 device + side) cols rows + j. */
+ * the targets u_target (pair ratios ratio_target; normals under seeds_prog) or, given ratio_prog
+ * (the programmed weights' pair ratio per tile), after drift: the programmed weights programmed again,
+ * re-converted with ratio_prog, nu drawn from the targets under seeds_coef, the read noise under
+ * seeds_read (or none where NULL). stuck [tiles, devices, 2, cols * rows] (0 ok, 1 g_min, 2 g_max)
+ * and live [tiles, cols * rows] (1, or 0: padding, dead column) may be NULL. Normal k of a tile is
+ * the one tile_normals gives it, with k = (2 device + side) cols rows + j. */
 void pcm_tiles(int64_t tiles, int64_t devices, int64_t cols, int64_t rows, const float *params,
                const float *table, int64_t points, const float *u_target, const float *ratio_target,
-               const float *u_prog, const float *ratio_prog, const int64_t *seeds_a, const int64_t *seeds_b,
-               const int8_t *stuck, const float *live, float *out) {
+               const int64_t *seeds_prog, const float *ratio_prog, const int64_t *seeds_coef,
+               const int64_t *seeds_read, const int8_t *stuck, const float *live, float *out) {
     const PcmLaw law = {devices, cols, rows, points, params, table};
     const int64_t chunks = (cols * rows + GROUP - 1) / GROUP;
-    ON_TEAM(tiles * chunks, GROUP * 2 * devices, pcm_chunks(law, row0, count, u_target, ratio_target, u_prog,
-                                                           ratio_prog, seeds_a, seeds_b, stuck, live, out))
+    ON_TEAM(tiles * chunks, GROUP * 2 * devices, pcm_chunks(law, row0, count, u_target, ratio_target, seeds_prog,
+                                                           ratio_prog, seeds_coef, seeds_read, stuck, live, out))
 }

@@ -180,31 +180,37 @@ def tile_normals(out: Tensor, seeds: Tensor) -> Tensor:
     return out
 
 
-def pcm_tiles(law: CompiledLaw, devices: int, u_target: Tensor, ratio_target: Tensor, seeds_a: Tensor,
-              u_prog: Tensor | None = None, ratio_prog: Tensor | None = None, seeds_b: Tensor | None = None,
-              stuck: Tensor | None = None, live: Tensor | None = None) -> Tensor:
+def pcm_tiles(law: CompiledLaw, devices: int, u_target: Tensor, ratio_target: Tensor, seeds_program: Tensor,
+              ratio_programmed: Tensor | None = None, seeds_coefficients: Tensor | None = None,
+              seeds_read: Tensor | None = None, stuck: Tensor | None = None,
+              live: Tensor | None = None) -> Tensor:
     """Compiled only (check :func:`compiled_for`): the weights [tiles, cols, rows] that the PCM
-    devices (``devices`` pairs per weight) of the tiles hold, after programming the targets
-    ``u_target`` (pair ratios ``ratio_target`` [tiles], normals under ``seeds_a``) or, given
-    ``u_prog``, after drift (the programmed weights re-converted with ``ratio_prog``; nu from the
-    targets under ``seeds_a``, the read noise under ``seeds_b``), stuck devices ``stuck`` [tiles,
-    (devices,) 2, cols, rows] (int8: 0, 1 low, 2 high) pinned, padding and dead columns (``live``
-    [tiles, cols, rows], 0 there, else 1) zeroed: ``CrossbarLinear.program`` and ``drift``'s torch
-    path in one pass, to float rounding (the same device normals; programming bit for bit)."""
+    devices (``devices`` pairs per weight) of the tiles hold after programming the targets
+    ``u_target`` (pair ratios ``ratio_target`` [tiles], normals under ``seeds_program``) or, given
+    ``ratio_programmed`` (the programmed weights' pair ratio per tile), after drift: the programmed
+    weights programmed again chunk by chunk, re-converted with that ratio, nu drawn from the
+    targets under ``seeds_coefficients``, the read noise under ``seeds_read`` (None: none). Stuck
+    devices ``stuck`` [tiles, (devices,) 2, cols, rows] (int8: 0, 1 low, 2 high) are pinned,
+    padding and dead columns (``live`` [tiles, cols, rows], 0 there, else 1) zeroed:
+    ``CrossbarLinear.program`` and ``drift``'s torch path in one pass, to float rounding (the same
+    device normals; programming bit for bit)."""
     tiles, cols, rows = u_target.shape
-    require_cpu(u_target, ratio_target, seeds_a, u_prog, ratio_prog, seeds_b, stuck, live)
+    require_cpu(u_target, ratio_target, seeds_program, ratio_programmed, seeds_coefficients, seeds_read,
+                stuck, live)
+    if (ratio_programmed is None) != (seeds_coefficients is None):
+        raise ValueError("drift needs both ratio_programmed and seeds_coefficients, programming neither")
     params = torch.tensor(law.params, dtype=torch.float32)
     table = None if law.table is None else torch.tensor(law.table, dtype=torch.float32)
 
     def flat(t: Tensor | None, dtype: torch.dtype) -> Tensor | None:
         return None if t is None else t.to(dtype).contiguous()
 
-    u_target, u_prog = flat(u_target, torch.float32), flat(u_prog, torch.float32)
-    ratio_target, ratio_prog = flat(ratio_target, torch.float32), flat(ratio_prog, torch.float32)
-    seeds_a, seeds_b = flat(seeds_a, torch.int64), flat(seeds_b, torch.int64)
-    stuck, live = flat(stuck, torch.int8), flat(live, torch.float32)
+    # converted copies held in names until the call returns (a pointer does not keep its tensor alive)
+    held = [flat(u_target, torch.float32), flat(ratio_target, torch.float32),
+            flat(seeds_program, torch.int64), flat(ratio_programmed, torch.float32),
+            flat(seeds_coefficients, torch.int64),
+            flat(seeds_read, torch.int64), flat(stuck, torch.int8), flat(live, torch.float32)]
     out = torch.empty(tiles, cols, rows)
-    _LIB.pcm_tiles(tiles, devices, cols, rows, pointer(params), pointer(table), law.points, pointer(u_target),
-                   pointer(ratio_target), pointer(u_prog), pointer(ratio_prog), pointer(seeds_a),
-                   pointer(seeds_b), pointer(stuck), pointer(live), pointer(out))
+    _LIB.pcm_tiles(tiles, devices, cols, rows, pointer(params), pointer(table), law.points,
+                   *(pointer(t) for t in held), pointer(out))
     return out

@@ -12,7 +12,8 @@ Layer tensors come in two layouts:
     stack  [row_tiles, out, rows]               the column tiles side by side per row tile
                                                 (the forward's batched product)
 
-Tile index i = r * col_tiles + c (the streams' tile key).
+Tile index i = r * col_tiles + c (the streams' tile key). The weight mapping's scale per tile column
+(:func:`mapping_scales`) is computed on the tiles layout.
 """
 
 from __future__ import annotations
@@ -115,3 +116,14 @@ class TileGrid:
         """True on the tiles' real outputs, False on padding columns: bool [row_tiles, col_tiles, cols, 1]."""
         col_ok = torch.arange(self.cols, device=device) < self.valid_cols(device)[:, None]
         return col_ok[None, :, :, None].expand(self.row_tiles, self.col_tiles, self.cols, 1).contiguous()
+
+
+def mapping_scales(tiles: Tensor, weight_scaling: str) -> Tensor:
+    """aihwkit's weight mapping with omega = 1: the scale per tile column [row_tiles, col_tiles,
+    cols] (max |w| over the tile's rows, or over the tile), 1 where that is 0 or unscaled."""
+    if weight_scaling == "none":
+        return tiles.new_ones(tiles.shape[:-1])
+    scale = tiles.abs().amax(dim=-1)
+    if weight_scaling == "per-tile":
+        scale = scale.amax(dim=-1, keepdim=True).expand_as(scale)
+    return torch.where(scale == 0, torch.ones_like(scale), scale)

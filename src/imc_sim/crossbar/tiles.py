@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from imc_sim.crossbar import compensation, epilogue, faults
 from imc_sim.crossbar.conductance import from_pair, pair_ratio, to_pair
-from imc_sim.crossbar.grid import TileGrid
+from imc_sim.crossbar.grid import TileGrid, mapping_scales
 from imc_sim.crossbar.input_ranges import Calibration
 from imc_sim.crossbar.ir_drop import IrDrop
 from imc_sim.crossbar.periphery import Converters, TileStack, analog_mvm, read_noise
@@ -58,17 +58,6 @@ from imc_sim.units import format_time
 
 UNPROGRAMMED = ChipStreams(0)  # the read noise of a layer that was never programmed
 CPU_GROUP = 1 << 18  # weights per group of tiles computed together on a CPU (cache-sized temporaries)
-
-
-def mapping_scales(tiles: Tensor, weight_scaling: str) -> Tensor:
-    """aihwkit's weight mapping with omega = 1: the scale per tile column [row_tiles, col_tiles,
-    cols] (max |w| over the tile's rows, or over the tile), 1 where that is 0 or unscaled."""
-    if weight_scaling == "none":
-        return tiles.new_ones(tiles.shape[:-1])
-    scale = tiles.abs().amax(dim=-1)
-    if weight_scaling == "per-tile":
-        scale = scale.amax(dim=-1, keepdim=True).expand_as(scale)
-    return torch.where(scale == 0, torch.ones_like(scale), scale)
 
 
 class CrossbarLinear(nn.Module):
@@ -98,6 +87,7 @@ class CrossbarLinear(nn.Module):
         self.register_buffer("mapping", self.grid.column_values(scales))  # m, [row_tiles, out]
         self.register_buffer("stuck", None)  # faults.OK / LOW / HIGH per device (None: no stuck)
         self.register_buffer("live_rows", None)  # bool [row_tiles, col_tiles, 1, rows]: False on padding
+        self.register_buffer("programmed_ratio", None)  # pair ratio of the programmed weights per tile
         self.register_buffer("live_cols", None)  # bool [row_tiles, col_tiles, cols, 1]: padding, dead columns
         self._chip: tuple[ChipStreams, str] | None = None  # the streams and name it was programmed with
         self.register_buffer("baseline", None)  # compensation read-out after programming
@@ -199,28 +189,25 @@ class CrossbarLinear(nn.Module):
             return None
         return self.family.compiled_law(t_seconds)
 
-    def _compiled_devices(self, law: CompiledLaw, streams: ChipStreams, name: str, t_seconds: float | None,
-                          programmed: Tensor | None = None) -> Tensor:
+    def _compiled_devices(self, law: CompiledLaw, streams: ChipStreams, name: str,
+                          t_seconds: float | None) -> Tensor:
         """Every tile's weights after programming (``t_seconds`` None) or after drift to
-        ``t_seconds`` of the ``programmed`` weights, in the compiled device pass (the same device
-        normals as the torch path)."""
+        ``t_seconds``, in the compiled device pass (the same device normals as the torch path;
+        drift programs the weights again chunk by chunk, re-converted with ``programmed_ratio``)."""
         g, family = self.grid, self.family
         tiles = range(g.n_tiles)
         target = self.target.flatten(0, 1)
         ratio = pair_ratio(target, family.g_max, family.g_min).view(-1)
         stuck = None if self.stuck is None else self.stuck.flatten(0, 1)
         live = self.live.flatten(0, 1)
+        program = torch.tensor(streams.tile_seeds(name, "program", tiles))
         if t_seconds is None:
-            return epilogue.pcm_tiles(law, self.devices, target, ratio,
-                                      torch.tensor(streams.tile_seeds(name, "program", tiles)),
-                                      stuck=stuck, live=live)
-        u_p = programmed.flatten(0, 1)
-        ratio_p = pair_ratio(u_p, family.g_max, family.g_min).view(-1)
+            return epilogue.pcm_tiles(law, self.devices, target, ratio, program, stuck=stuck, live=live)
         read = (torch.tensor(streams.tile_seeds(name, "drift-read", tiles, float(t_seconds)))
                 if family.drift_noise else None)
-        return epilogue.pcm_tiles(law, self.devices, target, ratio,
+        return epilogue.pcm_tiles(law, self.devices, target, ratio, program, self.programmed_ratio,
                                   torch.tensor(streams.tile_seeds(name, "drift-coefficients", tiles)),
-                                  u_p, ratio_p, read, stuck, live)
+                                  read, stuck, live)
 
     def _draw_faults(self, streams: ChipStreams, name: str) -> None:
         """The chip's stuck devices and dead columns (none drawn where their fractions are 0)."""
@@ -292,7 +279,10 @@ class CrossbarLinear(nn.Module):
         weights again (:attr:`programmed`)."""
         self._draw_faults(streams, name)
         self._chip = (streams, name)
-        self._set_state(self._programmed_weights(streams, name), self.mapping)
+        u_p, family = self._programmed_weights(streams, name), self.family
+        if not family.weight_level:
+            self.programmed_ratio = pair_ratio(u_p.flatten(0, 1), family.g_max, family.g_min).view(-1)
+        self._set_state(u_p, self.mapping)
         self.baseline = self._read_out(streams, name, "baseline")
         self.read_stream = streams.stream(name, "read", self.target.device, time="programmed")
 
@@ -322,7 +312,7 @@ class CrossbarLinear(nn.Module):
         then the compensation gain; the forward's read noise restarts from the stream of t."""
         if self._chip is None:
             raise RuntimeError("drift() before program(): program the layer first")
-        family, u_p = self.family, self.programmed
+        family = self.family
         times = family.allowed_times
         if times is not None and t_seconds not in times:
             allowed = ", ".join(format_time(t) for t in times)
@@ -348,14 +338,15 @@ class CrossbarLinear(nn.Module):
 
         law = self._compiled_law(t_seconds) if family.drifts else None
         if law is not None:
-            u_t = self._compiled_devices(law, streams, name, t_seconds, u_p).view_as(u_p)
+            u_t = self._compiled_devices(law, streams, name, t_seconds).view_as(self.target)
         else:
+            u_p = self.programmed
             u_t = self._by_groups(drift_tiles).view_as(u_p) if family.drifts else u_p
         self._set_state(u_t, self.mapping)
         current = self._read_out(streams, name, float(t_seconds))
         if current is not None:
             self._set_scales(self.mapping * (self.baseline / current))
-        self.read_stream = streams.stream(name, "read", u_p.device, time=t_seconds)
+        self.read_stream = streams.stream(name, "read", self.target.device, time=t_seconds)
 
     @property
     def static_ranges(self) -> bool:

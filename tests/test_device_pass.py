@@ -76,3 +76,21 @@ def test_the_device_pass_runs_where_it_should():
         assert layer_on("pcm", 32, False, compiled=True)._compiled_law(DAY) is None
     finally:
         epilogue.use_compiled = before
+
+
+def test_the_device_pass_refuses_what_it_would_read_out_of_bounds():
+    """The pass trusts its sizes: a missing or short per-tile tensor, stuck devices or live mask
+    of the wrong size, or half a drift's arguments are a ValueError, not a crash."""
+    layer = layer_on("pcm-chip", 20, True, compiled=True)
+    law = layer.family.compiled_law(None)
+    target = layer.target.flatten(0, 1)
+    tiles = target.shape[0]
+    ratio, seeds = torch.ones(tiles), torch.arange(tiles)
+    epilogue.pcm_tiles(law, 2, target, ratio, seeds)  # the good call
+    bad = [dict(ratio_target=None), dict(seeds_program=torch.arange(tiles + 1)),
+           dict(stuck=torch.zeros(tiles, 2, 20, 20, dtype=torch.int8)), dict(live=torch.ones(tiles, 20)),
+           dict(ratio_programmed=torch.ones(tiles))]
+    for change in bad:
+        args = {"ratio_target": ratio, "seeds_program": seeds, **change}
+        with pytest.raises(ValueError, match="pcm_tiles|drift needs"):
+            epilogue.pcm_tiles(law, 2, target, **args)

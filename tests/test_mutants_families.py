@@ -104,6 +104,19 @@ def test_drift_table_with_a_step_interpolates_as_numpy():
     torch.testing.assert_close(std, torch.from_numpy(np.interp(g.numpy(), table.g, table.nu_std)))
 
 
+@pytest.mark.parametrize("g", [(0.0, 0.0, 5.0, 10.0), (0.0, 5.0, 10.0, 10.0),
+                               (0.0, 0.0, 5.0, 5.0, 10.0, 10.0)])
+def test_drift_table_with_steps_at_its_ends_interpolates_as_numpy(g):
+    """Repeated first or last conductances: below the table its first value, on and beyond its
+    end its last (numpy.interp), in torch and in the compiled pass's lines alike."""
+    values = tuple(0.05 + 0.01 * k for k in range(len(g)))
+    table = DriftTable(g=g, nu_mean=values, nu_std=values[::-1])
+    x = torch.tensor([-1.0, 0.0, 2.5, 5.0, 7.5, 10.0, 12.0], dtype=torch.float64)
+    mean, std = table.interpolate(x)
+    torch.testing.assert_close(mean, torch.from_numpy(np.interp(x.numpy(), g, values)))
+    torch.testing.assert_close(std, torch.from_numpy(np.interp(x.numpy(), g, values[::-1])))
+
+
 @pytest.mark.parametrize("g", [(0.0, 5.0, 5.0, 10.0), (0.0, 0.2246, 0.3105, 3.0429, 3.0429, 3.1454, 10.35),
                                tuple(float(v) for v in range(40))])
 def test_drift_table_segments_counted_are_the_binary_search(monkeypatch, g):

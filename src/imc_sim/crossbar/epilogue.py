@@ -199,6 +199,15 @@ def pcm_tiles(law: CompiledLaw, devices: int, u_target: Tensor, ratio_target: Te
                 stuck, live)
     if (ratio_programmed is None) != (seeds_coefficients is None):
         raise ValueError("drift needs both ratio_programmed and seeds_coefficients, programming neither")
+    per_tile = {"ratio_target": ratio_target, "seeds_program": seeds_program,
+                "ratio_programmed": ratio_programmed, "seeds_coefficients": seeds_coefficients,
+                "seeds_read": seeds_read}
+    sizes = {**{k: (t, tiles) for k, t in per_tile.items()},
+             "stuck": (stuck, tiles * devices * 2 * cols * rows), "live": (live, tiles * cols * rows)}
+    for what, (t, size) in sizes.items():  # the pass reads these sizes blindly: refuse anything else
+        if (t is None and what in ("ratio_target", "seeds_program")) or (t is not None and t.numel() != size):
+            raise ValueError(f"pcm_tiles: {what} must hold {size} values for {tiles} tiles of {cols}x{rows}, "
+                             f"got {None if t is None else tuple(t.shape)}")
     params = torch.tensor(law.params, dtype=torch.float32)
     table = None if law.table is None else torch.tensor(law.table, dtype=torch.float32)
 

@@ -105,11 +105,12 @@ def _on(values: tuple[float, ...], like: Tensor) -> Tensor:
 
 def _lines(g: tuple[float, ...], values: tuple[float, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(a_i, b_i) of the line a_i + b_i x through (g_i, v_i) and (g_i+1, v_i+1) of each segment; a
-    step (g_i = g_i+1) is the constant v_i+1."""
+    step (g_i = g_i+1) is a constant, v_i for the first segment (which a step holds only below the
+    table) and v_i+1 for any other (on and after the step, as numpy.interp)."""
     intercepts, slopes = [], []
-    for g0, g1, v0, v1 in zip(g[:-1], g[1:], values[:-1], values[1:], strict=True):
+    for i, (g0, g1, v0, v1) in enumerate(zip(g[:-1], g[1:], values[:-1], values[1:], strict=True)):
         slope = (v1 - v0) / (g1 - g0) if g1 > g0 else 0.0
-        intercepts.append(v0 - slope * g0 if g1 > g0 else v1)
+        intercepts.append(v0 - slope * g0 if g1 > g0 else (v0 if i == 0 else v1))
         slopes.append(slope)
     return tuple(intercepts), tuple(slopes)
 

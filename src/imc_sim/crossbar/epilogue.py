@@ -208,8 +208,9 @@ def pcm_tiles(law: CompiledLaw, devices: int, u_target: Tensor, ratio_target: Te
         if (t is None and what in ("ratio_target", "seeds_program")) or (t is not None and t.numel() != size):
             raise ValueError(f"pcm_tiles: {what} must hold {size} values for {tiles} tiles of {cols}x{rows}, "
                              f"got {None if t is None else tuple(t.shape)}")
-    params = torch.tensor(law.params, dtype=torch.float32)
-    table = None if law.table is None else torch.tensor(law.table, dtype=torch.float32)
+    device = u_target.device  # the CPU: require_cpu above
+    params = torch.tensor(law.params, dtype=torch.float32, device=device)
+    table = None if law.table is None else torch.tensor(law.table, dtype=torch.float32, device=device)
 
     def flat(t: Tensor | None, dtype: torch.dtype) -> Tensor | None:
         return None if t is None else t.to(dtype).contiguous()
@@ -219,7 +220,7 @@ def pcm_tiles(law: CompiledLaw, devices: int, u_target: Tensor, ratio_target: Te
             flat(seeds_program, torch.int64), flat(ratio_programmed, torch.float32),
             flat(seeds_coefficients, torch.int64),
             flat(seeds_read, torch.int64), flat(stuck, torch.int8), flat(live, torch.float32)]
-    out = torch.empty(tiles, cols, rows)
+    out = torch.empty(tiles, cols, rows, device=device)
     _LIB.pcm_tiles(tiles, devices, cols, rows, pointer(params), pointer(table), law.points,
                    *(pointer(t) for t in held), pointer(out))
     return out

@@ -200,14 +200,15 @@ class CrossbarLinear(nn.Module):
         ratio = pair_ratio(target, family.g_max, family.g_min).view(-1)
         stuck = None if self.stuck is None else self.stuck.flatten(0, 1)
         live = self.live.flatten(0, 1)
-        program = torch.tensor(streams.tile_seeds(name, "program", tiles))
+        def seeds(purpose: str, time: float | None = None) -> Tensor:
+            return torch.tensor(streams.tile_seeds(name, purpose, tiles, time), device=target.device)
+
         if t_seconds is None:
-            return epilogue.pcm_tiles(law, self.devices, target, ratio, program, stuck=stuck, live=live)
-        read = (torch.tensor(streams.tile_seeds(name, "drift-read", tiles, float(t_seconds)))
-                if family.drift_noise else None)
-        return epilogue.pcm_tiles(law, self.devices, target, ratio, program, self.programmed_ratio,
-                                  torch.tensor(streams.tile_seeds(name, "drift-coefficients", tiles)),
-                                  read, stuck, live)
+            return epilogue.pcm_tiles(law, self.devices, target, ratio, seeds("program"), stuck=stuck,
+                                      live=live)
+        read = seeds("drift-read", float(t_seconds)) if family.drift_noise else None
+        return epilogue.pcm_tiles(law, self.devices, target, ratio, seeds("program"), self.programmed_ratio,
+                                  seeds("drift-coefficients"), read, stuck, live)
 
     def _draw_faults(self, streams: ChipStreams, name: str) -> None:
         """The chip's stuck devices and dead columns (none drawn where their fractions are 0)."""

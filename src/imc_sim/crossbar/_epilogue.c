@@ -265,9 +265,6 @@ static inline __attribute__((always_inline)) float exp_series(float x) {
     return p * two_k.f;
 }
 
-/* ln x for any positive float (log_unit's decomposition holds beyond (0, 1]); x = 0 gives about -88. */
-#define LN_POSITIVE log_unit
-
 /* The PCM law (devices/families/pcm.py) for the devices of a tile's weights, fused: per device the
  * target conductance of its pair side, the law, stuck devices pinned, the devices of a weight
  * averaged and read back as a weight (crossbar/conductance.py), padding and dead columns zeroed.
@@ -327,7 +324,7 @@ static inline __attribute__((always_inline)) void nu_moments(const PcmLaw *law, 
     }
 #pragma omp simd
     for (int64_t t = 0; t < len; t++) {
-        const float ax = fabsf(gt[t] / g_max), lx = LN_POSITIVE(ax > 1e-7f ? ax : 1e-7f);
+        const float ax = fabsf(gt[t] / g_max), lx = log_unit(ax > 1e-7f ? ax : 1e-7f);
         float m = -0.0155f * lx + 0.0244f, s = -0.0125f * lx - 0.0059f;
         m = m > 0.049f ? m : 0.049f;
         s = s > 0.008f ? s : 0.008f;
@@ -378,7 +375,7 @@ static inline __attribute__((always_inline)) void pcm_chunk(
 #pragma omp simd
             for (int64_t t = 0; t < len; t++) {
                 gp[t] = pair_side(up[t], rp, side, g_max, g_min);
-                float xp = exp_series(0.65f * LN_POSITIVE(fabsf(gp[t]) / g_max));
+                float xp = exp_series(0.65f * log_unit(fabsf(gp[t]) / g_max)); /* gp <= g_max; 0 gives about -88 */
                 xp = xp > 1e-3f ? xp : 1e-3f;
                 const float qn = 0.0088f / xp;
                 q[t] = (qn < 0.2f ? qn : 0.2f) * read_factor;

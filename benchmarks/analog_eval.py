@@ -28,6 +28,7 @@ from pathlib import Path
 
 import imc_sim  # noqa: F401 - before transformers: its torchvision guard (imc_sim/torchvision_guard.py)
 import torch
+from aihwkit.exceptions import ConfigError
 from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
 
 from imc_sim import data
@@ -60,21 +61,26 @@ def seconds(fn: Callable[[], object]) -> float:
 
 @torch.no_grad()
 def layer_costs(profile_name: str, repeats: int) -> dict[str, float]:
-    """ms per forward of one 384x384 layer on 128 x 64 tokens, three ways."""
+    """ms per forward of one 384x384 layer on 128 x 64 tokens, three ways (aihwkit's tile left
+    out where its torch tiles refuse the profile: IR drop)."""
     profile = load_profile(profile_name)
     torch.manual_seed(0)
     linear = torch.nn.Linear(384, 384)
     x = torch.randn(128 * 64, 384)
-    tile = TorchInferenceTile(384, 384, rpu_config=build_rpu_config(profile))
-    tile.set_weights(linear.weight.data)
-    tile.eval()
     fused = CrossbarLinear(linear, profile, build_family(profile))
     if fused.static_ranges:  # one DAC range per row tile, calibrated on these inputs
         fused.begin_calibration()
         fused(x)
         fused.end_calibration()
-    runs = {"nn.Linear": lambda: linear(x), "aihwkit tile": lambda: tile(x) + linear.bias,
-            "imc-sim tile": lambda: fused(x)}
+    runs = {"nn.Linear": lambda: linear(x), "imc-sim tile": lambda: fused(x)}
+    try:
+        tile = TorchInferenceTile(384, 384, rpu_config=build_rpu_config(profile))
+    except ConfigError as error:
+        print(f"aihwkit tile not timed: {error}")
+    else:
+        tile.set_weights(linear.weight.data)
+        tile.eval()
+        runs["aihwkit tile"] = lambda: tile(x) + linear.bias
     for fn in runs.values():
         fn()
     times: dict[str, list[float]] = {k: [] for k in runs}

@@ -69,7 +69,7 @@ def main() -> None:
         "post-product pass, no noise": post(0.0),
         "post-product pass, one noise std": post(0.5),
         "post-product pass, per-element std": post(var),
-        "squared codes (two uint8 limbs)": lambda: epilogue.code_squares(codes),
+        "squared codes (one dithered uint8 each)": lambda: epilogue.dithered_squares(codes),
         "weight draw, 1536 x 384 (quantile table)": draw,
     }
     rows = [[name, f"{best_ms(fn, args.repeats):.2f}"] for name, fn in runs.items()]

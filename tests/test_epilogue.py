@@ -95,16 +95,21 @@ def test_compiled_noise_is_standard_normal_seeded_by_the_stream_and_split_free(m
 
 @compiled
 @pytest.mark.parametrize("add", [0.0, 0.25])
-def test_compiled_noise_takes_a_std_per_element(add):
-    """sd = sqrt(var + add) * scale per element, in the pass as in ElementStd.tensor()."""
-    var = torch.linspace(0.0, 16.0, 400).repeat(5000, 1)
-    sd = epilogue.ElementStd(var, add, 0.5)
-    expected = ((var[0] + add).sqrt() * 0.5)
-    torch.testing.assert_close(sd.tensor()[0], expected)
-    z = epilogue.apply(torch.zeros(5000, 400), 1.0, sd, False, 1e30, None, torch.ones(400), None,
-                       torch.empty(5000, 400), stream())
-    torch.testing.assert_close(z.std(dim=0), expected, rtol=0.05, atol=0.0)
-    assert torch.equal(z[:, 0], torch.zeros(5000)) == (add == 0.0)
+@pytest.mark.parametrize("per_row", [False, True], ids=["no-row-factor", "row-factor"])
+def test_compiled_noise_takes_a_std_per_element(add, per_row):
+    """sd = sqrt(var * row + add) * scale per element, in the pass as in ElementStd.tensor(): rows
+    in two halves, factors 1 and 4 (or no factor)."""
+    var = torch.linspace(0.0, 16.0, 400).repeat(10000, 1)
+    row = torch.tensor([1.0, 4.0]).repeat_interleave(5000) if per_row else None
+    sd = epilogue.ElementStd(var, add, 0.5, row)
+    z = epilogue.apply(torch.zeros(10000, 400), 1.0, sd, False, 1e30, None, torch.ones(400), None,
+                       torch.empty(10000, 400), stream())
+    for half, factor in enumerate([1.0, 4.0] if per_row else [1.0, 1.0]):
+        expected = ((var[0] * factor + add).sqrt() * 0.5)
+        torch.testing.assert_close(sd.tensor()[5000 * half], expected)
+        rows = z[5000 * half: 5000 * (half + 1)]
+        torch.testing.assert_close(rows.std(dim=0), expected, rtol=0.05, atol=0.0)
+    assert torch.equal(z[:, 0], torch.zeros(10000)) == (add == 0.0)
 
 
 @compiled

@@ -136,9 +136,12 @@ def test_layer_with_ir_drop_matches_aihwkit_tile_with_rpucuda_ir_drop(case, monk
     diff = (ours - theirs).abs()
     if profile.periphery.adc_bits is None:
         # the int8 product holds each weight to 1 / 64,516 of its column's largest (<= 64 codes
-        # of <= 127: ~1e-3 of one full-scale product) and the drop is fp32 against float64
+        # of <= 127: ~1e-3 of one full-scale product) and the drop is fp32 against float64; the
+        # int8 drop's two products take the high limb alone (1 / 254 of a column's largest): the
+        # drop to within 2 % of the layer's largest (aihwkit's drop: off - theirs; 0.4 % measured)
         tol = 2e-4 if layer.conv.int8 else 1e-5
-        torch.testing.assert_close(ours, theirs, rtol=tol, atol=tol)
+        slack = 0.02 * (off - theirs).abs().amax() if layer.conv.int8 else 0.0
+        assert (diff <= tol + tol * theirs.abs() + slack).all()
     else:
         # the ADC may round one level apart where float order differs (rare), at most one step
         # per row tile: 2 out_bound / 254 times the input and weight scales
@@ -189,7 +192,7 @@ def test_compensation_read_out_drop_is_the_forward_drop_of_one_hot_inputs():
     weights = torch.rand(1, 20, 48) * 2 - 1
     codes = 100.0 * torch.eye(48)
     position = model.position(weights.device)
-    forward = IrDropTiles.build(model, weights, packed=False).drop(codes, 0)
+    forward = IrDropTiles.build(model, weights, packed=False).terms(codes, 0, 1.0).drop()
     read_out = model.one_hot_drop(codes @ weights[0].T, position)
     torch.testing.assert_close(read_out, forward)
     assert position[0] == 0 and 0.99 < position[-1] < 1
@@ -201,13 +204,14 @@ def test_int8_drop_matches_the_fp32_drop():
     model = IrDrop(scale=1.0, per_code=1e-3, rows=64)
     weights = torch.rand(2, 30, 64) * 2 - 1
     codes = torch.randint(-127, 128, (50, 64)).float()
-    exact = IrDropTiles.build(model, weights, packed=False).drop(codes, 1)
-    int8 = IrDropTiles.build(model, weights, packed=True).drop(to_uint8_codes(codes), 1)
-    # each weight held to 1 / 64,516 of its column's largest (<= 1): the position-weighted product
-    # errs by <= sum_j |c_j| / 64,516 (~0.06 here), times the factor s c(a) of each output; the
-    # current's own error moves the factor by ~1e-5 of itself
+    exact = IrDropTiles.build(model, weights, packed=False).terms(codes, 1, 1.0).drop()
+    int8 = IrDropTiles.build(model, weights, packed=True).terms(to_uint8_codes(codes), 1, 1.0).drop()
+    # the high limb alone holds each weight to 1 / 254 of its column's largest (<= 1): the
+    # position-weighted product errs by <= sum_j |c_j| / 254 (~13 of its ~2,000 here), times the
+    # factor s c(a) of each output; the current (~sum_j |c_j| / 2) errs by as much, which moves the
+    # factor (about linear in a) by <= 2 / 254 of itself
     factor = model.factor(codes.abs() @ weights[1].abs().T)
-    bound = factor * codes.abs().sum(1, keepdim=True) / 64516 + 1e-4 * exact.abs()
+    bound = factor * codes.abs().sum(1, keepdim=True) / 254 + 2 / 254 * exact.abs()
     assert ((int8 - exact).abs() <= bound).all()
     assert exact.abs().mean() > 1  # drops of several code-weight units: the bound is tight
 

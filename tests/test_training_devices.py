@@ -228,6 +228,15 @@ def test_device_layers_train_only_the_matched_layers_against_the_device():
         DeviceTraining(model, load_profile("pcm"), (86400.0, 86400.0), layers=" , ")
 
 
+def test_device_layers_match_a_peft_models_layers_by_their_deployed_names():
+    """LoRA is wrapped by peft (``base_model.model.`` before every name): --device-layers matches
+    the names deploy gives the merged layers, as for imc-sim's own adapters."""
+    model = adapted("bert", "lora")[2]
+    pattern = r"bert\.encoder\.layer\.1\.output\..*"  # a regular expression matches a whole name
+    with DeviceTraining(model, load_profile("pcm"), (86400.0, 86400.0), layers=pattern) as device:
+        assert device.names == ["base_model.model.bert.encoder.layer.1.output.dense"]
+
+
 def test_device_layers_cli_records_them_and_needs_a_device(tmp_path, tiny_model_dir, tiny_glue, capsys):
     from imc_sim.deploy.run import device_trained
 

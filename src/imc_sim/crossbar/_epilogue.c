@@ -4,7 +4,8 @@
  * dac_codes: the DAC before a tile's product (noise management, quantisation, clipping).
  * periphery_epilogue: the tile periphery after the product (output noise, ADC, digital scales).
  * device_draw: device-aware training's draw of drifted weights from the quantile tables.
- * code_squares: the squared DAC codes, as two uint8 limbs, for the per-read noise's variance.
+ * dithered_squares: the squared DAC codes, one uint8 each in steps of their row's own scale (an
+ * unbiased dither), for the per-read noise's variance.
  * tile_normals: the standard normals of a chip's devices, one key per tile (programming, drift).
  *
  * Gaussian z and the split of rows over torch's OpenMP team come from ../_passes.h (keys drawn
@@ -23,34 +24,47 @@ static inline __attribute__((always_inline)) float round_even(float v) {
 }
 
 /* The n rows of a row tile's product y [n, m]: for every element (i, j)
- *     v = y[i, j] * y_scale + sd * z[i, j]   (in ADC steps) z ~ N(0, 1); sd a scalar, or per
- *                                            element sd = sqrt(var[i, j] + var_add) * sd_scale
+ *     y' = y[i, j] - alpha w[i, j] F(a[i, j])  (IR drop, where w is not NULL: F(a) = s c(k a),
+ *                                            c(x) = x (0.5 - 0.2 x + 0.05 x^2), as ir_drop.py)
+ *     v = y' * y_scale + sd * z[i, j]        (in ADC steps) z ~ N(0, 1); sd a scalar, or per
+ *                                            element sd = sqrt(var[i, j] * var_row[i] + var_add)
+ *                                            * sd_scale (var_row NULL: 1)
  *     v = clamp(round(v), -bound, bound)     (round: half to even; skipped without an ADC)
  *     out[i, j] = base[i, j] + v * row_scale[i] * col_factor[j]
  * with base = out (accumulate: the row tiles before this one) or the bias (or 0). var (or NULL
- * for sd_scalar), row_scale, bias may be NULL; out may be y itself. */
+ * for sd_scalar), var_row, row_scale, bias may be NULL; out may be y itself. */
 static CLONES __attribute__((noinline)) void epilogue_rows(
-        const float *y, float y_scale, int64_t m, int64_t row0, int64_t rows, const float *var, float var_add,
-        float sd_scale, float sd_scalar, int quantize, float bound, const float *row_scale,
-        const float *col_factor, const float *bias, float *out, int accumulate, uint64_t seed) {
+        const float *y, float y_scale, int64_t m, int64_t row0, int64_t rows, const float *var,
+        const float *var_row, float var_add, float sd_scale, float sd_scalar, int quantize, float bound,
+        const float *row_scale, const float *col_factor, const float *bias, float *out, int accumulate,
+        uint64_t seed, const float *drop_w, const float *drop_a, float drop_k, float drop_s, float drop_alpha) {
     const int64_t groups = (m + GROUP - 1) / GROUP;
     const int noisy = var != 0 || sd_scalar != 0.0f;
     float z[GROUP], v[GROUP];
     /* one simple loop per step, each branch-free, so that every one vectorises */
     for (int64_t i = row0; i < row0 + rows; i++) {
-        const float rs = row_scale ? row_scale[i] : 1.0f;
+        const float rs = row_scale ? row_scale[i] : 1.0f, vr = var_row ? var_row[i] : 1.0f;
         for (int64_t g = 0; g < groups; g++) {
             const int64_t j0 = g * GROUP, len = m - j0 < GROUP ? m - j0 : GROUP;
             const float *yg = y + i * m + j0, *cg = col_factor + j0;
             float *og = out + i * m + j0;
+            if (drop_w) {
+                const float *wg = drop_w + i * m + j0, *ag = drop_a + i * m + j0;
 #pragma omp simd
-            for (int64_t t = 0; t < len; t++) v[t] = yg[t] * y_scale;
+                for (int64_t t = 0; t < len; t++) {
+                    const float a = ag[t] * drop_k, f = ((a * 0.05f - 0.2f) * a + 0.5f) * a * drop_s;
+                    v[t] = (yg[t] - drop_alpha * (wg[t] * f)) * y_scale;
+                }
+            } else {
+#pragma omp simd
+                for (int64_t t = 0; t < len; t++) v[t] = yg[t] * y_scale;
+            }
             if (noisy) {
                 philox_normals((uint64_t)i * (uint64_t)groups + (uint64_t)g, seed, z);
                 if (var) {
                     const float *vg = var + i * m + j0;
 #pragma omp simd
-                    for (int64_t t = 0; t < len; t++) v[t] += sqrtf(vg[t] + var_add) * sd_scale * z[t];
+                    for (int64_t t = 0; t < len; t++) v[t] += sqrtf(vg[t] * vr + var_add) * sd_scale * z[t];
                 } else {
 #pragma omp simd
                     for (int64_t t = 0; t < len; t++) v[t] += sd_scalar * z[t];
@@ -84,11 +98,14 @@ static CLONES __attribute__((noinline)) void epilogue_rows(
     }
 }
 
-void periphery_epilogue(const float *y, float y_scale, int64_t n, int64_t m, const float *var, float var_add,
-                        float sd_scale, float sd_scalar, int quantize, float bound, const float *row_scale,
-                        const float *col_factor, const float *bias, float *out, int accumulate, uint64_t seed) {
-    ON_TEAM(n, m, epilogue_rows(y, y_scale, m, row0, count, var, var_add, sd_scale, sd_scalar, quantize, bound,
-                                row_scale, col_factor, bias, out, accumulate, seed))
+void periphery_epilogue(const float *y, float y_scale, int64_t n, int64_t m, const float *var,
+                        const float *var_row, float var_add, float sd_scale, float sd_scalar, int quantize,
+                        float bound, const float *row_scale, const float *col_factor, const float *bias,
+                        float *out, int accumulate, uint64_t seed, const float *drop_w, const float *drop_a,
+                        float drop_k, float drop_s, float drop_alpha) {
+    ON_TEAM(n, m, epilogue_rows(y, y_scale, m, row0, count, var, var_row, var_add, sd_scale, sd_scalar, quantize,
+                                bound, row_scale, col_factor, bias, out, accumulate, seed, drop_w, drop_a, drop_k,
+                                drop_s, drop_alpha))
 }
 
 /* The n rows of targets u[i, j] = x[i, j] * row_inv[i] (x itself where row_inv is NULL), x [n, m]:
@@ -214,20 +231,41 @@ void dac_codes(const float *x, int64_t n, int64_t tiles, int64_t rows, float inv
                                       clip, bound, codes_f, codes_u8, scale))
 }
 
-/* Squares of n DAC codes given as uint8 c + 128: c^2 = 128 hi + lo exactly (c^2 <= 127^2 = 16129,
- * hi <= 126, lo < 128), the uint8 inputs of the int8 product that gives sum_j c_j^2 V_j. */
-static CLONES __attribute__((noinline)) void squares_span(const uint8_t *codes, int64_t n, uint8_t *hi,
-                                                          uint8_t *lo) {
+/* The dither of code j of row i, d = ((i A + j B) mod 2^32) / 2^32 to 24 bits, in [0, 1): the
+ * two-dimensional R2 low-discrepancy sequence (A, B: 2^32 / g and 2^32 / g^2, g the plastic number). */
+#define DITHER_A 3242174889u
+#define DITHER_B 2447445414u
+
+/* The squares of rows row0 .. row0 + rows - 1 of DAC codes [n, cols] (uint8 c + 128) as one uint8
+ * each in steps of s_i = max_j c_ij^2 / 255 (step[i]; 0 for a row of zeros), rounded with a dither:
+ *     q_ij = min(floor(c_ij^2 / s_i + d_ij), 255),   E over the dither [q_ij s_i] = c_ij^2
+ * so that s_i sum_j q_ij V_j is sum_j c_ij^2 V_j up to a zero-mean error (zero codes stay 0). */
+static CLONES __attribute__((noinline)) void dithered_rows(const uint8_t *codes, int64_t cols, int64_t row0,
+                                                           int64_t rows, uint8_t *q, float *step) {
+    for (int64_t i = row0; i < row0 + rows; i++) {
+        const uint8_t *ci = codes + i * cols;
+        uint8_t *qi = q + i * cols;
+        int32_t m = 0;
+#pragma omp simd reduction(max : m)
+        for (int64_t j = 0; j < cols; j++) {
+            const int32_t c = (int32_t)ci[j] - 128, sq = c * c;
+            m = sq > m ? sq : m;
+        }
+        const float inv = m > 0 ? 255.0f / (float)m : 0.0f;
+        const uint32_t base = (uint32_t)i * DITHER_A;
+        step[i] = (float)m / 255.0f;
 #pragma omp simd
-    for (int64_t t = 0; t < n; t++) {
-        const int32_t c = (int32_t)codes[t] - 128, sq = c * c;
-        hi[t] = (uint8_t)(sq >> 7);
-        lo[t] = (uint8_t)(sq & 127);
+        for (int64_t j = 0; j < cols; j++) {
+            const int32_t c = (int32_t)ci[j] - 128;
+            const float d = (float)((base + (uint32_t)j * DITHER_B) >> 8) * 0x1p-24f;
+            const int32_t k = (int32_t)((float)(c * c) * inv + d); /* floor: the sum is >= 0 */
+            qi[j] = (uint8_t)(k > 255 ? 255 : k);
+        }
     }
 }
 
-void code_squares(const uint8_t *codes, int64_t n, uint8_t *hi, uint8_t *lo) {
-    ON_TEAM(n, 1, squares_span(codes + row0, count, hi + row0, lo + row0))
+void dithered_squares(const uint8_t *codes, int64_t n, int64_t cols, uint8_t *q, float *step) {
+    ON_TEAM(n, cols, dithered_rows(codes, cols, row0, count, q, step))
 }
 
 /* Counter groups first .. first + count - 1 of the tiles' normals (groups_per_tile per tile):

@@ -27,13 +27,15 @@ from imc_sim.devices.family import CompiledLaw, ReadNoise
 from imc_sim.native import F32, I64, INT, PTR, U64, load_library, pointer, require_cpu
 
 if TYPE_CHECKING:
+    from imc_sim.crossbar.ir_drop import DropTerms
     from imc_sim.crossbar.streams import Stream
 
 _LIB = load_library(__file__, "_epilogue", {
-    "periphery_epilogue": [PTR, F32, I64, I64, PTR, F32, F32, F32, INT, F32, PTR, PTR, PTR, PTR, INT, U64],
+    "periphery_epilogue": [PTR, F32, I64, I64, PTR, PTR, F32, F32, F32, INT, F32, PTR, PTR, PTR, PTR, INT,
+                           U64, PTR, PTR, F32, F32, F32],
     "device_draw": [PTR, PTR, I64, I64, PTR, I64, I64, F32, F32, INT, F32, F32, F32, PTR, PTR, PTR, U64],
     "dac_codes": [PTR, I64, I64, I64, F32, PTR, INT, INT, INT, F32, PTR, PTR, PTR],
-    "code_squares": [PTR, I64, PTR, PTR],
+    "dithered_squares": [PTR, I64, I64, PTR, PTR],
     "tile_normals": [PTR, I64, I64, PTR],
     "pcm_tiles": [I64, I64, I64, I64, PTR, PTR, I64, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR],
 })
@@ -48,15 +50,17 @@ def compiled_for(t: Tensor) -> bool:
 
 @dataclass(frozen=True)
 class ElementStd:
-    """A noise std per element, sd = sqrt(var + add) * scale (``var`` [N, M] float32 contiguous),
-    computed inside the pass."""
+    """A noise std per element, sd = sqrt(var * row[:, None] + add) * scale (``var`` [N, M] float32
+    contiguous; ``row`` [N] or None: 1), computed inside the pass."""
 
     var: Tensor
     add: float
     scale: float
+    row: Tensor | None = None
 
     def tensor(self) -> Tensor:
-        return self.var.add(self.add).sqrt_().mul_(self.scale)
+        var = self.var if self.row is None else self.var * self.row[:, None]
+        return var.add(self.add).sqrt_().mul_(self.scale)
 
 
 def _seed(generator: torch.Generator) -> int:
@@ -66,14 +70,17 @@ def _seed(generator: torch.Generator) -> int:
 
 def apply(y: Tensor, y_scale: float, sd: float | ElementStd, quantize: bool, bound: float,
           row_scale: Tensor | None, col_factor: Tensor, base: Tensor | None, out: Tensor,
-          stream: Stream) -> Tensor:
-    """Write ``base + clamp(round(y * y_scale + sd z), +-bound) * row_scale * col_factor`` into
-    ``out`` and return it. ``y``, ``out``: [N, M] float32 contiguous (``out`` may be ``y``);
-    ``sd``: a number or per element; ``row_scale``: [N] or None; ``col_factor``: [M]; ``base``: ``out``
-    itself (accumulate), a bias [M], or None; ``z`` from ``stream`` (one draw per call)."""
+          stream: Stream, drop: DropTerms | None = None) -> Tensor:
+    """Write ``base + clamp(round((y - drop) * y_scale + sd z), +-bound) * row_scale * col_factor``
+    into ``out`` and return it. ``y``, ``out``: [N, M] float32 contiguous (``out`` may be ``y``);
+    ``drop``: the IR drop's terms (None: none; ``drop.alpha`` times its drop); ``sd``: a number or
+    per element; ``row_scale``: [N] or None; ``col_factor``: [M]; ``base``: ``out`` itself
+    (accumulate), a bias [M], or None; ``z`` from ``stream`` (one draw per call)."""
     if compiled_for(y):
         return apply_compiled(y, y_scale, sd, quantize, bound, row_scale, col_factor, base, out,
-                              stream.generator())
+                              stream.generator(), drop)
+    if drop is not None:
+        y = y.sub_(drop.drop(), alpha=drop.alpha)
     if isinstance(sd, ElementStd) or sd > 0:
         std = sd.tensor() if isinstance(sd, ElementStd) else sd
         v = stream.normal(tuple(y.shape)).mul_(std).add_(y, alpha=y_scale)
@@ -92,20 +99,23 @@ def apply(y: Tensor, y_scale: float, sd: float | ElementStd, quantize: bool, bou
 
 def apply_compiled(y: Tensor, y_scale: float, sd: float | ElementStd, quantize: bool, bound: float,
                    row_scale: Tensor | None, col_factor: Tensor, base: Tensor | None, out: Tensor,
-                   generator: torch.Generator) -> Tensor:
+                   generator: torch.Generator, drop: DropTerms | None = None) -> Tensor:
     """:func:`apply` in the compiled pass (CPU tensors only), its key drawn from ``generator``."""
     elem = sd if isinstance(sd, ElementStd) else None
-    var = None if elem is None else elem.var
-    require_cpu(y, var, row_scale, col_factor, base, out)
+    var, var_row = (None, None) if elem is None else (elem.var, elem.row)
+    drop_w, drop_a = (None, None) if drop is None else (drop.weighted, drop.current)
+    require_cpu(y, var, var_row, row_scale, col_factor, base, out, drop_w, drop_a)
     sd_scalar = 0.0 if elem is not None else float(sd)
     var_add, sd_scale = (0.0, 0.0) if elem is None else (elem.add, elem.scale)
     seed = _seed(generator)
     accumulate = base is out
     bias = None if accumulate else base
     n, m = y.shape
-    _LIB.periphery_epilogue(pointer(y), y_scale, n, m, pointer(var), var_add, sd_scale, sd_scalar,
-                            int(quantize), bound, pointer(row_scale), pointer(col_factor), pointer(bias),
-                            pointer(out), int(accumulate), seed)
+    _LIB.periphery_epilogue(pointer(y), y_scale, n, m, pointer(var), pointer(var_row), var_add, sd_scale,
+                            sd_scalar, int(quantize), bound, pointer(row_scale), pointer(col_factor),
+                            pointer(bias), pointer(out), int(accumulate), seed, pointer(drop_w),
+                            pointer(drop_a), *((0.0, 0.0, 0.0) if drop is None else
+                                               (drop.model.per_code, drop.model.scale, drop.alpha)))
     return out
 
 
@@ -157,13 +167,15 @@ def dac_codes(x: Tensor, row_tiles: int, inv_d_in: float, managed: bool, quantiz
     return codes, scale
 
 
-def code_squares(codes: Tensor) -> tuple[Tensor, Tensor]:
+def dithered_squares(codes: Tensor) -> tuple[Tensor, Tensor]:
     """Compiled only (check :func:`compiled_for`): the squares of DAC codes given as uint8 c + 128
-    ([N, rows], contiguous) as two uint8 limbs, c^2 = 128 hi + lo."""
+    ([N, cols], contiguous) as one uint8 each in steps of each row's own s = max c^2 / 255, with
+    an unbiased dither (``_epilogue.c``); returns them and s [N] (float32)."""
     require_cpu(codes)
-    hi, lo = torch.empty_like(codes), torch.empty_like(codes)
-    _LIB.code_squares(pointer(codes), codes.numel(), pointer(hi), pointer(lo))
-    return hi, lo
+    n, cols = codes.shape
+    q, step = torch.empty_like(codes), torch.empty(n, device=codes.device)
+    _LIB.dithered_squares(pointer(codes), n, cols, pointer(q), pointer(step))
+    return q, step
 
 
 def tile_normals(out: Tensor, seeds: Tensor) -> Tensor:

@@ -10,14 +10,27 @@ two int8 limbs under a per-column scale m (the column's largest |w|):
 so that a weight is held to 15-bit fixed point: its error is at most m / 64,516 (1.6e-5 of the
 column's largest weight), far below the programming and read noise of any shipped profile (pcm's
 smallest programming-noise std is about 1 % of g_max). The two products accumulate into one fp32
-tensor in place (oneDNN's ``sum`` post-op). On a CPU with
+tensor in place (oneDNN's ``sum`` post-op). A correction that is itself a small part of the
+product (the IR drop) takes the high limb alone, W ~ (m / 127) hi: one product, error <= m / 254.
+On a CPU with
 AVX-512 VNNI this is about 3x faster than the fp32 GEMM (``docs/results.md``); where oneDNN is
 missing, :data:`AVAILABLE` is false and the periphery uses fp32.
 
 The per-read noise's variance of each product, sum_j c_j^2 V_j (:mod:`imc_sim.crossbar.periphery`),
-runs on the same int8 GEMM: the squared codes enter exactly as two uint8 limbs (c^2 = 128 hi + lo)
-and the variances V >= 0 as one int8 limb per column scale (127 V / max V, held to 1/254 of the
-column's largest variance: a noise's variance, whose sampling error over a dev set is far larger).
+runs on the same int8 GEMM, in one product: the variances V >= 0 as one int8 limb per column scale
+(127 V / max V, held to 1/254 of the column's largest variance), the squared codes as one uint8 each
+in steps of their input row's own s = max_j c_j^2 / 255, rounded with a dither d_j in [0, 1):
+
+    q_j = floor(c_j^2 / s + d_j),   sum_j c_j^2 V_j ~ s sum_j q_j V_j
+
+The dither makes each rounding unbiased (E q_j s = c_j^2); each q_j is within one step of c_j^2 / s,
+so the sum errs by at most s sum_j V_j (``tests/test_periphery.py``). Measured on pcm-chip's trained
+MiniLM (``docs/results.md``): the weight-read variance errs by 0.3 % at the median, more where one
+outlier sets s for a row of small codes, and there the output noise dominates: the std of an
+output's noise (read and output noise together) errs by 2.5e-5 at the median and 1.4e-3 at most,
+with no bias. The dither is the R2 low-discrepancy sequence over (row, input), computed in integers
+(``_epilogue.c``; the torch path below computes the same numbers). Exact squares took two limbs
+and a second product: 0.15x of a digital evaluation.
 """
 
 from __future__ import annotations
@@ -43,26 +56,28 @@ def to_uint8_codes(codes: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class Int8Weights:
-    """One tile's weights [out, rows] as two prepacked int8 limbs and their column scales."""
+    """One tile's weights [out, rows] as prepacked int8 limbs (the low one None: high limb only)
+    and their column scales."""
 
     hi: Tensor
-    lo: Tensor
+    lo: Tensor | None
     scale_hi: Tensor
     scale_lo: Tensor
     zero_points: Tensor
 
     @classmethod
     @torch.no_grad()
-    def pack(cls, weight: Tensor, out_scale: float = 1.0) -> Int8Weights:
-        """Split ``weight`` [out, rows] into limbs; :meth:`accumulate` adds ``out_scale * c W^T``."""
+    def pack(cls, weight: Tensor, out_scale: float = 1.0, low_limb: bool = True) -> Int8Weights:
+        """Split ``weight`` [out, rows] into limbs (the high one alone without ``low_limb``);
+        :meth:`product` computes ``out_scale * c W^T``."""
         m = weight.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny)
         u = weight * (CODE_MAX / m)[:, None]
         hi = u.round()
-        lo = (u - hi).mul_(LIMB).round_()
+        lo = (u - hi).mul_(LIMB).round_() if low_limb else None
         scale_hi = (m * (out_scale / CODE_MAX)).float().contiguous()
         return cls(
             hi=torch.ops.onednn.qlinear_prepack(hi.to(torch.int8), None),
-            lo=torch.ops.onednn.qlinear_prepack(lo.to(torch.int8), None),
+            lo=None if lo is None else torch.ops.onednn.qlinear_prepack(lo.to(torch.int8), None),
             scale_hi=scale_hi,
             scale_lo=scale_hi / LIMB,
             zero_points=torch.zeros(weight.shape[0], dtype=torch.long),
@@ -73,18 +88,32 @@ class Int8Weights:
         out = torch.ops.onednn.qlinear_pointwise(
             codes_u8, 1.0, ZERO_POINT, self.hi, self.scale_hi, self.zero_points, None, 1.0, 0,
             torch.float32, "none", [], "")
+        if self.lo is None:
+            return out
         return torch.ops.onednn.qlinear_pointwise.binary(  # adds the low limb's product onto out
             codes_u8, 1.0, ZERO_POINT, self.lo, self.scale_lo, self.zero_points, out, None, 1.0, 0,
             torch.float32, 1.0, 0, "sum", 1.0, "none", [], "")
 
 
-def square_limbs(codes_u8: Tensor) -> tuple[Tensor, Tensor]:
-    """The squares of the codes ``codes_u8`` (uint8 c + 128, [N, rows]) as uint8 limbs (hi, lo),
-    c^2 = 128 hi + lo: in the compiled pass where it runs, else in torch's integer operations."""
+SQUARE_MAX = 255  # the largest squared-code level of a row
+DITHER_A, DITHER_B = 3242174889, 2447445414  # 2^32 / g and 2^32 / g^2, g the plastic number (R2)
+
+
+def dithered_squares(codes_u8: Tensor) -> tuple[Tensor, Tensor]:
+    """The squares of the codes ``codes_u8`` (uint8 c + 128, [N, rows]) as uint8 levels q [N, rows]
+    in steps s [N] of each row (see the module docstring): in the compiled pass where it runs, else
+    in torch operations that give the same numbers."""
     if epilogue.compiled_for(codes_u8):
-        return epilogue.code_squares(codes_u8.contiguous())
+        return epilogue.dithered_squares(codes_u8.contiguous())
+    n, rows = codes_u8.shape
     squares = (codes_u8.to(torch.int32) - ZERO_POINT).square_()
-    return (squares >> 7).to(torch.uint8), (squares & 127).to(torch.uint8)
+    m = squares.amax(dim=1, keepdim=True).float()
+    inv = torch.where(m > 0, SQUARE_MAX / m, torch.zeros_like(m))
+    i = torch.arange(n, device=codes_u8.device, dtype=torch.int64)[:, None]
+    j = torch.arange(rows, device=codes_u8.device, dtype=torch.int64)
+    dither = ((i * DITHER_A + j * DITHER_B) & 0xFFFFFFFF).bitwise_right_shift_(8).float().mul_(2.0**-24)
+    q = (squares.float() * inv).add_(dither).floor_().clamp_(max=SQUARE_MAX).to(torch.uint8)
+    return q, (m / SQUARE_MAX).squeeze(1)
 
 
 @dataclass(frozen=True)
@@ -92,8 +121,7 @@ class Int8Variance:
     """One tile's per-read weight variances V [out, rows] (>= 0) as one prepacked int8 limb."""
 
     limb: Tensor
-    scale_hi: Tensor
-    scale_lo: Tensor
+    scale: Tensor
     zero_points: Tensor
 
     @classmethod
@@ -102,16 +130,13 @@ class Int8Variance:
         """Quantise ``var`` [out, rows] per output column: V ~ (m / 127) round(127 V / m)."""
         m = var.float().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny)
         limb = (var.float() * (CODE_MAX / m)[:, None]).round_().to(torch.int8)
-        scale_lo = (m / CODE_MAX).contiguous()
-        return cls(torch.ops.onednn.qlinear_prepack(limb, None), scale_lo * 128, scale_lo,
+        return cls(torch.ops.onednn.qlinear_prepack(limb, None), (m / CODE_MAX).contiguous(),
                    torch.zeros(var.shape[0], dtype=torch.long, device=var.device))
 
-    def variance(self, codes_u8: Tensor) -> Tensor:
-        """sum_j c_j^2 V_j as float32 [N, out] for the codes ``codes_u8`` ([N, rows] uint8 c + 128)."""
-        hi, lo = square_limbs(codes_u8)
+    def variance(self, codes_u8: Tensor) -> tuple[Tensor, Tensor]:
+        """sum_j c_j^2 V_j for the codes ``codes_u8`` ([N, rows] uint8 c + 128) as a float32 [N, out]
+        and the step [N] of each row that multiplies it (see the module docstring)."""
+        q, step = dithered_squares(codes_u8)
         out = torch.ops.onednn.qlinear_pointwise(
-            hi, 1.0, 0, self.limb, self.scale_hi, self.zero_points, None, 1.0, 0, torch.float32, "none",
-            [], "")
-        return torch.ops.onednn.qlinear_pointwise.binary(  # adds the low limb's part onto out
-            lo, 1.0, 0, self.limb, self.scale_lo, self.zero_points, out, None, 1.0, 0,
-            torch.float32, 1.0, 0, "sum", 1.0, "none", [], "")
+            q, 1.0, 0, self.limb, self.scale, self.zero_points, None, 1.0, 0, torch.float32, "none", [], "")
+        return out, step

@@ -81,7 +81,8 @@ class IrDropTiles:
     weights [row_tiles, out, rows] times the position weights (``weighted``) and their |u|
     (``magnitudes``), as int8 limbs where the product runs in int8 (``packed``), else as floats.
     Folding the position into the weights leaves the codes integer, so both products of the
-    drop run like the tile's own."""
+    drop run like the tile's own; in int8 on the high limb alone (the weights to 1/254 of a
+    column's largest: the drop is a small correction of the product, and its error a far smaller one)."""
 
     model: IrDrop
     weighted: Tensor | tuple[Int8Weights, ...]
@@ -91,16 +92,33 @@ class IrDropTiles:
     def build(cls, model: IrDrop, weights: Tensor, packed: bool) -> IrDropTiles:
         weighted, magnitudes = weights * model.position(weights.device), weights.abs()
         if packed:
-            return cls(model, tuple(Int8Weights.pack(w) for w in weighted),
-                       tuple(Int8Weights.pack(m) for m in magnitudes))
+            return cls(model, tuple(Int8Weights.pack(w, low_limb=False) for w in weighted),
+                       tuple(Int8Weights.pack(m, low_limb=False) for m in magnitudes))
         return cls(model, weighted, magnitudes)
 
-    def drop(self, codes: Tensor, r: int) -> Tensor:
+    def terms(self, codes: Tensor, r: int, alpha: float) -> DropTerms:
         """Row tile ``r``'s drop for its codes [N, rows] (uint8, code + 128, where packed; else
-        signed floats): [N, out], code-weight units."""
+        signed floats) as its two products, to subtract ``alpha`` times from the tile's."""
         if isinstance(self.weighted, tuple):
             magnitude = torch.maximum(codes, codes.neg())  # |c| + 128: neg is 256 - (c + 128)
-            current = self.magnitudes[r].product(magnitude)
-            return self.weighted[r].product(codes).mul_(self.model.factor(current))
-        current = torch.mm(codes.abs(), self.magnitudes[r].T)
-        return torch.mm(codes, self.weighted[r].T).mul_(self.model.factor(current))
+            return DropTerms(self.model, self.weighted[r].product(codes),
+                             self.magnitudes[r].product(magnitude), alpha)
+        return DropTerms(self.model, torch.mm(codes, self.weighted[r].T),
+                         torch.mm(codes.abs(), self.magnitudes[r].T), alpha)
+
+
+@dataclass(frozen=True)
+class DropTerms:
+    """One row tile's IR drop as its products, [N, out] each: ``weighted`` = sum_j u_ij pos_j c_j and
+    ``current`` = sum_j |u_ij| |c_j|; the drop, ``weighted`` s c(a), a = ``per_code`` x ``current``,
+    is subtracted ``alpha`` times from the tile's product (in the periphery's pass where it is
+    compiled, in :meth:`drop` else)."""
+
+    model: IrDrop
+    weighted: Tensor
+    current: Tensor
+    alpha: float
+
+    def drop(self) -> Tensor:
+        """The drop in code-weight units, [N, out] (``current`` is overwritten)."""
+        return self.weighted.mul(self.model.factor(self.current))

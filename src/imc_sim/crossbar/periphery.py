@@ -19,7 +19,8 @@ IR drop of each output (:mod:`imc_sim.crossbar.ir_drop`; 0 where it is off, two 
 the codes, int8 or fp32 like the tile's, where it is on): weight
 fluctuations drawn afresh at every MVM add, for each input vector and output, a Gaussian of
 variance sum_j c_j^2 V_j to the product, which is exactly their effect on that output; its
-variance comes from one GEMM of the squared codes with ``V`` (int8 where the product is, else bf16). Where the
+variance comes from one GEMM of the squared codes with ``V`` (int8 where the product is, the squares
+dithered to one uint8 each: :mod:`imc_sim.crossbar.int8_product`; else bf16). Where the
 DAC codes fit int8 (a DAC of at most 8 bits) the product c W^T runs in int8 arithmetic
 (:mod:`imc_sim.crossbar.int8_product`, CPU only), else in fp32. Only the product's arithmetic
 differs; every periphery step is the same. Every tensor is made on the input's device, and the
@@ -35,7 +36,7 @@ from torch import Tensor
 
 from imc_sim.crossbar import epilogue, input_ranges, int8_product
 from imc_sim.crossbar.int8_product import Int8Variance, Int8Weights
-from imc_sim.crossbar.ir_drop import IrDrop, IrDropTiles
+from imc_sim.crossbar.ir_drop import DropTerms, IrDrop, IrDropTiles
 from imc_sim.crossbar.streams import Stream
 from imc_sim.devices.family import DeviceFamily, ReadNoise
 from imc_sim.devices.profile import Periphery
@@ -171,35 +172,37 @@ def row_tile_codes(codes: Tensor, scale: Tensor | None, r: int,
             None if scale is None else scale[:, r].reshape(-1).contiguous())
 
 
-def noise_std(var: Tensor | None, conv: Converters) -> float | epilogue.ElementStd:
+def noise_std(var: Tensor | None, conv: Converters, row: Tensor | None = None) -> float | epilogue.ElementStd:
     """The read-noise std in ADC steps: output noise, plus the weight read noise's variance
-    ``var`` of each product (in code-weight units; None: no weight read noise)."""
+    ``var`` of each product (in code-weight units, times ``row`` [N] per input row where given;
+    None: no weight read noise)."""
     if var is None:
         return conv.out_noise / conv.step
-    return epilogue.ElementStd(var, conv.out_noise**2, 1.0 / conv.step)
+    return epilogue.ElementStd(var, conv.out_noise**2, 1.0 / conv.step, row)
 
 
-def _read_noise_var(codes: Tensor, stack: TileStack, r: int) -> Tensor | None:
-    """Row tile ``r``'s weight read-noise variance of each product, sum_j c_j^2 V_j ([n, out])."""
+def _read_noise_var(codes: Tensor, stack: TileStack, r: int) -> tuple[Tensor | None, Tensor | None]:
+    """Row tile ``r``'s weight read-noise variance of each product, sum_j c_j^2 V_j ([n, out]), as
+    a tensor and a factor per input row (None: 1); (None, None) without read noise."""
     if stack.read_var is None:
-        return None
+        return None, None
     if isinstance(stack.read_var, tuple):
         return stack.read_var[r].variance(codes)
     var = stack.read_var.variance(stack.weights[r, :, : codes.shape[1]])
-    return torch.mm(codes.square().bfloat16(), var.bfloat16().T).float()
+    return torch.mm(codes.square().bfloat16(), var.bfloat16().T).float(), None
 
 
 def adc_and_scales(y: Tensor, y_scale: float, sd: float | epilogue.ElementStd, scale: Tensor | None,
                    conv: Converters, col_scale: Tensor, out: Tensor | None, bias: Tensor | None,
-                   stream: Stream) -> Tensor:
-    """A row tile's product ``y`` (times ``y_scale``: ADC steps) after the array: read noise of
-    std ``sd``, ADC, noise-management scales ``scale`` and digital ``col_scale``, added onto
-    ``out`` in place, or onto the bias for the first row tile."""
+                   stream: Stream, drop: DropTerms | None = None) -> Tensor:
+    """A row tile's product ``y`` (times ``y_scale``: ADC steps) after the array: IR ``drop``
+    (None: none), read noise of std ``sd``, ADC, noise-management scales ``scale`` and digital
+    ``col_scale``, added onto ``out`` in place, or onto the bias for the first row tile."""
     step = conv.step
     return epilogue.apply(
         y, y_scale, sd, conv.adc_step > 0, conv.out_bound / step, scale,
         col_scale * (conv.d_in * step), out if out is not None else bias,
-        out if out is not None else y, stream)
+        out if out is not None else y, stream, drop)
 
 
 def row_tile_mvm(codes: Tensor, scale: Tensor | None, stack: TileStack, r: int, conv: Converters,
@@ -211,10 +214,11 @@ def row_tile_mvm(codes: Tensor, scale: Tensor | None, stack: TileStack, r: int, 
         y, y_scale = stack.packed[r].product(used), 1.0
     else:
         y, y_scale = torch.mm(used, stack.weights[r, :, : used.shape[1]].T), 1.0 / conv.step
-    if stack.ir_drop is not None:  # code-weight units, y in units of 1 / (y_scale q)
-        y.sub_(stack.ir_drop.drop(codes, r), alpha=1.0 / (y_scale * conv.step))
-    sd = noise_std(_read_noise_var(used, stack, r), conv)
-    return adc_and_scales(y, y_scale, sd, scale, conv, col_scale, out, bias, stream)
+    # the drop in code-weight units, y in units of 1 / (y_scale q)
+    drop = None if stack.ir_drop is None else stack.ir_drop.terms(codes, r, 1.0 / (y_scale * conv.step))
+    var, row = _read_noise_var(used, stack, r)
+    sd = noise_std(var, conv, row)
+    return adc_and_scales(y, y_scale, sd, scale, conv, col_scale, out, bias, stream, drop)
 
 
 def analog_mvm(x: Tensor, stack: TileStack, bias: Tensor | None, conv: Converters,

@@ -190,6 +190,16 @@ def test_readout_is_the_mean_abs_output_over_the_real_rows_and_columns():
     assert torch.equal(readout(outputs * 1e-6, grid, False), torch.full((2, 3), READOUT_FLOOR))
 
 
+def test_a_layer_before_programming_has_no_programmed_weights_and_refuses_drift():
+    pcm = load_profile("pcm")
+    layer = CrossbarLinear(torch.nn.Linear(40, 24), pcm, build_family(pcm))
+    assert layer.programmed is None
+    with pytest.raises(RuntimeError, match=r"^drift\(\) before program\(\): program the layer first$"):
+        layer.drift(3600.0, ChipStreams(0), "layer")
+    layer.program(ChipStreams(0), "layer")
+    assert layer.programmed is not None
+
+
 def test_a_layers_repr_names_its_tile_grid():
     profile = load_profile("pcm-chip")
     layer = CrossbarLinear(torch.nn.Linear(300, 200), profile, build_family(profile))

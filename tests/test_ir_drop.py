@@ -205,7 +205,9 @@ def test_int8_drop_matches_the_fp32_drop():
     weights = torch.rand(2, 30, 64) * 2 - 1
     codes = torch.randint(-127, 128, (50, 64)).float()
     exact = IrDropTiles.build(model, weights, packed=False).terms(codes, 1, 1.0).drop()
-    int8 = IrDropTiles.build(model, weights, packed=True).terms(to_uint8_codes(codes), 1, 1.0).drop()
+    packed = IrDropTiles.build(model, weights, packed=True)
+    assert all(p.lo is None for p in packed.weighted + packed.magnitudes)  # one product each
+    int8 = packed.terms(to_uint8_codes(codes), 1, 1.0).drop()
     # the high limb alone holds each weight to 1 / 254 of its column's largest (<= 1): the
     # position-weighted product errs by <= sum_j |c_j| / 254 (~13 of its ~2,000 here), times the
     # factor s c(a) of each output; the current (~sum_j |c_j| / 2) errs by as much, which moves the

@@ -121,13 +121,15 @@ def test_int8_product_is_within_the_limb_bound():
 
 def activation_codes(rows: int, cols: int) -> torch.Tensor:
     """DAC codes like a transformer's under static ranges: rows of Gaussian codes of spreads from
-    1 to 40, and an outlier at the bound in every tenth row; -127, 127 and zero rows included."""
+    1 to 40, and an outlier at the bound in every tenth row; -127, 127, a zero row and a row of
+    codes in {-1, 0, 1} included."""
     gen = torch.Generator().manual_seed(0)
     spread = torch.logspace(0, 1.6, rows)[torch.randperm(rows, generator=gen)][:, None]
     codes = (torch.randn(rows, cols, generator=gen) * spread).round().clamp(-127, 127)
     codes[::10, 0] = 127.0
     codes[1, :2] = torch.tensor([-127.0, 127.0])
     codes[2] = 0.0
+    codes[3] = torch.randint(-1, 2, (cols,), generator=gen).float()  # a row of unit codes: s = 1 / 255
     return codes
 
 

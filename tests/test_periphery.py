@@ -191,19 +191,24 @@ def test_int8_is_used_only_where_codes_fit():
     assert not Converters.from_periphery(ideal_dac).int8
 
 
-def test_weight_read_noise_is_fresh_at_every_mvm_with_the_profile_std():
+@pytest.mark.parametrize("dac_bits", [None, 8], ids=["exact-dac", "8-bit-dac-int8"])
+def test_weight_read_noise_is_fresh_at_every_mvm_with_the_profile_std(dac_bits):
     """aihwkit's torch tiles refuse forward.w_noise; imc-sim draws it per MVM: every input row
     (one read) sees independent weight noise, so an output's std over reads of one input is
-    w_noise * ||x|| * max|W| (per-tile scaling, exact converters), and its mean the product."""
+    w_noise * ||x|| * max|W| (per-tile scaling; exact converters, or an 8-bit DAC, whose codes
+    run on the int8 product with the squared codes in steps of each row's own scale)."""
     ideal = load_profile("ideal")
     profile = dataclasses.replace(ideal, periphery=dataclasses.replace(
-        ideal.periphery, w_noise=0.02, weight_scaling="per-tile"))
+        ideal.periphery, w_noise=0.02, weight_scaling="per-tile", dac_bits=dac_bits))
     torch.manual_seed(0)
     linear = torch.nn.Linear(24, 6)
     layer = crossbar(linear, profile)
+    assert layer.conv.int8 == (dac_bits is not None and int8_product.AVAILABLE)
     x = torch.randn(1, 24).repeat(20000, 1)
+    quiet = crossbar(linear, dataclasses.replace(profile, periphery=dataclasses.replace(
+        profile.periphery, w_noise=0.0)))  # the same converters without noise (the DAC's rounding)
     with torch.no_grad():
-        noise = layer(x) - linear(x)
+        noise = layer(x) - quiet(x)
     expected = 0.02 * x[0].norm() * linear.weight.abs().max()
     assert noise.std(dim=0).mean().item() == pytest.approx(expected.item(), rel=0.05)
     assert noise.mean(dim=0).abs().max().item() < 0.05 * expected.item()

@@ -27,6 +27,8 @@ Arms (packaged MiniLM-L6, SST-2, --steps steps, training seeds 0..--train-seeds 
   g_max 25 uS, output noise 0.04, 8-bit DAC/ADC, which is the pcm profile).
 - lightning-pcm: the field's AHWA recipe, full fine-tuning with aihwkit-lightning at pcm-like
   settings (needs ``pip install imc-sim[lightning]``; src/imc_sim/peft/lightning.py).
+- lightning-pcm-warm: the same recipe as IBM applies it, hardware-aware fine-tuning of a digitally
+  fine-tuned model: the first half of the steps plain full fine-tuning (``--device-warmup 0.5``).
 Every checkpoint (arm x training seed) deployed on pcm, pcm-per-column and pcm-chip at 1s 1h 1d 1w
 30d 1y 10y, reram at 1s 1d 2d, fefet at 1s 1h 1d 1w 30d 1y 10y, on the same --seeds chips each (a
 resumable sweep per device).
@@ -110,6 +112,7 @@ ARMS = {
     "ahwa-lora-pcm": {"method": "lora", "device": "pcm", "drift": "1h..1y",
                       "method_options": {"lora_r": 8, "targets": "query,value"}},
     "lightning-pcm": {"method": "lightning"},
+    "lightning-pcm-warm": {"method": "lightning", "device_warmup": 0.5},
 }
 DEVICES = {"pcm": "1s,1h,1d,1w,30d,1y,10y", "reram": "1s,1d,2d", "fefet": "1s,1h,1d,1w,30d,1y,10y",
            "pcm-per-column": "1s,1h,1d,1w,30d,1y,10y", "pcm-chip": "1s,1h,1d,1w,30d,1y,10y"}
@@ -120,18 +123,20 @@ STOCH = ("stochgrasp-pcm", "stochgrasp-pcm-warm", "stochgrasp-pcm-warm-half", "s
          "stochgrasp-pcm-warm-ff1", "stochgrasp-pcm-chip-warm")
 DETERMINISTIC = ("grasp-w-k64", "grasp-k32", "grasp-w-pcm", "grasp-w-pcm-warm", "grasp-w-pcm-warm-1d",
                  "grasp-w-pcm-warm-ff1", "grasp-w-pcm-chip-warm")
+FIELD = ("lightning-pcm", "lightning-pcm-warm")  # the field's hardware-aware recipe (aihwkit-lightning)
 HEADLINE_TIMES = ("1d", "1y")
 
 
 def headline(result: CompareResult, grid: list[ArmCheckpoint]) -> list[Comparison]:
-    """The issue's target on a pcm device: each StochGRASP arm against each deterministic GRASP at
-    1 d and 1 y, paired by training seed and chip (printed; returned for the JSON)."""
+    """The issue's target on a pcm device: each StochGRASP arm against each deterministic GRASP and
+    each aihwkit-lightning arm at 1 d and 1 y, paired by training seed and chip (printed; returned
+    for the JSON)."""
     arms = by_arm(result, grid)
     labels = {p.label for p in result.checkpoints[0].points}
     comparisons = []
     for name in (a for a in STOCH if a in arms):
         for label in (t for t in HEADLINE_TIMES if t in labels):
-            for i, other in enumerate(a for a in DETERMINISTIC if a in arms):
+            for i, other in enumerate(a for a in DETERMINISTIC + FIELD if a in arms):
                 c = compare_arms(arms[name], arms[other], name, other, label)
                 if i == 0:
                     below = [p.digital_a - p.mean_a for p in c.per_seed]

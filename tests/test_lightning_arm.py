@@ -16,7 +16,7 @@ from imc_sim.checkpoint import read_checkpoint
 from imc_sim.cli import main
 from imc_sim.peft.lightning import MISSING, LightningRecipe, analog_linears
 from imc_sim.peft.methods import get_method
-from imc_sim.training.loop import TrainArgs, train
+from imc_sim.training.loop import TrainArgs, prepare, train
 
 NOT_INSTALLED = "aihwkit-lightning not installed (pip install imc-sim[lightning])"
 INSTALLED = importlib.util.find_spec("aihwkit_lightning") is not None
@@ -86,6 +86,33 @@ def test_conversion_and_merge_stay_on_the_models_device(monkeypatch):
         merged = method.merge(model)
         assert not analog_linears(merged)
         assert {p.device.type for p in merged.parameters()} == {"cuda"}
+
+
+@needs_lightning
+def test_digital_warmup_runs_the_plain_unclipped_product_then_the_recipe(tiny_model_dir, tiny_glue):
+    run = prepare(TrainArgs(method="lightning", model=str(tiny_model_dir), data_dir=str(tiny_glue),
+                            max_steps=4, batch_size=8, device_warmup=0.5,
+                            method_options={"weight_noise": 0.02, "clip_sigma": 3.0}))
+    assert (run.config["weight_noise"], run.config["clip_sigma"]) == (0.02, 3.0)
+    _, layer = analog_linears(run.model)[0]
+    assert layer.rpu_config.modifier.std_dev == 0.02 and layer.rpu_config.clip.sigma == 3.0
+    modes = []
+    for _ in range(4):
+        run.step()
+        modes.append(layer.digital)
+    assert modes == [True, True, False, False]
+
+    x = torch.randn(5, layer.in_features)
+    with torch.no_grad():
+        outlier = 50 * layer.weight.std()  # a weight the recipe clips and the warm-up keeps
+        layer.weight[0, 0] = outlier
+        bound = 3.0 * layer.weight[0].std()
+        layer.digital = True
+        assert torch.equal(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+        assert layer.weight[0, 0] == outlier
+        layer.digital = False
+        layer(x)
+    assert layer.weight[0, 0] < outlier and torch.isclose(layer.weight[0, 0], bound)
 
 
 def test_missing_package_is_one_line_error(tmp_path, tiny_model_dir, tiny_glue, monkeypatch, capsys):

@@ -53,10 +53,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="StochGRASP sigma_target of eq. 6 (0.01), or 'auto': the weight error of --device at "
                    "the end of --drift; 'auto*F': F times that")
     p.add_argument("--lam", type=non_negative_float, help="StochGRASP lambda of eq. 6 (0.05)")
+    p.add_argument("--weight-noise", type=non_negative_float,
+                   help="lightning: training weight noise, std in units of each column's max |w| (0.05)")
+    p.add_argument("--clip-sigma", type=positive_float,
+                   help="lightning: clip each column's weights at this many std before every step (2.5)")
     p.add_argument("--device", help="train device-aware against this profile (name or YAML path)")
     p.add_argument("--drift", help="drift time, or a range such as 1h..1y, for --device (default 1d)")
     p.add_argument("--device-warmup", type=float, default=0.0, metavar="FRACTION",
-                   help="train digitally for this fraction of the steps before --device switches on")
+                   help="train digitally for this fraction of the steps before --device (or "
+                   "lightning's analog layers) switches on")
     p.add_argument("--device-layers", metavar="PATTERNS",
                    help="train only these layers against --device (comma-separated module-name patterns, "
                    "as --targets; default: every analog layer); deploy still maps them all")
@@ -87,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = {k: getattr(args, k) for k in
                ("k", "targets", "rows", "sampling", "learn_scale", "learn_shift", "lora_r",
-                "sigma_target", "lam")}
+                "sigma_target", "lam", "weight_noise", "clip_sigma")}
     result = train(
         TrainArgs(method=args.method, task=args.task, model=args.model, data_dir=args.data_dir,
                   lr=args.lr, batch_size=args.batch_size, max_steps=args.max_steps,

@@ -15,7 +15,10 @@ a training forward each row tile k of a layer (T tiles of at most ``tile_rows`` 
              (8 bits over +-out_bound x r_k x m_col)
 
 and y = sum_k y_k + b; the gradient is the library's straight-through one. Evaluation keeps the converters and
-drops the noise. The checkpoint is an ordinary ``full`` one: the digital weights after a last
+drops the noise. With a digital warm-up (``--device-warmup F``) the layers compute the plain
+product x W^T + b, unclipped, for the first F of the steps: IBM's recipe, hardware-aware
+fine-tuning of a digitally fine-tuned model, in one run; the input ranges are then initialised on
+the fine-tuned model's inputs. The checkpoint is an ordinary ``full`` one: the digital weights after a last
 clip, loadable and deployable without the package (:meth:`Lightning.export` in
 :mod:`imc_sim.peft.methods`). The learned input ranges are not kept: pcm deploys with abs-max
 input scaling per vector, and the static ranges a checkpoint may hold are percentile-calibrated
@@ -30,6 +33,7 @@ so its torch path runs everywhere.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -37,6 +41,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional
 
 from imc_sim.errors import ImcSimError
 from imc_sim.peft.inject import freeze_all_but
@@ -95,6 +100,24 @@ def _library() -> SimpleNamespace:
                            ClipType=WeightClipType, NoiseType=WeightNoiseInjectionType)
 
 
+@functools.cache
+def _warmable_linear() -> type:
+    """aihwkit-lightning's ``AnalogLinear`` with a digital mode for the warm-up (built once, on
+    first use, so that the package stays optional)."""
+
+    class WarmableAnalogLinear(_library().AnalogLinear):
+        """An ``AnalogLinear`` that computes x W^T + b while ``digital`` is set."""
+
+        digital = False
+
+        def forward(self, inp: torch.Tensor) -> torch.Tensor:
+            if self.digital:
+                return functional.linear(inp, self.weight, self.bias)
+            return super().forward(inp)
+
+    return WarmableAnalogLinear
+
+
 def require_lightning() -> None:
     """A one-line :class:`ImcSimError` unless aihwkit-lightning imports."""
     _library()
@@ -126,25 +149,30 @@ def rpu_config(recipe: LightningRecipe) -> Any:
 def _clip_before_training_forward(module: nn.Module, _args: tuple) -> None:
     """The weight clip the library's AnalogOptimizer applies after each step, applied before each
     training forward instead (the same weights reach every step; the loop's optimizer stays plain)."""
-    if module.training:
+    if module.training and not module.digital:
         module.clip_weights()
 
 
 def attach_lightning(model: nn.Module, config: dict[str, Any]) -> nn.Module:
     """Convert the block Linear layers of ``model`` to analog layers (in place, on their device);
     every parameter trains."""
-    lib = _library()
     recipe = LightningRecipe(**config)
     for name in find_targets(model, TARGETS):
         layer = model.get_submodule(name)
         if not isinstance(layer, nn.Linear):
             raise ImcSimError(f"--method lightning converts nn.Linear layers; {name} is a "
                               f"{type(layer).__name__}")
-        analog = lib.AnalogLinear.from_digital(layer, rpu_config(recipe))
+        analog = _warmable_linear().from_digital(layer, rpu_config(recipe))
         analog.register_forward_pre_hook(_clip_before_training_forward)
         replace_module(model, name, analog)
     freeze_all_but(model, lambda _: True)
     return model
+
+
+def set_analog(model: nn.Module, analog: bool) -> None:
+    """Switch every analog layer of ``model`` between its analog forward and the digital one."""
+    for _, layer in analog_linears(model):
+        layer.digital = not analog
 
 
 def analog_linears(model: nn.Module) -> list[tuple[str, nn.Module]]:

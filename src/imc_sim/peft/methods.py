@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -17,7 +17,13 @@ from torch import nn
 from imc_sim.errors import ImcSimError
 from imc_sim.peft.grasp import GraspConfig, attach_grasp
 from imc_sim.peft.inject import freeze_all_but, merge_adapters
-from imc_sim.peft.lightning import LightningRecipe, attach_lightning, merge_lightning, require_lightning
+from imc_sim.peft.lightning import (
+    LightningRecipe,
+    attach_lightning,
+    merge_lightning,
+    require_lightning,
+    set_analog,
+)
 from imc_sim.peft.stochgrasp import StochGraspConfig, attach_stochgrasp, sigma_penalty
 
 FLAGS = {"learn_scale": "--no-scale", "learn_shift": "--no-shift"}
@@ -49,6 +55,9 @@ class Method:
     description: str
     options: tuple[str, ...] = ()
     """The method options this method takes; any other given option is an error."""
+    trains_analog: ClassVar[bool] = False
+    """Whether the method's own layers are analog in training (then a digital warm-up applies
+    without a device profile: :meth:`set_analog`)."""
 
     def check_options(self, options: dict[str, Any]) -> None:
         """Raise :class:`ImcSimError` naming the first given option this method does not take."""
@@ -71,6 +80,10 @@ class Method:
 
     def extra_loss(self, model: nn.Module, config: dict[str, Any]) -> torch.Tensor | None:
         return None
+
+    def set_analog(self, model: nn.Module, analog: bool) -> None:
+        """Switch the method's analog layers on or off (digital warm-up); a no-op unless
+        :attr:`trains_analog`."""
 
     def merge(self, model: nn.Module) -> nn.Module:
         return merge_adapters(model)
@@ -147,15 +160,20 @@ class Lightning(Method):
     """aihwkit-lightning's hardware-aware full fine-tuning (:mod:`imc_sim.peft.lightning`), saved
     as a ``full`` checkpoint of the clipped digital weights whose config is the recipe."""
 
+    trains_analog = True
+
     def check_options(self, options: dict[str, Any]) -> None:
         require_lightning()
         super().check_options(options)
 
     def build_config(self, options: dict[str, Any]) -> dict[str, Any]:
-        return asdict(LightningRecipe())
+        return _fill(LightningRecipe, options)
 
     def attach(self, model: nn.Module, config: dict[str, Any]) -> nn.Module:
         return attach_lightning(model, config)
+
+    def set_analog(self, model: nn.Module, analog: bool) -> None:
+        set_analog(model, analog)
 
     def merge(self, model: nn.Module) -> nn.Module:
         return merge_lightning(model)
@@ -178,7 +196,7 @@ METHODS: dict[str, Method] = {
         BitFit("bitfit", "BitFit: biases only"),
         Full("full", "full fine-tuning"),
         Lightning("lightning", "hardware-aware full fine-tuning with aihwkit-lightning (AHWA recipe, "
-                  "pcm-like; pip install imc-sim[lightning])"),
+                  "pcm-like; pip install imc-sim[lightning])", ("weight_noise", "clip_sigma")),
     )
 }
 

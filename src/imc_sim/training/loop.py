@@ -81,8 +81,9 @@ class TrainArgs:
         if not 0.0 <= self.device_warmup < 1.0:
             raise ImcSimError(
                 f"--device-warmup is a fraction of the steps in [0, 1), got {self.device_warmup}")
-        if self.device_warmup and self.device is None:
-            raise ImcSimError("--device-warmup needs --device")
+        if self.device_warmup and self.device is None and not get_method(self.method).trains_analog:
+            raise ImcSimError("--device-warmup needs --device (or --method lightning, whose layers "
+                              "are analog in training)")
         if self.device_layers is not None and self.device is None:
             raise ImcSimError("--device-layers needs --device")
         if auto_sigma_factor(self.method_options.get("sigma_target")) is not None and self.device is None:
@@ -153,10 +154,13 @@ class Run:
     def step(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One optimisation step; returns (task loss, extra loss or None), detached, on the torch
         device (nothing is read back). With a device profile, the first ``device_warmup``
-        fraction of the steps trains digitally; static input ranges are calibrated at the first
-        device-aware step (:mod:`imc_sim.training.static_ranges`)."""
+        fraction of the steps trains digitally (so does a method whose own layers are analog);
+        static input ranges are calibrated at the first device-aware step
+        (:mod:`imc_sim.training.static_ranges`)."""
+        analog = self.steps_done >= self.args.device_warmup * self.args.max_steps
+        self.method.set_analog(self.model, analog)
         if self.device is not None:
-            self.device.enabled = self.steps_done >= self.args.device_warmup * self.args.max_steps
+            self.device.enabled = analog
             if self.device.enabled and self.device.needs_ranges:
                 self.device.calibrate(self.calibration)
         self.steps_done += 1

@@ -27,8 +27,10 @@ Arms (packaged MiniLM-L6, SST-2, --steps steps, training seeds 0..--train-seeds 
   g_max 25 uS, output noise 0.04, 8-bit DAC/ADC, which is the pcm profile).
 - lightning-pcm: the field's AHWA recipe, full fine-tuning with aihwkit-lightning at pcm-like
   settings (needs ``pip install imc-sim[lightning]``; src/imc_sim/peft/lightning.py).
-- lightning-pcm-warm: the same recipe as IBM applies it, hardware-aware fine-tuning of a digitally
-  fine-tuned model: the first half of the steps plain full fine-tuning (``--device-warmup 0.5``).
+- lightning-pcm-warm: the recipe tuned and as IBM applies it, hardware-aware fine-tuning of a
+  digitally fine-tuned model: the first half of the steps plain full fine-tuning
+  (``--device-warmup 0.5``), lr 1e-4 (the best on pcm of 3e-5 / 1e-4 / 3e-4 cold and 3e-5 / 1e-4
+  warm in one-seed pilots: docs/results.md).
 Every checkpoint (arm x training seed) deployed on pcm, pcm-per-column and pcm-chip at 1s 1h 1d 1w
 30d 1y 10y, reram at 1s 1d 2d, fefet at 1s 1h 1d 1w 30d 1y 10y, on the same --seeds chips each (a
 resumable sweep per device).
@@ -112,7 +114,7 @@ ARMS = {
     "ahwa-lora-pcm": {"method": "lora", "device": "pcm", "drift": "1h..1y",
                       "method_options": {"lora_r": 8, "targets": "query,value"}},
     "lightning-pcm": {"method": "lightning"},
-    "lightning-pcm-warm": {"method": "lightning", "device_warmup": 0.5},
+    "lightning-pcm-warm": {"method": "lightning", "device_warmup": 0.5, "lr": 1e-4},
 }
 DEVICES = {"pcm": "1s,1h,1d,1w,30d,1y,10y", "reram": "1s,1d,2d", "fefet": "1s,1h,1d,1w,30d,1y,10y",
            "pcm-per-column": "1s,1h,1d,1w,30d,1y,10y", "pcm-chip": "1s,1h,1d,1w,30d,1y,10y"}

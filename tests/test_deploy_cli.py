@@ -6,7 +6,9 @@ import pytest
 import yaml
 from conftest import train_tiny
 
+from imc_sim.checkpoint import read_checkpoint, save_checkpoint
 from imc_sim.cli import main
+from imc_sim.deploy.compare import check_comparable
 from imc_sim.deploy.results import SCHEMA_VERSION, load_result
 from imc_sim.devices.profile import shipped_profiles
 
@@ -129,8 +131,6 @@ def test_options_that_do_not_apply_are_errors(argv, message, tmp_path, monkeypat
 
 
 def forged(src, dst, **changes):
-    from imc_sim.checkpoint import read_checkpoint, save_checkpoint
-
     data = read_checkpoint(src)
     save_checkpoint(dst, {k: v for k, v in {**data, **changes}.items() if k not in ("format", "version")})
     return dst
@@ -155,12 +155,27 @@ def test_compare_same_chips_table_json_png(tiny_checkpoint, tiny_model_dir, tiny
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def with_weight_sum(checkpoint, factor: float) -> dict:
+    """The checkpoint's base fingerprint with its weight sum times ``factor``."""
+    fingerprint = read_checkpoint(checkpoint)["base_fingerprint"]
+    return {**fingerprint, "weight_sum": fingerprint["weight_sum"] * factor}
+
+
+def test_compare_takes_a_base_whose_weight_sum_differs_in_its_last_bits(tiny_checkpoint, tmp_path):
+    """The same base summed over another thread count: compare must not refuse it."""
+    twin = forged(tiny_checkpoint, tmp_path / "twin.pt",
+                  base_fingerprint=with_weight_sum(tiny_checkpoint, 1 + 4e-16))
+    assert read_checkpoint(twin)["base_fingerprint"] != read_checkpoint(tiny_checkpoint)["base_fingerprint"]
+    assert len(check_comparable([tiny_checkpoint, twin])) == 2
+
+
 @pytest.mark.parametrize("change, message", [
-    ({"task": "cola"}, "checkpoints trained on different tasks"),
-    ({"base_fingerprint": {"params": 1}}, "checkpoints on different base models"),
-])
+    (lambda _: {"task": "cola"}, "checkpoints trained on different tasks"),
+    (lambda _: {"base_fingerprint": {"params": 1}}, "checkpoints on different base models"),
+    (lambda c: {"base_fingerprint": with_weight_sum(c, 1.01)}, "checkpoints on different base models"),
+], ids=["task", "broken-fingerprint", "same-shape-other-weights"])
 def test_compare_refuses_mixed_checkpoints(change, message, tiny_checkpoint, tiny_glue, tmp_path, capsys):
-    odd = forged(tiny_checkpoint, tmp_path / "odd.pt", **change)
+    odd = forged(tiny_checkpoint, tmp_path / "odd.pt", **change(tiny_checkpoint))
     argv = ["compare", str(tiny_checkpoint), str(odd), "--data-dir", str(tiny_glue), "--json",
             str(tmp_path / "c.json"), "--quiet"]
     assert main(argv) == 2

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from imc_sim.backbones import same_base
 from imc_sim.checkpoint import read_checkpoint
 from imc_sim.data import DataSource
 from imc_sim.deploy.results import CompareResult
@@ -32,7 +33,7 @@ def check_comparable(paths: list[str | os.PathLike[str]]) -> list[dict[str, Any]
         if meta["task"] != first["task"]:
             raise ImcSimError(f"checkpoints trained on different tasks: {paths[0]} is "
                               f"{first['task']}, {path} is {meta['task']}")
-        if meta["base_fingerprint"] != first["base_fingerprint"]:
+        if not same_base(meta["base_fingerprint"], first["base_fingerprint"]):
             raise ImcSimError(f"checkpoints on different base models: {paths[0]} and {path}")
     return metas
 

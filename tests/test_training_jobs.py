@@ -12,7 +12,7 @@ import torch
 from imc_sim import jobs
 from imc_sim.checkpoint import read_checkpoint
 from imc_sim.errors import ImcSimError
-from imc_sim.jobs import InProcessRunner, Job, JobRunner, RayRunner
+from imc_sim.jobs import InProcessRunner, Job, JobRunner, RayRunner, Resources
 from imc_sim.training.jobs import TrainJob, run_training
 from imc_sim.training.loop import TrainArgs
 from imc_sim.units import parse_times
@@ -94,7 +94,8 @@ def local_ray():
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but ray is not installed")
         pytest.skip("ray not installed")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,  # as a driver run with
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "2"}})         # OMP_NUM_THREADS=2
     yield ray
     ray.shutdown()
 
@@ -106,6 +107,16 @@ def test_ray_trains_the_same_checkpoints(local_ray, trained_here, tmp_path):
     assert (done.ran, local_ray.is_initialized()) == (2, True)
     for here, there in zip(trained_here, on_ray, strict=True):
         assert_same_checkpoint(here.out, there.out)
+
+
+def test_a_ray_job_runs_on_as_many_threads_as_cpus_it_reserved(local_ray):
+    """Workers inherit the driver's OMP_NUM_THREADS=2: two such 1-CPU jobs would put four threads
+    on the two cores."""
+    one_cpu = [Job(torch.get_num_threads, (), f"threads {i}", Resources(cpus=1)) for i in range(2)]
+    with RayRunner(progress=False) as runner:
+        assert sorted(runner.run(one_cpu, "threads")) == [(0, 1), (1, 1)]
+        assert list(runner.run([Job(torch.get_num_threads, (), "both", Resources(cpus=2))], "threads")) \
+            == [(0, 2)]
 
 
 def test_a_user_error_in_a_ray_job_is_one_line_here(local_ray):

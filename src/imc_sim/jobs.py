@@ -3,9 +3,11 @@
 The layer under both sweep units (:mod:`imc_sim.deploy.executors`) and training jobs
 (:mod:`imc_sim.training.jobs`), and the one place that starts, connects to and stops Ray. A
 :class:`Job` is a function and its arguments, both picklable (a function is pickled by reference:
-it must live in an importable module). On Ray each job is one task declaring its CPUs and GPUs; a
-job whose worker dies is retried by Ray (``max_retries``), and an :class:`ImcSimError` raised in a
-job becomes the same one-line error here. Ray is imported only when a Ray runner starts.
+it must live in an importable module). On Ray each job is one task declaring its CPUs and GPUs and
+running on as many torch threads as it declares CPUs (a worker inherits the driver's
+``OMP_NUM_THREADS``: two 2-thread workers on 2 cores would oversubscribe them); a job whose worker
+dies is retried by Ray (``max_retries``), and an :class:`ImcSimError` raised in a job becomes the
+same one-line error here. Ray is imported only when a Ray runner starts.
 """
 
 from __future__ import annotations
@@ -41,6 +43,14 @@ class Job(Generic[R]):
     args: tuple[Any, ...]
     label: str
     resources: Resources = Resources()
+
+
+def on_reserved_threads(cpus: int, fn: Callable[..., R], *args: Any) -> R:
+    """``fn(*args)`` on ``cpus`` torch threads: how a Ray task runs its job."""
+    import torch
+
+    torch.set_num_threads(cpus)
+    return fn(*args)
 
 
 class JobRunner(ABC):
@@ -126,13 +136,11 @@ class RayRunner(JobRunner):
 
     def run(self, jobs: Sequence[Job[R]], desc: str) -> Iterator[tuple[int, R]]:
         ray = import_ray()
-        tasks: dict[Callable[..., Any], Any] = {}
+        task = ray.remote(on_reserved_threads)
         pending = {}
         for index, job in enumerate(jobs):
-            if job.fn not in tasks:  # one remote function per function, exported once
-                tasks[job.fn] = ray.remote(job.fn)
-            ref = tasks[job.fn].options(num_cpus=job.resources.cpus, num_gpus=job.resources.gpus,
-                               max_retries=self.max_retries).remote(*job.args)
+            ref = task.options(num_cpus=job.resources.cpus, num_gpus=job.resources.gpus,
+                               max_retries=self.max_retries).remote(job.resources.cpus, job.fn, *job.args)
             pending[ref] = index
         try:
             with tqdm(total=len(pending), desc=f"{desc} (ray)", disable=not self.progress) as bar:

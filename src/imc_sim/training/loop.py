@@ -142,6 +142,8 @@ class Run:
     steps_done: int = 0
     calibration: list[dict[str, torch.Tensor]] = field(default_factory=list)
     """Training batches that static input ranges are calibrated on (empty: dynamic ranges)."""
+    analog: bool | None = None
+    """Whether the method's analog layers are on (None before the first step)."""
 
     @property
     def model(self) -> torch.nn.Module:
@@ -158,7 +160,9 @@ class Run:
         static input ranges are calibrated at the first device-aware step
         (:mod:`imc_sim.training.static_ranges`)."""
         analog = self.steps_done >= self.args.device_warmup * self.args.max_steps
-        self.method.set_analog(self.model, analog)
+        if analog != self.analog:  # at the first step and where the warm-up ends
+            self.method.set_analog(self.model, analog)
+            self.analog = analog
         if self.device is not None:
             self.device.enabled = analog
             if self.device.enabled and self.device.needs_ranges:

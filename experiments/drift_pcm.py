@@ -121,8 +121,8 @@ DEVICES = {"pcm": "1s,1h,1d,1w,30d,1y,10y", "reram": "1s,1d,2d", "fefet": "1s,1h
 VARIANTS = {"pcm-per-column": ("pcm", {"compensation": "per-column"})}  # device: (shipped base, changes)
 
 
-STOCH = ("stochgrasp-pcm", "stochgrasp-pcm-warm", "stochgrasp-pcm-warm-half", "stochgrasp-pcm-warm-1d",
-         "stochgrasp-pcm-warm-ff1", "stochgrasp-pcm-chip-warm")
+STOCH = ("stochgrasp-gauss", "stochgrasp-pcm", "stochgrasp-pcm-warm", "stochgrasp-pcm-warm-half",
+         "stochgrasp-pcm-warm-1d", "stochgrasp-pcm-warm-ff1", "stochgrasp-pcm-chip-warm")
 DETERMINISTIC = ("grasp-w-k64", "grasp-k32", "grasp-w-pcm", "grasp-w-pcm-warm", "grasp-w-pcm-warm-1d",
                  "grasp-w-pcm-warm-ff1", "grasp-w-pcm-chip-warm")
 FIELD = ("lightning-pcm", "lightning-pcm-warm")  # the field's hardware-aware recipe (aihwkit-lightning)

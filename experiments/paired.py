@@ -99,11 +99,12 @@ def compare_arms(a: Mapping[int, CheckpointCurve], b: Mapping[int, CheckpointCur
     return Comparison(arm_a, arm_b, label, tuple(pairs), PairedStats.of([p.chips.mean for p in pairs]))
 
 
-def markdown_table(comparisons: Sequence[Comparison], chips: int) -> str:
-    """One row per comparison: the test over training seeds, then each seed's chip-level result."""
+def markdown_table(comparisons: Sequence[Comparison], chips: int, unit: str = "chips") -> str:
+    """One row per comparison: the test over training seeds, then each seed's result over its
+    ``chips`` paired realizations (chips, or noise seeds)."""
     seeds = len(comparisons[0].per_seed) if comparisons else 0
     rows = ["| comparison | time | mean diff +- std over seeds | t (df) | p | per training seed "
-            f"(chip-mean diff, chips ahead of {chips}) |", "|---|---|---|---|---|---|"]
+            f"(mean diff over {unit}, {unit} ahead of {chips}) |", "|---|---|---|---|---|---|"]
     for c in comparisons:
         s = c.over_seeds
         per_seed = "; ".join(f"s{p.train_seed}: {100 * p.chips.mean:+.2f} ({p.chips.ahead})"
@@ -112,5 +113,5 @@ def markdown_table(comparisons: Sequence[Comparison], chips: int) -> str:
         p = "n/a" if s.p is None else f"{s.p:.3g}"
         rows.append(f"| {c.arm_a} - {c.arm_b} | {c.label} | {100 * s.mean:+.2f} +- {100 * s.std:.2f} "
                     f"| {t} | {p} | {per_seed} |")
-    return "\n".join(rows) + f"\n\n(differences in points; {seeds} training seeds x {chips} chips; " \
-        "paired t-test over training seeds of the chip-averaged differences: see experiments/paired.py)"
+    return "\n".join(rows) + f"\n\n(differences in points; {seeds} training seeds x {chips} {unit}; " \
+        f"paired t-test over training seeds of the differences averaged over {unit}: experiments/paired.py)"

@@ -140,8 +140,11 @@ def test_k_tradeoff_and_fig6(results_dir, wide_model_dir, tiny_glue, monkeypatch
     md = (results_dir / "results.md").read_text()
     assert "| 8 " in md and "<!-- k_tradeoff-full -->" in md
     run_script("fig6_gaussian", monkeypatch, "--model", str(wide_model_dir), "--data-dir", str(tiny_glue),
-               "--steps", "2", "--seeds", "2")
+               "--steps", "2", "--seeds", "2", "--train-seeds", "2")
     fig6 = json.loads((results_dir / "results" / "fig6_gaussian-full.json").read_text())
+    # drift_pcm's checkpoints, named as its grid names them, so both scripts deploy the same models
+    assert [c["name"] for c in fig6["checkpoints"]] == ["grasp-w-k64-full", "grasp-w-k64-s1-full",
+                                                       "stochgrasp-gauss-full", "stochgrasp-gauss-s1-full"]
     assert [p["sigma"] for p in fig6["checkpoints"][0]["sigmas"]] == [0.0, 0.0025, 0.005, 0.01, 0.02]
     assert fig6["metric_name"] == get_task("sst2").metric_name == "accuracy"
     for arm in fig6["checkpoints"]:  # no injected noise: every seed sees the digital model
@@ -149,9 +152,24 @@ def test_k_tradeoff_and_fig6(results_dir, wide_model_dir, tiny_glue, monkeypatch
         assert all(0 <= m <= 1 for p in arm["sigmas"] for m in p["metrics"])
         stds = arm["layer_weight_std"].values()
         assert arm["median_layer_weight_std"] == pytest.approx(statistics.median(stds))
+    by_name = {c["name"]: c for c in fig6["checkpoints"]}
+    for pooled in fig6["arms"]:  # every (training seed, noise seed) metric, seed-major
+        s0, s1 = (by_name[pooled["arm"] + suffix]["sigmas"][3]["metrics"] for suffix in ("-full", "-s1-full"))
+        assert pooled["sigmas"][3]["metrics"] == s0 + s1
+    at_zero, at_last = fig6["comparisons"][0], fig6["comparisons"][-1]
+    assert (at_zero["arm_a"], at_zero["arm_b"]) == ("stochgrasp-gauss", "grasp-w-k64")
+    assert at_zero["label"] == "sigma=0"
+    for seed, pair in enumerate(at_last["per_seed"]):  # paired by noise seed within a training seed
+        suffix = "-s1-full" if seed else "-full"
+        a, b = by_name["stochgrasp-gauss" + suffix], by_name["grasp-w-k64" + suffix]
+        diffs = [x - y for x, y in zip(a["sigmas"][-1]["metrics"], b["sigmas"][-1]["metrics"], strict=True)]
+        assert pair["chips"]["diffs"] == pytest.approx(diffs)
+    over = [p["chips"]["mean"] for p in at_last["per_seed"]]
+    assert at_last["over_seeds"]["mean"] == pytest.approx(statistics.fmean(over))
     assert fig6["sigma_unit"] == "weight units"
+    assert "2 training seeds x 2 noise seeds" in (results_dir / "results.md").read_text()
     run_script("fig6_gaussian", monkeypatch, "--model", str(wide_model_dir), "--data-dir", str(tiny_glue),
-               "--steps", "2", "--seeds", "2", "--relative", "--sigmas", "0,0.5")
+               "--steps", "2", "--seeds", "2", "--train-seeds", "2", "--relative", "--sigmas", "0,0.5")
     relative = json.loads((results_dir / "results" / "fig6_gaussian-full-wide-relative.json").read_text())
     assert relative["sigma_unit"] == "fraction of each layer's weight std"
     assert relative["checkpoints"][0]["layer_weight_std"] == fig6["checkpoints"][0]["layer_weight_std"]

@@ -33,7 +33,9 @@ Arms (packaged MiniLM-L6, SST-2, --steps steps, training seeds 0..--train-seeds 
   warm in one-seed pilots: docs/results.md).
 Every checkpoint (arm x training seed) deployed on pcm, pcm-per-column and pcm-chip at 1s 1h 1d 1w
 30d 1y 10y, reram at 1s 1d 2d, fefet at 1s 1h 1d 1w 30d 1y 10y, on the same --seeds chips each (a
-resumable sweep per device).
+resumable sweep per device). pcm-noise2 and pcm-noise3 are pcm with its device noise (programming,
+1/f read, per-read) times 2 and 3: points further along Fig. 6's noise axis, not real devices
+(experiments/noise_regime.py sets them beside the Gaussian curves).
 Training jobs and sweep units run in this process, or with --ray as tasks on a local Ray.
 
 The headline on pcm (``results/drift_pcm-headline-<tag>.json`` and docs/results.md): StochGRASP-pcm
@@ -116,9 +118,20 @@ ARMS = {
     "lightning-pcm": {"method": "lightning"},
     "lightning-pcm-warm": {"method": "lightning", "device_warmup": 0.5, "lr": 1e-4},
 }
-DEVICES = {"pcm": "1s,1h,1d,1w,30d,1y,10y", "reram": "1s,1d,2d", "fefet": "1s,1h,1d,1w,30d,1y,10y",
-           "pcm-per-column": "1s,1h,1d,1w,30d,1y,10y", "pcm-chip": "1s,1h,1d,1w,30d,1y,10y"}
-VARIANTS = {"pcm-per-column": ("pcm", {"compensation": "per-column"})}  # device: (shipped base, changes)
+PCM_TIMES = "1s,1h,1d,1w,30d,1y,10y"
+DEVICES = {"pcm": PCM_TIMES, "reram": "1s,1d,2d", "fefet": PCM_TIMES, "pcm-per-column": PCM_TIMES,
+           "pcm-chip": PCM_TIMES, "pcm-noise2": PCM_TIMES, "pcm-noise3": PCM_TIMES}
+
+
+def noisier(factor: float) -> dict:
+    """pcm's device noise (programming, 1/f read, per-read) times ``factor``; drift and periphery
+    as pcm's: a point further along the noise axis of Fig. 6, not a real device."""
+    return {"programming": {"scale": factor}, "read_noise": {"scale": factor, "per_read": 0.0175 * factor}}
+
+
+# device: (shipped base, changes merged into its YAML)
+VARIANTS = {"pcm-per-column": ("pcm", {"compensation": "per-column"}),
+            "pcm-noise2": ("pcm", noisier(2.0)), "pcm-noise3": ("pcm", noisier(3.0))}
 
 
 STOCH = ("stochgrasp-gauss", "stochgrasp-pcm", "stochgrasp-pcm-warm", "stochgrasp-pcm-warm-half",
@@ -159,14 +172,22 @@ def subset(names: str | None, known: dict, option: str) -> list[str]:
     return chosen
 
 
+def merged(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` merged in, section by section (a new dict)."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = merged(base.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
 def profile_reference(device: str) -> str:
     """A shipped profile's name; for one of VARIANTS, the YAML written from its base with its
     changes (``results/profiles/<device>.yaml``)."""
     if device not in VARIANTS:
         return device
     base, changes = VARIANTS[device]
-    raw = yaml.safe_load(shipped_profiles()[base].read_text())
-    raw.update(changes, name=device, description=f"{base} with {changes} (experiments/drift_pcm.py)")
+    raw = merged(yaml.safe_load(shipped_profiles()[base].read_text()), changes)
+    raw.update(name=device, description=f"{base} with {changes} (experiments/drift_pcm.py)")
     path = RESULTS / "profiles" / f"{device}.yaml"
     write_text_atomic(path, yaml.safe_dump(raw, sort_keys=False))
     return str(path)

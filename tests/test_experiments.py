@@ -283,3 +283,72 @@ def test_pooling_groups_curves_by_arm_and_seed():
     assert [c.name for c in pooled.checkpoints] == ["x", "y"]
     assert pooled.checkpoints[1].at("1d").metrics == (0.5, 0.6, 0.7, 0.8)
     assert pooled.checkpoints[1].digital_metric == pytest.approx(0.6)
+
+
+def test_equivalent_sigma_inverts_the_falling_curve():
+    from noise_regime import equivalent_sigma, interpolate
+
+    sigmas, accuracy = (0.0, 0.01, 0.02), (0.9, 0.8, 0.6)
+    assert equivalent_sigma(sigmas, accuracy, 0.95) == 0.0  # the device costs less than any noise
+    assert equivalent_sigma(sigmas, accuracy, 0.8) == pytest.approx(0.01)
+    assert equivalent_sigma(sigmas, accuracy, 0.7) == pytest.approx(0.015)
+    assert equivalent_sigma(sigmas, accuracy, 0.5) is None  # beyond the largest sigma measured
+    assert equivalent_sigma(sigmas, (0.9, 0.9, 0.7), 0.8) == pytest.approx(0.015)  # flat start
+    assert interpolate(sigmas, accuracy, 0.015) == pytest.approx(0.7)
+    with pytest.raises(ValueError):
+        interpolate(sigmas, accuracy, 0.03)
+
+
+def test_noise_regime_places_the_device_on_the_gaussian_curve(results_dir, wide_model_dir, tiny_glue,
+                                                              monkeypatch, capsys):
+    common_args = ("--model", str(wide_model_dir), "--data-dir", str(tiny_glue), "--steps", "2",
+                   "--seeds", "2", "--train-seeds", "2")
+    run_script("fig6_gaussian", monkeypatch, *common_args, "--sigmas", "0,0.05,0.5")
+    run_script("drift_pcm", monkeypatch, *common_args, "--arms", "grasp-w-k64,stochgrasp-gauss",
+               "--devices", "pcm-noise2", "--times", "1d,1y", "--label", "replicated")
+    assert "4 checkpoints: 4 cached, 0 trained now" in capsys.readouterr().out  # fig6's, the same models
+    profile = load_profile(str(results_dir / "results" / "profiles" / "pcm-noise2.yaml"))
+    pcm = load_profile("pcm")
+    assert profile.programming["scale"] == 2 * pcm.programming["scale"]
+    assert profile.read_noise["per_read"] == pytest.approx(2 * pcm.read_noise["per_read"])
+    assert (profile.drift, profile.periphery) == (pcm.drift, pcm.periphery)
+    run_script("noise_regime", monkeypatch, "--devices", "pcm-noise2")
+    results = results_dir / "results"
+    out = json.loads((results / "noise_regime-full.json").read_text())
+    fig6 = json.loads((results / "fig6_gaussian-full-wide.json").read_text())
+    device = load_result(results / "drift_pcm-noise2-full-replicated.json")
+    curves = {c.name: c for c in device.checkpoints}
+    det_curve = [p["mean"] for p in fig6["arms"][0]["sigmas"]]
+    gaps = [c["over_seeds"]["mean"] for c in fig6["comparisons"]]
+    assert [p["label"] for p in out["points"]] == ["1d", "1y"]
+    det_names, stoch_names = (("grasp-w-k64-full", "grasp-w-k64-s1-full"),
+                              ("stochgrasp-gauss-full", "stochgrasp-gauss-s1-full"))
+    for point in out["points"]:
+        det = [m for n in det_names for m in curves[n].at(point["label"]).metrics]
+        assert point["det_accuracy"] == pytest.approx(statistics.fmean(det))
+        sigma = point["sigma_eq"]
+        if sigma is not None and sigma > 0:  # grasp-w's Gaussian curve reads the device's accuracy there
+            assert np_interp(sigma, fig6["sigmas"], det_curve) == pytest.approx(point["det_accuracy"])
+            assert point["predicted_gap"] == pytest.approx(np_interp(sigma, fig6["sigmas"], gaps))
+        stoch = [curves[n].at(point["label"]).mean for n in stoch_names]
+        det_means = [curves[n].at(point["label"]).mean for n in det_names]
+        measured = statistics.fmean(a - b for a, b in zip(stoch, det_means, strict=True))
+        assert point["measured"]["mean"] == pytest.approx(measured)
+    assert "<!-- noise_regime-full -->" in (results_dir / "results.md").read_text()
+
+
+def np_interp(x, xp, fp):
+    import numpy as np
+
+    return float(np.interp(x, xp, fp))
+
+
+def test_noise_regime_without_its_inputs_is_one_line(results_dir, monkeypatch, capsys):
+    noise_regime = __import__("noise_regime")
+    monkeypatch.setattr(noise_regime, "RESULTS", common.RESULTS)
+    monkeypatch.setattr(sys, "argv", ["noise_regime.py"])
+    with pytest.raises(SystemExit) as exit_info:
+        common.exit_on_error(noise_regime.main)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "fig6_gaussian-full-wide.json not found" in err
+    assert len(err.strip().splitlines()) == 1

@@ -139,19 +139,28 @@ STOCH = ("stochgrasp-gauss", "stochgrasp-pcm", "stochgrasp-pcm-warm", "stochgras
 DETERMINISTIC = ("grasp-w-k64", "grasp-k32", "grasp-w-pcm", "grasp-w-pcm-warm", "grasp-w-pcm-warm-1d",
                  "grasp-w-pcm-warm-ff1", "grasp-w-pcm-chip-warm")
 FIELD = ("lightning-pcm", "lightning-pcm-warm")  # the field's hardware-aware recipe (aihwkit-lightning)
+LORA_PAIR = ("ahwa-lora-pcm", "lora-r8")  # hardware-aware LoRA against plain LoRA
 HEADLINE_TIMES = ("1d", "1y")
 
 
+def headline_pairs(arms: dict) -> list[tuple[str, list[str]]]:
+    """(arm, the arms it is compared with) among ``arms``: each StochGRASP arm against each
+    deterministic GRASP and aihwkit-lightning arm, and hardware-aware LoRA against LoRA."""
+    pairs = [(s, [o for o in DETERMINISTIC + FIELD if o in arms]) for s in STOCH if s in arms]
+    hardware_aware, plain = LORA_PAIR
+    pairs.append((hardware_aware, [plain] if hardware_aware in arms and plain in arms else []))
+    return [(a, others) for a, others in pairs if others]
+
+
 def headline(result: CompareResult, grid: list[ArmCheckpoint]) -> list[Comparison]:
-    """The issue's target on a pcm device: each StochGRASP arm against each deterministic GRASP and
-    each aihwkit-lightning arm at 1 d and 1 y, paired by training seed and chip (printed; returned
-    for the JSON)."""
+    """The issue's target on a pcm device (:func:`headline_pairs`) at 1 d and 1 y, paired by
+    training seed and chip (printed; returned for the JSON)."""
     arms = by_arm(result, grid)
     labels = {p.label for p in result.checkpoints[0].points}
     comparisons = []
-    for name in (a for a in STOCH if a in arms):
+    for name, others in headline_pairs(arms):
         for label in (t for t in HEADLINE_TIMES if t in labels):
-            for i, other in enumerate(a for a in DETERMINISTIC + FIELD if a in arms):
+            for i, other in enumerate(others):
                 c = compare_arms(arms[name], arms[other], name, other, label)
                 if i == 0:
                     below = [p.digital_a - p.mean_a for p in c.per_seed]

@@ -352,3 +352,11 @@ def test_noise_regime_without_its_inputs_is_one_line(results_dir, monkeypatch, c
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "fig6_gaussian-full-wide.json not found" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_headline_pairs_only_the_arms_that_ran():
+    drift_pcm = __import__("drift_pcm")
+    ran = dict.fromkeys(("lora-r8", "ahwa-lora-pcm", "grasp-k32", "stochgrasp-gauss", "grasp-w-k64"))
+    assert drift_pcm.headline_pairs(ran) == [("stochgrasp-gauss", ["grasp-w-k64", "grasp-k32"]),
+                                             ("ahwa-lora-pcm", ["lora-r8"])]
+    assert drift_pcm.headline_pairs(dict.fromkeys(("lora-r8", "grasp-w-k64"))) == []

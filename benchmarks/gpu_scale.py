@@ -46,6 +46,7 @@ from imc_sim.crossbar.mapping import deploy_model
 from imc_sim.crossbar.rpu_config import build_rpu_config
 from imc_sim.deploy.chip import Chip
 from imc_sim.devices.profile import load_profile
+from imc_sim.errors import ImcSimError
 from imc_sim.peft import get_method
 from imc_sim.peft.targets import in_out_features, is_linear, replace_module, weight_in_out
 from imc_sim.table import format_table
@@ -257,5 +258,17 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
+def run() -> None:
+    """:func:`main`, with a user error or the device running out of memory as one line (exit 1);
+    the JSON is written only at the end, so nothing is half-written."""
+    try:
+        main()
+    except ImcSimError as exc:
+        raise SystemExit(f"gpu_scale.py: error: {exc}") from None
+    except torch.OutOfMemoryError:
+        raise SystemExit("gpu_scale.py: error: out of memory on the torch device: lower --batch or --seq, "
+                         "or run one --shape at a time") from None
+
+
 if __name__ == "__main__":
-    main()
+    run()

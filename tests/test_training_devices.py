@@ -1,6 +1,8 @@
 """Training on a torch device: fake CUDA steps of every method, --torch-device, out of memory,
 device-neutral checkpoints, and the device-aware wrapper restoring the model on an exception."""
 
+import sys
+
 import pytest
 import torch
 from conftest import make_tiny_bert, make_tiny_gpt2
@@ -249,3 +251,22 @@ def test_device_layers_cli_records_them_and_needs_a_device(tmp_path, tiny_model_
     assert not (tmp_path / "model.pt").exists()
     assert cli(tmp_path, tiny_model_dir, tiny_glue, *device, "query") == 0
     assert device_trained(load_model(tmp_path / "model.pt").meta) == "pcm @ 1d, layers query"
+
+
+def test_gpu_scale_without_the_device_or_out_of_its_memory_is_one_line(tmp_path, monkeypatch):
+    sys.path.insert(0, str(__import__("conftest").REPO / "benchmarks"))
+    gpu_scale = __import__("gpu_scale")
+    out = tmp_path / "scale.json"
+    cases = [(["--torch-device", "cuda"], "--torch-device cuda: no CUDA device is available here"),
+             (["--torch-device", "cpu"], "out of memory on the torch device: lower --batch or --seq")]
+
+    def exhausted(*_):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(gpu_scale, "bench_shape", exhausted)
+    for argv, message in cases:
+        monkeypatch.setattr(sys, "argv", ["gpu_scale.py", *argv, "--out", str(out)])
+        with pytest.raises(SystemExit) as exited:
+            gpu_scale.run()
+        assert str(exited.value).startswith(f"gpu_scale.py: error: {message}")
+        assert "\n" not in str(exited.value) and not out.exists()

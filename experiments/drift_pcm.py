@@ -126,7 +126,10 @@ DEVICES = {"pcm": PCM_TIMES, "reram": "1s,1d,2d", "fefet": PCM_TIMES, "pcm-per-c
 def noisier(factor: float) -> dict:
     """pcm's device noise (programming, 1/f read, per-read) times ``factor``; drift and periphery
     as pcm's: a point further along the noise axis of Fig. 6, not a real device."""
-    return {"programming": {"scale": factor}, "read_noise": {"scale": factor, "per_read": 0.0175 * factor}}
+    pcm = yaml.safe_load(shipped_profiles()["pcm"].read_text())
+    programming, read = pcm["programming"], pcm["read_noise"]
+    return {"programming": {"scale": programming["scale"] * factor},
+            "read_noise": {"scale": read["scale"] * factor, "per_read": read["per_read"] * factor}}
 
 
 # device: (shipped base, changes merged into its YAML)

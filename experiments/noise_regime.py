@@ -124,8 +124,10 @@ class DevicePoint:
                 f"{100 * m.mean:+.2f} +- {100 * m.std:.2f} (p {p})"]
 
 
-def device_points(device: str, label: str, curves: GaussianCurves, train_seeds: int) -> list[DevicePoint]:
-    """Every drift time of ``device``'s drift_pcm result ``drift_<device>-full-<label>``."""
+def device_points(device: str, label: str, curves: GaussianCurves) -> list[DevicePoint]:
+    """Every drift time of ``device``'s drift_pcm result ``drift_<device>-full-<label>``, over the
+    training seeds of ``curves``."""
+    train_seeds = curves.train_seeds
     path = RESULTS / f"drift_{device}-full-{label}.json"
     if not path.exists():
         raise ImcSimError(f"{path} not found: run experiments/drift_pcm.py --devices {device} "
@@ -180,7 +182,7 @@ def main() -> None:
     args = parser.parse_args()
     curves = GaussianCurves.read(args.fig6)
     points = [p for d in args.devices.split(",")
-              for p in device_points(d, args.label, curves, curves.train_seeds)]
+              for p in device_points(d, args.label, curves)]
     name = "noise_regime-full"
     write_json(name, {"experiment": "noise_regime", "fig6": args.fig6, "label": args.label,
                       "gaussian": asdict(curves), "points": [asdict(p) for p in points]})

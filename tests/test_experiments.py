@@ -114,6 +114,12 @@ def test_drift_experiment_grid_of_training_seeds_and_chips(results_dir, wide_mod
     assert per_column.device == "pcm-per-column"
     assert [c.name for c in per_column.checkpoints] == names[2:]
     assert (results / "drift_pcm-headline-per-column-full-narrow.json").exists()
+    # another device has its headline too, at its own last time (reram's model ends at 2 d)
+    run_script("drift_pcm", monkeypatch, *argv, "--devices", "reram", "--arms",
+               "grasp-w-pcm,stochgrasp-pcm-warm", "--times", "1d,2d", "--label", "narrow")
+    head = json.loads((results / "drift_reram-headline-full-narrow.json").read_text())
+    assert head["device"] == "reram"
+    assert [c["label"] for c in head["comparisons"]] == ["1d", "2d"]
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -260,8 +260,14 @@ class CrossbarLinear(nn.Module):
         self._stack = None
         self.dense = None
         if self.conv.perfect and self.read_law is None and self.ir_drop is None:  # one exact GEMM
-            dense = (self.weights * scales.unsqueeze(-1)).permute(1, 0, 2).reshape(self.out_features, -1)
-            self.dense = dense[:, : self.in_features].contiguous()
+            self.dense = self.weight_in_layer_units().contiguous()
+
+    def weight_in_layer_units(self) -> Tensor:
+        """The weight the tiles now hold, [out, in] in the layer's units: u x m x alpha (programmed,
+        drifted, compensated). What each MVM adds (per-read and output noise, converters, IR drop)
+        is not in it."""
+        dense = (self.weights * self.scales.unsqueeze(-1)).permute(1, 0, 2).reshape(self.out_features, -1)
+        return dense[:, : self.in_features]
 
     def _read_out(self, streams: ChipStreams, name: str, time: float | str) -> Tensor | None:
         """The compensation read-out of the current weights, [row_tiles, out] (None: none)."""

@@ -172,10 +172,11 @@ def plot(rows: list[ErrorStructure], path_name: str) -> None:
     if eq:
         ax.plot([i for i, _ in eq], [s for _, s in eq], "k_", markersize=18, mew=2,
                 label="equivalent Gaussian sigma (noise_regime)")
-    ax.set_xticks(list(x), [f"{r.device}\n{r.label}" for r in rows], fontsize=8)
+    ax.set_xticks(list(x), [f"{r.device} {r.label}" for r in rows], fontsize=8, rotation=40, ha="right")
     ax.set(ylabel="rms weight error (weight units)", title="What each device does to the weights")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
     write_atomic(RESULTS / f"{path_name}.png", lambda tmp: fig.savefig(tmp, format="png", dpi=120))
 
 

@@ -19,8 +19,8 @@ training seeds; beside it the gap uniform Gaussian noise predicts at the same da
 
     python experiments/gap_decomposition.py --data-dir ../shared/data/glue   # after noise_regime
 
-Time on one CPU thread: about 7 s per evaluation, (--chips + 1) x --seeds... per point, arm and
-training seed; the defaults (pcm and reram at 1 d, 5 noise draws, 5 chips) about 25 min.
+Time on one CPU thread (measured, beside a 2-worker Ray run): about 80 s per point, arm and
+training seed (10 chips, 5 shaped draws, 5 chip evaluations); the defaults about 24 min.
 Writes results/gap_decomposition-full.{json,png} and its table into docs/results.md.
 """
 
@@ -156,7 +156,7 @@ def step_rows(device: str, label: str, values: dict[str, dict[int, dict[str, lis
 
 
 def plot(rows: list[Step], path_name: str) -> None:
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
     for device in dict.fromkeys(f"{r.device} @ {r.label}" for r in rows):
         mine = [r for r in rows if f"{r.device} @ {r.label}" == device]
         x = range(len(mine))
@@ -170,14 +170,15 @@ def plot(rows: list[Step], path_name: str) -> None:
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(ylabel="StochGRASP - grasp-w (points)", title="From Gaussian noise to the chip, step by step")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
     write_atomic(RESULTS / f"{path_name}.png", lambda tmp: fig.savefig(tmp, format="png", dpi=120))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/glue")
-    parser.add_argument("--points", default="pcm@1d,reram@1d", help="device@time, comma-separated")
+    parser.add_argument("--points", default="pcm@1d,reram@1d,pcm-noise3@1d", help="device@time, ...")
     parser.add_argument("--chips", type=int, default=10, help="chips that set each weight's spread")
     parser.add_argument("--draws", type=int, default=5, help="shaped-noise draws and chips evaluated")
     parser.add_argument("--train-seeds", type=int, default=3)

@@ -102,3 +102,23 @@ def test_gap_decomposition_refuses_a_point_without_a_time(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "'pcm' is not device@time" in err
     assert len(err.strip().splitlines()) == 1
+
+
+RESULTS = __import__("conftest").REPO / "experiments" / "results"
+
+
+def test_the_committed_files_agree_with_each_other():
+    """error_structure's rows keep total^2 = shared^2 + random^2 (where the shared part is not
+    clamped) and carry noise_regime's sigmas; gap_decomposition's chip rows are noise_regime's."""
+    points = json.loads((RESULTS / "noise_regime-full.json").read_text())["points"]
+    regime = {(p["device"], p["label"]): p for p in points}
+    for row in json.loads((RESULTS / "error_structure-full.json").read_text())["rows"]:
+        if row["rms_systematic"] > 0:
+            assert row["rms_total"] ** 2 == pytest.approx(row["rms_systematic"] ** 2 + row["rms_random"] ** 2)
+        point = regime.get((row["device"], row["label"]))
+        assert row["sigma_eq"] == (point["sigma_eq"] if point else None)
+    for row in json.loads((RESULTS / "gap_decomposition-full.json").read_text())["rows"]:
+        if row["step"] == "chip":
+            point = regime[row["device"], row["label"]]
+            assert row["measured"]["mean"] == pytest.approx(point["measured"]["mean"])
+            assert row["det_accuracy"] == pytest.approx(point["det_accuracy"])

@@ -76,11 +76,12 @@ def test_schema0_deploy_file_converts(tmp_path):
 
 # the committed results: compare files written before the schema (no schema_version) are read as
 # schema 0; files written since carry schema_version and load as they are; placement curves load
-# as placement results; fig6_gaussian's, fidelity's, noise_regime's and the drift headlines'
-# (paired comparisons) files have their own layouts
+# as placement results; fig6_gaussian's, fidelity's, noise_regime's, error_structure's,
+# gap_decomposition's and the drift headlines' (paired comparisons) files have their own layouts
+OWN_LAYOUTS = ("fidelity-", "noise_regime-", "error_structure-", "gap_decomposition-")
 PLACEMENT_FILES = sorted((REPO / "experiments" / "results").glob("placement_*.json"))
 RESULT_FILES = sorted(p for p in (REPO / "experiments" / "results").glob("*.json")
-                      if "fig6" not in p.name and not p.name.startswith(("fidelity-", "noise_regime-"))
+                      if "fig6" not in p.name and not p.name.startswith(OWN_LAYOUTS)
                       and "-headline" not in p.name and p not in PLACEMENT_FILES)
 OLD_COMPARE_FILES = [p for p in RESULT_FILES if "schema_version" not in json.loads(p.read_text())]
 NEW_RESULT_FILES = [p for p in RESULT_FILES if p not in OLD_COMPARE_FILES]

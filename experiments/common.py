@@ -34,6 +34,7 @@ from imc_sim.deploy.store import read_store, summarize_store
 from imc_sim.devices.profile import load_profile
 from imc_sim.errors import ImcSimError
 from imc_sim.jobs import InProcessRunner, JobRunner, RayRunner
+from imc_sim.table import format_table
 from imc_sim.training.jobs import TrainJob, run_training
 from imc_sim.training.loop import TrainArgs, train_cached
 from imc_sim.units import parse_times
@@ -99,6 +100,17 @@ def write_results_section(name: str, command: str, table: str) -> None:
     updated = pattern.sub(lambda _: block, current) if pattern.search(current) else \
         current.rstrip() + "\n\n" + block + "\n"
     write_text_atomic(RESULTS_MD, updated)
+
+
+def publish_rows(name: str, payload: dict, header: list[str], rows: list[list[str]], note: str = "") -> None:
+    """A result outside the compare schema: ``payload`` as ``results/<name>.json``, ``rows`` as a
+    markdown table (``note`` below it) on stdout and in docs/results.md with this script's command
+    line; the script draws its own PNG."""
+    write_json(name, payload)
+    table = format_table(header, rows, markdown=True) + note
+    print(table)
+    command = f"python experiments/{Path(sys.argv[0]).stem}.py " + " ".join(sys.argv[1:])
+    write_results_section(name, command.rstrip(), table)
 
 
 def publish(name: str, result: CompareResult, command: str, title: str, extra: str = "") -> None:

@@ -29,7 +29,6 @@ import argparse
 import json
 import math
 import statistics
-import sys
 from dataclasses import asdict, dataclass
 
 import matplotlib
@@ -37,7 +36,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from common import RESULTS, exit_on_error, write_json, write_results_section  # noqa: E402
+from common import RESULTS, exit_on_error, publish_rows  # noqa: E402
 from drift_pcm import profile_reference  # noqa: E402
 from torch import Tensor  # noqa: E402
 from tqdm import tqdm  # noqa: E402
@@ -49,7 +48,6 @@ from imc_sim.deploy.chip import Chip  # noqa: E402
 from imc_sim.devices.profile import load_profile  # noqa: E402
 from imc_sim.errors import ImcSimError  # noqa: E402
 from imc_sim.peft.targets import weight_in_out  # noqa: E402
-from imc_sim.table import format_table  # noqa: E402
 from imc_sim.units import format_time, parse_times  # noqa: E402
 
 TIMES = {"reram": "1s,1d,2d"}  # aihwkit's reram model ends at 2 d; every other device:
@@ -200,14 +198,11 @@ def main() -> None:
         rows += measure(deployment, device, times, args.seeds, sigmas)
         deployment.use_analog(())  # the digital model again, for the next device
     name = "error_structure-full"
-    write_json(name, {"experiment": "error_structure", "checkpoint": args.checkpoint, "chips": args.seeds,
-                      "rows": [asdict(r) for r in rows]})
-    table = format_table(
-        ["device", "time", "rms error", "shared by every chip", "of its square", "gains explain",
-         "chip to chip", "by |w| thirds", "over layers (min / median / max)", "equivalent Gaussian sigma"],
-        [r.row() for r in rows], markdown=True)
-    print(table)
-    write_results_section(name, "python experiments/error_structure.py " + " ".join(sys.argv[1:]), table)
+    publish_rows(name, {"experiment": "error_structure", "checkpoint": args.checkpoint, "chips": args.seeds,
+                        "rows": [asdict(r) for r in rows]},
+                 ["device", "time", "rms error", "shared by every chip", "of its square", "gains explain",
+                  "chip to chip", "by |w| thirds", "over layers (min / median / max)",
+                  "equivalent Gaussian sigma"], [r.row() for r in rows])
     plot(rows, name)
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -38,7 +37,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from common import RESULTS, checkpoint_name, exit_on_error, write_json, write_results_section  # noqa: E402
+from common import RESULTS, checkpoint_name, exit_on_error, publish_rows  # noqa: E402
 from drift_pcm import profile_reference  # noqa: E402
 from error_structure import Moments, digital_weights  # noqa: E402
 from noise_regime import DET, STOCH, GaussianCurves, device_points, equivalent_sigma, interpolate  # noqa: E402
@@ -54,7 +53,6 @@ from imc_sim.deploy.run import Scored, load_scored  # noqa: E402
 from imc_sim.devices.profile import load_profile  # noqa: E402
 from imc_sim.errors import ImcSimError  # noqa: E402
 from imc_sim.peft.targets import weight_in_out  # noqa: E402
-from imc_sim.table import format_table  # noqa: E402
 from imc_sim.units import parse_times  # noqa: E402
 
 STEPS = ("shaped Gaussian", "chip weights", "chip")
@@ -213,14 +211,11 @@ def main() -> None:
         rows.append(Step(device, label, "chip", full.det_accuracy, full.sigma_eq, full.predicted_gap,
                          full.measured))
     name = "gap_decomposition-full"
-    write_json(name, {"experiment": "gap_decomposition", "fig6": args.fig6, "chips": args.chips,
-                      "draws": args.draws, "train_seeds": args.train_seeds,
-                      "rows": [asdict(r) for r in rows]})
-    table = format_table(["device", "time", "noise", "grasp-w under it", "equivalent uniform sigma",
-                          "gap uniform Gaussian predicts", "gap measured (over training seeds)"],
-                         [r.row() for r in rows], markdown=True)
-    print(table)
-    write_results_section(name, "python experiments/gap_decomposition.py " + " ".join(sys.argv[1:]), table)
+    payload = {"experiment": "gap_decomposition", "fig6": args.fig6, "chips": args.chips, "draws": args.draws,
+               "train_seeds": args.train_seeds, "rows": [asdict(r) for r in rows]}
+    publish_rows(name, payload, ["device", "time", "noise", "grasp-w under it", "equivalent uniform sigma",
+                                 "gap uniform Gaussian predicts", "gap measured (over training seeds)"],
+                 [r.row() for r in rows])
     plot(rows, name)
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -34,19 +33,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from common import (  # noqa: E402
-    RESULTS,
-    checkpoint_name,
-    exit_on_error,
-    write_json,
-    write_results_section,
-)
+from common import RESULTS, checkpoint_name, exit_on_error, publish_rows  # noqa: E402
 from paired import PairedStats, compare_arms  # noqa: E402
 
 from imc_sim.atomic import write_atomic  # noqa: E402
 from imc_sim.deploy.results import CheckpointCurve, load_result  # noqa: E402
 from imc_sim.errors import ImcSimError  # noqa: E402
-from imc_sim.table import format_table  # noqa: E402
 
 DET, STOCH = "grasp-w-k64", "stochgrasp-gauss"
 
@@ -184,16 +176,13 @@ def main() -> None:
     points = [p for d in args.devices.split(",")
               for p in device_points(d, args.label, curves)]
     name = "noise_regime-full"
-    write_json(name, {"experiment": "noise_regime", "fig6": args.fig6, "label": args.label,
-                      "gaussian": asdict(curves), "points": [asdict(p) for p in points]})
-    table = format_table(
-        ["device", "time", "grasp-w on it", "equivalent sigma (relative)", "gap predicted by Gaussian",
-         "gap measured (over training seeds)"],
-        [p.row(curves.weight_std) for p in points], markdown=True)
-    table += ("\n\n(gap: StochGRASP - grasp-w in points; equivalent sigma in weight units, relative to "
-              f"the median layer weight std {curves.weight_std:.4f} in brackets)")
-    print(table)
-    write_results_section(name, "python experiments/noise_regime.py " + " ".join(sys.argv[1:]), table)
+    publish_rows(name, {"experiment": "noise_regime", "fig6": args.fig6, "label": args.label,
+                        "gaussian": asdict(curves), "points": [asdict(p) for p in points]},
+                 ["device", "time", "grasp-w on it", "equivalent sigma (relative)",
+                  "gap predicted by Gaussian", "gap measured (over training seeds)"],
+                 [p.row(curves.weight_std) for p in points],
+                 "\n\n(gap: StochGRASP - grasp-w in points; equivalent sigma in weight units, relative to "
+                 f"the median layer weight std {curves.weight_std:.4f} in brackets)")
     plot(curves, points, name)
 
 

@@ -52,8 +52,10 @@ Time on 2 CPU cores (measured for one training seed; docs/results.md): training 
 so the default 3 seeds are about 3 times that (not measured; a sweep unit also loads, calibrates
 and evaluates its checkpoint digitally once). The pcm-chip pair trains in 10-13 min per training
 seed and arm (one thread per Ray worker, 2 workers and a third job on 2 cores), and a pcm-chip unit
-(one checkpoint, one chip, 1 d and 1 y) takes about 35 s on one thread. --devices runs a subset,
-checkpoints and finished sweep units are cached.
+(one checkpoint, one chip, 1 d and 1 y) takes about 35 s on one thread. With two Ray workers of
+one thread: a reram unit (3 times) every 13 s, a fefet unit at 1h,1d,1y every 14 s, and the warm
+pair's 6 checkpoints trained in 45 min. --devices runs a subset, checkpoints and finished sweep
+units are cached.
 """
 
 from __future__ import annotations

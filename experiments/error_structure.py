@@ -97,6 +97,11 @@ class Moments:
         self.first += e
         self.second += e * e
 
+    def mean_and_variance(self, n: int) -> tuple[Tensor, Tensor]:
+        """Each weight's mean error over the ``n`` chips added and its variance (n - 1)."""
+        mean = self.first / n
+        return mean, ((self.second - n * mean * mean) / (n - 1)).clamp_min(0)
+
 
 def digital_weights(deployment: Deployment) -> dict[str, Tensor]:
     """Each analog layer's digital weight, [out, in] as its tiles hold it."""
@@ -112,8 +117,7 @@ def summarize(device: str, label: str, moments: dict[str, Moments], n: int,
     by_size = [[0.0, 0] for _ in THIRDS]
     per_layer = []
     for m in moments.values():
-        mean = m.first / n
-        var = ((m.second - n * mean * mean) / (n - 1)).clamp_min(0)
+        mean, var = m.mean_and_variance(n)
         total += float((m.second / n).sum())
         systematic += float((mean * mean).sum())
         random += float(var.sum())

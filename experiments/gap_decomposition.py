@@ -107,11 +107,7 @@ def chip_errors(scored: Scored, device: str, t_seconds: float, chips: int, kept:
         if seed < kept:
             held.append({name: w.clone() for name, w in weights.items()})
     deployment.use_analog(())
-    spread = {}
-    for name, m in sums.items():
-        mean = m.first / chips
-        spread[name] = ((m.second - chips * mean * mean) / (chips - 1)).clamp_min(0).sqrt().float()
-    return spread, held
+    return {name: m.mean_and_variance(chips)[1].sqrt().float() for name, m in sums.items()}, held
 
 
 def evaluate_steps(scored: Scored, device: str, t_seconds: float, chips: int, draws: int

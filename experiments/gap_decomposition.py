@@ -40,7 +40,7 @@ import torch  # noqa: E402
 from common import RESULTS, checkpoint_name, exit_on_error, publish_rows  # noqa: E402
 from drift_pcm import profile_reference  # noqa: E402
 from error_structure import Moments, digital_weights  # noqa: E402
-from noise_regime import DET, STOCH, GaussianCurves, device_points, equivalent_sigma, interpolate  # noqa: E402
+from noise_regime import DET, STOCH, GaussianCurves, device_points  # noqa: E402
 from paired import PairedStats  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
@@ -81,11 +81,12 @@ class Step:
 
 
 @contextmanager
-def held_weights(layers: dict[str, nn.Module]) -> Iterator[dict[str, Tensor]]:
-    """The digital layers' weights [out, in] to overwrite; restored on leaving."""
+def held_weights(layers: dict[str, nn.Module]) -> Iterator[tuple[dict[str, Tensor], dict[str, Tensor]]]:
+    """The digital layers' weights [out, in] to overwrite and a copy of them as they were; the
+    copy is put back on leaving."""
     saved = {name: weight_in_out(m).detach().T.clone() for name, m in layers.items()}
     try:
-        yield {name: weight_in_out(m).detach().T for name, m in layers.items()}
+        yield {name: weight_in_out(m).detach().T for name, m in layers.items()}, saved
     finally:
         for name, m in layers.items():
             weight_in_out(m).detach().copy_(saved[name].T)
@@ -117,8 +118,7 @@ def evaluate_steps(scored: Scored, device: str, t_seconds: float, chips: int, dr
     spread, held = chip_errors(scored, device, t_seconds, chips, draws)
     layers = {name: scored.loaded.model.get_submodule(name) for name in spread}
     out: dict[str, list[float]] = {"shaped Gaussian": []}
-    with held_weights(layers) as weights:
-        base = {name: w.clone() for name, w in weights.items()}
+    with held_weights(layers) as (weights, base):
 
         def measured_with(new: dict[str, Tensor]) -> float:
             for name, w in weights.items():
@@ -140,8 +140,7 @@ def step_rows(device: str, label: str, values: dict[str, dict[int, dict[str, lis
     rows = []
     for step in STEPS[:2]:
         det = statistics.fmean(v for s in values[DET].values() for v in s[step])
-        sigma = equivalent_sigma(curves.sigmas, curves.det, det)
-        predicted = None if sigma is None else interpolate(curves.sigmas, curves.gap, sigma)
+        sigma, predicted = curves.at_damage(det)
         gaps = [statistics.fmean(a - b for a, b in zip(values[STOCH][s][step], values[DET][s][step],
                                                         strict=True))
                 for s in sorted(values[DET])]

@@ -76,6 +76,12 @@ class GaussianCurves:
     train_seeds: int
     weight_std: float
 
+    def at_damage(self, det_accuracy: float) -> tuple[float | None, float | None]:
+        """The sigma at which grasp-w's Gaussian accuracy is ``det_accuracy`` (:func:`equivalent_sigma`)
+        and the gap the Gaussian curves give there (None beyond the curve)."""
+        sigma = equivalent_sigma(self.sigmas, self.det, det_accuracy)
+        return sigma, None if sigma is None else interpolate(self.sigmas, self.gap, sigma)
+
     @classmethod
     def read(cls, name: str) -> GaussianCurves:
         path = RESULTS / f"{name}.json"
@@ -135,8 +141,7 @@ def device_points(device: str, label: str, curves: GaussianCurves) -> list[Devic
     points = []
     for time in (p.label for p in result.checkpoints[0].points):
         det = statistics.fmean(m for c in arms[DET].values() for m in c.at(time).metrics)
-        sigma = equivalent_sigma(curves.sigmas, curves.det, det)
-        predicted = None if sigma is None else interpolate(curves.sigmas, curves.gap, sigma)
+        sigma, predicted = curves.at_damage(det)
         measured = compare_arms(arms[STOCH], arms[DET], STOCH, DET, time).over_seeds
         points.append(DevicePoint(device, time, det, sigma, predicted, measured))
     return points

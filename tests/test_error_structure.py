@@ -87,7 +87,7 @@ def test_the_shaped_noise_has_each_weights_spread_over_the_chips(scored):
         direct = torch.stack([chip[name] for chip in held]).std(dim=0)  # n - 1, as the spread
         torch.testing.assert_close(s, direct, rtol=1e-4, atol=1e-7)
         assert not torch.equal(held[0][name], digital)
-    with held_weights({n: model.get_submodule(n) for n in spread}) as weights:
+    with held_weights({n: model.get_submodule(n) for n in spread}) as (weights, _):
         for w in weights.values():
             w.zero_()
         assert all(model.get_submodule(n).weight.abs().max() == 0 for n in spread)

@@ -48,6 +48,7 @@ from imc_sim.evaluate import evaluate
 from imc_sim.table import format_table
 from imc_sim.training.loop import TrainArgs, train_cached
 from imc_sim.units import parse_times
+from imc_sim.heap import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = ROOT / "experiments" / "results" / "checkpoints" / "grasp-k32-full.pt"
@@ -161,4 +162,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # as the command line does (imc_sim.heap)
     main()

@@ -22,6 +22,7 @@ from imc_sim.crossbar import epilogue
 from imc_sim.crossbar.streams import ChipStreams
 from imc_sim.devices.moments import GRID
 from imc_sim.devices.quantiles import Z_MAX, Z_STEP, normal_scores
+from imc_sim.heap import keep_freed_memory
 from imc_sim.table import format_table
 
 
@@ -78,4 +79,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # as the command line does (imc_sim.heap)
     main()

@@ -52,6 +52,7 @@ from imc_sim.peft.targets import in_out_features, is_linear, replace_module, wei
 from imc_sim.table import format_table
 from imc_sim.torch_device import resolve_torch_device
 from imc_sim.units import parse_times
+from imc_sim.heap import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = {"grasp": {"k": 32}, "stochgrasp": {"k": 64, "rows": "rows"}, "lora": {}, "full": {}}
@@ -271,4 +272,5 @@ def run() -> None:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # as the command line does (imc_sim.heap)
     run()

@@ -24,6 +24,7 @@ import torch
 from gpu_scale import METHODS, batches, build, timed
 
 from imc_sim.peft import get_method
+from imc_sim.heap import keep_freed_memory
 
 
 def make_step(model: torch.nn.Module, name: str, device: torch.device):
@@ -93,4 +94,5 @@ def main() -> None:
             print(line)
 
 if __name__ == "__main__":
+    keep_freed_memory()  # as the command line does (imc_sim.heap)
     main()

@@ -32,6 +32,7 @@ from imc_sim.atomic import write_text_atomic
 from imc_sim.deploy.executors import Executor, InProcessExecutor, RayExecutor, run_sweep
 from imc_sim.deploy.plan import SweepPlan, load_plan
 from imc_sim.deploy.store import Record, read_store
+from imc_sim.heap import keep_freed_memory
 from imc_sim.table import format_table
 from imc_sim.training.loop import TrainArgs, train_cached
 
@@ -119,4 +120,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # as the command line does (imc_sim.heap)
     main()

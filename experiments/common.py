@@ -33,6 +33,7 @@ from imc_sim.deploy.results import CheckpointCurve, CompareResult, ExperimentTag
 from imc_sim.deploy.store import read_store, summarize_store
 from imc_sim.devices.profile import load_profile
 from imc_sim.errors import ImcSimError
+from imc_sim.heap import keep_freed_memory
 from imc_sim.jobs import InProcessRunner, JobRunner, RayRunner
 from imc_sim.table import format_table
 from imc_sim.training.jobs import TrainJob, run_training
@@ -235,7 +236,9 @@ def pool_training_seeds(result: CompareResult, grid: list[ArmCheckpoint]) -> Com
 
 
 def exit_on_error(main: Callable[[], None]) -> None:
-    """Run a script's ``main``; a user error is one line on stderr and exit status 2."""
+    """Run a script's ``main`` with freed memory kept in the process, as the command line does
+    (:mod:`imc_sim.heap`); a user error is one line on stderr and exit status 2."""
+    keep_freed_memory()
     try:
         main()
     except ImcSimError as exc:

@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 from tqdm.auto import tqdm
 
 from imc_sim.errors import ImcSimError
+from imc_sim.heap import keep_freed_memory
 
 CONNECT_TIMEOUT_S = 3.0
 R = TypeVar("R")
@@ -46,9 +47,11 @@ class Job(Generic[R]):
 
 
 def on_reserved_threads(cpus: int, fn: Callable[..., R], *args: Any) -> R:
-    """``fn(*args)`` on ``cpus`` torch threads: how a Ray task runs its job."""
+    """``fn(*args)`` on ``cpus`` torch threads, freed memory kept in the worker (:mod:`imc_sim.heap`):
+    how a Ray task runs its job."""
     import torch
 
+    keep_freed_memory()
     torch.set_num_threads(cpus)
     return fn(*args)
 

@@ -13,6 +13,7 @@ import sys
 from typing import NoReturn
 
 from imc_sim.errors import ImcSimError
+from imc_sim.heap import keep_freed_memory
 
 COMMANDS = ("train", "deploy", "compare", "multitask", "sweep", "devices", "sensitivity")
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     try:
         return int(args.run(args) or 0)
     except (ImcSimError, OSError) as exc:

@@ -6,7 +6,7 @@ mapping of its own, which it unmaps on free. Both thresholds adapt to the progra
 Memory that went back is zero-filled by the kernel, one 4 KiB page fault at a time, when it is next
 touched. A training step or an analog evaluation allocates and frees the same large tensors every
 time. On the 2-core machine of ``docs/results.md`` (session 17) a StochGRASP step of MiniLM faulted
-in about 140 MB per step, while a LoRA step faulted in none.
+in 60-140 MB per step, while a LoRA step faulted in none.
 
 :func:`keep_freed_memory` fixes the trim threshold at its largest value and the mmap threshold at
 glibc's largest (32 MiB). Freed memory then stays with the process for its next use, and the

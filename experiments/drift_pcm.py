@@ -25,12 +25,13 @@ Arms (packaged MiniLM-L6, SST-2, --steps steps, training seeds 0..--train-seeds 
 - lora-r8: LoRA r = 8 on query/value (the peft library);
 - ahwa-lora-pcm: LoRA r = 8 trained against pcm over 1h..1y (the AHWA-LoRA protocol: aihwkit PCM,
   g_max 25 uS, output noise 0.04, 8-bit DAC/ADC, which is the pcm profile).
-- lightning-pcm: the field's AHWA recipe, full fine-tuning with aihwkit-lightning at pcm-like
-  settings (needs ``pip install imc-sim[lightning]``; src/imc_sim/peft/lightning.py).
-- lightning-pcm-warm: the recipe tuned and as IBM applies it, hardware-aware fine-tuning of a
-  digitally fine-tuned model: the first half of the steps plain full fine-tuning
+- lightning-pcm-warm: the field's AHWA recipe, full fine-tuning with aihwkit-lightning at pcm-like
+  settings (needs ``pip install imc-sim[lightning]``; src/imc_sim/peft/lightning.py), tuned and as
+  IBM applies it, hardware-aware fine-tuning of a digitally fine-tuned model: the first half of
+  the steps plain full fine-tuning
   (``--device-warmup 0.5``), lr 1e-4 (the best on pcm of 3e-5 / 1e-4 / 3e-4 cold and 3e-5 / 1e-4
-  warm in one-seed pilots: docs/results.md).
+  warm in one-seed pilots: docs/results.md). Its untuned first form (lr 3e-5, no warm-up; one
+  training seed, section drift_pcm-full-lightning) is no longer an arm.
 Every checkpoint (arm x training seed) deployed on pcm, pcm-per-column and pcm-chip at 1s 1h 1d 1w
 30d 1y 10y, reram at 1s 1d 2d, fefet at 1s 1h 1d 1w 30d 1y 10y, on the same --seeds chips each (a
 resumable sweep per device). pcm-noise2 and pcm-noise3 are pcm with its device noise (programming,
@@ -117,7 +118,6 @@ ARMS = {
     "lora-r8": {"method": "lora", "method_options": {"lora_r": 8, "targets": "query,value"}},
     "ahwa-lora-pcm": {"method": "lora", "device": "pcm", "drift": "1h..1y",
                       "method_options": {"lora_r": 8, "targets": "query,value"}},
-    "lightning-pcm": {"method": "lightning"},
     "lightning-pcm-warm": {"method": "lightning", "device_warmup": 0.5, "lr": 1e-4},
 }
 PCM_TIMES = "1s,1h,1d,1w,30d,1y,10y"
@@ -143,7 +143,7 @@ STOCH = ("stochgrasp-gauss", "stochgrasp-pcm", "stochgrasp-pcm-warm", "stochgras
          "stochgrasp-pcm-warm-1d", "stochgrasp-pcm-warm-ff1", "stochgrasp-pcm-chip-warm")
 DETERMINISTIC = ("grasp-w-k64", "grasp-k32", "grasp-w-pcm", "grasp-w-pcm-warm", "grasp-w-pcm-warm-1d",
                  "grasp-w-pcm-warm-ff1", "grasp-w-pcm-chip-warm")
-FIELD = ("lightning-pcm", "lightning-pcm-warm")  # the field's hardware-aware recipe (aihwkit-lightning)
+FIELD = ("lightning-pcm-warm",)  # the field's hardware-aware recipe (aihwkit-lightning)
 LORA_PAIR = ("ahwa-lora-pcm", "lora-r8")  # hardware-aware LoRA against plain LoRA
 HEADLINE_TIMES = ("1d", "2d", "1y")  # 2 d: reram's last time (aihwkit's reram model ends there)
 

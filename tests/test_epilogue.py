@@ -145,10 +145,14 @@ def test_compiled_device_draw_interpolates_the_tables_and_sums_rows(monkeypatch)
 @compiled
 @pytest.mark.parametrize("managed", [True, False], ids=["abs-max", "unmanaged"])
 @pytest.mark.parametrize("as_uint8", [True, False], ids=["uint8", "float"])
-def test_compiled_dac_equals_the_fallback(managed, as_uint8, monkeypatch):
-    """Codes and noise-management scales of the compiled DAC against the torch one (a zero row
-    tile included; unmanaged inputs beyond the DAC's range are clipped)."""
+@pytest.mark.parametrize("width", [256, 200, 100], ids=["full", "padded", "padded-tile"])
+def test_compiled_dac_equals_the_fallback(managed, as_uint8, width, monkeypatch):
+    """Codes and noise-management scales of the compiled DAC against the torch one on the inputs
+    padded with zeros to the two row tiles of 128 (a zero row tile included; unmanaged inputs
+    beyond the DAC's range are clipped): the compiled DAC pads as it goes, to the same codes."""
     import dataclasses
+
+    import torch.nn.functional as F
 
     from imc_sim.crossbar.periphery import Converters, dac
     from imc_sim.devices.profile import load_profile
@@ -156,11 +160,14 @@ def test_compiled_dac_equals_the_fallback(managed, as_uint8, monkeypatch):
     conv = dataclasses.replace(Converters.from_periphery(load_profile("pcm").periphery), managed=managed)
     x = torch.randn(300, 2 * 128, generator=torch.Generator().manual_seed(0)) * 2
     x[7, :128] = 0.0
-    results = []
-    for use in (True, False):
-        monkeypatch.setattr(epilogue, "use_compiled", use)
-        results.append(dac(x, 2, conv, as_uint8))
-    (codes, scale), (expected_codes, expected_scale) = results
+    x = x[:, :width].contiguous()
+    monkeypatch.setattr(epilogue, "use_compiled", True)
+    codes, scale = dac(x, 2, conv, as_uint8, rows=128)
+    monkeypatch.setattr(epilogue, "use_compiled", False)
+    expected_codes, expected_scale = dac(F.pad(x, (0, 256 - width)), 2, conv, as_uint8)
+    for torch_codes, expected in zip(dac(x, 2, conv, as_uint8, rows=128), (expected_codes, expected_scale),
+                                     strict=True):  # the torch path pads too
+        assert (torch_codes is None and expected is None) or torch.equal(torch_codes, expected)
     assert codes.dtype == expected_codes.dtype and codes.shape == expected_codes.shape
     differ = (codes.float() - expected_codes.float()).abs()
     assert differ.max() <= 1 and (differ > 0).float().mean() < 1e-3  # an ulp may flip a rounding

@@ -192,7 +192,7 @@ def test_compensation_read_out_drop_is_the_forward_drop_of_one_hot_inputs():
     weights = torch.rand(1, 20, 48) * 2 - 1
     codes = 100.0 * torch.eye(48)
     position = model.position(weights.device)
-    forward = IrDropTiles.build(model, weights, packed=False).terms(codes, 0, 1.0).drop()
+    forward = IrDropTiles.build(model, weights, used=None).terms(codes, 0, 1.0).drop()
     read_out = model.one_hot_drop(codes @ weights[0].T, position)
     torch.testing.assert_close(read_out, forward)
     assert position[0] == 0 and 0.99 < position[-1] < 1
@@ -204,8 +204,8 @@ def test_int8_drop_matches_the_fp32_drop():
     model = IrDrop(scale=1.0, per_code=1e-3, rows=64)
     weights = torch.rand(2, 30, 64) * 2 - 1
     codes = torch.randint(-127, 128, (50, 64)).float()
-    exact = IrDropTiles.build(model, weights, packed=False).terms(codes, 1, 1.0).drop()
-    packed = IrDropTiles.build(model, weights, packed=True)
+    exact = IrDropTiles.build(model, weights, used=None).terms(codes, 1, 1.0).drop()
+    packed = IrDropTiles.build(model, weights, used=(64, 64))
     assert all(p.lo is None for p in packed.weighted + packed.magnitudes)  # one product each
     int8 = packed.terms(to_uint8_codes(codes), 1, 1.0).drop()
     # the high limb alone holds each weight to 1 / 254 of its column's largest (<= 1): the
@@ -216,6 +216,27 @@ def test_int8_drop_matches_the_fp32_drop():
     bound = factor * codes.abs().sum(1, keepdim=True) / 254 + 2 / 254 * exact.abs()
     assert ((int8 - exact).abs() <= bound).all()
     assert exact.abs().mean() > 1  # drops of several code-weight units: the bound is tight
+
+
+@pytest.mark.skipif(not int8_product.AVAILABLE, reason="torch built without oneDNN")
+def test_a_remainder_tile_drops_only_over_its_inputs_and_as_if_padded():
+    """A last row tile of 40 inputs on 64-row tiles multiplies only its 40 inputs, and its drop is
+    the padded tile's (positions of the full tile, zero codes and weights beyond), in int8 and in
+    fp32."""
+    torch.manual_seed(0)
+    model = IrDrop(scale=1.0, per_code=1e-3, rows=64)
+    weights = torch.rand(2, 30, 64) * 2 - 1
+    weights[1, :, 40:] = 0
+    codes = torch.randint(-127, 128, (50, 64)).float()
+    codes[:, 40:] = 0
+    cut = IrDropTiles.build(model, weights, used=(64, 40))
+    padded = IrDropTiles.build(model, weights, used=(64, 64)).terms(to_uint8_codes(codes), 1, 1.0).drop()
+    int8 = cut.terms(to_uint8_codes(codes[:, :40]), 1, 1.0).drop()
+    torch.testing.assert_close(int8, padded, rtol=1e-6, atol=1e-4)
+    full = IrDropTiles.build(model, weights, used=None)
+    torch.testing.assert_close(full.terms(codes[:, :40], 1, 1.0).drop(), full.terms(codes, 1, 1.0).drop())
+    with pytest.raises(RuntimeError):  # the cut tile holds 40 inputs, not the padded 64
+        cut.terms(to_uint8_codes(codes), 1, 1.0)
 
 
 def raw_profile(name: str) -> dict:

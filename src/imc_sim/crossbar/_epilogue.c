@@ -181,26 +181,27 @@ void device_draw(const float *x, const float *row_inv, int64_t n, int64_t m, con
                             r2, w, abs_u, abs_w, seed))
 }
 
-/* The n rows of inputs x [n, tiles * rows], each row cut into its row tiles:
+/* The n rows of inputs x [n, width], width <= tiles * rows, each row cut into its row tiles
+ * (the last ones padded with zero inputs up to tiles * rows):
  *     s = max |x| over the row tile (noise management; 1 where that is 0; s = 1 without it)
- *     c = x * (f / s), rounded half to even (quantize), clamped to +-bound (clip)
+ *     c = x * (f / s), rounded half to even (quantize), clamped to +-bound (clip); 0 on padding
  * with f = inv_d_in, or tile_factor[r] for row tile r where given (static input ranges:
  * inv_d_in / range).
- * c goes to codes_f [n, tiles, rows] (x's layout) or, as uint8 c + 128, to codes_u8
- * [tiles, n, rows] (one contiguous block per row tile, the int8 product's input); s to scale
- * [n, tiles] when managed. */
+ * c goes to codes_f [n, tiles, rows] or, as uint8 c + 128, to codes_u8 [tiles, n, rows] (one
+ * contiguous block per row tile, the int8 product's input); s to scale [n, tiles] when managed. */
 static CLONES __attribute__((noinline)) void dac_rows(
-        const float *x, int64_t n, int64_t tiles, int64_t rows, int64_t row0, int64_t count, float inv_d_in,
-        const float *tile_factor, int managed, int quantize, int clip, float bound, float *codes_f,
-        uint8_t *codes_u8, float *scale) {
+        const float *x, int64_t n, int64_t width, int64_t tiles, int64_t rows, int64_t row0, int64_t count,
+        float inv_d_in, const float *tile_factor, int managed, int quantize, int clip, float bound,
+        float *codes_f, uint8_t *codes_u8, float *scale) {
     for (int64_t i = row0; i < row0 + count; i++) {
         for (int64_t r = 0; r < tiles; r++) {
-            const float *xr = x + (i * tiles + r) * rows;
+            const float *xr = x + i * width + r * rows;
+            const int64_t left = width - r * rows, real = left < 0 ? 0 : (left < rows ? left : rows);
             float f = tile_factor ? tile_factor[r] : inv_d_in;
             if (managed) {
                 float s = 0.0f;
 #pragma omp simd reduction(max : s)
-                for (int64_t t = 0; t < rows; t++) {
+                for (int64_t t = 0; t < real; t++) {
                     const float a = fabsf(xr[t]);
                     s = a > s ? a : s; /* fmaxf does not vectorise without -ffinite-math-only */
                 }
@@ -211,7 +212,7 @@ static CLONES __attribute__((noinline)) void dac_rows(
             float *cf = codes_f ? codes_f + (i * tiles + r) * rows : 0;
             uint8_t *cu = codes_u8 ? codes_u8 + (r * n + i) * rows : 0;
 #pragma omp simd
-            for (int64_t t = 0; t < rows; t++) {
+            for (int64_t t = 0; t < real; t++) {
                 float v = xr[t] * f;
                 if (clip) { /* clamp first: bound is a whole number where codes are rounded */
                     v = v < -bound ? -bound : v;
@@ -221,14 +222,19 @@ static CLONES __attribute__((noinline)) void dac_rows(
                 if (cu) cu[t] = (uint8_t)(int32_t)(v + 128.0f);
                 else cf[t] = v;
             }
+            for (int64_t t = real; t < rows; t++) {
+                if (cu) cu[t] = 128;
+                else cf[t] = 0.0f;
+            }
         }
     }
 }
 
-void dac_codes(const float *x, int64_t n, int64_t tiles, int64_t rows, float inv_d_in, const float *tile_factor,
-               int managed, int quantize, int clip, float bound, float *codes_f, uint8_t *codes_u8, float *scale) {
-    ON_TEAM(n, tiles * rows, dac_rows(x, n, tiles, rows, row0, count, inv_d_in, tile_factor, managed, quantize,
-                                      clip, bound, codes_f, codes_u8, scale))
+void dac_codes(const float *x, int64_t n, int64_t width, int64_t tiles, int64_t rows, float inv_d_in,
+               const float *tile_factor, int managed, int quantize, int clip, float bound, float *codes_f,
+               uint8_t *codes_u8, float *scale) {
+    ON_TEAM(n, tiles * rows, dac_rows(x, n, width, tiles, rows, row0, count, inv_d_in, tile_factor, managed,
+                                      quantize, clip, bound, codes_f, codes_u8, scale))
 }
 
 /* The dither of code j of row i, d = ((i A + j B) mod 2^32) / 2^32 to 24 bits, in [0, 1): the

@@ -34,7 +34,7 @@ _LIB = load_library(__file__, "_epilogue", {
     "periphery_epilogue": [PTR, F32, I64, I64, PTR, PTR, F32, F32, F32, INT, F32, PTR, PTR, PTR, PTR, INT,
                            U64, PTR, PTR, F32, F32, F32],
     "device_draw": [PTR, PTR, I64, I64, PTR, I64, I64, F32, F32, INT, F32, F32, F32, PTR, PTR, PTR, U64],
-    "dac_codes": [PTR, I64, I64, I64, F32, PTR, INT, INT, INT, F32, PTR, PTR, PTR],
+    "dac_codes": [PTR, I64, I64, I64, I64, F32, PTR, INT, INT, INT, F32, PTR, PTR, PTR],
     "dithered_squares": [PTR, I64, I64, PTR, PTR],
     "tile_normals": [PTR, I64, I64, PTR],
     "pcm_tiles": [I64, I64, I64, I64, PTR, PTR, I64, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR, PTR],
@@ -144,26 +144,30 @@ def draw(x: Tensor, row_inv: Tensor | None, table: Tensor, z_first: float, z_ste
 
 
 def dac_codes(x: Tensor, row_tiles: int, inv_d_in: float, managed: bool, quantize: bool,
-              bound: float | None, as_uint8: bool,
-              tile_factor: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-    """Compiled only (check :func:`compiled_for`): DAC codes of ``x`` [N, row_tiles * rows]
-    (float32 contiguous), ``x * f / s`` with f = ``inv_d_in``, or ``tile_factor`` [row_tiles]
-    (float32) per row tile where given, s the max |x| of each row tile where ``managed``, rounded
-    where ``quantize``, clamped to +-``bound`` (None: no clamp). Returns the codes, as float
-    [N, row_tiles, rows] or as uint8 code + 128 [row_tiles, N, rows], and s [N, row_tiles, 1]
-    (None unless ``managed``)."""
+              bound: float | None, as_uint8: bool, tile_factor: Tensor | None = None,
+              rows: int | None = None) -> tuple[Tensor, Tensor | None]:
+    """Compiled only (check :func:`compiled_for`): DAC codes of ``x`` [N, width] (float32
+    contiguous) on ``row_tiles`` row tiles of ``rows`` inputs (None: width / row_tiles), the last
+    ones padded with zero inputs where width < row_tiles * rows: ``x * f / s`` with f =
+    ``inv_d_in``, or ``tile_factor`` [row_tiles] (float32) per row tile where given, s the max |x|
+    of each row tile where ``managed``, rounded where ``quantize``, clamped to +-``bound`` (None:
+    no clamp). Returns the codes, as float [N, row_tiles, rows] or as uint8 code + 128
+    [row_tiles, N, rows], and s [N, row_tiles, 1] (None unless ``managed``)."""
     require_cpu(x, tile_factor)
     if tile_factor is not None and tile_factor.shape != (row_tiles,):
         raise ValueError(f"tile_factor has shape {tuple(tile_factor.shape)}, not ({row_tiles},)")
-    n, rows = x.shape[0], x.shape[1] // row_tiles
+    n, width = x.shape
+    rows = width // row_tiles if rows is None else rows
+    if width > row_tiles * rows:
+        raise ValueError(f"{width} inputs do not fit {row_tiles} row tiles of {rows}")
     codes = (x.new_empty(row_tiles, n, rows, dtype=torch.uint8) if as_uint8
              else x.new_empty(n, row_tiles, rows))
     scale = x.new_empty(n, row_tiles, 1) if managed else None
     codes_f, codes_u8 = (None, codes) if as_uint8 else (codes, None)
     factor = None if tile_factor is None else tile_factor.float().contiguous()
-    _LIB.dac_codes(pointer(x), n, row_tiles, rows, inv_d_in, pointer(factor), int(managed), int(quantize),
-                   int(bound is not None), 0.0 if bound is None else bound, pointer(codes_f),
-                   pointer(codes_u8), pointer(scale))
+    _LIB.dac_codes(pointer(x), n, width, row_tiles, rows, inv_d_in, pointer(factor), int(managed),
+                   int(quantize), int(bound is not None), 0.0 if bound is None else bound,
+                   pointer(codes_f), pointer(codes_u8), pointer(scale))
     return codes, scale
 
 

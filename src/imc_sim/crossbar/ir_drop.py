@@ -89,22 +89,29 @@ class IrDropTiles:
     magnitudes: Tensor | tuple[Int8Weights, ...]
 
     @classmethod
-    def build(cls, model: IrDrop, weights: Tensor, packed: bool) -> IrDropTiles:
+    def build(cls, model: IrDrop, weights: Tensor, used: tuple[int, ...] | None) -> IrDropTiles:
+        """The drop's weights of the stack ``weights``; ``used``: packed for the int8 product, cut
+        to the inputs each row tile really has (the padding rows' codes are zero and add nothing
+        to either product; the positions stay those of the full tile), None: as floats."""
         weighted, magnitudes = weights * model.position(weights.device), weights.abs()
-        if packed:
-            return cls(model, tuple(Int8Weights.pack(w, low_limb=False) for w in weighted),
-                       tuple(Int8Weights.pack(m, low_limb=False) for m in magnitudes))
-        return cls(model, weighted, magnitudes)
+        if used is None:
+            return cls(model, weighted, magnitudes)
+
+        def pack(t: Tensor) -> tuple[Int8Weights, ...]:
+            return tuple(Int8Weights.pack(w[:, :n], low_limb=False) for w, n in zip(t, used, strict=True))
+        return cls(model, pack(weighted), pack(magnitudes))
 
     def terms(self, codes: Tensor, r: int, alpha: float) -> DropTerms:
-        """Row tile ``r``'s drop for its codes [N, rows] (uint8, code + 128, where packed; else
-        signed floats) as its two products, to subtract ``alpha`` times from the tile's."""
+        """Row tile ``r``'s drop for the codes of the inputs it has, [N, used] (uint8, code + 128,
+        where packed; else signed floats), as its two products, to subtract ``alpha`` times from
+        the tile's."""
         if isinstance(self.weighted, tuple):
             magnitude = torch.maximum(codes, codes.neg())  # |c| + 128: neg is 256 - (c + 128)
             return DropTerms(self.model, self.weighted[r].product(codes),
                              self.magnitudes[r].product(magnitude), alpha)
-        return DropTerms(self.model, torch.mm(codes, self.weighted[r].T),
-                         torch.mm(codes.abs(), self.magnitudes[r].T), alpha)
+        used = codes.shape[1]
+        return DropTerms(self.model, torch.mm(codes, self.weighted[r, :, :used].T),
+                         torch.mm(codes.abs(), self.magnitudes[r, :, :used].T), alpha)
 
 
 @dataclass(frozen=True)

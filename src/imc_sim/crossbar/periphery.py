@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from imc_sim.crossbar import epilogue, input_ranges, int8_product
@@ -124,8 +125,8 @@ class TileStack:
         if read_law is not None and packed is not None:
             read_var = tuple(Int8Variance.pack(read_law.variance(weights[r, :, : n[r]]))
                              for r in range(len(n)))
-        return cls(weights, scales, packed, read_var,
-                   None if ir_drop is None else IrDropTiles.build(ir_drop, weights, packed is not None), used)
+        drop = None if ir_drop is None else IrDropTiles.build(ir_drop, weights, None if packed is None else n)
+        return cls(weights, scales, packed, read_var, drop, used)
 
     def inputs(self, codes: Tensor, r: int) -> Tensor:
         """Row tile ``r``'s codes [N, rows] cut to the inputs it really has."""
@@ -135,19 +136,23 @@ class TileStack:
 
 
 def dac(x: Tensor, row_tiles: int, conv: Converters, as_uint8: bool,
-        ranges: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-    """DAC codes of ``x`` [N, row_tiles * rows] and the noise-management scales [N, row_tiles, 1].
-    With static input ranges ``ranges`` [row_tiles], each row tile's inputs are divided by its
-    range first (:mod:`imc_sim.crossbar.input_ranges`), in the same multiplication as 1 / d_in.
+        ranges: Tensor | None = None, rows: int | None = None) -> tuple[Tensor, Tensor | None]:
+    """DAC codes of ``x`` [N, width] on ``row_tiles`` row tiles of ``rows`` inputs (None: width /
+    row_tiles; where width < row_tiles * rows the last ones are padded with zero inputs) and the
+    noise-management scales [N, row_tiles, 1]. With static input ranges ``ranges`` [row_tiles],
+    each row tile's inputs are divided by its range first
+    (:mod:`imc_sim.crossbar.input_ranges`), in the same multiplication as 1 / d_in.
 
     Codes come as uint8 [row_tiles, N, rows] (code + 128) with ``as_uint8``, else as float
     [N, row_tiles, rows]; in one compiled pass for CPU tensors where it is built, else in torch
     operations."""
     clip = not (conv.managed and conv.inp_bound * conv.d_in >= 1.0)  # else |codes| <= bound already
     factor = None if ranges is None else (1.0 / conv.d_in) / ranges.float()
-    if epilogue.compiled_for(x):
+    if epilogue.compiled_for(x):  # pads as it goes
         return epilogue.dac_codes(x.float().contiguous(), row_tiles, 1.0 / conv.d_in, conv.managed,
-                                  conv.quant_in, conv.inp_bound if clip else None, as_uint8, factor)
+                                  conv.quant_in, conv.inp_bound if clip else None, as_uint8, factor, rows)
+    if rows is not None and x.shape[1] < row_tiles * rows:
+        x = F.pad(x, (0, row_tiles * rows - x.shape[1]))
     xv = x.view(x.shape[0], row_tiles, -1)
     if conv.managed:
         scale = torch.maximum(xv.amax(-1, keepdim=True), xv.amin(-1, keepdim=True).neg_())
@@ -215,7 +220,7 @@ def row_tile_mvm(codes: Tensor, scale: Tensor | None, stack: TileStack, r: int, 
     else:
         y, y_scale = torch.mm(used, stack.weights[r, :, : used.shape[1]].T), 1.0 / conv.step
     # the drop in code-weight units, y in units of 1 / (y_scale q)
-    drop = None if stack.ir_drop is None else stack.ir_drop.terms(codes, r, 1.0 / (y_scale * conv.step))
+    drop = None if stack.ir_drop is None else stack.ir_drop.terms(used, r, 1.0 / (y_scale * conv.step))
     var, row = _read_noise_var(used, stack, r)
     sd = noise_std(var, conv, row)
     return adc_and_scales(y, y_scale, sd, scale, conv, col_scale, out, bias, stream, drop)
@@ -223,7 +228,8 @@ def row_tile_mvm(codes: Tensor, scale: Tensor | None, stack: TileStack, r: int, 
 
 def analog_mvm(x: Tensor, stack: TileStack, bias: Tensor | None, conv: Converters,
                stream: Stream, ranges: Tensor | None = None) -> Tensor:
-    """Periphery-managed product of ``x`` [N, row_tiles * rows] with the stacked tiles, plus bias.
+    """Periphery-managed product of ``x`` [N, in] with the stacked tiles, plus bias (in <=
+    row_tiles * rows: the last row tiles' missing inputs are zero, padded in the DAC).
     With static input ranges, ``ranges`` [row_tiles] divide each row tile's inputs before the DAC
     (:mod:`imc_sim.crossbar.input_ranges`) and multiply its outputs back.
 
@@ -235,7 +241,7 @@ def analog_mvm(x: Tensor, stack: TileStack, bias: Tensor | None, conv: Converter
     packed = stack.packed is not None
     if conv.static and ranges is None:
         raise ImcSimError(input_ranges.NO_RANGE)
-    codes, scale = dac(x, row_tiles, conv, packed, ranges if conv.static else None)
+    codes, scale = dac(x, row_tiles, conv, packed, ranges if conv.static else None, stack.weights.shape[-1])
     out = None
     for r in range(row_tiles):
         codes_r, scale_r = row_tile_codes(codes, scale, r, packed)

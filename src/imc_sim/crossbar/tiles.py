@@ -385,9 +385,6 @@ class CrossbarLinear(nn.Module):
         if self.dense is not None:
             return F.linear(x, self.dense, self.bias)
         flat = x.reshape(-1, self.in_features)
-        pad = self.grid.padded_in - self.in_features
-        if pad:
-            flat = F.pad(flat, (0, pad))
         y = analog_mvm(flat, self.stack, self.bias, self.conv, self.read_stream, self.input_ranges)
         return y.view(*x.shape[:-1], self.out_features)
 

@@ -206,8 +206,8 @@ class DeviceSampler:
             grid = row_tile_grid(flat.shape[1], self.profile.periphery)  # deploy's row tiles
             rows, row_tiles = grid.rows, grid.row_tiles
             pad = grid.padded_in - flat.shape[1]
-            if pad:
-                flat, u_t = F.pad(flat, (0, pad)), F.pad(u_t, (0, pad))
+            if pad:  # the inputs are padded in the DAC
+                u_t = F.pad(u_t, (0, pad))
 
             def stacked(t: Tensor) -> Tensor:
                 return t.view(t.shape[0], row_tiles, rows).transpose(0, 1).contiguous()

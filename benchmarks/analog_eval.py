@@ -49,6 +49,7 @@ from imc_sim.table import format_table
 from imc_sim.training.loop import TrainArgs, train_cached
 from imc_sim.units import parse_times
 from imc_sim.heap import keep_freed_memory
+from imc_sim.host import this_host
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = ROOT / "experiments" / "results" / "checkpoints" / "grasp-k32-full.pt"
@@ -113,6 +114,8 @@ def main() -> None:
     digital_metric = evaluate(digital_model, batches, loaded.task)
     deployment = deploy_model(loaded.model, profile)
     set_input_ranges(deployment, loaded, batches, what=str(checkpoint))  # static-range profiles
+    host = this_host()
+    print(host.describe())
     print(deployment.describe())
     parts: dict[str, list[float]] = {"program": [], "drift": [], "evaluate": []}
     digital_times: list[float] = []
@@ -148,7 +151,7 @@ def main() -> None:
     print(format_table(["what", "seconds", "x digital", "target"], rows))
     result = {
         "checkpoint": str(checkpoint), "device": profile.name, "dev_examples": dev_examples,
-        "threads": torch.get_num_threads(), "digital_metric": digital_metric,
+        "threads": torch.get_num_threads(), "host": host.to_json(), "digital_metric": digital_metric,
         "digital_seconds": digital, "digital_seconds_around_sweep": digital_sweep,
         "realization_seconds": realization,
         "realization_parts_seconds": {k: statistics.median(v) for k, v in parts.items()},

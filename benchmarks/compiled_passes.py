@@ -23,6 +23,7 @@ from imc_sim.crossbar.streams import ChipStreams
 from imc_sim.devices.moments import GRID
 from imc_sim.devices.quantiles import Z_MAX, Z_STEP, normal_scores
 from imc_sim.heap import keep_freed_memory
+from imc_sim.host import this_host
 from imc_sim.table import format_table
 
 
@@ -74,7 +75,7 @@ def main() -> None:
         "weight draw, 1536 x 384 (quantile table)": draw,
     }
     rows = [[name, f"{best_ms(fn, args.repeats):.2f}"] for name, fn in runs.items()]
-    print(f"{n} x {m}, one thread, CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    print(f"{n} x {m}, one thread; {this_host().describe()}")
     print(format_table(["pass", "ms"], rows))
 
 

@@ -53,6 +53,7 @@ from imc_sim.table import format_table
 from imc_sim.torch_device import resolve_torch_device
 from imc_sim.units import parse_times
 from imc_sim.heap import keep_freed_memory
+from imc_sim.host import this_host
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = {"grasp": {"k": 32}, "stochgrasp": {"k": 64, "rows": "rows"}, "lora": {}, "full": {}}
@@ -252,8 +253,10 @@ def main() -> None:
         r = bench_shape(shape, args, device)
         print(table(r))
         results.append(r)
-    meta = {"torch_device": str(device), "threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    host = this_host(device)
+    print(host.describe())
+    meta = {"torch_device": str(device), "threads": torch.get_num_threads(), "host": host.to_json(),
+            "gpu": host.gpu,
             "batch": args.batch, "seq": args.seq, "batches": args.batches, "device": args.device}
     write_text_atomic(args.out, json.dumps({"meta": meta, "shapes": results}, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -58,10 +58,10 @@ def test_fused_forward_matches_aihwkit_without_adc(periphery):
     layer = crossbar(linear, profile)
     x = torch.randn(64, 48)
     ours, theirs = layer(x), aihwkit_layer(linear, profile)(x)
-    # int8 products hold each weight to 1 / 64,516 of its column's largest: with <= 48 codes of
-    # at most 127, the product differs by at most 48 * 127 / 64,516 ~ 0.1 code-weight units,
-    # i.e. ~1e-3 of one full-scale input-weight product; outputs here are ~1.
-    tol = 2e-4 if layer.conv.int8 else 1e-5
+    # int8 products hold each weight to 1 / 64,516 of its column's largest (4x that with 7-bit
+    # limbs): with <= 48 codes of at most 127, the product differs by at most 48 * 127 / 64,516 ~
+    # 0.1 code-weight units, i.e. ~1e-3 of one full-scale input-weight product; outputs here are ~1.
+    tol = 2e-4 * (127 / int8_product.limbs().largest) ** 2 if layer.conv.int8 else 1e-5
     torch.testing.assert_close(ours, theirs, rtol=tol, atol=tol)
 
 
@@ -101,20 +101,22 @@ def test_output_noise_std_matches_the_profile():
     assert noise.mean().abs().item() < 0.05 * expected.item()
 
 
-@pytest.mark.skipif(not int8_product.AVAILABLE, reason="torch built without oneDNN")
+@pytest.mark.skipif(int8_product.limbs() is None, reason="no exact int8 product here")
 def test_int8_product_is_within_the_limb_bound():
     torch.manual_seed(0)
     weight = torch.randn(40, 96) * torch.rand(40, 1)  # columns of different scales
     codes = torch.randint(-127, 128, (300, 96)).float()
     got = Int8Weights.pack(weight, out_scale=0.5).product(to_uint8_codes(codes))
     exact = 0.5 * codes.double() @ weight.double().T
-    # each weight is held to m / 64,516 (m: its column's largest |w|), so per output
-    # |error| <= 0.5 * sum_k |c_k| * m / 64,516, plus fp32 rounding of the result
+    # each weight is held to m / 4L^2 (m: its column's largest |w|; 64,516 for L = 127), so per
+    # output |error| <= 0.5 * sum_k |c_k| * m / 4L^2, plus fp32 rounding of the result
+    limbs = int8_product.limbs()
     m = weight.abs().amax(dim=1).double()
-    bound = 0.5 * codes.abs().sum(1, keepdim=True).double() * m / 64516 + 1e-5 * exact.abs()
+    bound = 0.5 * codes.abs().sum(1, keepdim=True).double() * m * limbs.two_limb_error + 1e-5 * exact.abs()
     assert ((got.double() - exact).abs() <= bound).all()
-    # the low limb carries real information: the high limb alone (8-bit weights) errs ~254x more
-    one_limb = (weight * (127 / m.float())[:, None]).round() * (m.float() / 127)[:, None]
+    # the low limb carries real information: the high limb alone errs ~2L times more
+    L = limbs.largest
+    one_limb = (weight * (L / m.float())[:, None]).round() * (m.float() / L)[:, None]
     coarse = 0.5 * codes.double() @ one_limb.double().T
     assert (got.double() - exact).abs().max() < (coarse - exact).abs().max() / 50
 
@@ -159,7 +161,7 @@ def test_dithered_squares_round_each_square_to_a_neighbouring_level_without_bias
     assert rounded.sum() / codes.double().square().sum() == pytest.approx(1.0, abs=1e-3)
 
 
-@pytest.mark.skipif(not int8_product.AVAILABLE, reason="torch built without oneDNN")
+@pytest.mark.skipif(int8_product.limbs() is None, reason="no exact int8 product here")
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled-squares", "torch-squares"])
 def test_int8_read_variance_is_within_its_bound_and_unbiased(compiled, monkeypatch):
     """sum_j c_j^2 V_j on the int8 product, squares dithered per row (each within one step s of its
@@ -174,7 +176,8 @@ def test_int8_read_variance_is_within_its_bound_and_unbiased(compiled, monkeypat
     got = got.double() * step.double()[:, None]
     squares, var = codes.double().square(), var.double()
     exact = squares @ var.T
-    bound = step.double()[:, None] * var.sum(1) + squares.sum(1, keepdim=True) * var.amax(1) / 254
+    one_limb = int8_product.limbs().one_limb_error  # 1 / 254 where the limbs reach 127
+    bound = step.double()[:, None] * var.sum(1) + squares.sum(1, keepdim=True) * var.amax(1) * one_limb
     assert ((got - exact).abs() <= bound + 1e-6 * exact).all()
     assert torch.equal(got[2], exact[2])  # a row of zero codes: no read noise
     live = exact.sum(1) > 0
@@ -184,7 +187,7 @@ def test_int8_read_variance_is_within_its_bound_and_unbiased(compiled, monkeypat
 
 def test_int8_is_used_only_where_codes_fit():
     pcm = load_profile("pcm").periphery
-    assert Converters.from_periphery(pcm).int8 == int8_product.AVAILABLE
+    assert Converters.from_periphery(pcm).int8 == (int8_product.limbs() is not None)
     wide = dataclasses.replace(pcm, dac_bits=10)
     assert not Converters.from_periphery(wide).int8
     ideal_dac = dataclasses.replace(pcm, dac_bits=None)
@@ -203,7 +206,7 @@ def test_weight_read_noise_is_fresh_at_every_mvm_with_the_profile_std(dac_bits):
     torch.manual_seed(0)
     linear = torch.nn.Linear(24, 6)
     layer = crossbar(linear, profile)
-    assert layer.conv.int8 == (dac_bits is not None and int8_product.AVAILABLE)
+    assert layer.conv.int8 == (dac_bits is not None and int8_product.limbs() is not None)
     x = torch.randn(1, 24).repeat(20000, 1)
     quiet = crossbar(linear, dataclasses.replace(profile, periphery=dataclasses.replace(
         profile.periphery, w_noise=0.0)))  # the same converters without noise (the DAC's rounding)
@@ -242,7 +245,7 @@ def test_a_short_last_row_tile_multiplies_only_its_inputs(int8, monkeypatch):
     linear, x = torch.nn.Linear(40, 12), torch.randn(64, 40)
     short, padded = crossbar(linear, profile), crossbar(linear, profile)
     for layer in (short, padded):
-        layer.conv = dataclasses.replace(layer.conv, int8=int8 and int8_product.AVAILABLE)
+        layer.conv = dataclasses.replace(layer.conv, int8=int8 and int8_product.limbs() is not None)
     padded._stack = TileStack.build(padded.weights, padded.scales, padded.conv, padded.read_law)
     assert short.stack.used == (32, 8) and padded.stack.used is None
     if short.stack.packed is not None:

@@ -82,7 +82,8 @@ class IrDropTiles:
     (``magnitudes``), as int8 limbs where the product runs in int8 (``packed``), else as floats.
     Folding the position into the weights leaves the codes integer, so both products of the
     drop run like the tile's own; in int8 on the high limb alone (the weights to 1/254 of a
-    column's largest: the drop is a small correction of the product, and its error a far smaller one)."""
+    column's largest, 1/126 where the CPU's int8 product needs 7-bit limbs: the drop is a small
+    correction of the product, and its error a far smaller one)."""
 
     model: IrDrop
     weighted: Tensor | tuple[Int8Weights, ...]

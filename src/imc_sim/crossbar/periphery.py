@@ -68,8 +68,8 @@ class Converters:
             perfect=p.perfect, managed=p.noise_management == "abs-max", d_in=d_in,
             quant_in=p.dac_bits is not None, out_noise=p.out_noise / d_in, adc_step=d_out / d_in,
             out_bound=p.out_bound / d_in, inp_bound=code_max, static=p.input_range == "static",
-            int8=(int8_product.AVAILABLE and p.dac_bits is not None
-                  and code_max <= int8_product.CODE_MAX),
+            int8=(p.dac_bits is not None and code_max <= int8_product.CODE_MAX
+                  and int8_product.limbs() is not None),
         )
 
     @property

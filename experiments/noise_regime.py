@@ -7,7 +7,7 @@ device, --train-seeds each) are evaluated two ways:
   g_det(sigma), g_stoch(sigma) pooled over training and noise seeds, and the paired gap
   gap(sigma) = StochGRASP - grasp-w averaged over training seeds;
 - on devices (experiments/drift_pcm.py, its JSON per device): pcm, pcm with its device noise
-  x2 and x3 (pcm-noise2, pcm-noise3), reram and fefet, at each drift time.
+  x2 and x3 (pcm-noise2, pcm-noise3), reram, fefet and pcm-chip, at each drift time.
 A device at a time damages grasp-w as much as the Gaussian sigma_eq with g_det(sigma_eq) = grasp-w's
 accuracy on it (linear interpolation between the measured sigmas; 0 where the device costs less
 than the smallest noise, none where it costs more than the largest). If the device's noise acts on
@@ -174,7 +174,7 @@ def plot(curves: GaussianCurves, points: list[DevicePoint], path_name: str) -> N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fig6", default="fig6_gaussian-full-wide", help="fig6_gaussian's result name")
-    parser.add_argument("--devices", default="pcm,pcm-noise2,pcm-noise3,reram,fefet")
+    parser.add_argument("--devices", default="pcm,pcm-noise2,pcm-noise3,reram,fefet,pcm-chip")
     parser.add_argument("--label", default="replicated", help="drift_pcm's --label of the device runs")
     args = parser.parse_args()
     curves = GaussianCurves.read(args.fig6)

@@ -6,6 +6,7 @@ machine's oneDNN take those kernels (it is read once per process: each case runs
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -50,6 +51,7 @@ def run_probe(isa: str | None) -> list[str]:
 
 
 @pytest.mark.skipif(int8_product.limbs() is None, reason="no exact int8 product in this torch")
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 instruction sets only")
 @pytest.mark.parametrize("isa", [None, "AVX2", "AVX512_CORE"], ids=["native", "avx2", "avx512-no-vnni"])
 def test_the_int8_product_stays_exact_with_and_without_vnni(isa):
     """Natively the limbs reach 127 where the CPU has VNNI; held to AVX2 or to AVX-512 without

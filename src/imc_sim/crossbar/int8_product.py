@@ -81,7 +81,8 @@ class Limbs:
 def _exact_with(largest: int) -> bool:
     """Whether oneDNN's int8 product is exact for codes and weights at their largest: uint8 255
     (code 127) against weights ``largest``, 256 inputs, where a saturating 16-bit pair sum would
-    lose 2 x 255 x 127 - 32,767 per pair."""
+    lose 2 x 255 x 127 - 32,767 per pair. On the CPU, where oneDNN's int8 product runs: the probe is
+    of this processor's kernel."""
     codes = torch.full((64, 256), 255, dtype=torch.uint8)
     weights = torch.ops.onednn.qlinear_prepack(torch.full((32, 256), largest, dtype=torch.int8), None)
     out = torch.ops.onednn.qlinear_pointwise(
@@ -186,7 +187,7 @@ class Int8Variance:
     @classmethod
     @torch.no_grad()
     def pack(cls, var: Tensor) -> Int8Variance:
-        """Quantise ``var`` [out, rows] per output column: V ~ (m / 127) round(127 V / m)."""
+        """Quantise ``var`` [out, rows] per output column: V ~ (m / L) round(L V / m), L of :func:`limbs`."""
         largest = exact_limbs().largest
         m = var.float().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny)
         limb = (var.float() * (largest / m)[:, None]).round_().to(torch.int8)

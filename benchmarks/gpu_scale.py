@@ -4,7 +4,9 @@ Random-initialised models built from their configurations (no weights needed): R
 (355 M), GPT-2 medium and, for small machines, MiniLM-L6. Per shape, in one process, on
 ``--torch-device``:
 - one digital evaluation: ``--batches`` batches of ``--batch`` x ``--seq`` random tokens;
-- one imc-sim realization on ``--device`` (program + drift to 1 d + evaluate), its parts timed;
+- one imc-sim realization on ``--device`` (program + drift to 1 d + evaluate), its parts timed
+  (a profile with static input ranges, as pcm-chip, calibrates them once on the same batches,
+  untimed, as deploy does on data);
 - a sweep of ``--seeds`` chips x ``--times`` drift times (each chip programmed once);
 - aihwkit's own torch-tile realization of the same model (``convert_to_analog`` with 512 x 512
   tiles; GPT-2's Conv1D layers converted to Linear first, since aihwkit leaves them digital);
@@ -171,6 +173,7 @@ def bench_shape(shape: str, args: argparse.Namespace, device: torch.device) -> d
 
     deployment = deploy_model(copy.deepcopy(model), profile)
     deployment.model.to(device)
+    deployment.calibrate(data, source="the benchmark's random batches")  # static ranges only (pcm-chip)
     print(f"{shape}: {deployment.describe()}")
     parts: dict[str, list[float]] = {"program": [], "drift": [], "evaluate": []}
     for seed in range(args.repeats):

@@ -1,6 +1,7 @@
 """Training on a torch device: fake CUDA steps of every method, --torch-device, out of memory,
 device-neutral checkpoints, and the device-aware wrapper restoring the model on an exception."""
 
+import json
 import sys
 
 import pytest
@@ -270,3 +271,21 @@ def test_gpu_scale_without_the_device_or_out_of_its_memory_is_one_line(tmp_path,
             gpu_scale.run()
         assert str(exited.value).startswith(f"gpu_scale.py: error: {message}")
         assert "\n" not in str(exited.value) and not out.exists()
+
+
+def test_gpu_scale_calibrates_a_static_range_profile(tmp_path, monkeypatch):
+    """pcm-chip (static input ranges) runs in the benchmark: its ranges come from the benchmark's
+    own batches, once, before the timed realizations (it stopped with the one-line 'needs
+    calibration data' error before)."""
+    sys.path.insert(0, str(__import__("conftest").REPO / "benchmarks"))
+    gpu_scale = __import__("gpu_scale")
+    monkeypatch.setattr(gpu_scale, "build", lambda shape: __import__("conftest").make_tiny_bert())
+    out = tmp_path / "scale.json"
+    monkeypatch.setattr(sys, "argv", ["gpu_scale.py", "--torch-device", "cpu", "--device", "pcm-chip",
+                                      "--batches", "1", "--batch", "2", "--seq", "8", "--seeds", "1",
+                                      "--times", "1d", "--repeats", "1", "--steps", "0", "--skip-aihwkit",
+                                      "--out", str(out)])
+    gpu_scale.run()
+    shape = json.loads(out.read_text())["shapes"][0]
+    assert shape["realization_seconds"] > 0 and shape["sweep_realizations"] == 1
+    assert json.loads(out.read_text())["meta"]["host"]["cores"] >= 1

@@ -173,7 +173,7 @@ def bench_shape(shape: str, args: argparse.Namespace, device: torch.device) -> d
 
     deployment = deploy_model(copy.deepcopy(model), profile)
     deployment.model.to(device)
-    deployment.calibrate(data, source="the benchmark's random batches")  # static ranges only (pcm-chip)
+    deployment.calibrate(data, source="benchmark's random batches")  # static ranges only (pcm-chip)
     print(f"{shape}: {deployment.describe()}")
     parts: dict[str, list[float]] = {"program": [], "drift": [], "evaluate": []}
     for seed in range(args.repeats):

@@ -143,10 +143,12 @@ def test_layer_with_ir_drop_matches_aihwkit_tile_with_rpucuda_ir_drop(case, monk
         slack = 0.02 * (off - theirs).abs().amax() if layer.conv.int8 else 0.0
         assert (diff <= tol + tol * theirs.abs() + slack).all()
     else:
-        # the ADC may round one level apart where float order differs (rare), at most one step
-        # per row tile: 2 out_bound / 254 times the input and weight scales
+        # the ADC may round one level apart where float order or the drop's one-limb weights
+        # differ (rare: a share that grows as the limbs' 1 / 2L), at most one step per row tile:
+        # 2 out_bound / 254 times the input and weight scales
         one_step = 2 * 10.0 / 254 * x.abs().amax() * linear.weight.abs().max()
-        assert (diff > 1e-5).float().mean() < 0.01
+        flips = 0.01 * (127 / int8_product.limbs().largest if layer.conv.int8 else 1.0)
+        assert (diff > 1e-5).float().mean() < flips
         assert diff.max() <= 3 * one_step + 1e-5
 
 

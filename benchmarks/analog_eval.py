@@ -34,6 +34,7 @@ from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
 from imc_sim import data
 from imc_sim.atomic import write_text_atomic
 from imc_sim.checkpoint import load_model
+from imc_sim.crossbar import int8_product
 from imc_sim.crossbar.mapping import deploy_model
 from imc_sim.crossbar.rpu_config import build_rpu_config
 from imc_sim.crossbar.tiles import CrossbarLinear
@@ -151,7 +152,9 @@ def main() -> None:
     print(format_table(["what", "seconds", "x digital", "target"], rows))
     result = {
         "checkpoint": str(checkpoint), "device": profile.name, "dev_examples": dev_examples,
-        "threads": torch.get_num_threads(), "host": host.to_json(), "digital_metric": digital_metric,
+        "threads": torch.get_num_threads(), "host": host.to_json(),
+        "int8_limbs": None if int8_product.limbs() is None else int8_product.limbs().largest,
+        "digital_metric": digital_metric,
         "digital_seconds": digital, "digital_seconds_around_sweep": digital_sweep,
         "realization_seconds": realization,
         "realization_parts_seconds": {k: statistics.median(v) for k, v in parts.items()},

@@ -44,6 +44,7 @@ from transformers import (
 )
 
 from imc_sim.atomic import write_text_atomic
+from imc_sim.crossbar import int8_product
 from imc_sim.crossbar.mapping import deploy_model
 from imc_sim.crossbar.rpu_config import build_rpu_config
 from imc_sim.deploy.chip import Chip
@@ -258,7 +259,9 @@ def main() -> None:
         results.append(r)
     host = this_host(device)
     print(host.describe())
+    limbs = int8_product.limbs()  # the CPU's int8 product: 127, or 63 without VNNI (None: fp32)
     meta = {"torch_device": str(device), "threads": torch.get_num_threads(), "host": host.to_json(),
+            "int8_limbs": None if limbs is None else limbs.largest,
             "gpu": host.gpu,
             "batch": args.batch, "seq": args.seq, "batches": args.batches, "device": args.device}
     write_text_atomic(args.out, json.dumps({"meta": meta, "shapes": results}, indent=2) + "\n")

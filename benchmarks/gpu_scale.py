@@ -262,7 +262,6 @@ def main() -> None:
     limbs = int8_product.limbs()  # the CPU's int8 product: 127, or 63 without VNNI (None: fp32)
     meta = {"torch_device": str(device), "threads": torch.get_num_threads(), "host": host.to_json(),
             "int8_limbs": None if limbs is None else limbs.largest,
-            "gpu": host.gpu,
             "batch": args.batch, "seq": args.seq, "batches": args.batches, "device": args.device}
     write_text_atomic(args.out, json.dumps({"meta": meta, "shapes": results}, indent=2) + "\n")
     print(f"wrote {args.out}")

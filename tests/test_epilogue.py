@@ -5,7 +5,10 @@ import pytest
 import torch
 
 from imc_sim.crossbar import epilogue
+from imc_sim.crossbar.ir_drop import DropTerms, IrDrop
 from imc_sim.crossbar.streams import ChipStreams, Stream
+from imc_sim.devices import build_family
+from imc_sim.devices.profile import load_profile
 
 compiled = pytest.mark.skipif(not epilogue.AVAILABLE, reason="the C pass was not built (no compiler)")
 
@@ -49,6 +52,19 @@ def test_compiled_pass_equals_the_fallback_without_noise(base, monkeypatch):
         chosen = {"bias": bias, "none": None, "accumulate": out}[base]
         results.append(run(y.clone(), rs, cf, chosen, out))
     torch.testing.assert_close(results[0], results[1], rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("sd", [0.25, 4.0])
+def test_fallback_noise_has_the_asked_std_and_lands_in_out(sd, fallback):
+    """The torch path's output noise for any std above zero (below one ADC code too), written into
+    ``out`` over the bias."""
+    n, m = 400, 500
+    out = torch.empty(n, m)
+    got = epilogue.apply(torch.zeros(n, m), 1.0, sd, False, 1e30, None, torch.ones(m),
+                         torch.full((m,), 2.0), out, stream())
+    assert got is out
+    noise = (out - 2.0).double()
+    assert abs(noise.mean()) < 0.01 * sd and noise.std() == pytest.approx(sd, rel=0.01)
 
 
 @compiled
@@ -179,21 +195,98 @@ def test_compiled_dac_equals_the_fallback(managed, as_uint8, width, monkeypatch)
         assert codes.float().abs().max() == expected_codes.float().abs().max()  # clipped alike
 
 
-@compiled
-def test_compiled_wrappers_refuse_a_cuda_tensor_before_touching_it():
-    """A (fake) CUDA tensor reaching a compiled wrapper: a clear error, no pointer handed to C."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
+def call_with_one_tensor_off_the_cpu(wrapper: str, off: int) -> None:
+    """Call a compiled wrapper with valid CPU tensors, except its ``off``-th tensor argument on
+    ``meta`` (another device, whose data pointer is NULL)."""
 
-    with FakeTensorMode(allow_non_fake_inputs=False):
-        y = torch.zeros(4, 8, device="cuda")
-        ones = torch.ones(8, device="cuda")
-        with pytest.raises(RuntimeError, match="CPU tensors only, got one on cuda"):
-            epilogue.apply_compiled(y, 1.0, 0.5, True, 10.0, None, ones, None, y,
-                                    torch.Generator())
-        with pytest.raises(RuntimeError, match="CPU tensors only"):
-            epilogue.dac_codes(y, 1, 1.0, True, True, None, False)
-        with pytest.raises(RuntimeError, match="CPU tensors only"):
-            epilogue.draw(y, None, y, -6.0, 0.25, torch.Generator())
+    def t(i: int, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return torch.zeros(shape, dtype=dtype, device="meta" if i == off else "cpu")
+
+    i64, law = torch.int64, build_family(load_profile("pcm")).compiled_law(None)
+    calls = {
+        "apply_compiled": lambda: epilogue.apply_compiled(
+            t(0, 4, 8), 1.0, epilogue.ElementStd(t(1, 4, 8), 0.0, 1.0, t(2, 4)), True, 10.0, t(3, 4),
+            t(4, 8), t(5, 8), t(6, 4, 8), torch.Generator(),
+            DropTerms(IrDrop(1.0, 1e-3, 8), t(7, 4, 8), t(8, 4, 8), 1.0)),
+        "draw": lambda: epilogue.draw(t(0, 4, 8), t(1, 4), t(2, 5, 3), -2.0, 1.0, torch.Generator()),
+        "dac_codes": lambda: epilogue.dac_codes(t(0, 4, 8), 2, 1.0, False, True, None, False, t(1, 2)),
+        "dithered_squares": lambda: epilogue.dithered_squares(t(0, 4, 8, dtype=torch.uint8)),
+        "tile_normals": lambda: epilogue.tile_normals(t(0, 2, 64), t(1, 2, dtype=i64)),
+        "pcm_tiles": lambda: epilogue.pcm_tiles(
+            law, 1, t(0, 2, 4, 4), t(1, 2), t(2, 2, dtype=i64), t(3, 2), t(4, 2, dtype=i64),
+            t(5, 2, dtype=i64), t(6, 2, 1, 2, 4, 4, dtype=torch.int8), t(7, 2, 4, 4)),
+    }
+    calls[wrapper]()
+
+
+TENSOR_ARGUMENTS = {"apply_compiled": 9, "draw": 3, "dac_codes": 2, "dithered_squares": 1,
+                    "tile_normals": 2, "pcm_tiles": 8}
+
+
+@compiled
+@pytest.mark.parametrize(("wrapper", "off"), [(w, i) for w, n in TENSOR_ARGUMENTS.items() for i in range(n)])
+def test_compiled_wrappers_refuse_any_tensor_off_the_cpu_before_touching_it(wrapper, off):
+    """Every tensor a compiled wrapper takes, alone on another device (a CUDA model's, say): a
+    clear error before any pointer reaches C, where a NULL would read as "none" or crash."""
+    with pytest.raises(RuntimeError, match="CPU tensors only, got one on meta"):
+        call_with_one_tensor_off_the_cpu(wrapper, off)
+
+
+@compiled
+@pytest.mark.parametrize(("change", "message"), [
+    ({"seeds_program": None}, r"seeds_program must hold 2 values for 2 tiles of 4x4, got None"),
+    ({"ratio_target": torch.ones(3)}, r"ratio_target must hold 2 values .*, got \(3,\)"),
+    ({"ratio_programmed": torch.ones(2)},
+     "^drift needs both ratio_programmed and seeds_coefficients, programming neither$"),
+    ({"ratio_programmed": torch.ones(3), "seeds_coefficients": torch.zeros(2, dtype=torch.int64)},
+     r"ratio_programmed must hold 2 values"),
+    ({"ratio_programmed": torch.ones(2), "seeds_coefficients": torch.zeros(1, dtype=torch.int64)},
+     r"seeds_coefficients must hold 2 values"),
+    ({"seeds_read": torch.zeros(3, dtype=torch.int64)}, r"seeds_read must hold 2 values"),
+    ({"stuck": torch.zeros(2, 2, 4, 4, dtype=torch.int8)},
+     r"stuck must hold 128 values .*, got \(2, 2, 4, 4\)"),
+    ({"live": torch.ones(2, 4, 3)}, r"live must hold 32 values"),
+], ids=["no seeds", "ratios", "drift half", "programmed", "coefficients", "read", "stuck", "live"])
+def test_the_pcm_pass_refuses_what_it_would_read_past(change, message):
+    """The compiled PCM pass reads each per-tile tensor and the fault masks blindly at the sizes
+    of ``u_target`` [tiles, cols, rows]: anything else is refused by name before C sees it."""
+    law = build_family(load_profile("pcm")).compiled_law(None)
+    arguments = {"ratio_target": torch.ones(2), "seeds_program": torch.zeros(2, dtype=torch.int64)}
+    with pytest.raises(ValueError, match=message):
+        epilogue.pcm_tiles(law, 2, torch.zeros(2, 4, 4), **{**arguments, **change})
+
+
+@compiled
+def test_the_dac_pass_refuses_factors_or_inputs_that_do_not_fit_its_tiles():
+    x = torch.zeros(3, 10)
+    with pytest.raises(ValueError, match=r"^tile_factor has shape \(3,\), not \(2,\)$"):
+        epilogue.dac_codes(x, 2, 1.0, False, True, None, False, torch.ones(3))
+    with pytest.raises(ValueError, match=r"^10 inputs do not fit 2 row tiles of 4$"):
+        epilogue.dac_codes(x, 2, 1.0, False, True, None, False, rows=4)
+
+
+@compiled
+def test_the_pcm_pass_converts_its_callers_dtypes_rather_than_reading_their_bytes():
+    """Targets, ratios and live masks in float64, seeds in int32, stuck codes in int64 give what
+    the pass's own float32, int64 and int8 give, for programming and for drift."""
+    family = build_family(load_profile("pcm"))
+    gen = torch.Generator().manual_seed(0)
+    u = torch.rand(2, 4, 4, generator=gen) * 2 - 1
+    ratio = torch.full((2,), 0.1)
+    seeds = [torch.randint(0, 2**31 - 1, (2,), generator=gen) for _ in range(3)]
+    stuck = torch.randint(0, 3, (2, 1, 2, 4, 4), generator=gen, dtype=torch.int8)
+    live = (torch.rand(2, 4, 4, generator=gen) > 0.2).float()
+
+    def both(**kwargs):
+        return (epilogue.pcm_tiles(family.compiled_law(None), 1, u, ratio, seeds[0], **kwargs),
+                epilogue.pcm_tiles(family.compiled_law(86400.0), 1, u, ratio, seeds[0], ratio, seeds[1],
+                                   seeds[2], **kwargs))
+
+    expected = both(stuck=stuck, live=live)
+    u, ratio, live = u.double(), ratio.double(), live.double()
+    seeds, stuck = [s.int() for s in seeds], stuck.long()
+    for got, want in zip(both(stuck=stuck, live=live), expected, strict=True):
+        assert torch.equal(got, want)
 
 
 def test_apply_takes_the_torch_path_off_the_cpu(monkeypatch):

@@ -16,6 +16,7 @@ import dataclasses
 import pytest
 import torch
 from conftest import make_tiny_bert
+from torch._guards import detect_fake_mode
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.overrides import TorchFunctionMode
 
@@ -81,10 +82,18 @@ class FakeCudaMethods(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def cuda_generator(device: torch.device | str, seed: int) -> torch.Generator:
+    """The streams' generator, handed out on the CPU; inside the fake CUDA mode it must be asked
+    for on CUDA (a stream that lost its device fails here)."""
+    if detect_fake_mode() is not None:
+        assert torch.device(device).type == "cuda", f"a generator on {device} for a fake CUDA chip"
+    return torch.Generator().manual_seed(seed)
+
+
 @pytest.fixture
 def fake_cuda(monkeypatch):
     """(mode, to_cuda): enter ``mode`` to compute on fake CUDA tensors; ``to_cuda`` for _apply."""
-    monkeypatch.setattr(streams, "generator", lambda device, seed: torch.Generator().manual_seed(seed))
+    monkeypatch.setattr(streams, "generator", cuda_generator)
     mode = FakeTensorMode(allow_non_fake_inputs=False)
 
     def to_cuda(t: torch.Tensor) -> torch.Tensor:
@@ -148,6 +157,17 @@ def test_a_programmed_chip_on_cuda_holds_two_words_per_weight(fake_cuda):
             assert sum(t.numel() * t.element_size() for t in weight_sized) == 8 * n  # targets, weights
             smaller = sum(t.numel() for t in kept.values() if t.numel() < n // 8)
             assert smaller <= 8 * layer.n_tiles * (layer.rows + layer.grid.cols)  # per row and column
+
+
+def test_a_large_fill_draws_every_chunk_on_the_streams_device(fake_cuda):
+    """A fill of more than one CHUNK (the read noise of a RoBERTa-large layer) takes each chunk's
+    generator on the stream's device, as a fill of one chunk does."""
+    mode, _ = fake_cuda
+    stream = streams.ChipStreams(0).stream("layer", "drift-read", "cuda", 0, 86400.0)
+    with mode:
+        for n in (5, 2 * streams.CHUNK + 5):
+            z = stream.normal((n,))
+            assert z.device.type == "cuda" and z.shape == (n,)
 
 
 def test_a_cpu_tensor_in_the_fake_cuda_chip_is_caught(fake_cuda):

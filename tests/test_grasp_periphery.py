@@ -59,7 +59,9 @@ def test_base_layers_go_on_tiles_and_keep_the_merged_layers_noise_names(tiny_che
     assert len(grasp) == 12 and all(isinstance(m.base, CrossbarLinear) for m in grasp.values())
     assert set(deployment.layers) == {f"{n}.base" for n in grasp}
     assert {deployment.chip_name(n) for n in deployment.layers} == set(grasp)
-    assert "12 adapters digital" in deployment.describe()
+    text = deployment.describe()
+    assert text.startswith("mapped 12 layers onto ") and text.endswith(
+        "; 12 adapters digital, before their tiles' DACs")
 
 
 def test_ideal_periphery_equals_digital_and_merged(tiny_checkpoint, token_batch):

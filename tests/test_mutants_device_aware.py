@@ -258,6 +258,21 @@ def test_a_layer_whose_weights_change_is_drawn_at_its_new_weights(method):
     torch.testing.assert_close(outputs[0], outputs[1])
 
 
+@pytest.mark.parametrize("compiled", PATHS)
+def test_a_layer_unfrozen_after_frozen_forwards_is_mapped_afresh(compiled, monkeypatch):
+    """Gradual unfreezing: the mapping scale and targets a frozen layer keeps serve its frozen
+    forwards only; once it trains, its new weights are drawn as by a sampler that never froze."""
+    draw_path(compiled, monkeypatch)
+    pcm = load_profile("pcm")
+    w = torch.randn(2, 8, 64, generator=torch.Generator().manual_seed(2))
+    draws = []
+    for frozen_first in (True, False):
+        s = sampler(pcm, [YEAR])
+        s.device_weights(w[0], 0, frozen=frozen_first)
+        draws.append(s.device_weights(w[1], 0, frozen=False))
+    torch.testing.assert_close(draws[0], draws[1])
+
+
 @pytest.mark.parametrize("method", ["lora", "grasp"])
 def test_ideal_device_keeps_adapter_forwards_and_lora_dropout(method, token_batch):
     """On the ideal profile a LoRA (dropout 0.1 kept) or GRASP model's training forward and

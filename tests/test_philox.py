@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from imc_sim.crossbar import epilogue
+from imc_sim.crossbar import philox as philox_module
 from imc_sim.crossbar.philox import philox_words, torch_tile_normals
 from imc_sim.crossbar.streams import ChipStreams
 from imc_sim.crossbar.tiles import CrossbarLinear
@@ -98,6 +99,17 @@ def test_torch_device_normals_follow_the_layout():
     z = torch_tile_normals(torch.empty(2, 150), torch.tensor(seeds))
     expected = torch.tensor([[reference_normal(0, k, 150, seed) for k in range(150)] for seed in seeds])
     torch.testing.assert_close(z, expected, rtol=1e-4, atol=1e-4)  # float32 log and cos polynomials
+
+
+@pytest.mark.parametrize("piece", [LANES * 3, LANES * 3 * 2])
+def test_a_torch_fill_in_several_pieces_is_the_fill_in_one(piece, monkeypatch):
+    """A large chip's torch fill goes a piece of counter groups at a time (``PIECE`` lanes, which
+    bounds its temporaries): pieces of one or two groups per tile, the last one past the tile's
+    end, give the numbers of one piece."""
+    seeds = torch.tensor([11, 2**40 + 3, 7])
+    whole = torch_tile_normals(torch.empty(3, 5 * GROUP + 17), seeds)
+    monkeypatch.setattr(philox_module, "PIECE", piece)
+    assert torch.equal(torch_tile_normals(torch.empty(3, 5 * GROUP + 17), seeds), whole)
 
 
 @COMPILED

@@ -61,6 +61,34 @@ def test_large_fills_do_not_depend_on_the_thread_count(threads):
     assert not torch.equal(chunks[0][:100], chunks[1][:100])  # each chunk its own generator
 
 
+def test_large_fills_of_other_chips_layers_times_and_draws_differ_in_every_chunk():
+    """Each chunk of a fill over CHUNK elements is seeded from the stream's keys and draw, not from
+    its index alone: two chips (or layers, drift times, draws) never share a chunk."""
+    shape = (CHUNK + 17,)
+    stream = ChipStreams(0).stream("layer", "drift-read", "cpu", 0, DAY)
+    fill = stream.normal(shape)
+    others = [ChipStreams(1).stream("layer", "drift-read", "cpu", 0, DAY).normal(shape),
+              ChipStreams(0).stream("other", "drift-read", "cpu", 0, DAY).normal(shape),
+              ChipStreams(0).stream("layer", "drift-read", "cpu", 0, 2 * DAY).normal(shape),
+              stream.normal(shape)]
+    for other in others:
+        assert not torch.equal(fill[:100], other[:100])
+        assert not torch.equal(fill[CHUNK:], other[CHUNK:])
+
+
+def test_tile_seeds_are_one_per_layer_purpose_tile_and_time():
+    """A tile's device normals are keyed by its layer, purpose, index and time: the read noise at
+    each drift time is fresh, and a fault draw's two parts (``time="devices"``, ``"columns"``) are
+    independent."""
+    streams = ChipStreams(0)
+    seeds = [streams.tile_seeds(*key) for key in [
+        ("layer", "drift-read", range(2), HOUR), ("layer", "drift-read", range(2), DAY),
+        ("other", "drift-read", range(2), HOUR), ("layer", "program", range(2), HOUR),
+        ("layer", "faults", range(2), "devices"), ("layer", "faults", range(2), "columns")]]
+    every = [seed for tiles in seeds for seed in tiles]
+    assert len(set(every)) == len(every)
+
+
 def pcm_layer(tile: int = 64) -> CrossbarLinear:
     profile = load_profile("pcm")
     profile = dataclasses.replace(profile, periphery=dataclasses.replace(

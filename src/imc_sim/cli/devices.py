@@ -1,5 +1,7 @@
-"""``imc-sim devices``: list the shipped device profiles, show one with its noise and drift plot, or
-fit one to measured conductances (``devices fit MEASUREMENTS --family pcm --out my-device.yaml``)."""
+"""``imc-sim devices``: list the shipped device profiles, show one, or fit one to measurements.
+
+``show`` prints a profile's parameters and draws its noise and drift; ``fit`` fits a profile to
+measured conductances (``devices fit MEASUREMENTS --family pcm --out my-device.yaml``)."""
 
 from __future__ import annotations
 

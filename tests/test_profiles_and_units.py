@@ -18,16 +18,21 @@ def test_parse_time(text, seconds):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("-1h", "negative"), ("1fortnight", "unknown time unit 'fortnight'"), ("soon", "cannot read"),
+    ("-1h", "negative"), ("soon", "cannot read"),
+    ("1fortnight", "^unknown time unit 'fortnight' in '1fortnight'; known: s, min, h, d, w, mo, y$"),
+    ("1e400", "^drift time '1e400' is not finite$"),
 ])
 def test_bad_times(text, message):
     with pytest.raises(ImcSimError, match=message):
         parse_time(text)
+    with pytest.raises(ImcSimError, match="^no drift time given$"):
+        parse_times(", ")
 
 
 def test_times_lists_ranges_and_labels():
     assert parse_times(["1d", "1s,1h", "3600"]) == [1.0, 3600.0, 86400.0]
     assert parse_time_range("1h..1y") == (3600.0, 31536000.0)
+    assert parse_time_range("1d..24h") == parse_time_range("1d") == (86400.0, 86400.0)
     with pytest.raises(ImcSimError, match="starts after it ends"):
         parse_time_range("1y..1h")
     assert [format_time(t) for t in (1, 90, 3600, 86400, 31536000, 2592000)] == \

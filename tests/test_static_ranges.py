@@ -158,12 +158,36 @@ def test_other_tiles_fall_back_to_the_recorded_training_data_then_the_dev_set(st
     assert deployment.input_ranges == "dev set"
 
 
-def test_the_training_file_ranges_are_those_training_would_calibrate(static_checkpoint, tiny_glue):
+def test_the_checkpoints_ranges_are_used_when_asked_for_by_name(static_checkpoint):
     loaded = load_model(static_checkpoint)
+    deployment = deploy_model(loaded.model, chip_profile())
+    set_input_ranges(deployment, loaded, [], source="checkpoint")
+    assert deployment.input_ranges == "checkpoint"
+
+
+def test_a_source_that_has_nothing_is_a_one_line_error_naming_the_way_out(static_checkpoint):
+    loaded = load_model(static_checkpoint)
+    deployment = deploy_model(loaded.model, chip_profile(tile_rows=8))
+    with pytest.raises(ImcSimError, match=r"^the checkpoint holds no static input ranges for pcm's row "
+                       r"tiles \(8 rows, fixed split, percentile 99\.995\): train it device-aware on "
+                       r"such a profile, or pass --input-ranges auto$"):
+        set_input_ranges(deployment, loaded, [], source="checkpoint")
+    args = loaded.meta["train_args"]
+    args["data_dir"] = args["data_source"]["data_dir"] = None
+    with pytest.raises(ImcSimError, match=r"^the checkpoint records no training file that is here to "
+                       r"calibrate static input ranges on: pass --input-ranges auto or dev$"):
+        set_input_ranges(deployment, loaded, token_batches(), source="train")
+    assert deployment.input_ranges is None
+
+
+def test_the_training_file_ranges_are_those_training_would_calibrate(static_checkpoint, tiny_glue):
+    """With the checkpoint's own token length and example limit (here other than the defaults)."""
+    loaded = load_model(static_checkpoint)
+    loaded.meta["train_args"].update(max_length=6, train_limit=10)
     deployment = deploy_model(loaded.model, chip_profile(tile_rows=8))
     set_input_ranges(deployment, loaded, [], source="train")
     source = DataSource(data_dir=str(tiny_glue))
-    batches = training_batches(source, loaded.task, loaded.tokenizer, 64)
+    batches = training_batches(source, loaded.task, loaded.tokenizer, 6, 10)
     expected = {}
     for name, layer in deployment.layers.items():
         expected[name], layer.input_ranges = layer.input_ranges, None

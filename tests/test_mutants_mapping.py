@@ -32,7 +32,10 @@ def stored_for(deployment, dtype=torch.float32, **changes) -> StoredRanges:
     layers = {name: torch.arange(1, layer.row_tiles + 1, dtype=dtype)
               for name, layer in deployment.layers.items()}
     for name, ranges in changes.items():
-        layers.pop(name) if ranges is None else layers.__setitem__(name, ranges)
+        if ranges is None:
+            del layers[name]
+        else:
+            layers[name] = ranges
     return StoredRanges(p.tile_rows, p.tile_split, p.input_percentile, layers)
 
 

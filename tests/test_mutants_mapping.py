@@ -103,7 +103,7 @@ def test_stored_ranges_that_miss_or_misfit_a_layer_are_not_used_at_all(change):
 
 def test_an_interrupted_calibration_keeps_no_ranges():
     """The second batch fails (a token id beyond the vocabulary) after the first reached every
-    layer: no layer keeps the first batch's ranges, and the layers compute as before."""
+    layer: no layer keeps the first batch's ranges; a later calibration gives every layer its own."""
     deployment = static_deployment()
     bad = {**token_batches(1)[0], "input_ids": torch.full((4, 9), 10_000)}
     with pytest.raises(IndexError):

@@ -3,12 +3,21 @@
 import json
 import os
 import pickle
+import re
+import shutil
 
 import pytest
 import torch
 from conftest import make_tiny_bert
 
-from imc_sim.checkpoint import load_adapted, load_model, read_checkpoint
+from imc_sim.checkpoint import (
+    load_adapted,
+    load_model,
+    load_state,
+    read_checkpoint,
+    save_checkpoint,
+    trainable_state,
+)
 from imc_sim.cli import main
 from imc_sim.errors import ImcSimError
 
@@ -98,10 +107,48 @@ def test_pickled_object_is_refused(tmp_path, monkeypatch):
 
 
 def test_truncated_and_foreign_files_are_refused(trained, tmp_path):
+    """An unreadable file's line gives the first line of torch's reason, or the exception's name
+    where it has none (an empty file's EOFError); a missing file is named as missing."""
     blob = (trained / "model.pt").read_bytes()
-    (tmp_path / "cut.pt").write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(ImcSimError, match="not a readable"):
-        read_checkpoint(tmp_path / "cut.pt")
+    cut, empty = tmp_path / "cut.pt", tmp_path / "empty.pt"
+    cut.write_bytes(blob[: len(blob) // 2])
+    empty.write_bytes(b"")
+    with pytest.raises(Exception) as raw:
+        torch.load(cut, map_location="cpu", weights_only=True)
+    reason = str(raw.value).strip().splitlines()[0][:160]
+    assert reason and reason != type(raw.value).__name__
+    for path, why in ((cut, reason), (empty, "EOFError")):
+        with pytest.raises(ImcSimError) as refused:
+            read_checkpoint(path)
+        assert str(refused.value) == f"{path} is not a readable imc-sim checkpoint ({why})"
+    with pytest.raises(ImcSimError, match=rf"^no checkpoint file {re.escape(str(tmp_path))}/absent\.pt$"):
+        read_checkpoint(tmp_path / "absent.pt")
+
+
+def test_a_long_reason_is_cut_to_its_first_160_characters(tmp_path, monkeypatch):
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"x")
+    first = "".join(str(i % 10) for i in range(200))
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError(f"  {first}\nsecond line")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    with pytest.raises(ImcSimError) as refused:
+        read_checkpoint(path)
+    assert str(refused.value) == f"{path} is not a readable imc-sim checkpoint ({first[:160]})"
+
+
+def test_another_version_or_missing_entries_are_refused_by_name(trained, tmp_path):
+    data = read_checkpoint(trained / "model.pt")
+    newer = tmp_path / "newer.pt"
+    torch.save({**data, "version": 2}, newer)
+    with pytest.raises(ImcSimError, match=rf"^{re.escape(str(newer))}: checkpoint version 2 is not 1$"):
+        read_checkpoint(newer)
+    partial = tmp_path / "partial.pt"
+    torch.save({k: v for k, v in data.items() if k not in ("task", "state")}, partial)
+    with pytest.raises(ImcSimError, match=rf"^{re.escape(str(partial))}: checkpoint lacks task, state$"):
+        read_checkpoint(partial)
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
     with pytest.raises(ImcSimError, match="not an imc-sim checkpoint"):
         read_checkpoint(tmp_path / "foreign.pt")
@@ -113,8 +160,70 @@ def test_base_model_mismatch_is_refused(trained, tmp_path, tiny_model_dir):
     with torch.no_grad():
         model.bert.encoder.layer[0].output.dense.weight.add_(0.01)
     model.save_pretrained(other)
-    with pytest.raises(ImcSimError, match="base model does not match"):
-        load_model(trained / "model.pt", model_override=str(other))
+    path = trained / "model.pt"
+    with pytest.raises(ImcSimError, match=rf"^{re.escape(str(path))}: base model does not match"):
+        load_model(path, model_override=str(other))
+
+
+def test_the_base_model_can_come_from_another_folder(trained, tmp_path, tiny_model_dir):
+    """A copy of the base model elsewhere (a moved folder) gives the same model."""
+    moved = shutil.copytree(tiny_model_dir, tmp_path / "moved")
+    here, there = load_model(trained / "model.pt"), load_model(trained / "model.pt", str(moved))
+    with torch.no_grad():
+        torch.testing.assert_close(there.model(**batch_of(there)).logits,
+                                   here.model(**batch_of(here)).logits)
+
+
+def test_a_checkpoint_whose_adapter_does_not_fit_names_itself(trained, tmp_path):
+    data = read_checkpoint(trained / "model.pt")
+    data["state"].pop(next(n for n in data["state"] if n.endswith(".mu")))
+    path = tmp_path / "short.pt"
+    save_checkpoint(path, {k: v for k, v in data.items() if k not in ("format", "version")})
+    with pytest.raises(ImcSimError, match=rf"^{re.escape(str(path))}: adapter does not fit the model"):
+        load_adapted(path)
+
+
+def test_a_loaded_checkpoints_meta_leaves_the_weights_in_the_model(trained):
+    """The record beside the model holds no second reference to every trained tensor (for
+    ``full``, the whole model)."""
+    loaded = load_adapted(trained / "model.pt")
+    assert "state" not in loaded.meta and loaded.meta["method"] == "stochgrasp"
+
+
+def two_layers() -> torch.nn.Module:
+    """Trainable 0.weight (3, 2), 0.bias, 1.weight (1, 3), 1.bias."""
+    return torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
+
+
+def test_the_state_a_checkpoint_saves_is_a_copy_of_the_trainable_parameters():
+    model = two_layers()
+    model[1].bias.requires_grad_(False)
+    state = trainable_state(model)
+    assert sorted(state) == ["0.bias", "0.weight", "1.weight"]
+    before = state["0.weight"].clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    assert torch.equal(state["0.weight"], before)
+
+
+def test_a_state_that_does_not_fit_says_how_and_changes_nothing():
+    """Up to two names of each kind, sorted; a wrong shape anywhere leaves every parameter as
+    it was."""
+    model = two_layers()
+    state = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    odd = {"1.weight": state["1.weight"], "c": state["0.bias"], "a": state["0.bias"], "b": state["0.bias"]}
+    with pytest.raises(ImcSimError) as refused:
+        load_state(model, odd, "ckpt.pt")
+    assert str(refused.value) == ("ckpt.pt: adapter does not fit the model (unexpected ['a', 'b'], "
+                                  "missing ['0.bias', '0.weight'])")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with pytest.raises(ImcSimError) as refused:
+        load_state(model, {**state, "1.bias": torch.zeros(1, 1)}, "ckpt.pt")
+    assert str(refused.value) == "ckpt.pt: 1.bias has shape (1, 1), model wants (1,)"
+    for name, param in model.named_parameters():
+        assert torch.equal(param, before[name]), name
+    load_state(model, state, "ckpt.pt")
+    assert all(not p.any() for p in model.parameters())
 
 
 @pytest.mark.parametrize(("extra", "message"), [

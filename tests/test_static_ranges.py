@@ -181,19 +181,25 @@ def test_a_source_that_has_nothing_is_a_one_line_error_naming_the_way_out(static
 
 
 def test_the_training_file_ranges_are_those_training_would_calibrate(static_checkpoint, tiny_glue):
-    """With the checkpoint's own token length and example limit (here other than the defaults)."""
+    """With the checkpoint's own token length and example limit (here other than the defaults:
+    3 of the file's 8 distinct sentences, whose ranges differ from those of all 8)."""
     loaded = load_model(static_checkpoint)
-    loaded.meta["train_args"].update(max_length=6, train_limit=10)
+    loaded.meta["train_args"].update(max_length=6, train_limit=3)
     deployment = deploy_model(loaded.model, chip_profile(tile_rows=8))
     set_input_ranges(deployment, loaded, [], source="train")
+    found = {name: layer.input_ranges for name, layer in deployment.layers.items()}
     source = DataSource(data_dir=str(tiny_glue))
-    batches = training_batches(source, loaded.task, loaded.tokenizer, 6, 10)
-    expected = {}
-    for name, layer in deployment.layers.items():
-        expected[name], layer.input_ranges = layer.input_ranges, None
-    deployment.calibrate(batches)
-    for name, layer in deployment.layers.items():
-        torch.testing.assert_close(layer.input_ranges, expected[name])
+
+    def calibrated(limit: int | None) -> dict[str, torch.Tensor]:
+        for layer in deployment.layers.values():
+            layer.input_ranges = None
+        deployment.calibrate(training_batches(source, loaded.task, loaded.tokenizer, 6, limit))
+        return {name: layer.input_ranges for name, layer in deployment.layers.items()}
+
+    expected, unlimited = calibrated(3), calibrated(None)
+    assert any(not torch.equal(expected[name], unlimited[name]) for name in found)
+    for name in found:
+        torch.testing.assert_close(found[name], expected[name])
 
 
 def test_deploy_cli_says_where_the_ranges_came_from(static_checkpoint, tiny_glue, tmp_path, capsys):

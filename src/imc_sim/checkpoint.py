@@ -71,7 +71,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
     """Copy ``state`` into the trainable parameters of ``model`` wherever they live (the copy
-    moves each tensor to its parameter's device and dtype); names and shapes must agree."""
+    moves each tensor to its parameter's device and dtype); names and shapes must agree, and
+    where they do not, no parameter is changed."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if set(params) != set(state):
         extra = sorted(set(state) - set(params))[:2]
@@ -79,13 +80,13 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> N
         raise ImcSimError(
             f"{what}: adapter does not fit the model (unexpected {extra}, missing {lacking})"
         )
+    for name, param in params.items():
+        if param.shape != state[name].shape:
+            raise ImcSimError(
+                f"{what}: {name} has shape {tuple(state[name].shape)}, model wants {tuple(param.shape)}"
+            )
     with torch.no_grad():
         for name, param in params.items():
-            if param.shape != state[name].shape:
-                raise ImcSimError(
-                    f"{what}: {name} has shape {tuple(state[name].shape)}, "
-                    f"model wants {tuple(param.shape)}"
-                )
             param.copy_(state[name])
 
 

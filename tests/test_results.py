@@ -33,7 +33,8 @@ def test_time_point_summary_values():
     assert (p.label, p.mean, p.min, p.metrics) == ("1d", 0.5, 0.25, (0.25, 0.5, 0.75))
     assert p.std == pytest.approx(0.25)  # sample std (n - 1)
     assert SeedSummary.of([0.7]).std == 0.0
-    with pytest.raises(ValueError):
+    assert SeedSummary.of([0.5, 0.75]).std == pytest.approx(0.125 * 2**0.5)  # two chips have a spread
+    with pytest.raises(ValueError, match="^a summary needs at least one value$"):
         SeedSummary.of([])
 
 
@@ -57,7 +58,13 @@ def test_compare_result_round_trip_with_experiment_tag(tmp_path):
     assert raw["checkpoints"][1]["mapping"] is None
     assert CompareResult.from_json(raw) == result
     assert result.by_name("b").at("1d").mean == 0.5
+    assert [result.by_name(n).name for n in ("b", "a")] == ["b", "a"]
+    with pytest.raises(KeyError, match="no checkpoint named c"):
+        result.by_name("c")
+    with pytest.raises(KeyError, match="a has no point at 1y"):
+        result.by_name("a").at("1y")
     save_result(tmp_path / "c.json", result)
+    assert (tmp_path / "c.json").read_text().startswith('{\n  "schema_version": ')  # indented for people
     assert load_result(tmp_path / "c.json") == result
 
 
@@ -72,6 +79,18 @@ def test_schema0_deploy_file_converts(tmp_path):
     assert loaded.curve.name == "grasp (/ckpt/a.pt)" and loaded.curve.device_trained is None
     assert loaded.curve.points == curve().points
     assert {k: v for k, v in loaded.to_json().items() if k in old} == old
+
+
+def test_schema0_deploy_file_without_mapping_or_analog_head_converts(tmp_path):
+    """The oldest deploy files recorded neither: a digital head, no mapping, and both written back."""
+    old = DeployResult(curve(mapping=None), "sst2", "accuracy", "pcm", None, False, 8, 2).to_json()
+    for key in ("schema_version", "name", "device_trained", "analog_head", "mapping"):
+        del old[key]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    loaded = load_result(tmp_path / "old.json")
+    assert loaded.analog_head is False and loaded.curve.mapping is None
+    written = loaded.to_json()
+    assert written["analog_head"] is False and written["mapping"] is None
 
 
 # the committed results: compare files written before the schema (no schema_version) are read as
@@ -135,3 +154,9 @@ def test_bad_result_files_are_one_line_errors(content, message, tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(content))
     with pytest.raises(ImcSimError, match=message):
         load_result(tmp_path / "bad.json")
+
+
+def test_a_result_file_that_is_not_json_says_where_it_stops(tmp_path):
+    (tmp_path / "cut.json").write_text('{"device": ')
+    with pytest.raises(ImcSimError, match=r"cut\.json is not JSON: Expecting value: line 1 column 12"):
+        load_result(tmp_path / "cut.json")

@@ -133,6 +133,15 @@ def real_glue() -> Path:
     return root
 
 
+def forged(src: Path, dst: Path, **changes) -> Path:
+    """A copy of the checkpoint ``src`` at ``dst`` with the entries ``changes`` replaced."""
+    from imc_sim.checkpoint import read_checkpoint, save_checkpoint
+
+    data = read_checkpoint(src)
+    save_checkpoint(dst, {k: v for k, v in {**data, **changes}.items() if k not in ("format", "version")})
+    return dst
+
+
 def train_tiny(out: Path, model_dir: Path, glue: Path, *extra: str) -> Path:
     """``imc-sim train`` for 3 steps on a tiny local model; returns the checkpoint path."""
     from imc_sim.cli import main

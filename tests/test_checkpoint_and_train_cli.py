@@ -8,14 +8,13 @@ import shutil
 
 import pytest
 import torch
-from conftest import make_tiny_bert
+from conftest import forged, make_tiny_bert
 
 from imc_sim.checkpoint import (
     load_adapted,
     load_model,
     load_state,
     read_checkpoint,
-    save_checkpoint,
     trainable_state,
 )
 from imc_sim.cli import main
@@ -175,10 +174,10 @@ def test_the_base_model_can_come_from_another_folder(trained, tmp_path, tiny_mod
 
 
 def test_a_checkpoint_whose_adapter_does_not_fit_names_itself(trained, tmp_path):
-    data = read_checkpoint(trained / "model.pt")
-    data["state"].pop(next(n for n in data["state"] if n.endswith(".mu")))
-    path = tmp_path / "short.pt"
-    save_checkpoint(path, {k: v for k, v in data.items() if k not in ("format", "version")})
+    state = read_checkpoint(trained / "model.pt")["state"]
+    mu = next(n for n in state if n.endswith(".mu"))
+    short = {n: t for n, t in state.items() if n != mu}
+    path = forged(trained / "model.pt", tmp_path / "short.pt", state=short)
     with pytest.raises(ImcSimError, match=rf"^{re.escape(str(path))}: adapter does not fit the model"):
         load_adapted(path)
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 import yaml
-from conftest import train_tiny
+from conftest import forged, train_tiny
 
-from imc_sim.checkpoint import read_checkpoint, save_checkpoint
+from imc_sim.checkpoint import read_checkpoint
 from imc_sim.cli import main
 from imc_sim.deploy.compare import check_comparable
 from imc_sim.deploy.results import SCHEMA_VERSION, load_result
@@ -128,12 +128,6 @@ def test_options_that_do_not_apply_are_errors(argv, message, tmp_path, monkeypat
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not list(tmp_path.iterdir())  # nothing written
-
-
-def forged(src, dst, **changes):
-    data = read_checkpoint(src)
-    save_checkpoint(dst, {k: v for k, v in {**data, **changes}.items() if k not in ("format", "version")})
-    return dst
 
 
 def test_compare_same_chips_table_json_png(tiny_checkpoint, tiny_model_dir, tiny_glue, tmp_path, capsys):

@@ -46,8 +46,9 @@ class Measurements:
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
-    """(line number, row) of a CSV file, or of a JSON-lines file (one object per line)."""
-    text = path.read_text(encoding="utf-8")
+    """(line number, row) of a CSV file, or of a JSON-lines file (one object per line); UTF-8, with
+    or without the byte-order mark spreadsheets write (which would otherwise rename the first column)."""
+    text = path.read_text(encoding="utf-8-sig")
     if text.lstrip().startswith("{"):
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():

@@ -97,7 +97,7 @@ def test_utf8_is_read_whatever_the_locale(tmp_path: Path) -> None:
 
 BAD = {
     "no file": (None, "measurements {path}: no such file"),
-    "binary": (b"\xff\xd8\xff\xe0 a JPEG", "measurements {path}: not a text file"),
+    "binary": (b"\xff\xd8\xff\xe0 a JPEG", "{path}:1: not UTF-8 text (byte 0xff); save the file as UTF-8"),
     "header only": ("g_target,time,g_read\n", f"measurements {{path}}: no rows (need columns {NEEDED})"),
     "empty": ("", f"measurements {{path}}: no rows (need columns {NEEDED})"),
     "not JSON": ('\n{"g_target": 5, "time": 1, "g_read": 4.9}\n{g_target: 5}\n',

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from imc_sim.data.files import read_text
 from imc_sim.devices.families import build_family
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.errors import ImcSimError
@@ -45,10 +46,8 @@ class Measurements:
         return int(self.device.max()) + 1 if self.device.size else 0
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
-    """(line number, row) of a CSV file, or of a JSON-lines file (one object per line); UTF-8, with
-    or without the byte-order mark spreadsheets write (which would otherwise rename the first column)."""
-    text = path.read_text(encoding="utf-8-sig")
+def _rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, object]]]:
+    """(line number, row) of ``path``'s ``text``: CSV, or JSON lines (one object per line)."""
     if text.lstrip().startswith("{"):
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
@@ -83,10 +82,7 @@ def read_measurements(path: str | Path) -> Measurements:
     path = Path(path)
     if not path.is_file():
         raise ImcSimError(f"measurements {path}: no such file")
-    try:
-        rows = list(_rows(path))
-    except UnicodeDecodeError as exc:
-        raise ImcSimError(f"measurements {path}: not a text file") from exc
+    rows = list(_rows(path, read_text(path)))  # UTF-8, with or without a spreadsheet's byte-order mark
     if not rows:
         raise ImcSimError(f"measurements {path}: no rows (need columns {NEEDED})")
     has_device = "device" in rows[0][1]

@@ -1,6 +1,7 @@
 """Placement and the per-layer sensitivity map: switching layers, kept-digital layers, the CLI."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -8,17 +9,29 @@ from conftest import make_tiny_bert
 from test_fake_cuda_deploy import FakeCudaMethods, all_tensors, fake_cuda  # noqa: F401 - the fixture
 
 from imc_sim.cli import main
-from imc_sim.crossbar.mapping import deploy_model
+from imc_sim.crossbar.mapping import analog_layer_names, deploy_model
 from imc_sim.crossbar.placement import digital_layer_names
+from imc_sim.crossbar.tiles import CrossbarLinear
 from imc_sim.deploy.chip import Chip
+from imc_sim.deploy.placement import (
+    Placement,
+    PlacementPoint,
+    PlacementResult,
+    choose_digital,
+    format_placement_table,
+    placement_curve,
+    save_placement,
+)
 from imc_sim.deploy.results import TimePoint, load_result
 from imc_sim.deploy.sensitivity import (
     LayerSensitivity,
     SensitivityMap,
+    SensitivityResult,
     load_sensitivity,
     rank_layers,
 )
 from imc_sim.devices.profile import load_profile
+from imc_sim.errors import ImcSimError
 
 DAY = 86400.0
 
@@ -31,6 +44,147 @@ def logits(deployment, batch):
 def chip_at(deployment, seed=3, t=DAY):
     Chip(deployment, seed).drift_to(t)
     return deployment
+
+
+# Placement on hand-made metrics: ``measure`` reads which layers of the model are on their tiles.
+
+YEAR = 365 * DAY
+
+
+def cost_measure(model, costs):
+    """A metric of 1 minus the cost of every layer of ``model`` now on its tiles."""
+    def measure():
+        return 1.0 - sum(costs.get(name, 0.0) for name, m in model.named_modules()
+                         if isinstance(m, CrossbarLinear))
+    return measure
+
+
+def choose(model, costs, *, analog_head=False, digital_layers=None, keep=0, progress=False, calibrated=None):
+    calibrated = [] if calibrated is None else calibrated
+    return choose_digital(model, load_profile("pcm"), Placement(digital_layers, keep), analog_head,
+                          cost_measure(model, costs), [0], DAY, calibrated.append, progress)
+
+
+HEAD = ["bert.pooler.dense", "classifier"]
+
+
+@pytest.mark.parametrize("analog_head, digital_layers, keep, costs, expected", [
+    (False, None, 2, {5: 0.3, 2: 0.2, 7: 0.1}, [2, 5]),
+    (False, None, 12, {5: 0.3}, list(range(12))),
+    (True, None, 1, {"classifier": 0.5, 3: 0.4}, ["classifier"]),
+    (True, "classifier", 0, {}, ["classifier"]),
+    (True, "bert.pooler.dense", 1, {"bert.pooler.dense": 0.5, "classifier": 0.4, 1: 0.3}, HEAD),
+])
+def test_choose_digital_keeps_the_costliest_layers_in_model_order(analog_head, digital_layers, keep, costs,
+                                                                    expected):
+    """The N layers that lose most alone on the chip, with the ``--digital-layers`` ones (never
+    ranked), up to every analog layer; with ``analog_head`` the pooler and head count too."""
+    model = make_tiny_bert()
+    names = analog_layer_names(model, analog_head)
+    costs = {names[k] if isinstance(k, int) else k: v for k, v in costs.items()}
+    calibrated = []
+    chosen = choose(model, costs, analog_head=analog_head, digital_layers=digital_layers, keep=keep,
+                    calibrated=calibrated)
+    assert chosen == [names[k] if isinstance(k, int) else k for k in expected]
+    assert len(calibrated) == (1 if keep else 0)
+    assert not any(isinstance(m, CrossbarLinear) for m in model.modules())  # digital again
+
+
+def test_placement_progress_bars_follow_progress(capsys):
+    """The bars (description and total) go to stderr only with ``progress``."""
+    model = make_tiny_bert()
+    choose(model, {}, keep=1, progress=False)
+    deployment = deploy_model(model, load_profile("pcm"))
+    names = list(deployment.layers)
+    run = [deployment, names, [0, 1], cost_measure(model, {}), [0], [DAY, YEAR]]
+    placement_curve(*run, progress=False)
+    assert capsys.readouterr().err == ""
+    placement_curve(*run, progress=True)
+    choose(make_tiny_bert(), {}, keep=1, progress=True)
+    err = capsys.readouterr().err
+    assert re.search(r"(^|\r)placement N x seeds: 100%.* 4/4 ", err)
+    assert re.search(r"(^|\r)sensitivity layers x seeds: 100%.* 13/13 ", err)
+
+
+def test_placement_curve_worked_example():
+    """Layer 0's query kept digital by the deployment; of the 11 on tiles (32x32 or 32x64) the
+    ranking's first N digital: the fraction of all 12 layers' weights on the chip, the metric."""
+    model = make_tiny_bert()
+    query = "bert.encoder.layer.0.attention.self.query"
+    deployment = deploy_model(model, load_profile("pcm"), digital=[query])
+    names = list(deployment.layers)
+    inter, key1 = "bert.encoder.layer.1.intermediate.dense", "bert.encoder.layer.1.attention.self.key"
+    ranking = [inter, key1, *[n for n in names if n not in (inter, key1)]]
+    costs = {inter: 0.25, key1: 0.125, names[0]: 0.0625}
+    curve = placement_curve(deployment, ranking, [0, 2, 11], cost_measure(model, costs), [0, 1], [DAY])
+    total = 2 * (4 * 32 * 32 + 2 * 32 * 64)
+    assert [p.keep_digital for p in curve] == [0, 2, 11]
+    assert [p.digital_layers for p in curve] == [(), (key1, inter), tuple(names)]
+    on_chip = [total - 1024, total - 1024 - 1024 - 2048, 0]
+    assert [p.fraction_on_chip for p in curve] == [w / total for w in on_chip]
+    assert [[t.metrics for t in p.points] for p in curve] == [[(0.5625, 0.5625)], [(0.9375, 0.9375)],
+                                                              [(1.0, 1.0)]]
+    assert all(isinstance(m, CrossbarLinear) for m in (model.get_submodule(n) for n in names))
+
+
+def test_placement_curve_of_no_layers_has_nothing_on_chip():
+    """A model without analog layers: 0 of 0 weights on the chip is a fraction of 0."""
+    model = torch.nn.Sequential(torch.nn.ReLU())
+    deployment = deploy_model(model, load_profile("pcm"), analog_head=True)
+    (point,) = placement_curve(deployment, [], [0], lambda: 0.5, [0], [DAY], progress=False)
+    assert point.fraction_on_chip == 0.0 and point.points[0].metrics == (0.5,)
+
+
+def hand_made_result(counts, names=tuple(f"enc.{i // 3}.{'qkv'[i % 3]}" for i in range(9))):
+    """A placement result over 9 layers: N = ``counts`` of them digital in model order, at 1d and 1y."""
+    layers = tuple(LayerSensitivity(n, 1024, (TimePoint.of(DAY, [0.5]),)) for n in names)
+    sensitivity = SensitivityResult("ckpt", "full", "sst2", "accuracy", "pcm", None, False, 10, 1, 0.9,
+                                    (TimePoint.of(DAY, [0.5]),), (SensitivityMap("one-analog", layers),))
+    metrics = {0: ([0.80, 0.82], [0.70, 0.72]), 4: ([0.9, 0.9], [0.85, 0.85]), 9: ([0.9, 0.9], [0.9, 0.9])}
+    curve = tuple(PlacementPoint(n, names[:n], 1 - n / 9 if n != 4 else 0.6,
+                                 (TimePoint.of(DAY, metrics[n][0]), TimePoint.of(YEAR, metrics[n][1])))
+                  for n in counts)
+    return PlacementResult(sensitivity, "1d", curve)
+
+
+def cells(line):
+    return re.split(r"\s{2,}", line)
+
+
+def test_placement_table_rows_and_newly_digital_layers():
+    """Per N: % on chip, mean +- std in points per time, the layers added (three, then a count, past four)."""
+    lines = format_placement_table(hand_made_result([0, 4, 9])).splitlines()
+    assert cells(lines[0]) == ["kept digital", "% weights on chip", "accuracy @ 1d", "accuracy @ 1y",
+                               "newly digital"]
+    assert [cells(line) for line in lines[2:]] == [
+        ["0", "100.0", "81.00 +- 1.41", "71.00 +- 1.41"],
+        ["4", "60.0", "90.00 +- 0.00", "85.00 +- 0.00", "0.q, 0.k, 0.v, 1.q"],
+        ["9", "0.0", "90.00 +- 0.00", "90.00 +- 0.00", "1.k, 1.v, 2.q, ... (5 layers)"]]
+    assert set(lines[1]) == {"-", " "}
+
+
+def test_placement_table_in_markdown_of_one_row():
+    lines = format_placement_table(hand_made_result([4]), markdown=True).splitlines()
+    assert lines[0].startswith("| kept digital ") and lines[1].startswith("|--")
+    assert [c.strip() for c in lines[2].strip("|").split("|")] == [
+        "4", "60.0", "90.00 +- 0.00", "85.00 +- 0.00", "0.q, 0.k, 0.v, 1.q"]
+
+
+def test_placement_result_saves_indented_and_loads_back(tmp_path):
+    result = hand_made_result([0, 4, 9])
+    path = tmp_path / "p.json"
+    save_placement(path, result)
+    text = path.read_text()
+    assert text.startswith('{\n  "schema_version": 1,\n  "kind": "placement",\n') and text.endswith("}\n")
+    assert PlacementResult.from_json(json.loads(text)) == result
+
+
+@pytest.mark.parametrize("kind, version", [("placement", 2), ("sensitivity", 1), (None, None)])
+def test_placement_from_json_refuses_other_kinds_and_schemas(kind, version):
+    raw = {**hand_made_result([0]).to_json(), "kind": kind, "schema_version": version}
+    with pytest.raises(ImcSimError) as info:
+        PlacementResult.from_json(raw)
+    assert str(info.value) == "not an imc-sim placement result of schema 1"
 
 
 @pytest.mark.parametrize("analog", [lambda names: names[2:3], lambda names: names[:2] + names[3:]])

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import locale
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -131,6 +134,17 @@ def real_glue() -> Path:
             pytest.fail(f"CI=true but the GLUE data folder {root} is missing")
         pytest.skip(f"real GLUE data not found at {root} (set IMC_SIM_DATA)")
     return root
+
+
+@contextmanager
+def ascii_locale() -> Iterator[None]:
+    """The C locale for text encodings (ASCII: a system whose default encoding is not UTF-8)."""
+    old = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_CTYPE, old)
 
 
 def forged(src: Path, dst: Path, **changes) -> Path:

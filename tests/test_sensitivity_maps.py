@@ -2,10 +2,9 @@
 hand-made results with the right answers worked out by hand."""
 
 import json
-import locale
 
 import pytest
-from conftest import make_tiny_bert
+from conftest import ascii_locale, make_tiny_bert
 
 from imc_sim.crossbar.mapping import deploy_model
 from imc_sim.deploy.results import TimePoint
@@ -123,12 +122,8 @@ def test_load_reads_utf8_whatever_the_locale(tmp_path):
     """A hand-written UTF-8 file loads under an ASCII locale too."""
     path, raw = tmp_path / "s.json", result(one_analog()).to_json()
     path.write_text(json.dumps({**raw, "checkpoint": "modèle"}, ensure_ascii=False), encoding="utf-8")
-    old = locale.setlocale(locale.LC_CTYPE)
-    locale.setlocale(locale.LC_CTYPE, "C")
-    try:
+    with ascii_locale():
         loaded = load_sensitivity(path)
-    finally:
-        locale.setlocale(locale.LC_CTYPE, old)
     assert loaded.checkpoint == "modèle"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from imc_sim.data.examples import Examples
@@ -85,7 +86,20 @@ def _load_from_hub(task: TaskSpec, split: str, limit: int | None) -> Examples:
     columns = [c for c in ds.column_names if c not in ("label", "idx")]
     n = len(ds) if limit is None else min(limit, len(ds))
     rows = ds.select(range(n))
-    return Examples([tuple(r[c] for c in columns) for r in rows], [r["label"] for r in rows])
+    to_task = _hub_label_order(task, getattr(ds.features.get("label"), "names", None))
+    return Examples([tuple(r[c] for c in columns) for r in rows], [to_task(r["label"]) for r in rows])
+
+
+def _hub_label_order(task: TaskSpec, hub_names: list[str] | None) -> Callable[[float], float]:
+    """The hub's class index mapped by name onto the task's, which GLUE's files and checkpoints use
+    (the hub orders MNLI entailment, neutral, contradiction; the task contradiction, entailment,
+    neutral)."""
+    if hub_names is None:
+        return lambda value: value
+    if sorted(hub_names) != sorted(task.labels):
+        raise ImcSimError(f"glue/{task.name} on the hub has labels {hub_names}, not {list(task.labels)}")
+    order = [task.labels.index(name) for name in hub_names]
+    return lambda value: order[int(value)]
 
 
 def check_limit(limit: int | None) -> None:

@@ -10,7 +10,6 @@ text and label, and the label set), :mod:`~imc_sim.data.hub` (hub datasets),
 
 from imc_sim.data.batching import (
     Encoded,
-    batches,
     collate,
     encode,
     endless_batches,

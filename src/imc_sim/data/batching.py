@@ -1,4 +1,4 @@
-"""Tokenize once, then batch with dynamic padding (plain, shuffled, or length-grouped)."""
+"""Tokenize once, then batch with dynamic padding: the dev set longest first, training length-grouped."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from imc_sim.data.examples import Examples
 
 @dataclass
 class Encoded:
-    """Token ids per example (unpadded) and labels, ready for :func:`batches`."""
+    """Token ids per example (unpadded) and labels, ready for :func:`collate`."""
 
     input_ids: list[list[int]]
     token_type_ids: list[list[int]] | None
@@ -53,19 +53,6 @@ def collate(encoded: Encoded, index: list[int]) -> dict[str, torch.Tensor]:
     if encoded.token_type_ids is not None:
         batch["token_type_ids"] = types
     return batch
-
-
-def batches(
-    encoded: Encoded, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
-) -> Iterator[dict[str, torch.Tensor]]:
-    """One pass over ``encoded`` in batches; shuffled with ``generator`` when ``shuffle``."""
-    order = (
-        torch.randperm(len(encoded), generator=generator).tolist()
-        if shuffle
-        else list(range(len(encoded)))
-    )
-    for start in range(0, len(order), batch_size):
-        yield collate(encoded, order[start : start + batch_size])
 
 
 def eval_batches(encoded: Encoded, batch_size: int = 128) -> list[dict[str, torch.Tensor]]:

@@ -1,0 +1,59 @@
+"""Training batches: every example once per epoch, the order fixed by the run's generator alone
+(never torch's global one), and mega-batches of 50 batches sorted by length as Hugging Face's
+LengthGroupedSampler does."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from imc_sim.data import Encoded, endless_batches, length_grouped_order
+
+
+def encoded(n: int) -> Encoded:
+    """``n`` examples of distinct lengths 1..n (example i has i + 1 tokens, all equal to i)."""
+    return Encoded([[i] * (i + 1) for i in range(n)], None, torch.arange(n), pad_id=-1)
+
+
+def example_ids(batch: dict[str, torch.Tensor]) -> list[int]:
+    return batch["labels"].tolist()
+
+
+def test_each_epoch_holds_every_example_once():
+    data, size = encoded(23), 4
+    stream = endless_batches(data, size, torch.Generator().manual_seed(0))
+    batches = [example_ids(b) for b in itertools.islice(stream, 12)]  # two epochs of 6 batches
+    for epoch in (batches[:6], batches[6:]):
+        assert sorted(i for b in epoch for i in b) == list(range(23))
+        assert sorted(len(b) for b in epoch) == [3, 4, 4, 4, 4, 4]
+    assert batches[:6] != batches[6:]
+
+
+def test_the_order_depends_on_the_generator_only():
+    data = encoded(40)
+
+    def first_epoch(seed: int, global_seed: int) -> list[list[int]]:
+        torch.manual_seed(global_seed)
+        stream = endless_batches(data, 4, torch.Generator().manual_seed(seed))
+        return [example_ids(b) for b in itertools.islice(stream, 10)]
+
+    assert first_epoch(0, global_seed=1) == first_epoch(0, global_seed=2)
+    assert first_epoch(0, global_seed=1) != first_epoch(1, global_seed=1)
+    torch.manual_seed(1)
+    once = length_grouped_order(data, 4, torch.Generator().manual_seed(5))
+    torch.manual_seed(2)
+    assert length_grouped_order(data, 4, torch.Generator().manual_seed(5)) == once
+
+
+def test_mega_batches_of_fifty_batches_are_sorted_by_length():
+    """With 51 batches of 2, the first 100 shuffled examples are sorted together and the last two
+    form the 51st batch on their own."""
+    data, size = encoded(102), 2
+    shuffled = torch.randperm(102, generator=torch.Generator().manual_seed(3)).tolist()
+    order = length_grouped_order(data, size, torch.Generator().manual_seed(3))
+    batches = {tuple(order[i:i + size]) for i in range(0, 102, size)}
+    by_length = sorted(shuffled[:100], reverse=True)  # example i is i + 1 tokens long
+    expected = {tuple(by_length[i:i + size]) for i in range(0, 100, size)}
+    expected.add(tuple(sorted(shuffled[100:], reverse=True)))
+    assert batches == expected

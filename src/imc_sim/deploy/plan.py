@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -129,6 +131,15 @@ def _fail(path: Path, message: str) -> ImcSimError:
     return ImcSimError(f"plan {path}: {message}")
 
 
+@contextmanager
+def _named(path: Path) -> Iterator[None]:
+    """The plan's path in front of an error raised while reading one of its fields."""
+    try:
+        yield
+    except ImcSimError as exc:
+        raise _fail(path, str(exc)) from None
+
+
 def _string_list(raw: dict, key: str, path: Path) -> list[str]:
     value = raw[key]
     if isinstance(value, str):
@@ -162,7 +173,8 @@ def _checkpoints(specs: list[str], base: Path, path: Path) -> tuple[CheckpointRe
     for spec, file in zip(specs, files, strict=True):
         if not file.is_file():
             raise _fail(path, f"checkpoint {spec} not found ({file})")
-    metas = check_comparable(files)
+    with _named(path):
+        metas = check_comparable(files)
     refs, seen = [], {}
     for spec, file, meta in zip(specs, files, metas, strict=True):
         digest = sha256_bytes(file.read_bytes())
@@ -179,8 +191,9 @@ def _devices(specs: list[str], base: Path, path: Path, times: list[float]) -> tu
     refs, seen = [], {}
     for spec in specs:
         local = resolve_path(base, spec)
-        profile = load_profile(str(local) if local.is_file() else spec)
-        profile.check_times(times)
+        with _named(path):
+            profile = load_profile(str(local) if local.is_file() else spec)
+            profile.check_times(times)
         content = {k: v for k, v in dataclasses.asdict(profile).items() if k != "path"}
         digest = sha256_json(content)
         if digest in seen or profile.name in {d.profile.name for d in refs}:
@@ -231,14 +244,13 @@ def load_plan(path: str | os.PathLike[str]) -> SweepPlan:
         raise _fail(path, f"{missing[0]} is missing")
     base = path.resolve().parent
     times_raw = raw["times"]
-    times = parse_times([str(t) for t in times_raw] if isinstance(times_raw, list) else str(times_raw))
+    with _named(path):
+        times = parse_times([str(t) for t in times_raw] if isinstance(times_raw, list) else str(times_raw))
     seeds = _seeds(raw["seeds"], path)
     eval_limit = _eval_limit(raw.get("eval_limit"), path)
     resources = _resources(raw.get("resources"), path)
     devices = _devices(_string_list(raw, "devices", path), base, path, times)
     checkpoints = _checkpoints(_string_list(raw, "checkpoints", path), base, path)
-    try:
+    with _named(path):
         data = load_data(raw, base, [c.task for c in checkpoints], eval_limit)
-    except ImcSimError as exc:
-        raise _fail(path, str(exc)) from None
     return SweepPlan(path, checkpoints, devices, seeds, tuple(times), data, eval_limit, resources)

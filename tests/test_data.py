@@ -1,4 +1,5 @@
 import pytest
+from conftest import ascii_locale
 
 from imc_sim import data
 from imc_sim.errors import ImcSimError
@@ -55,3 +56,40 @@ def test_regression_score_that_is_no_number(tmp_path):
     (tmp_path / "STS-B" / "dev.tsv").write_text("sentence1\tsentence2\tscore\na\tb\t4.2\nc\td\thigh\n")
     with pytest.raises(ImcSimError, match=r"dev.tsv:3: score 'high' is not a number"):
         data.load_split(get_task("stsb"), "dev", tmp_path)
+
+
+def test_glue_files_are_utf8_unquoted_tsv_whatever_the_locale(tmp_path):
+    """GLUE's TSVs have no quoting (a sentence may start with a quote) and are UTF-8."""
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "dev.tsv").write_text(
+        'sentence\tlabel\n"the best" , said no one\t0\nun film très réussi\t1\n', encoding="utf-8")
+    with ascii_locale():
+        ex = data.load_split(get_task("sst2"), "dev", tmp_path)
+    assert ex.texts == [('"the best" , said no one',), ("un film très réussi",)] and ex.labels == [0, 1]
+
+
+def test_a_missing_glue_file_names_the_layout(tmp_path):
+    with pytest.raises(ImcSimError) as info:
+        data.load_split(get_task("mnli"), "dev", tmp_path)
+    assert str(info.value) == (f"no data file {tmp_path / 'MNLI' / 'dev_matched.tsv'} "
+                               "(expected GLUE's layout DIR/MNLI/...)")
+
+
+def test_cola_files_have_no_header(tmp_path):
+    """CoLA's TSVs: source, label, the original mark, sentence; no header row."""
+    (tmp_path / "CoLA").mkdir()
+    (tmp_path / "CoLA" / "dev.tsv").write_text("gj04\t1\t\tThe sailors rode the breeze.\n"
+                                               "gj04\t0\t*\tThe more we study, we learn.\n")
+    ex = data.load_split(get_task("cola"), "dev", tmp_path)
+    assert ex.texts == [("The sailors rode the breeze.",), ("The more we study, we learn.",)]
+    assert ex.labels == [1, 0]
+
+
+def test_a_header_without_the_tasks_columns(tmp_path):
+    (tmp_path / "SST-2").mkdir()
+    dev = tmp_path / "SST-2" / "dev.tsv"
+    for text, header in [("text\tlabel\nfine\t1\n", "['text', 'label']"), ("", "[]")]:
+        dev.write_text(text)
+        with pytest.raises(ImcSimError) as info:
+            data.load_split(get_task("sst2"), "dev", tmp_path)
+        assert str(info.value) == f"{dev}: header {header} lacks the columns ['sentence'] + 'label'"

@@ -93,3 +93,16 @@ def test_a_header_without_the_tasks_columns(tmp_path):
         with pytest.raises(ImcSimError) as info:
             data.load_split(get_task("sst2"), "dev", tmp_path)
         assert str(info.value) == f"{dev}: header {header} lacks the columns ['sentence'] + 'label'"
+
+
+def test_a_short_row_names_its_line_with_or_without_a_header(tmp_path):
+    (tmp_path / "CoLA").mkdir()
+    cola = tmp_path / "CoLA" / "dev.tsv"
+    cola.write_text("gj04\t1\t\tThe sailors rode the breeze.\ngj04\t0\t*\n")
+    (tmp_path / "SST-2").mkdir()
+    sst2 = tmp_path / "SST-2" / "dev.tsv"
+    sst2.write_text("sentence\tlabel\nfine\t1\nno label here\n")
+    for task, path, line, got in [("cola", cola, 2, 3), ("sst2", sst2, 3, 1)]:
+        with pytest.raises(ImcSimError) as info:
+            data.load_split(get_task(task), "dev", tmp_path)
+        assert str(info.value) == f"{path}:{line}: expected more columns, got {got}"

@@ -106,3 +106,16 @@ def test_a_short_row_names_its_line_with_or_without_a_header(tmp_path):
         with pytest.raises(ImcSimError) as info:
             data.load_split(get_task(task), "dev", tmp_path)
         assert str(info.value) == f"{path}:{line}: expected more columns, got {got}"
+
+
+def test_example_limits_and_a_file_without_examples(tiny_glue, tmp_path):
+    sst2 = get_task("sst2")
+    assert len(data.load_split(sst2, "dev", tiny_glue, limit=1).texts) == 1
+    with pytest.raises(ImcSimError) as info:
+        data.load_split(sst2, "dev", tiny_glue, limit=0)
+    assert str(info.value) == "example limit must be at least 1, got 0"
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "dev.tsv").write_text("sentence\tlabel\n")
+    with pytest.raises(ImcSimError) as info:
+        data.load_split(sst2, "dev", tmp_path)
+    assert str(info.value) == f"{tmp_path / 'SST-2' / 'dev.tsv'}: no examples"

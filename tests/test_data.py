@@ -111,6 +111,8 @@ def test_a_short_row_names_its_line_with_or_without_a_header(tmp_path):
 def test_example_limits_and_a_file_without_examples(tiny_glue, tmp_path):
     sst2 = get_task("sst2")
     assert len(data.load_split(sst2, "dev", tiny_glue, limit=1).texts) == 1
+    sizes = [len(data.load_split(sst2, split, tiny_glue).texts) for split in ("train", "dev")]
+    assert sizes == [32, 8]  # train.tsv and dev.tsv
     with pytest.raises(ImcSimError) as info:
         data.load_split(sst2, "dev", tiny_glue, limit=0)
     assert str(info.value) == "example limit must be at least 1, got 0"

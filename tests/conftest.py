@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import locale
 import os
 import shutil
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hypothesis import Phase, settings
 from transformers import (
     BertConfig,
@@ -145,6 +147,19 @@ def ascii_locale() -> Iterator[None]:
         yield
     finally:
         locale.setlocale(locale.LC_CTYPE, old)
+
+
+def write_plan_file(folder: Path, **fields) -> Path:
+    """``folder/plan.yaml``: a sweep plan on ``pcm``, 1 s and 1 y, one seed, with ``fields`` over these."""
+    plan = {"devices": ["pcm"], "seeds": 1, "times": ["1s", "1y"], **fields}
+    path = folder / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, computed here rather than by the code under test."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def forged(src: Path, dst: Path, **changes) -> Path:

@@ -5,12 +5,11 @@ them, and the exact one-line refusals of bad fields."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import pytest
-from conftest import NEGATIVE, POSITIVE
+from conftest import NEGATIVE, POSITIVE, file_sha256
 
 from imc_sim.data import DataSource, load_dev
 from imc_sim.deploy.plan_data import load_data
@@ -19,10 +18,6 @@ from imc_sim.tasks import get_task
 
 SST2 = get_task("sst2")
 ROWS = [(s, 1) for s in POSITIVE] + [(s, 0) for s in NEGATIVE]
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture
@@ -36,7 +31,7 @@ def own_csv(tmp_path) -> Path:
 def test_glue_layout_key_and_the_file_a_worker_is_shipped(tiny_glue, tmp_path):
     ref = load_data({"data_dir": str(tiny_glue)}, tmp_path, [SST2], None)
     dev = tiny_glue / "SST-2" / "dev.tsv"
-    assert ref.identity() == {"task": "sst2", "dev_sha256": sha256(dev)}
+    assert ref.identity() == {"task": "sst2", "dev_sha256": file_sha256(dev)}
     worker = tmp_path / "worker"
     local, source = ref.shipped(worker)
     assert local == worker / "SST-2" / "dev.tsv" and source == DataSource(data_dir=str(worker))
@@ -60,7 +55,7 @@ def test_file_format_reads_a_file_whose_extension_does_not_say(own_csv, tmp_path
     dev.write_bytes(own_csv.read_bytes())
     ref = load_data({"validation_file": "dev.txt", "file_format": "csv", "text_column": "review",
                      "label_column": "sentiment"}, tmp_path, [SST2], None)
-    assert ref.identity() == {"task": "sst2", "dev_sha256": sha256(dev), "own_data": {
+    assert ref.identity() == {"task": "sst2", "dev_sha256": file_sha256(dev), "own_data": {
         "file_format": "csv", "header": None, "text_column": ["review"], "label_column": "sentiment"}}
     assert load_dev(ref.source, SST2) == load_dev(DataSource(validation_file=str(own_csv),
                                                              text_columns=("review",),

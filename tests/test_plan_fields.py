@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import write_plan_file
 
 from imc_sim.deploy.plan import load_plan
 from imc_sim.errors import ImcSimError
@@ -15,10 +15,7 @@ from imc_sim.jobs import Resources
 
 
 def write_plan(folder: Path, **fields) -> Path:
-    plan = {"checkpoints": ["gone.pt"], "devices": ["pcm"], "seeds": 1, "times": ["1s", "1y"], **fields}
-    path = folder / "plan.yaml"
-    path.write_text(yaml.safe_dump(plan))
-    return path
+    return write_plan_file(folder, **{"checkpoints": ["gone.pt"], **fields})
 
 
 LIST = "must be a non-empty list of names or paths, got"

@@ -5,13 +5,12 @@ eval_limit applied when the plan reads its dev set, and the exact one-line refus
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ascii_locale, forged
+from conftest import ascii_locale, file_sha256, forged, write_plan_file
 
 from imc_sim import __version__
 from imc_sim.checkpoint import read_checkpoint
@@ -25,17 +24,9 @@ KEYS = ("checkpoints, devices, seeds, times, data_dir, validation_file, file_for
 YEAR = 365 * 86400.0
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def write_plan(folder: Path, glue: Path, **fields) -> Path:
     """A plan in ``folder`` naming ``grasp.pt`` there (relative); ``fields`` replace its defaults."""
-    plan = {"checkpoints": ["grasp.pt"], "devices": ["pcm"], "seeds": 1, "times": ["1s", "1y"],
-            "data_dir": str(glue), **fields}
-    path = folder / "plan.yaml"
-    path.write_text(yaml.safe_dump(plan, allow_unicode=True), encoding="utf-8")
-    return path
+    return write_plan_file(folder, **{"checkpoints": ["grasp.pt"], "data_dir": str(glue), **fields})
 
 
 def pcm_copy(path: Path, **programming) -> Path:
@@ -65,10 +56,10 @@ def test_entry_records_what_the_numbers_depend_on_and_paths_are_the_plans(folder
     shipped_pcm = load_plan(write_plan(folder, tiny_glue)).devices[0]
     assert units[1].entry() == {
         "checkpoint": "grasp.pt", "device": "pcm", "device_spec": "my-pcm.yaml",
-        "checkpoint_sha256": sha256(folder / "grasp.pt"),
+        "checkpoint_sha256": file_sha256(folder / "grasp.pt"),
         "device_sha256": shipped_pcm.sha256,  # the profile's content, wherever its file is
         "seed": 3, "times": [1.0, YEAR], "task": "sst2",
-        "dev_sha256": sha256(tiny_glue / "SST-2" / "dev.tsv"), "eval_limit": 4,
+        "dev_sha256": file_sha256(tiny_glue / "SST-2" / "dev.tsv"), "eval_limit": 4,
         "imc_sim_version": __version__}
     assert plan.checkpoints[0].path == folder / "grasp.pt"
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import write_plan_file
 
 from imc_sim import __version__
 from imc_sim.cli import main
@@ -32,11 +33,8 @@ def noisy_device(tmp_path_factory) -> Path:
 
 
 def write_plan(folder: Path, ckpts, glue, **fields) -> Path:
-    plan = {"checkpoints": [str(c) for c in ckpts], "devices": ["pcm"], "seeds": 2,
-            "times": ["1s", "1y"], "data_dir": str(glue), **fields}
-    path = folder / "plan.yaml"
-    path.write_text(yaml.safe_dump(plan))
-    return path
+    return write_plan_file(folder, **{"checkpoints": [str(c) for c in ckpts], "seeds": 2,
+                                      "data_dir": str(glue), **fields})
 
 
 def sweep(plan: Path, *extra: str) -> int:

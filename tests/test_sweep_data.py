@@ -10,8 +10,7 @@ import math
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import NEGATIVE, POSITIVE
+from conftest import NEGATIVE, POSITIVE, write_plan_file
 from test_lm import TEXT, train_lm
 from test_sweep import checked_refusal, noisy_device, store_of, sweep  # noqa: F401 (a fixture)
 
@@ -47,11 +46,8 @@ def own_csv(tmp_path) -> Path:
 
 def write_plan(folder: Path, ckpts, **fields) -> Path:
     """A plan beside its data; its validation_file may be relative to the plan's folder."""
-    plan = {"checkpoints": [str(c) for c in ckpts], "devices": ["pcm"], "seeds": 2, "times": TIMES,
-            **fields}
-    path = folder / "plan.yaml"
-    path.write_text(yaml.safe_dump(plan))
-    return path
+    return write_plan_file(folder, **{"checkpoints": [str(c) for c in ckpts], "seeds": 2, "times": TIMES,
+                                      **fields})
 
 
 def swept(plan_path: Path) -> CheckpointCurve:

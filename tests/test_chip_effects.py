@@ -222,8 +222,10 @@ def test_a_static_range_without_calibration_data_is_a_one_line_error(token_batch
 
 
 def test_static_ranges_need_noise_management_none():
-    with pytest.raises(ImcSimError, match="input_range = static replaces noise management"):
+    with pytest.raises(ImcSimError) as info:
         pcm(periphery={"input_range": "static"})
+    assert str(info.value) == ("profile test.yaml: field periphery.input_range = static replaces noise "
+                               "management: set periphery.noise_management to none")
 
 
 # --- the pcm-chip profile -------------------------------------------------------------------

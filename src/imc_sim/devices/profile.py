@@ -291,7 +291,7 @@ def _periphery(raw: Any, path: str) -> Periphery:
                           "tile's wires): set periphery.tile_rows")
     if values["input_range"] == "static" and values["noise_management"] != "none":
         raise ImcSimError(f"{where}.input_range = static replaces noise management: set "
-                          f"{where}.noise_management to none")
+                          "periphery.noise_management to none")
     return Periphery(**values)
 
 

@@ -1,0 +1,108 @@
+"""Several tasks on one chip (`deploy/multitask.py`): each task's static input ranges calibrated
+with its own adapter, its own dev set to the limit, the devices' times checked, the first
+checkpoint named when another's base differs, and the printed table whole."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+import yaml
+from conftest import make_tiny_bert, train_tiny
+
+from imc_sim.calibration import CALIBRATION_BATCHES
+from imc_sim.crossbar.mapping import deploy_model
+from imc_sim.data import DataSource
+from imc_sim.deploy import multitask
+from imc_sim.deploy.periphery import load_periphery
+from imc_sim.deploy.results import CheckpointCurve, MultiTaskResult, TaskCurve, TimePoint
+from imc_sim.deploy.run import dev_set
+from imc_sim.devices.profile import load_profile, shipped_profiles
+from imc_sim.errors import ImcSimError
+
+
+@pytest.fixture(scope="module")
+def static_pcm(tmp_path_factory):
+    raw = yaml.safe_load(shipped_profiles()["pcm"].read_text())
+    raw["periphery"].update(input_range="static", noise_management="none")
+    path = tmp_path_factory.mktemp("profile") / "pcm-static.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_profile(str(path))
+
+
+@pytest.fixture(scope="module")
+def other_task(tmp_path_factory, tiny_model_dir, tiny_glue):
+    """A second GRASP adapter on the same tiny base, trained hard enough to move its ranges."""
+    return train_tiny(tmp_path_factory.mktemp("other") / "grasp-b.pt", tiny_model_dir, tiny_glue,
+                      "--k", "8", "--seed", "1", "--lr", "0.5")
+
+
+def test_a_time_the_device_cannot_produce_is_refused_first(tmp_path):
+    with pytest.raises(ImcSimError) as info:
+        multitask.multitask_sweep([tmp_path / "absent.pt"], load_profile("reram"), [3600.0], 1)
+    assert str(info.value) == "device 'reram' (reram-wan2022) is only characterised at 1s, 1d, 2d; got 1h"
+
+
+def test_at_least_one_checkpoint():
+    with pytest.raises(ImcSimError) as info:
+        multitask.multitask_sweep([], load_profile("pcm"), [3600.0], 1)
+    assert str(info.value) == "multitask needs at least one checkpoint"
+
+
+def test_the_first_checkpoint_is_named_beside_the_one_that_differs():
+    other = make_tiny_bert()
+    with torch.no_grad():
+        other.bert.encoder.layer[0].output.dense.weight.add_(0.01)
+    models = [SimpleNamespace(model=m) for m in (make_tiny_bert(), make_tiny_bert(), other)]
+    with pytest.raises(ImcSimError) as info:
+        multitask.check_same_base(["a.pt", "b.pt", "c.pt"], models)
+    assert str(info.value) == ("c.pt and a.pt were fine-tuned from different base weights; one chip "
+                               "holds one base model")
+
+
+def curve(name, digital, *metrics):
+    points = tuple(TimePoint.of(t, m) for t, m in zip((3600.0, 86400.0), metrics, strict=True))
+    return CheckpointCurve(name, f"{name}.pt", "grasp", None, digital, points)
+
+
+def test_the_multitask_table_whole():
+    result = MultiTaskResult("pcm", None, 2, "digest", None, (
+        TaskCurve("sst2", "accuracy", 872, curve("sst2: a", 0.9, [0.8, 0.9], [0.7, 0.8])),
+        TaskCurve("stsb", "pearson", 1500, curve("stsb: b", 0.85, [0.8, 0.8], [0.6, 0.7]))))
+    assert multitask.format_multitask_table(result).splitlines() == [
+        "task: checkpoint  metric    digital  1h             1d",
+        "----------------  --------  -------  -------------  -------------",
+        "sst2: a           accuracy  90.00    85.00 +- 7.07  75.00 +- 7.07",
+        "stsb: b           pearson   85.00    80.00 +- 0.00  65.00 +- 7.07"]
+    assert multitask.format_multitask_table(result, markdown=True).splitlines()[1].startswith("|--")
+
+
+def alone_ranges(path, profile, source, limit):
+    """The static ranges `deploy --grasp-periphery` calibrates for the checkpoint alone."""
+    loaded = load_periphery(path)
+    deployment = deploy_model(loaded.model, profile)
+    deployment.calibrate(dev_set(loaded, source, limit)[0][:CALIBRATION_BATCHES])
+    return {name: layer.input_ranges for name, layer in deployment.layers.items()}
+
+
+def test_each_task_calibrates_with_its_own_adapter_and_dev_limit(
+        tiny_checkpoint, other_task, tiny_glue, static_pcm, monkeypatch):
+    seen = {}
+    calibrate = multitask.TaskView.calibrate
+
+    def recording(view):
+        calibrate(view)
+        seen[view.path] = view.ranges
+    monkeypatch.setattr(multitask.TaskView, "calibrate", recording)
+    source = DataSource(data_dir=str(tiny_glue))
+    result = multitask.multitask_sweep([tiny_checkpoint, other_task], static_pcm, [3600.0], 1, source,
+                                       eval_limit=3, progress=False)
+    assert [t.dev_examples for t in result.tasks] == [3, 3]
+    for path, task in zip((tiny_checkpoint, other_task), result.tasks, strict=True):
+        assert (task.curve.path, task.curve.method) == (str(path), "grasp")
+        assert task.curve.mapping == result.mapping and result.mapping.analog_layers > 0
+    mine, theirs = (alone_ranges(p, static_pcm, source, 3) for p in (tiny_checkpoint, other_task))
+    assert any(not torch.equal(mine[n], theirs[n]) for n in mine)  # the adapters do differ
+    for path, alone in ((tiny_checkpoint, mine), (other_task, theirs)):
+        ranges = seen[str(path)]
+        assert ranges.keys() == alone.keys()
+        assert all(torch.equal(ranges[n], alone[n]) for n in alone)

@@ -241,6 +241,10 @@ def test_the_host_and_port_connected_to_and_the_timeout(monkeypatch):
     check_reachable("ray://127.0.0.1:10001")
     check_reachable("127.0.0.1:6379", timeout=0.25)
     assert calls == [(("127.0.0.1", 10001), 3.0), "closed", (("127.0.0.1", 6379), 0.25), "closed"]
+    calls.clear()
+    check_reachable("[::1]:6379")  # IPv6 as Ray writes it: the brackets are not part of the host
+    check_reachable("ray://[::1]:10001")
+    assert calls == [(("::1", 6379), 3.0), "closed", (("::1", 10001), 3.0), "closed"]
 
 
 def test_a_listening_port_is_reachable_a_closed_one_is_one_line(listening):

@@ -96,6 +96,8 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     host, sep, port = address.split("://", 1)[-1].rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ImcSimError(f"Ray address {address!r} is not HOST:PORT (or ray://HOST:PORT, auto)")
+    if host.startswith("[") and host.endswith("]"):  # IPv6 as Ray writes it: [::1]:6379
+        host = host[1:-1]
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:

@@ -6,6 +6,7 @@ import hashlib
 import locale
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -186,3 +187,40 @@ def tiny_checkpoint(tmp_path_factory, tiny_model_dir, tiny_glue) -> Path:
     """A GRASP (K=4) checkpoint of the tiny BERT on the tiny SST-2."""
     return train_tiny(tmp_path_factory.mktemp("ckpt") / "grasp.pt", tiny_model_dir, tiny_glue,
                       "--k", "4", "--lr", "0.05")
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on once this returns."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+LM_TEXT = "\n".join(POSITIVE + NEGATIVE) + "\n"
+
+
+@pytest.fixture(scope="session")
+def lm_corpus(tmp_path_factory) -> Path:
+    """DIR/train.txt (the tiny SST-2 sentences three times) and DIR/heldout.txt (once)."""
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "train.txt").write_text(LM_TEXT * 3)
+    (root / "heldout.txt").write_text(LM_TEXT)
+    return root
+
+
+def train_lm(out: Path, model_dir: Path, corpus: Path, *extra: str) -> int:
+    """``imc-sim train --task lm`` for 3 steps on ``corpus``; returns the exit status."""
+    from imc_sim.cli import main
+
+    return main(["train", "--task", "lm", "--model", str(model_dir),
+                 "--train-file", str(corpus / "train.txt"), "--validation-file", str(corpus / "heldout.txt"),
+                 "--max-length", "16", "--max-steps", "3", "--batch-size", "4", "--out", str(out), "--quiet",
+                 *extra])
+
+
+@pytest.fixture(scope="session")
+def lm_checkpoint(tmp_path_factory, tiny_gpt2_lm_dir, lm_corpus) -> Path:
+    """A GRASP (K=4) checkpoint of the tiny causal GPT-2 on the tiny corpus."""
+    out = tmp_path_factory.mktemp("lm-ckpt") / "grasp.pt"
+    assert train_lm(out, tiny_gpt2_lm_dir, lm_corpus, "--k", "4", "--lr", "0.05") == 0
+    return out

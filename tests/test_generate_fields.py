@@ -8,9 +8,7 @@ import contextlib
 import io
 
 import pytest
-from conftest import NEGATIVE, POSITIVE, make_tiny_gpt2_lm, save_with_tokenizer
 
-from imc_sim.cli import main
 from imc_sim.deploy.generate import Continuations, continuations_under_drift
 from imc_sim.devices.profile import load_profile
 from imc_sim.errors import ImcSimError
@@ -37,21 +35,6 @@ def test_format_refuses_times_without_their_texts():
     c = Continuations("ckpt", ("great fun",), ("x",), (HOUR, YEAR), (("y",),))
     with pytest.raises(ValueError, match="zip"):
         c.format()
-
-
-@pytest.fixture(scope="module")
-def lm_checkpoint(tmp_path_factory):
-    """A tiny random causal GPT-2 trained 3 GRASP steps on a few lines of text."""
-    root = tmp_path_factory.mktemp("generate")
-    text = "\n".join(POSITIVE + NEGATIVE) + "\n"
-    (root / "train.txt").write_text(text * 3)
-    (root / "heldout.txt").write_text(text)
-    model_dir = save_with_tokenizer(make_tiny_gpt2_lm(), root / "model")
-    out = root / "lm.pt"
-    assert main(["train", "--task", "lm", "--model", str(model_dir), "--train-file", str(root / "train.txt"),
-                 "--validation-file", str(root / "heldout.txt"), "--max-length", "16", "--max-steps", "3",
-                 "--batch-size", "4", "--out", str(out), "--quiet", "--k", "4", "--lr", "0.05"]) == 0
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import forged, write_plan_file
+from conftest import closed_port, forged, write_plan_file
 
 from imc_sim.checkpoint import read_checkpoint
 from imc_sim.deploy.executors import (
@@ -170,12 +170,6 @@ def listening():
     """HOST:PORT of a socket listening on 127.0.0.1."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         yield f"127.0.0.1:{server.getsockname()[1]}"
-
-
-def closed_port() -> int:
-    with socket.socket() as s:  # a port nothing listens on once this closes
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sums(n: int) -> list[Job[int]]:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import NEGATIVE, POSITIVE
+from conftest import LM_TEXT, POSITIVE, train_lm
 
 from imc_sim import lm
 from imc_sim.checkpoint import load_adapted, load_model
@@ -15,30 +15,6 @@ from imc_sim.data import DataSource
 from imc_sim.data.corpus import IGNORE, Corpus, block_batches, make_blocks, read_corpus
 from imc_sim.errors import ImcSimError
 from imc_sim.metrics import metric_format
-
-TEXT = "\n".join(POSITIVE + NEGATIVE) + "\n"
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    (root / "train.txt").write_text(TEXT * 3)
-    (root / "heldout.txt").write_text(TEXT)
-    return root
-
-
-def train_lm(out, model_dir, corpus, *extra):
-    argv = ["train", "--task", "lm", "--model", str(model_dir), "--train-file", str(corpus / "train.txt"),
-            "--validation-file", str(corpus / "heldout.txt"), "--max-length", "16", "--max-steps", "3",
-            "--batch-size", "4", "--out", str(out), "--quiet", *extra]
-    return main(argv)
-
-
-@pytest.fixture(scope="module")
-def lm_checkpoint(tmp_path_factory, tiny_gpt2_lm_dir, corpus):
-    out = tmp_path_factory.mktemp("lm-ckpt") / "grasp.pt"
-    assert train_lm(out, tiny_gpt2_lm_dir, corpus, "--k", "4", "--lr", "0.05") == 0
-    return out
 
 
 def test_blocks_end_passages_and_mask_padding(tiny_gpt2_lm_dir):
@@ -69,11 +45,11 @@ def test_perplexity_of_a_uniform_model_is_the_vocabulary_size(tiny_gpt2_lm_dir):
     assert lm.perplexity(model, batches) == pytest.approx(model.config.vocab_size, rel=1e-6)
 
 
-def test_lm_trains_merges_and_records_the_task(lm_checkpoint, corpus):
+def test_lm_trains_merges_and_records_the_task(lm_checkpoint, lm_corpus):
     adapted, merged = load_adapted(lm_checkpoint), load_model(lm_checkpoint)
     assert merged.meta["task"] == "lm" and merged.task.is_lm
     assert merged.meta["metrics"]["metric_name"] == "perplexity"
-    batches, tokens = lm.dev_batches(DataSource(validation_file=str(corpus / "heldout.txt")),
+    batches, tokens = lm.dev_batches(DataSource(validation_file=str(lm_corpus / "heldout.txt")),
                                      merged.tokenizer, 16)
     before, after = lm.perplexity(adapted.model, batches), lm.perplexity(merged.model, batches)
     assert math.isfinite(after) and after == pytest.approx(before, rel=1e-5)
@@ -82,16 +58,16 @@ def test_lm_trains_merges_and_records_the_task(lm_checkpoint, corpus):
 
 
 @pytest.mark.parametrize(("method", "options"), [("lora", ("--lora-r", "4")), ("stochgrasp", ("--k", "4"))])
-def test_other_methods_train_on_text(method, options, tmp_path, tiny_gpt2_lm_dir, corpus):
+def test_other_methods_train_on_text(method, options, tmp_path, tiny_gpt2_lm_dir, lm_corpus):
     out = tmp_path / f"{method}.pt"
-    assert train_lm(out, tiny_gpt2_lm_dir, corpus, "--method", method, *options) == 0
+    assert train_lm(out, tiny_gpt2_lm_dir, lm_corpus, "--method", method, *options) == 0
     loaded = load_model(out)
     assert type(loaded.model).__name__ == "GPT2LMHeadModel" and loaded.meta["task"] == "lm"
     assert math.isfinite(loaded.meta["metrics"]["metric"])
 
 
-def test_deploy_ideal_equals_digital_and_pcm_is_finite(lm_checkpoint, corpus, tmp_path, capsys):
-    held = ["--validation-file", str(corpus / "heldout.txt"), "--quiet", "--drift", "1h", "1y"]
+def test_deploy_ideal_equals_digital_and_pcm_is_finite(lm_checkpoint, lm_corpus, tmp_path, capsys):
+    held = ["--validation-file", str(lm_corpus / "heldout.txt"), "--quiet", "--drift", "1h", "1y"]
     assert main(["deploy", str(lm_checkpoint), "--device", "ideal", "--seeds", "1",
                  "--json", str(tmp_path / "ideal.json"), *held]) == 0
     ideal = json.loads((tmp_path / "ideal.json").read_text())
@@ -107,9 +83,9 @@ def test_deploy_ideal_equals_digital_and_pcm_is_finite(lm_checkpoint, corpus, tm
     assert "prompt: 'great fun'" in out and "digital:" in out and "1y:" in out
 
 
-def test_compare_lm_checkpoints(lm_checkpoint, corpus, tmp_path, capsys):
+def test_compare_lm_checkpoints(lm_checkpoint, lm_corpus, tmp_path, capsys):
     assert main(["compare", str(lm_checkpoint), str(lm_checkpoint), "--device", "ideal", "--seeds", "1",
-                 "--drift", "1d", "--validation-file", str(corpus / "heldout.txt"), "--quiet"]) == 0
+                 "--drift", "1d", "--validation-file", str(lm_corpus / "heldout.txt"), "--quiet"]) == 0
     digital = load_model(lm_checkpoint).meta["metrics"]["metric"]
     assert capsys.readouterr().out.count(f"{digital:.2f}") >= 2
 
@@ -134,10 +110,10 @@ def one_line_error(capsys, argv, message, written):
 
 
 @pytest.mark.parametrize("files, message", [
-    ({"train.txt": "", "heldout.txt": TEXT}, "empty corpus"),
-    ({"train.txt": "great fun\n", "heldout.txt": TEXT}, "shorter than one block of --max-length 16"),
-    ({"train.csv": "sentence,label\ngreat fun,1\n", "heldout.txt": TEXT}, "not a .csv data file"),
-    ({"train.txt": b"caf\xe9\n", "heldout.txt": TEXT}, "not UTF-8"),
+    ({"train.txt": "", "heldout.txt": LM_TEXT}, "empty corpus"),
+    ({"train.txt": "great fun\n", "heldout.txt": LM_TEXT}, "shorter than one block of --max-length 16"),
+    ({"train.csv": "sentence,label\ngreat fun,1\n", "heldout.txt": LM_TEXT}, "not a .csv data file"),
+    ({"train.txt": b"caf\xe9\n", "heldout.txt": LM_TEXT}, "not UTF-8"),
 ])
 def test_bad_lm_training_input(files, message, tmp_path, tiny_gpt2_lm_dir, capsys):
     paths = []
@@ -151,9 +127,9 @@ def test_bad_lm_training_input(files, message, tmp_path, tiny_gpt2_lm_dir, capsy
                             "--max-steps", "1", "--out", str(out), "--quiet"], message, [out])
 
 
-def test_lm_needs_a_model(tmp_path, corpus, capsys):
-    one_line_error(capsys, ["train", "--task", "lm", "--train-file", str(corpus / "train.txt"),
-                            "--validation-file", str(corpus / "heldout.txt"), "--out",
+def test_lm_needs_a_model(tmp_path, lm_corpus, capsys):
+    one_line_error(capsys, ["train", "--task", "lm", "--train-file", str(lm_corpus / "train.txt"),
+                            "--validation-file", str(lm_corpus / "heldout.txt"), "--out",
                             str(tmp_path / "m.pt")], "--task lm needs --model", [tmp_path / "m.pt"])
 
 
@@ -167,17 +143,17 @@ def test_lm_checkpoint_refuses_classification_data(lm_checkpoint, tmp_path, caps
                             str(out), "--quiet"], "needs --validation-file", [out])
 
 
-def test_classification_checkpoint_refuses_text_and_generate(tiny_checkpoint, corpus, tmp_path, capsys):
+def test_classification_checkpoint_refuses_text_and_generate(tiny_checkpoint, lm_corpus, tmp_path, capsys):
     out = tmp_path / "out.json"
     base = ["deploy", str(tiny_checkpoint), "--seeds", "1", "--drift", "1d", "--json", str(out), "--quiet"]
-    one_line_error(capsys, [*base, "--validation-file", str(corpus / "heldout.txt")],
+    one_line_error(capsys, [*base, "--validation-file", str(lm_corpus / "heldout.txt")],
                    "plain text is for --task lm checkpoints", [out])
     one_line_error(capsys, [*base, "--generate", "3", "--prompt", "hi"],
                    "--generate is for language-model", [out])
 
 
-def test_generate_options_are_checked_first(lm_checkpoint, corpus, tmp_path, capsys):
-    base = ["deploy", str(lm_checkpoint), "--validation-file", str(corpus / "heldout.txt"), "--seeds", "1",
+def test_generate_options_are_checked_first(lm_checkpoint, lm_corpus, tmp_path, capsys):
+    base = ["deploy", str(lm_checkpoint), "--validation-file", str(lm_corpus / "heldout.txt"), "--seeds", "1",
             "--drift", "1d", "--json", str(tmp_path / "o.json"), "--quiet"]
     one_line_error(capsys, [*base, "--generate", "2"], "needs at least one --prompt", [tmp_path / "o.json"])
     one_line_error(capsys, [*base, "--prompt", "x"], "--prompt needs --generate", [tmp_path / "o.json"])

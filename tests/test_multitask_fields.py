@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import yaml
 from conftest import make_tiny_bert, train_tiny
+from test_static_ranges import chip_profile
 
 from imc_sim.calibration import CALIBRATION_BATCHES
 from imc_sim.crossbar.mapping import deploy_model
@@ -16,17 +16,8 @@ from imc_sim.deploy import multitask
 from imc_sim.deploy.periphery import load_periphery
 from imc_sim.deploy.results import CheckpointCurve, MultiTaskResult, TaskCurve, TimePoint
 from imc_sim.deploy.run import dev_set
-from imc_sim.devices.profile import load_profile, shipped_profiles
+from imc_sim.devices.profile import load_profile
 from imc_sim.errors import ImcSimError
-
-
-@pytest.fixture(scope="module")
-def static_pcm(tmp_path_factory):
-    raw = yaml.safe_load(shipped_profiles()["pcm"].read_text())
-    raw["periphery"].update(input_range="static", noise_management="none")
-    path = tmp_path_factory.mktemp("profile") / "pcm-static.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return load_profile(str(path))
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +76,7 @@ def alone_ranges(path, profile, source, limit):
 
 
 def test_each_task_calibrates_with_its_own_adapter_and_dev_limit(
-        tiny_checkpoint, other_task, tiny_glue, static_pcm, monkeypatch):
+        tiny_checkpoint, other_task, tiny_glue, monkeypatch):
     seen = {}
     calibrate = multitask.TaskView.calibrate
 
@@ -93,14 +84,14 @@ def test_each_task_calibrates_with_its_own_adapter_and_dev_limit(
         calibrate(view)
         seen[view.path] = view.ranges
     monkeypatch.setattr(multitask.TaskView, "calibrate", recording)
-    source = DataSource(data_dir=str(tiny_glue))
-    result = multitask.multitask_sweep([tiny_checkpoint, other_task], static_pcm, [3600.0], 1, source,
+    source, chip = DataSource(data_dir=str(tiny_glue)), chip_profile()
+    result = multitask.multitask_sweep([tiny_checkpoint, other_task], chip, [3600.0], 1, source,
                                        eval_limit=3, progress=False)
     assert [t.dev_examples for t in result.tasks] == [3, 3]
     for path, task in zip((tiny_checkpoint, other_task), result.tasks, strict=True):
         assert (task.curve.path, task.curve.method) == (str(path), "grasp")
         assert task.curve.mapping == result.mapping and result.mapping.analog_layers > 0
-    mine, theirs = (alone_ranges(p, static_pcm, source, 3) for p in (tiny_checkpoint, other_task))
+    mine, theirs = (alone_ranges(p, chip, source, 3) for p in (tiny_checkpoint, other_task))
     assert any(not torch.equal(mine[n], theirs[n]) for n in mine)  # the adapters do differ
     for path, alone in ((tiny_checkpoint, mine), (other_task, theirs)):
         ranges = seen[str(path)]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import write_plan_file
+from conftest import closed_port, write_plan_file
 
 from imc_sim import __version__
 from imc_sim.cli import main
@@ -205,8 +204,6 @@ def test_unreachable_ray_address_one_line_store_untouched(tiny_checkpoint, tiny_
     plan = write_plan(tmp_path, [tiny_checkpoint], tiny_glue, seeds=1)
     assert sweep(plan) == 0
     write_plan(tmp_path, [tiny_checkpoint], tiny_glue, seeds=2)
-    with socket.socket() as s:  # a port nothing listens on once this closes
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = closed_port()
     checked_refusal(["sweep", str(plan), "--quiet", "--ray-address", f"127.0.0.1:{port}"], store_of(plan),
                     f"cannot reach Ray at 127.0.0.1:{port}", capsys)

@@ -10,8 +10,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import NEGATIVE, POSITIVE, write_plan_file
-from test_lm import TEXT, train_lm
+from conftest import LM_TEXT, NEGATIVE, POSITIVE, write_plan_file
 from test_sweep import checked_refusal, noisy_device, store_of, sweep  # noqa: F401 (a fixture)
 
 from imc_sim.cli import main
@@ -119,30 +118,21 @@ def test_checkpoint_trained_on_own_data_reads_with_training_columns(tiny_model_d
                     "a checkpoint trained on own data (labels 0, 1) needs validation_file", capsys)
 
 
-@pytest.fixture(scope="module")
-def lm_files(tmp_path_factory, tiny_gpt2_lm_dir) -> Path:
-    root = tmp_path_factory.mktemp("lm-sweep")
-    (root / "train.txt").write_text(TEXT * 3)
-    (root / "heldout.txt").write_text(TEXT)
-    assert train_lm(root / "lm.pt", tiny_gpt2_lm_dir, root, "--k", "4", "--lr", "0.05") == 0
-    return root
-
-
-def test_lm_plan_reports_perplexity_as_deploy_does(lm_files, tmp_path, capsys):
-    plan = write_plan(tmp_path, [lm_files / "lm.pt"], validation_file=str(lm_files / "heldout.txt"))
+def test_lm_plan_reports_perplexity_as_deploy_does(lm_checkpoint, lm_corpus, tmp_path, capsys):
+    plan = write_plan(tmp_path, [lm_checkpoint], validation_file=str(lm_corpus / "heldout.txt"))
     assert sweep(plan, "--json", str(tmp_path / "s.json")) == 0
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["metric_name"] == "perplexity"
     [curve] = [CheckpointCurve.from_json(c) for c in summary["devices"][0]["checkpoints"]]
     assert all(math.isfinite(m) and m > 1 for p in curve.points for m in p.metrics)
-    deployed = deploy_checkpoint(lm_files / "lm.pt", load_profile("pcm"), parse_times(TIMES), 2,
-                                 source=DataSource(validation_file=str(lm_files / "heldout.txt")),
+    deployed = deploy_checkpoint(lm_checkpoint, load_profile("pcm"), parse_times(TIMES), 2,
+                                 source=DataSource(validation_file=str(lm_corpus / "heldout.txt")),
                                  progress=False)
     assert_same_numbers(curve, deployed.curve)
     out = capsys.readouterr().out
     assert "lm on pcm (2 seeds)" in out and f"{curve.digital_metric:.2f}" in out  # a number, not x100 %
     unit = load_plan(plan).units()[0]  # seed 0, as a Ray worker runs it
-    shipped = _run_shipped(unit, (lm_files / "lm.pt").read_bytes(), (lm_files / "heldout.txt").read_bytes())
+    shipped = _run_shipped(unit, lm_checkpoint.read_bytes(), (lm_corpus / "heldout.txt").read_bytes())
     assert shipped.run.digital_metric == curve.digital_metric
     assert shipped.run.metrics == tuple(p.metrics[0] for p in curve.points)
 
@@ -158,7 +148,7 @@ def test_lm_plan_reports_perplexity_as_deploy_does(lm_files, tmp_path, capsys):
     ({"validation_file": "heldout.txt"}, "plain text is for --task lm checkpoints"),
 ])
 def test_bad_own_data_one_line_store_untouched(fields, message, tiny_checkpoint, own_csv, tmp_path, capsys):
-    (tmp_path / "heldout.txt").write_text(TEXT)
+    (tmp_path / "heldout.txt").write_text(LM_TEXT)
     plan = write_plan(tmp_path, [tiny_checkpoint], **fields)
     checked_refusal(["sweep", str(plan), "--quiet"], store_of(plan), f"plan {plan}: ", capsys)
     checked_refusal(["sweep", str(plan), "--quiet"], store_of(plan), message, capsys)
@@ -171,15 +161,16 @@ def test_bad_own_data_one_line_store_untouched(fields, message, tiny_checkpoint,
     ({"validation_file": "dev.csv"}, "not a .csv data file"),
     ({"validation_file": "heldout.txt", "label_column": "label"}, "label_column is for classification"),
 ])
-def test_bad_lm_plan_one_line_store_untouched(fields, message, lm_files, own_csv, tmp_path, capsys):
-    (tmp_path / "heldout.txt").write_text(TEXT)
-    plan = write_plan(tmp_path, [lm_files / "lm.pt"], **fields)
+def test_bad_lm_plan_one_line_store_untouched(fields, message, lm_checkpoint, own_csv, tmp_path, capsys):
+    (tmp_path / "heldout.txt").write_text(LM_TEXT)
+    plan = write_plan(tmp_path, [lm_checkpoint], **fields)
     checked_refusal(["sweep", str(plan), "--quiet"], store_of(plan), message, capsys)
     assert not store_of(plan).exists()
 
 
-def test_mixed_language_model_and_classifier_one_line(lm_files, tiny_checkpoint, tmp_path, capsys):
-    plan = write_plan(tmp_path, [lm_files / "lm.pt", tiny_checkpoint],
-                      validation_file=str(lm_files / "heldout.txt"))
+def test_mixed_language_model_and_classifier_one_line(lm_checkpoint, lm_corpus, tiny_checkpoint, tmp_path,
+                                                       capsys):
+    plan = write_plan(tmp_path, [lm_checkpoint, tiny_checkpoint],
+                      validation_file=str(lm_corpus / "heldout.txt"))
     checked_refusal(["sweep", str(plan), "--quiet"], store_of(plan), "trained on different tasks", capsys)
     assert not store_of(plan).exists()

@@ -187,6 +187,30 @@ def test_placement_from_json_refuses_other_kinds_and_schemas(kind, version):
     assert str(info.value) == "not an imc-sim placement result of schema 1"
 
 
+@pytest.mark.parametrize("drop, message", [
+    ("ranked_at", "not an imc-sim placement result: missing or bad 'ranked_at'"),
+    ("curve", "not an imc-sim placement result: missing or bad 'curve'")])
+def test_placement_from_json_names_a_missing_field(drop, message):
+    raw = hand_made_result([0]).to_json()
+    del raw[drop]
+    with pytest.raises(ImcSimError) as info:
+        PlacementResult.from_json(raw)
+    assert str(info.value) == message
+
+
+def test_a_measure_that_raises_part_way_leaves_every_layer_analog():
+    model = make_tiny_bert()
+    deployment = deploy_model(model, load_profile("ideal"))
+    names = list(deployment.layers)
+
+    def failing():
+        deployment.use_analog(names[:1])  # what a half-done configuration looks like
+        raise RuntimeError("stopped")
+    with pytest.raises(RuntimeError):
+        placement_curve(deployment, names, [0, 3], failing, [0], [DAY], progress=False)
+    assert all(model.get_submodule(n) is deployment.layers[n] for n in names)
+
+
 @pytest.mark.parametrize("analog", [lambda names: names[2:3], lambda names: names[:2] + names[3:]])
 def test_switching_layers_equals_a_fresh_deploy_of_those_layers(analog, token_batch):
     full = chip_at(deploy_model(make_tiny_bert(), load_profile("pcm")))

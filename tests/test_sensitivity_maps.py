@@ -197,3 +197,19 @@ def test_measure_maps_without_progress_prints_nothing(capsys):
     deployment, measure, _ = additive_deployment()
     measure_maps(deployment, measure, seeds=[0], times=[DAY], modes=["one-analog"], progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_a_measure_that_raises_part_way_leaves_every_layer_analog():
+    """An evaluation that stops part way (an error, Ctrl-C in a notebook) must not leave the
+    deployment with some layers digital: a later measure would read a configuration by mistake."""
+    deployment, measure, cost = additive_deployment()
+    calls = []
+
+    def failing():
+        calls.append(1)
+        if len(calls) == 4:  # inside one-analog, three layers in
+            raise KeyboardInterrupt
+        return measure()
+    with pytest.raises(KeyboardInterrupt):
+        measure_maps(deployment, failing, seeds=[0], times=[DAY], modes=["one-analog"], progress=False)
+    assert measure() == pytest.approx(1.0 - sum(cost.values()))

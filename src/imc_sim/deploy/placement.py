@@ -108,8 +108,11 @@ class PlacementResult:
     def from_json(cls, raw: dict[str, Any]) -> PlacementResult:
         if raw.get("kind") != "placement" or raw.get("schema_version") != SCHEMA_VERSION:
             raise ImcSimError(f"not an imc-sim placement result of schema {SCHEMA_VERSION}")
-        return cls(SensitivityResult.from_json(raw["sensitivity"]), raw["ranked_at"],
-                   tuple(PlacementPoint.from_json(p) for p in raw["curve"]))
+        try:
+            return cls(SensitivityResult.from_json(raw["sensitivity"]), raw["ranked_at"],
+                       tuple(PlacementPoint.from_json(p) for p in raw["curve"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ImcSimError(f"not an imc-sim placement result: missing or bad {exc}") from None
 
 
 def save_placement(path: str | os.PathLike[str], result: PlacementResult) -> None:
@@ -120,23 +123,26 @@ def placement_curve(deployment: Deployment, ranking: Sequence[str], counts: Sequ
                     measure: Callable[[], float], seeds: Sequence[int], times: Sequence[float],
                     progress: bool = True) -> tuple[PlacementPoint, ...]:
     """For each N of ``counts``, the first N layers of ``ranking`` digital and the rest of
-    ``deployment`` on its tiles: the metric per time over ``seeds``, each chip programmed once."""
+    ``deployment`` on its tiles: the metric per time over ``seeds``, each chip programmed once.
+    Every layer is analog afterwards, also when ``measure()`` raises."""
     names = list(deployment.layers)
     weights = {name: layer.in_features * layer.out_features for name, layer in deployment.layers.items()}
     total = sum(weights.values()) + sum(deployment.kept_digital.values())
     per: list[list[list[float]]] = [[[] for _ in times] for _ in counts]
-    with tqdm(total=len(seeds) * len(times) * len(counts), desc="placement N x seeds",
-              disable=not progress) as bar:
-        for seed in seeds:
-            chip = Chip(deployment, seed)
-            chip.program()
-            for k, t in enumerate(times):
-                chip.drift_to(t)
-                for j, n in enumerate(counts):
-                    deployment.use_analog([name for name in names if name not in ranking[:n]])
-                    per[j][k].append(measure())
-                    bar.update()
-    deployment.use_analog(names)
+    try:
+        with tqdm(total=len(seeds) * len(times) * len(counts), desc="placement N x seeds",
+                  disable=not progress) as bar:
+            for seed in seeds:
+                chip = Chip(deployment, seed)
+                chip.program()
+                for k, t in enumerate(times):
+                    chip.drift_to(t)
+                    for j, n in enumerate(counts):
+                        deployment.use_analog([name for name in names if name not in ranking[:n]])
+                        per[j][k].append(measure())
+                        bar.update()
+    finally:
+        deployment.use_analog(names)
     out = []
     for n, values in zip(counts, per, strict=True):
         kept = [name for name in names if name in ranking[:n]]

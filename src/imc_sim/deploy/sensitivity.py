@@ -177,7 +177,8 @@ def configurations(mode: str, names: Sequence[str]) -> list[list[str]]:
 def measure_maps(deployment: Deployment, measure: Callable[[], float], seeds: Sequence[int],
                  times: Sequence[float], modes: Sequence[str], progress: bool = True,
                  ) -> tuple[tuple[TimePoint, ...], tuple[SensitivityMap, ...]]:
-    """The all-analog metric and each mode's map of ``deployment`` (every layer analog afterwards).
+    """The all-analog metric and each mode's map of ``deployment`` (every layer analog afterwards,
+    also when ``measure()`` raises).
 
     Per seed the chip is programmed once and drifted to each time; ``measure()`` evaluates the
     deployment's model in each configuration."""
@@ -186,21 +187,23 @@ def measure_maps(deployment: Deployment, measure: Callable[[], float], seeds: Se
     all_analog: list[list[float]] = [[] for _ in times]
     per_layer = {mode: [[[] for _ in times] for _ in names] for mode in modes}
     total = len(seeds) * len(times) * (1 + len(modes) * len(names))
-    with tqdm(total=total, desc="sensitivity layers x seeds", disable=not progress) as bar:
-        for seed in seeds:
-            chip = Chip(deployment, seed)
-            chip.program()
-            for k, t in enumerate(times):
-                chip.drift_to(t)
-                deployment.use_analog(names)
-                all_analog[k].append(measure())
-                bar.update()
-                for mode in modes:
-                    for i, analog in enumerate(configs[mode]):
-                        deployment.use_analog(analog)
-                        per_layer[mode][i][k].append(measure())
-                        bar.update()
-    deployment.use_analog(names)
+    try:
+        with tqdm(total=total, desc="sensitivity layers x seeds", disable=not progress) as bar:
+            for seed in seeds:
+                chip = Chip(deployment, seed)
+                chip.program()
+                for k, t in enumerate(times):
+                    chip.drift_to(t)
+                    deployment.use_analog(names)
+                    all_analog[k].append(measure())
+                    bar.update()
+                    for mode in modes:
+                        for i, analog in enumerate(configs[mode]):
+                            deployment.use_analog(analog)
+                            per_layer[mode][i][k].append(measure())
+                            bar.update()
+    finally:
+        deployment.use_analog(names)
     weights = [layer.in_features * layer.out_features for layer in deployment.layers.values()]
     maps = tuple(SensitivityMap(mode, tuple(
         LayerSensitivity(name, w, tuple(TimePoint.of(t, m) for t, m in zip(times, per_time, strict=True)))

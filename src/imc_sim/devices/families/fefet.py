@@ -24,7 +24,7 @@ from torch import Tensor
 
 from imc_sim.devices.adapter import FamilyNoiseModel
 from imc_sim.devices.family import DeviceFamily, ReadNoise
-from imc_sim.devices.schema import SCALE, Num
+from imc_sim.devices.schema import G_MAX, SCALE, Num
 
 if TYPE_CHECKING:
     from imc_sim.devices.profile import DeviceProfile
@@ -50,7 +50,7 @@ class FeFET(DeviceFamily):
 
     model = "fefet"
     schema = {
-        "conductance": {"g_max": Num(None, 0.0, 1e4, open_lo=True), "g_min": Num(0.0, 0.0, 1e4)},
+        "conductance": {"g_max": G_MAX, "g_min": Num(0.0, 0.0, 1e4)},
         "programming": {"n_domains": Num(None, 1.0, 1e6, integer=True),
                         "sigma_floor": Num(0.0, 0.0, 1e3), "scale": SCALE},
         "drift": {"t0": Num(1.0, 0.0, 1e6, open_lo=True), "relax_per_decade": Num(None, 0.0, 1.0),

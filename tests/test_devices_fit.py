@@ -98,6 +98,16 @@ def write_csv(m: Measurements, path, device=True):
             out.writerow([f"dev-{d}", *rest] if device else rest)
 
 
+def test_cli_fit_writes_no_profile_when_its_plot_could_not_be_written(tmp_path, capsys):
+    write_csv(draw_measurements(truth_pcm(), TARGETS, TIMES, 100, reads=2, seed=4), tmp_path / "reads.csv")
+    out = tmp_path / "my-device.yaml"
+    assert main(["devices", "fit", str(tmp_path / "reads.csv"), "--family", "pcm", "--out", str(out),
+                 "--plot", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"imc-sim: error: --plot {tmp_path} is a folder; give a file name"
+    assert not out.exists()
+
+
 def test_cli_fit_writes_a_profile_that_loads_and_a_png(tmp_path, capsys):
     m = draw_measurements(truth_pcm(), TARGETS, TIMES, 100, reads=2, seed=4)
     write_csv(m, tmp_path / "reads.csv")

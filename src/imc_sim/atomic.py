@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from imc_sim.errors import ImcSimError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -43,3 +45,22 @@ def write_atomic(path: str | os.PathLike[str], writer: Callable[[Path], object])
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def check_writable(path: str | os.PathLike[str] | None, option: str) -> None:
+    """Raise :class:`ImcSimError` now if ``path`` (the value of ``option``; None: not asked for)
+    could not be written later: it names a folder, or the nearest existing folder above it is a
+    file or not writable. Commands call it before their long work, so that an hour of training or
+    deployment is not lost to a typo in an output path."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise ImcSimError(f"{option} {path} is a folder; give a file name")
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ImcSimError(f"{option} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ImcSimError(f"{option} {path}: no permission to write in {parent}")

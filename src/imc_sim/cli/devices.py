@@ -65,6 +65,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from imc_sim.atomic import check_writable
     from imc_sim.devices.fit import fit_measurements
     from imc_sim.devices.fit_plots import plot_fit
     from imc_sim.devices.fit_profile import fit_report, write_fitted_profile
@@ -74,6 +75,8 @@ def _fit(args: argparse.Namespace) -> int:
     if not (args.profile and args.family and args.out):
         raise ImcSimError("devices fit needs MEASUREMENTS, --family and --out "
                           "(imc-sim devices fit data.csv --family pcm --out my-device.yaml)")
+    check_writable(args.out, "--out")
+    check_writable(args.plot, "--plot")
     fit = fit_measurements(read_measurements(args.profile), args.family, g_max=args.g_max)
     print(fit_report(fit))
     write_fitted_profile(fit, args.out, args.profile)

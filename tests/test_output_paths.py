@@ -1,0 +1,70 @@
+"""Output paths are checked before the long work: a folder, a path under a file or a folder that
+cannot be written ends a command at once with one line, and nothing is written."""
+
+import os
+
+import pytest
+from conftest import write_plan_file
+
+from imc_sim.atomic import check_writable
+from imc_sim.cli import main
+from imc_sim.errors import ImcSimError
+
+
+def test_a_new_file_even_in_folders_still_to_make_is_writable(tmp_path):
+    check_writable(None, "--json")
+    check_writable(tmp_path / "a" / "b" / "out.json", "--json")
+    (tmp_path / "old.json").write_text("previous")
+    check_writable(tmp_path / "old.json", "--json")
+    assert not (tmp_path / "a").exists() and (tmp_path / "old.json").read_text() == "previous"
+
+
+def test_a_folder_a_path_under_a_file_and_a_read_only_folder_are_refused(tmp_path, monkeypatch):
+    with pytest.raises(ImcSimError, match=r"^--out .* is a folder; give a file name$"):
+        check_writable(tmp_path, "--out")
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(ImcSimError, match=r"notes.txt is a file, not a folder$"):
+        check_writable(tmp_path / "notes.txt" / "sub" / "model.pt", "--out")
+    asked = []
+    monkeypatch.setattr(os, "access", lambda path, mode: asked.append((path, mode)) and False)
+    with pytest.raises(ImcSimError, match=r"^--plot .*: no permission to write in "):
+        check_writable(tmp_path / "new" / "drift.png", "--plot")
+    assert asked == [(tmp_path, os.W_OK | os.X_OK)]  # the nearest folder that exists
+
+
+def never(*args, **kwargs):
+    raise AssertionError("the long work started before the output path was checked")
+
+
+def one_line_error(capsys, fragment: str) -> None:
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_train_refuses_an_out_folder_before_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("imc_sim.training.loop.train", never)
+    assert main(["train", "--out", str(tmp_path), "--quiet"]) == 2
+    one_line_error(capsys, f"--out {tmp_path} is a folder")
+    (tmp_path / "file").write_text("")
+    assert main(["train", "--out", str(tmp_path / "m.pt"), "--json", str(tmp_path / "file" / "m.json")]) == 2
+    one_line_error(capsys, "--json")
+    assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize(("command", "checkpoints"),
+                         [("deploy", 1), ("sensitivity", 1), ("compare", 2), ("multitask", 2)])
+def test_chip_commands_refuse_a_plot_folder_before_reading_a_checkpoint(command, checkpoints, tmp_path,
+                                                                         capsys):
+    (tmp_path / "out.json").write_text("previous")
+    absent = [str(tmp_path / f"{i}.pt") for i in range(checkpoints)]  # read first, this would fail otherwise
+    assert main([command, *absent, "--json", str(tmp_path / "out.json"), "--plot", str(tmp_path)]) == 2
+    one_line_error(capsys, f"--plot {tmp_path} is a folder")
+    assert (tmp_path / "out.json").read_text() == "previous"
+
+
+def test_sweep_refuses_a_store_folder_before_running_a_unit(tiny_checkpoint, tiny_glue, tmp_path, monkeypatch,
+                                                            capsys):
+    monkeypatch.setattr("imc_sim.deploy.executors.run_sweep", never)
+    plan = write_plan_file(tmp_path, checkpoints=[str(tiny_checkpoint)], data_dir=str(tiny_glue))
+    assert main(["sweep", str(plan), "--store", str(tmp_path), "--quiet"]) == 2
+    one_line_error(capsys, f"--store {tmp_path} is a folder")

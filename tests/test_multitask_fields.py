@@ -6,14 +6,15 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import make_tiny_bert, train_tiny
+from conftest import forged, make_tiny_bert, train_tiny
 from test_static_ranges import chip_profile
 
 from imc_sim.calibration import CALIBRATION_BATCHES
+from imc_sim.checkpoint import read_checkpoint
 from imc_sim.crossbar.mapping import deploy_model
 from imc_sim.data import DataSource
 from imc_sim.deploy import multitask
-from imc_sim.deploy.periphery import load_periphery
+from imc_sim.deploy.periphery import base_digest, load_periphery
 from imc_sim.deploy.results import CheckpointCurve, MultiTaskResult, TaskCurve, TimePoint
 from imc_sim.deploy.run import dev_set
 from imc_sim.devices.profile import load_profile
@@ -50,6 +51,11 @@ def test_the_first_checkpoint_is_named_beside_the_one_that_differs():
                                "holds one base model")
 
 
+def test_one_checkpoint_is_its_own_shared_base():
+    model = make_tiny_bert()
+    assert multitask.check_same_base(["a.pt"], [SimpleNamespace(model=model)]) == base_digest(model)
+
+
 def curve(name, digital, *metrics):
     points = tuple(TimePoint.of(t, m) for t, m in zip((3600.0, 86400.0), metrics, strict=True))
     return CheckpointCurve(name, f"{name}.pt", "grasp", None, digital, points)
@@ -67,6 +73,13 @@ def test_the_multitask_table_whole():
     assert multitask.format_multitask_table(result, markdown=True).splitlines()[1].startswith("|--")
 
 
+def test_a_table_of_one_task_in_its_own_metric():
+    result = MultiTaskResult("pcm", None, 2, "digest", None, (
+        TaskCurve("lm", "perplexity", 40, curve("lm: c", 31.5, [33.0, 35.0], [40.0, 44.0])),))
+    assert multitask.format_multitask_table(result).splitlines()[2:] == [
+        "lm: c             perplexity  31.50    34.00 +- 1.41  42.00 +- 2.83"]
+
+
 def alone_ranges(path, profile, source, limit):
     """The static ranges `deploy --grasp-periphery` calibrates for the checkpoint alone."""
     loaded = load_periphery(path)
@@ -76,7 +89,7 @@ def alone_ranges(path, profile, source, limit):
 
 
 def test_each_task_calibrates_with_its_own_adapter_and_dev_limit(
-        tiny_checkpoint, other_task, tiny_glue, monkeypatch):
+        tiny_checkpoint, other_task, tiny_glue, tmp_path, monkeypatch):
     seen = {}
     calibrate = multitask.TaskView.calibrate
 
@@ -85,15 +98,21 @@ def test_each_task_calibrates_with_its_own_adapter_and_dev_limit(
         seen[view.path] = view.ranges
     monkeypatch.setattr(multitask.TaskView, "calibrate", recording)
     source, chip = DataSource(data_dir=str(tiny_glue)), chip_profile()
-    result = multitask.multitask_sweep([tiny_checkpoint, other_task], chip, [3600.0], 1, source,
+    args = read_checkpoint(other_task)["train_args"]
+    labelled = forged(other_task, tmp_path / "grasp-b.pt",
+                      train_args={**args, "device": "pcm", "drift": "1h"})
+    result = multitask.multitask_sweep([tiny_checkpoint, labelled], chip, [3600.0], 1, source,
                                        eval_limit=3, progress=False)
+    assert (result.device, result.device_file, result.seeds) == (chip.name, "chip.yaml", 1)
+    assert result.base_digest == base_digest(load_periphery(tiny_checkpoint).model)
+    assert [t.curve.device_trained for t in result.tasks] == [None, "pcm @ 1h"]
     assert [t.dev_examples for t in result.tasks] == [3, 3]
-    for path, task in zip((tiny_checkpoint, other_task), result.tasks, strict=True):
+    for path, task in zip((tiny_checkpoint, labelled), result.tasks, strict=True):
         assert (task.curve.path, task.curve.method) == (str(path), "grasp")
         assert task.curve.mapping == result.mapping and result.mapping.analog_layers > 0
     mine, theirs = (alone_ranges(p, chip, source, 3) for p in (tiny_checkpoint, other_task))
     assert any(not torch.equal(mine[n], theirs[n]) for n in mine)  # the adapters do differ
-    for path, alone in ((tiny_checkpoint, mine), (other_task, theirs)):
+    for path, alone in ((tiny_checkpoint, mine), (labelled, theirs)):
         ranges = seen[str(path)]
         assert ranges.keys() == alone.keys()
         assert all(torch.equal(ranges[n], alone[n]) for n in alone)

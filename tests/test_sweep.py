@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import closed_port, write_plan_file
+from conftest import closed_port, forged, write_plan_file
 
 from imc_sim import __version__
+from imc_sim.checkpoint import read_checkpoint
 from imc_sim.cli import main
+from imc_sim.crossbar.mapping import Deployment
 from imc_sim.deploy.executors import InProcessExecutor, run_sweep
 from imc_sim.deploy.plan import load_plan
 from imc_sim.deploy.store import read_store
-from imc_sim.deploy.unit import FAULT_ENV
+from imc_sim.deploy.unit import FAULT_ENV, inject_fault
 from imc_sim.devices.profile import shipped_profiles
 
 
@@ -87,6 +90,59 @@ def test_rerun_skips_and_a_grown_plan_runs_only_new_units(tiny_checkpoint, tiny_
     assert "4 units: 1 already in" in capsys.readouterr().out
     assert store_of(plan).read_bytes().startswith(first)
     assert len(metrics(store_of(plan))) == 4 * 2
+
+
+def test_a_unit_on_a_static_chip_calibrates_on_its_limited_dev_set_as_deploy_does(
+        tiny_checkpoint, tiny_glue, noisy_device, tmp_path, monkeypatch):
+    """The checkpoint's training file is here, yet a unit calibrates on the dev set (its numbers may
+    not depend on the machine); its eval_limit holds for the digital metric and the chip's alike;
+    its store lines name the checkpoint, method, device training and task, and its own time."""
+    raw = yaml.safe_load(noisy_device.read_text())
+    raw["periphery"] = {**raw["periphery"], "input_range": "static", "noise_management": "none",
+                        "tile_rows": 16, "tile_cols": 16}
+    (tmp_path / "static.yaml").write_text(yaml.safe_dump(raw))
+    chip = str(tmp_path / "static.yaml")
+    args = read_checkpoint(tiny_checkpoint)["train_args"]
+    aware = forged(tiny_checkpoint, tmp_path / "aware.pt", train_args={**args, "device": "pcm",
+                                                                       "drift": "1h"})
+    sources = []
+    calibrate = Deployment.calibrate
+    monkeypatch.setattr(Deployment, "calibrate", lambda self, batches, source="": (
+        sources.append((source, len(batches))), calibrate(self, batches, source))[1])
+    plan = load_plan(write_plan(tmp_path, [aware], tiny_glue, devices=[chip], seeds=1, eval_limit=5))
+    start = time.perf_counter()
+    run_sweep(plan, tmp_path / "s.jsonl", InProcessExecutor(progress=False))
+    wall = time.perf_counter() - start
+    assert sources == [("dev set", 1)]
+    records = read_store(tmp_path / "s.jsonl")
+    assert {(r.checkpoint_name, r.method, r.device_trained, r.task) for r in records} == {
+        ("aware", "grasp", "pcm @ 1h", "sst2")}
+    assert all(0 < r.unit_seconds <= wall for r in records)
+    assert main(["deploy", str(aware), "--device", chip, "--drift", "1s", "1y", "--seeds", "1",
+                 "--input-ranges", "dev", "--eval-limit", "5", "--data-dir", str(tiny_glue),
+                 "--json", str(tmp_path / "d.json"), "--quiet"]) == 0
+    deployed = json.loads((tmp_path / "d.json").read_text())
+    assert {r.digital_metric for r in records} == {deployed["digital_metric"]}
+    assert [r.metric for r in records] == [t["metrics"][0] for t in deployed["times"]]
+    assert deployed["dev_examples"] == 5
+
+
+def test_the_test_fault_ends_the_process_once_then_never_again(tmp_path, monkeypatch):
+    exits = []
+
+    def exit_(code):
+        exits.append(code)
+        raise SystemExit(code)
+    monkeypatch.setattr(os, "_exit", exit_)
+    monkeypatch.delenv(FAULT_ENV, raising=False)
+    inject_fault()
+    marker = tmp_path / "died-once"
+    monkeypatch.setenv(FAULT_ENV, str(marker))
+    with pytest.raises(SystemExit):
+        inject_fault()
+    assert exits == [1] and marker.exists()
+    inject_fault()
+    assert exits == [1]
 
 
 class StopsAfter(InProcessExecutor):

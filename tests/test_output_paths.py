@@ -8,6 +8,7 @@ from conftest import write_plan_file
 
 from imc_sim.atomic import check_writable
 from imc_sim.cli import main
+from imc_sim.devices.profile import shipped_profiles
 from imc_sim.errors import ImcSimError
 
 
@@ -68,3 +69,45 @@ def test_sweep_refuses_a_store_folder_before_running_a_unit(tiny_checkpoint, tin
     plan = write_plan_file(tmp_path, checkpoints=[str(tiny_checkpoint)], data_dir=str(tiny_glue))
     assert main(["sweep", str(plan), "--store", str(tmp_path), "--quiet"]) == 2
     one_line_error(capsys, f"--store {tmp_path} is a folder")
+
+
+def test_an_output_naming_an_input_or_an_earlier_output_is_refused(tmp_path):
+    from imc_sim.atomic import check_outputs
+
+    (tmp_path / "model.pt").write_bytes(b"weights")
+    (tmp_path / "link.pt").symlink_to(tmp_path / "model.pt")
+    checkpoint = [("the checkpoint", tmp_path / "model.pt")]
+    check_outputs({"--json": tmp_path / "r.json", "--plot": tmp_path / "r.png"}, checkpoint)
+    with pytest.raises(ImcSimError, match=r"^--json .*link.pt names the same file as the checkpoint; give"):
+        check_outputs({"--json": tmp_path / "link.pt"}, checkpoint)
+    with pytest.raises(ImcSimError, match=r"^--plot .*r.json names the same file as --json; give another"):
+        check_outputs({"--json": tmp_path / "r.json", "--plot": tmp_path / "sub" / ".." / "r.json"})
+
+
+def test_commands_refuse_to_overwrite_their_inputs(tiny_checkpoint, tiny_glue, tmp_path, capsys):
+    plan = write_plan_file(tmp_path, checkpoints=[str(tiny_checkpoint)], data_dir=str(tiny_glue))
+    store = tmp_path / "plan.results.jsonl"
+    store.write_text("results\n")
+    before = tiny_checkpoint.read_bytes()
+    profile = tmp_path / "mine.yaml"
+    profile.write_text(shipped_profiles()["pcm"].read_text())
+    refusals = [
+        (["sweep", str(plan), "--json", str(store)], f"--json {store} names the same file as --store"),
+        (["sweep", str(plan), "--plot", str(tiny_checkpoint)],
+         f"--plot {tiny_checkpoint} names the same file as the checkpoint {tiny_checkpoint}"),
+        (["deploy", str(tiny_checkpoint), "--json", str(tiny_checkpoint)],
+         "names the same file as the checkpoint"),
+        (["compare", str(tiny_checkpoint), str(plan), "--json", str(tmp_path / "c"), "--plot",
+          str(tmp_path / "c")], f"--plot {tmp_path / 'c'} names the same file as --json"),
+        (["devices", "fit", str(store), "--family", "pcm", "--out", str(store)],
+         f"--out {store} names the same file as the input file {store}"),
+        (["devices", "show", str(profile), "--plot", str(profile)],
+         f"--plot {profile} names the same file as the input file {profile}"),
+        (["train", "--train-file", str(store), "--validation-file", str(store), "--out", str(store)],
+         f"--out {store} names the same file as --train-file {store}"),
+    ]
+    for argv, message in refusals:
+        assert main(argv) == 2, argv
+        one_line_error(capsys, message)
+    assert store.read_text() == "results\n" and tiny_checkpoint.read_bytes() == before
+    assert profile.read_text() == shipped_profiles()["pcm"].read_text() and not (tmp_path / "c").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -64,3 +64,21 @@ def check_writable(path: str | os.PathLike[str] | None, option: str) -> None:
         raise ImcSimError(f"{option} {path}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ImcSimError(f"{option} {path}: no permission to write in {parent}")
+
+
+def check_outputs(outputs: Mapping[str, str | os.PathLike[str] | None],
+                  inputs: Iterable[tuple[str, str | os.PathLike[str]]] = ()) -> None:
+    """:func:`check_writable` for each output (option -> path; None: not asked for), and refuse an
+    output that names the same file as an input (what, path) or an earlier output: the later write
+    would replace that file."""
+    taken: dict[str, str] = {}
+    for what, path in inputs:
+        taken.setdefault(os.path.realpath(path), what)
+    for option, path in outputs.items():
+        check_writable(path, option)
+        if path is None:
+            continue
+        key = os.path.realpath(path)
+        if key in taken:
+            raise ImcSimError(f"{option} {path} names the same file as {taken[key]}; give another file name")
+        taken[key] = option

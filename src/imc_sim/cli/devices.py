@@ -41,6 +41,7 @@ def _show(args: argparse.Namespace) -> int:
 
     import yaml
 
+    from imc_sim.cli.outputs import check_output_paths
     from imc_sim.devices.characterize import drift_curves, programming_sigma
     from imc_sim.devices.plots import plot_device
     from imc_sim.devices.profile import load_profile
@@ -51,6 +52,8 @@ def _show(args: argparse.Namespace) -> int:
     if not args.profile:
         raise ImcSimError("devices show needs a profile name or YAML path")
     profile = load_profile(args.profile)
+    out = args.plot or f"device-{profile.name}.png"
+    check_output_paths(args, {"--plot": out})
     fields = {k: v for k, v in asdict(profile).items() if k not in ("path", "description", "source")}
     print(f"{profile.name}: {profile.description}\nsource: {profile.source}\nfile: {profile.path}")
     print(yaml.safe_dump(fields, sort_keys=False).rstrip())
@@ -58,14 +61,13 @@ def _show(args: argparse.Namespace) -> int:
     rows = [[f"{level} g_max", *(f"{v:.3f}" for v in values)] for level, values in table["levels"].items()]
     print("\nmean g(t) / g(programmed), Monte Carlo through the aihwkit noise model:")
     print(format_table(["state", *(format_time(t) for t in table["times"])], rows))
-    out = args.plot or f"device-{profile.name}.png"
     plot_device(profile.name, programming_sigma(profile), drift_curves(profile), out)
     print(f"wrote {out}")
     return 0
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from imc_sim.atomic import check_writable
+    from imc_sim.cli.outputs import check_output_paths
     from imc_sim.devices.fit import fit_measurements
     from imc_sim.devices.fit_plots import plot_fit
     from imc_sim.devices.fit_profile import fit_report, write_fitted_profile
@@ -75,8 +77,7 @@ def _fit(args: argparse.Namespace) -> int:
     if not (args.profile and args.family and args.out):
         raise ImcSimError("devices fit needs MEASUREMENTS, --family and --out "
                           "(imc-sim devices fit data.csv --family pcm --out my-device.yaml)")
-    check_writable(args.out, "--out")
-    check_writable(args.plot, "--plot")
+    check_output_paths(args, {"--out": args.out, "--plot": args.plot})
     fit = fit_measurements(read_measurements(args.profile), args.family, g_max=args.g_max)
     print(fit_report(fit))
     write_fitted_profile(fit, args.out, args.profile)

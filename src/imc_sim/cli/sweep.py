@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from imc_sim import __version__
-    from imc_sim.atomic import check_writable, write_text_atomic
+    from imc_sim.atomic import write_text_atomic
+    from imc_sim.cli.outputs import check_output_paths
     from imc_sim.deploy.compare import format_compare_table
     from imc_sim.deploy.executors import InProcessExecutor, RayExecutor, run_sweep
     from imc_sim.deploy.plan import load_plan
@@ -36,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
         raise ImcSimError(f"--max-retries must be at least 0, got {args.max_retries}")
     plan = load_plan(args.plan)
     store = args.store or str(plan.path.with_suffix(".results.jsonl"))
-    for path, option in ((store, "--store"), (args.json, "--json"), (args.plot, "--plot")):
-        check_writable(path, option)
+    check_output_paths(args, {"--store": store, "--json": args.json, "--plot": args.plot},
+                       [c.path for c in plan.checkpoints])
     executor = (RayExecutor(args.ray_address, args.max_retries, progress=not args.quiet)
                 if args.ray or args.ray_address else InProcessExecutor(progress=not args.quiet))
     done = run_sweep(plan, store, executor)

@@ -30,7 +30,7 @@ def add_sweep_options(p: argparse.ArgumentParser, default_times: str = DEFAULT_T
 
 def sweep_setup(args: argparse.Namespace) -> tuple[DeviceProfile, list[float]]:
     """The profile and drift times, and the output paths, checked before any model is loaded."""
-    from imc_sim.atomic import check_writable
+    from imc_sim.cli.outputs import check_output_paths
     from imc_sim.devices.profile import load_profile
     from imc_sim.errors import ImcSimError
     from imc_sim.units import parse_times
@@ -42,8 +42,7 @@ def sweep_setup(args: argparse.Namespace) -> tuple[DeviceProfile, list[float]]:
         raise ImcSimError(f"--seeds must be at least 1, got {args.seeds}")
     if args.eval_limit is not None and args.eval_limit < 1:
         raise ImcSimError(f"--eval-limit must be at least 1, got {args.eval_limit}")
-    check_writable(args.json, "--json")
-    check_writable(args.plot, "--plot")
+    check_output_paths(args, {"--json": args.json, "--plot": args.plot})
     return profile, times
 
 

@@ -83,15 +83,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from imc_sim.atomic import check_writable, write_text_atomic
+    from imc_sim.atomic import write_text_atomic
     from imc_sim.checkpoint import save_checkpoint
     from imc_sim.cli.data_options import data_source
+    from imc_sim.cli.outputs import check_output_paths
     from imc_sim.metrics import metric_format
     from imc_sim.table import format_table
     from imc_sim.training.loop import TrainArgs, train
 
-    check_writable(args.out, "--out")
-    check_writable(args.json, "--json")
+    check_output_paths(args, {"--out": args.out, "--json": args.json})
     options = {k: getattr(args, k) for k in
                ("k", "targets", "rows", "sampling", "learn_scale", "learn_shift", "lora_r",
                 "sigma_target", "lam", "weight_noise", "clip_sigma")}

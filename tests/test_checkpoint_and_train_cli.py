@@ -263,3 +263,25 @@ def test_existing_checkpoint_survives_a_failed_run(tmp_path, tiny_model_dir, tin
     (tmp_path / "model.pt").write_bytes(b"previous")
     assert train_cli(tmp_path, tiny_model_dir, tiny_glue, "--k", "100000") == 2
     assert (tmp_path / "model.pt").read_bytes() == b"previous"
+
+
+def test_the_checkpoint_records_its_data_by_absolute_path(tmp_path, tiny_model_dir, tiny_glue, monkeypatch):
+    """Static input ranges read the recorded training file back at deploy: run from another folder
+    holding a `glue/` of its own, that must still be the training run's file, not the other one."""
+    from imc_sim.calibration import recorded_training_source
+    from imc_sim.data import DataSource
+    from imc_sim.tasks import get_task
+
+    shutil.copytree(tiny_glue, tmp_path / "run" / "glue")
+    monkeypatch.chdir(tmp_path / "run")
+    assert main(["train", "--model", str(tiny_model_dir), "--data-dir", "glue", "--max-steps", "1",
+                 "--batch-size", "8", "--out", "model.pt", "--quiet"]) == 0
+    shutil.copytree(tiny_glue, tmp_path / "elsewhere" / "glue")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    args = read_checkpoint(tmp_path / "run" / "model.pt")["train_args"]
+    assert args["data_dir"] == args["data_source"]["data_dir"] == str(tmp_path / "run" / "glue")
+    source, name = recorded_training_source({"train_args": args}, get_task("sst2"))
+    assert name == str(tmp_path / "run" / "glue" / "SST-2" / "train.tsv")
+    own = DataSource(train_file="t.csv", validation_file="~/d.csv", text_columns=("text",)).absolute()
+    assert (own.train_file, own.validation_file, own.data_dir, own.text_columns) == (
+        str(tmp_path / "elsewhere" / "t.csv"), os.path.expanduser("~/d.csv"), None, ("text",))

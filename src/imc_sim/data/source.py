@@ -7,7 +7,8 @@ checkpoint deployed on a new file scores the same names as the same classes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from imc_sim.data.columns import Columns, choose_columns, column_name, text_cell
 from imc_sim.data.examples import Examples
@@ -37,6 +38,14 @@ class DataSource:
     label_column: str | None = None
     dataset: str | None = None
     dataset_config: str | None = None
+
+    def absolute(self) -> DataSource:
+        """A copy whose folder and files are absolute paths: what a checkpoint records, so that a
+        later run from another folder finds the same training file (or none), not another one."""
+        def at(path: str | None) -> str | None:
+            return None if path is None else str(Path(path).expanduser().absolute())
+        return replace(self, data_dir=at(self.data_dir), train_file=at(self.train_file),
+                       validation_file=at(self.validation_file))
 
     @property
     def kind(self) -> str:

@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -290,13 +290,22 @@ def _train(args: TrainArgs, progress: bool) -> TrainResult:
         "config": saved_config,
         "seed": args.seed,
         "metrics": metrics,
-        "train_args": {k: v for k, v in asdict(args).items() if k != "method_options"},
+        "train_args": _recorded(args),
         "state": trainable_state(saved_model),
     }
     ranges = run.device.stored_ranges() if run.device is not None else None
     if ranges is not None:
         payload["input_ranges"] = ranges.to_record()
     return TrainResult(run.model, run.backbone.tokenizer, payload, metrics)
+
+
+def _recorded(args: TrainArgs) -> dict[str, Any]:
+    """``args`` as the checkpoint records them (without the method's options, which its config
+    holds), their data paths absolute (:func:`imc_sim.calibration.recorded_training_source` reads
+    the training file back from whatever folder deploy runs in)."""
+    source = args.source().absolute()
+    recorded = asdict(replace(args, data_dir=source.data_dir, data_source=source))
+    return {k: v for k, v in recorded.items() if k != "method_options"}
 
 
 def train_cached(path: str | os.PathLike[str], args: TrainArgs, fresh: bool = False) -> Path:

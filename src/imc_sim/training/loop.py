@@ -229,6 +229,16 @@ def prepare(args: TrainArgs) -> Run:
                precision, precision.scaler(), device, calibration=calibration)
 
 
+def check_finite(model: torch.nn.Module, steps: int, lr: float) -> None:
+    """One-line error if training diverged (a trainable parameter is NaN or infinite), so that no
+    checkpoint of it is written."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    bad = int(torch.stack([(~p.isfinite()).sum() for p in params]).sum()) if params else 0
+    if bad:
+        raise ImcSimError(f"training diverged: {bad:,} trainable parameters are not finite after {steps} "
+                          f"steps at learning rate {lr:g}; lower --lr")
+
+
 def train(args: TrainArgs, progress: bool = True) -> TrainResult:
     """Fine-tune ``args.method`` on ``args.task``; returns the adapted model and the checkpoint.
     Running out of device memory anywhere in it is one :class:`ImcSimError` saying what to lower."""
@@ -260,6 +270,7 @@ def _train(args: TrainArgs, progress: bool) -> TrainResult:
             step_times.append(time.perf_counter() - start)
             if progress and step % 10 == 0:
                 bar.set_postfix(loss=f"{task_loss.item():.3f}")
+    check_finite(run.model, args.max_steps, run.lr)
     metric = evaluate(run.model, dev_batches, run.task)
     steady = step_times[min(5, len(step_times) - 1):]
     metrics = {

@@ -159,3 +159,16 @@ def test_generate_options_are_checked_first(lm_checkpoint, lm_corpus, tmp_path, 
     one_line_error(capsys, [*base, "--prompt", "x"], "--prompt needs --generate", [tmp_path / "o.json"])
     one_line_error(capsys, [*base, "--generate", "0", "--prompt", "x"], "at least 1 token",
                    [tmp_path / "o.json"])
+
+
+@pytest.mark.parametrize("command", ["deploy", "compare"])
+def test_a_prompt_the_model_cannot_take_ends_the_command_before_its_sweep(command, lm_checkpoint, lm_corpus,
+                                                                          tmp_path, monkeypatch, capsys):
+    def sweep(*args, **kwargs):
+        raise AssertionError("the sweep ran before the prompts were tried")
+    monkeypatch.setattr("imc_sim.deploy.run.deploy_checkpoint", sweep)
+    monkeypatch.setattr("imc_sim.deploy.compare.compare_checkpoints", sweep)
+    base = [command, str(lm_checkpoint), "--validation-file", str(lm_corpus / "heldout.txt"), "--seeds", "1",
+            "--drift", "1d", "--json", str(tmp_path / "o.json"), "--quiet", "--generate", "2"]
+    one_line_error(capsys, [*base, "--prompt", "   "], "--prompt '   ' has no tokens", [tmp_path / "o.json"])
+    one_line_error(capsys, [*base, "--prompt", "great fun " * 40], "plus --generate", [tmp_path / "o.json"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from imc_sim.cli.data_options import add_data_options
-from imc_sim.cli.generate_options import add_generate_options, check_generate_options, print_continuations
+from imc_sim.cli.generate_options import add_generate_options, check_generate_options, generate_continuations
 from imc_sim.cli.sweep_options import add_sweep_options
 
 
@@ -27,11 +27,13 @@ def run(args: argparse.Namespace) -> int:
 
     profile, times = sweep_setup(args)
     check_generate_options(args, args.checkpoints)
+    continuations = generate_continuations(args, args.checkpoints, profile, times)
     result = compare_checkpoints(args.checkpoints, profile, times, args.seeds, args.data_dir,
                                  args.eval_limit, progress=not args.quiet,
                                  source=data_source(args),
                                torch_device=resolve_torch_device(args.torch_device))
     print(format_compare_table(result))
-    print_continuations(args, args.checkpoints, profile, times)
+    for generated in continuations:
+        print(generated.format())
     write_outputs(args, result, list(result.checkpoints), f"{result.task} on {profile.name}")
     return 0

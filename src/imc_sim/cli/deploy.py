@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from imc_sim.cli.data_options import add_data_options
-from imc_sim.cli.generate_options import add_generate_options, check_generate_options, print_continuations
+from imc_sim.cli.generate_options import add_generate_options, check_generate_options, generate_continuations
 from imc_sim.cli.sweep_options import add_sweep_options
 
 
@@ -64,12 +64,14 @@ def run(args: argparse.Namespace) -> int:
     placement = Placement(args.digital_layers, args.keep_digital)
     check_generate_options(args, [args.checkpoint])
     check_periphery_options(args)
+    continuations = generate_continuations(args, [args.checkpoint], profile, times, args.analog_head)
     result = deploy_checkpoint(args.checkpoint, profile, times, args.seeds, args.data_dir,
                                args.eval_limit, args.analog_head, progress=not args.quiet,
                                source=data_source(args), placement=placement,
                                torch_device=resolve_torch_device(args.torch_device),
                                input_ranges=args.input_ranges, grasp_periphery=args.grasp_periphery)
     print(format_deploy_table(result))
-    print_continuations(args, [args.checkpoint], profile, times, args.analog_head)
+    for generated in continuations:
+        print(generated.format())
     write_outputs(args, result, [result.curve], f"{result.task} on {profile.name}")
     return 0

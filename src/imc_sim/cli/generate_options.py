@@ -4,8 +4,13 @@ language-model checkpoint, digitally and after each drift time (chip seed 0)."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from imc_sim.errors import ImcSimError
+
+if TYPE_CHECKING:
+    from imc_sim.deploy.generate import Continuations
+    from imc_sim.devices.profile import DeviceProfile
 
 
 def add_generate_options(p: argparse.ArgumentParser) -> None:
@@ -36,15 +41,15 @@ def check_generate_options(args: argparse.Namespace, paths: list[str]) -> None:
                               f"this one is {task}")
 
 
-def print_continuations(args: argparse.Namespace, paths: list[str], profile, times: list[float],
-                        analog_head: bool = False) -> None:
-    """With --generate: each checkpoint's continuations of every --prompt."""
+def generate_continuations(args: argparse.Namespace, paths: list[str], profile: DeviceProfile,
+                           times: list[float], analog_head: bool = False) -> list[Continuations]:
+    """With --generate: each checkpoint's continuations of every --prompt (none without). Run
+    before the sweep, so that a prompt the model cannot take ends the command before that work."""
     if args.generate is None:
-        return
+        return []
     from pathlib import Path
 
     from imc_sim.deploy.generate import continuations_under_drift
 
-    for path in paths:
-        print(continuations_under_drift(path, profile, times, args.prompt, args.generate, analog_head,
-                                        name=Path(path).stem).format())
+    return [continuations_under_drift(path, profile, times, args.prompt, args.generate, analog_head,
+                                      name=Path(path).stem) for path in paths]

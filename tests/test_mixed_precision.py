@@ -5,9 +5,11 @@ import pytest
 import torch
 from conftest import make_tiny_bert, make_tiny_gpt2
 
+from imc_sim.errors import ImcSimError
 from imc_sim.peft import get_method
 from imc_sim.peft.grasp import GraspLayer
 from imc_sim.training.loop import TrainArgs, prepare
+from imc_sim.training.precision import Precision
 
 VARIANTS = {
     "grasp": ("grasp", {"k": 4}),
@@ -93,3 +95,21 @@ def test_train_loop_steps_in_mixed_precision(precision, tiny_model_dir, tiny_glu
     moved = [n for n, p in run.model.named_parameters()
              if p.requires_grad and not torch.equal(p, before[n])]
     assert any(n.endswith(".mu") for n in moved) and any(n.endswith(".sigma_raw") for n in moved)
+
+
+@pytest.mark.parametrize(("text", "dtype", "scale"), [
+    ("no", torch.float32, 1.0), ("bf16", torch.bfloat16, 1.0), ("fp16", torch.float16, 2.0 ** 16)])
+def test_a_precision_autocasts_to_its_dtype_and_scales_the_loss_for_fp16_only(text, dtype, scale):
+    precision = Precision.parse(text, torch.device("cpu"))
+    a = torch.ones(2, 2)
+    with precision.autocast():
+        assert torch.mm(a, a).dtype == dtype
+    scaler = precision.scaler()
+    assert scaler.is_enabled() == (text == "fp16")
+    assert scaler.scale(torch.tensor(1.0)).item() == scale  # on the CPU: a CUDA scaler is off here
+
+
+def test_an_unknown_precision_names_the_three():
+    with pytest.raises(ImcSimError) as info:
+        Precision.parse("fp8", torch.device("cpu"))
+    assert str(info.value) == "--mixed-precision must be one of no, bf16, fp16; got 'fp8'"

@@ -64,7 +64,7 @@ class Backbone:
 
 def load_backbone(ref: dict[str, str], task: TaskSpec) -> Backbone:
     """Load model and tokenizer for ``task`` (``num_labels`` from the task table; a causal LM for
-    ``lm``)."""
+    ``lm``). A classifier whose head was fine-tuned for other labels gets a fresh head."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -80,6 +80,7 @@ def load_backbone(ref: dict[str, str], task: TaskSpec) -> Backbone:
                 source,
                 num_labels=task.num_labels,
                 problem_type="regression" if task.is_regression else "single_label_classification",
+                ignore_mismatched_sizes=True,  # a folder's head for other labels: a fresh one for this task
             )
     except (OSError, ValueError) as exc:
         raise ImcSimError(f"could not load model {ref['name']!r}: {exc}".splitlines()[0]) from None

@@ -231,6 +231,8 @@ def test_head_counted_apart_for_every_method(name, tiny_bert):
     _, _, adapted = attach(tiny_bert, name, {})
     counts = count_params(adapted)
     assert counts["head_params"] == 32 * 2 + 2  # the classifier, also under peft's wrapper
+    total = sum(p.numel() for p in adapted.parameters())
+    assert counts["base_params"] == total - counts["head_params"]  # the frozen base and the adapter
     if name == "lora":  # r=8 on query and value of 2 layers: 2 * 2 * (32*8 + 8*32)
         assert counts["trainable_params"] == 2 * 2 * 2 * 32 * 8
 

@@ -153,6 +153,27 @@ def test_another_version_or_missing_entries_are_refused_by_name(trained, tmp_pat
         read_checkpoint(tmp_path / "foreign.pt")
 
 
+@pytest.mark.parametrize(("changes", "entry"), [
+    (lambda d: {"base_model": "minilm"}, "base_model is str, not dict"),
+    (lambda d: {"base_model": {**d["base_model"], "name": None}}, "base_model.name is NoneType, not str"),
+    (lambda d: {"base_fingerprint": {**d["base_fingerprint"], "hidden_size": "32"}},
+     "base_fingerprint.hidden_size is str, not int"),
+    (lambda d: {"base_fingerprint": {**d["base_fingerprint"], "weight_sum": True}},
+     "base_fingerprint.weight_sum is bool, not float"),
+    (lambda d: {"task": 3}, "task is int, not str"),
+    (lambda d: {"config": [4]}, "config is list, not dict"),
+    (lambda d: {"train_args": "glue"}, "train_args is str, not dict"),
+    (lambda d: {"state": {**d["state"], "classifier.bias": [0.0, 0.0]}},
+     "state['classifier.bias'] is list, not Tensor"),
+])
+def test_an_entry_of_the_wrong_type_is_refused_in_one_line(changes, entry, trained, tmp_path, capsys):
+    """A file edited by hand: each of these was a KeyError, TypeError or AttributeError traceback."""
+    data = read_checkpoint(trained / "model.pt")
+    bad = forged(trained / "model.pt", tmp_path / "bad.pt", **changes(data))
+    assert main(["deploy", str(bad), "--device", "ideal", "--drift", "1s", "--seeds", "1", "--quiet"]) == 2
+    assert capsys.readouterr().err == f"imc-sim: error: {bad}: checkpoint entry {entry}\n"
+
+
 def test_base_model_mismatch_is_refused(trained, tmp_path, tiny_model_dir):
     other = tmp_path / "other"
     model = make_tiny_bert(vocab_size=30522)

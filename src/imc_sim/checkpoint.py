@@ -35,6 +35,14 @@ from imc_sim.tasks import TaskSpec, task_from_checkpoint
 FORMAT = "imc-sim-checkpoint"
 VERSION = 1
 REQUIRED = ("base_model", "base_fingerprint", "task", "method", "config", "state")
+FIELD_TYPES: dict[str, type] = {
+    "base_model": dict, "base_fingerprint": dict, "task": str, "method": str, "config": dict, "state": dict,
+    "labels": list, "seed": int, "metrics": dict, "train_args": dict, "task_spec": dict, "input_ranges": dict}
+"""The type of each top-level entry (the optional ones where present)."""
+NESTED_TYPES: dict[str, dict[str, type]] = {
+    "base_model": {"kind": str, "name": str},
+    "base_fingerprint": {"model_type": str, "hidden_size": int, "num_layers": int, "weight_sum": float}}
+"""The type of each entry of the checkpoint's model reference and fingerprint."""
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -66,7 +74,25 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     missing = [k for k in REQUIRED if k not in data]
     if missing:
         raise ImcSimError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    _check_types(path, data)
     return data
+
+
+def _check_types(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
+    """One-line error for an entry of the wrong type (a file edited by hand, or another writer's)."""
+    def check(name: str, value: Any, expected: type) -> None:
+        accepted = (int, float) if expected is float else expected  # a sum may be a whole number
+        if not isinstance(value, accepted) or isinstance(value, bool):
+            raise ImcSimError(
+                f"{path}: checkpoint entry {name} is {type(value).__name__}, not {expected.__name__}")
+    for key, expected in FIELD_TYPES.items():
+        if key in data:
+            check(key, data[key], expected)
+    for key, fields in NESTED_TYPES.items():
+        for field, expected in fields.items():
+            check(f"{key}.{field}", data[key].get(field), expected)
+    for name, value in data["state"].items():
+        check(f"state[{name!r}]", value, torch.Tensor)
 
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:

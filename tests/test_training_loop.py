@@ -23,6 +23,7 @@ def tiny_args(model_dir, glue, **changes) -> TrainArgs:
     (2, 10, [0.5, 1.0, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8, 0.0, 0.0]),
     (0, 4, [1.0, 0.75, 0.5, 0.25, 0.0]),
     (3, 3, [1 / 3, 2 / 3, 1.0, 0.0]),
+    (4, 5, [0.25, 0.5, 0.75, 1.0, 1.0, 0.0]),
 ])
 def test_the_schedule_warms_up_linearly_then_decays_to_zero(warmup, total, factors):
     factor = lr_lambda(warmup, total)

@@ -42,7 +42,7 @@ FIELD_TYPES: dict[str, type] = {
 NESTED_TYPES: dict[str, dict[str, type]] = {
     "base_model": {"kind": str, "name": str},
     "base_fingerprint": {"model_type": str, "hidden_size": int, "num_layers": int, "weight_sum": float}}
-"""The type of each entry of the checkpoint's model reference and fingerprint."""
+"""The type of each entry of the checkpoint's model reference and fingerprint, where present."""
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -90,7 +90,8 @@ def _check_types(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
             check(key, data[key], expected)
     for key, fields in NESTED_TYPES.items():
         for field, expected in fields.items():
-            check(f"{key}.{field}", data[key].get(field), expected)
+            if field in data[key]:  # a missing one is a different base (backbones.same_base)
+                check(f"{key}.{field}", data[key][field], expected)
     for name, value in data["state"].items():
         check(f"state[{name!r}]", value, torch.Tensor)
 

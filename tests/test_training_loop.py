@@ -10,6 +10,7 @@ import torch
 
 from imc_sim.errors import ImcSimError
 from imc_sim.peft.stochgrasp import StochGraspLayer
+from imc_sim.torch_device import out_of_memory_message
 from imc_sim.training import loop
 from imc_sim.training.loop import TrainArgs, lr_lambda, prepare
 
@@ -98,3 +99,26 @@ def test_a_cached_training_runs_once(tmp_path, monkeypatch):
     assert len(calls) == 1
     loop.train_cached(path, TrainArgs(), fresh=True)
     assert len(calls) == 2
+
+
+def test_the_batch_order_comes_from_the_runs_own_generator(tiny_model_dir, tiny_glue):
+    """Draws from torch's global generator between batches (a user's code, a library) change
+    nothing: the stream shuffles with a generator seeded from --seed."""
+    def first_batches(disturb: bool) -> list[torch.Tensor]:
+        run = prepare(tiny_args(tiny_model_dir, tiny_glue, train_limit=6, batch_size=4))
+        batches = []
+        for _ in range(6):
+            if disturb:
+                torch.rand(100)
+            batches.append(next(run.stream)["input_ids"])
+        return batches
+    assert all(torch.equal(a, b) for a, b in zip(first_batches(False), first_batches(True), strict=True))
+
+
+def test_running_out_of_memory_says_what_to_lower(monkeypatch):
+    def oom(args, progress):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+    monkeypatch.setattr(loop, "_train", oom)
+    with pytest.raises(ImcSimError) as info:
+        loop.train(TrainArgs(batch_size=48, max_length=96, torch_device="cuda:1"))
+    assert str(info.value) == out_of_memory_message(48, 96, "cuda:1")

@@ -73,6 +73,9 @@ def test_a_run_reports_what_it_did(tiny_model_dir, tiny_glue):
     assert "method_options" not in result.payload["train_args"]
     grasp = loop.train(tiny_args(tiny_model_dir, tiny_glue, max_steps=1, eval_limit=3), progress=False)
     assert grasp.metrics["final_extra_loss"] == 0.0 and grasp.metrics["dev_examples"] == 3
+    aware = loop.train(tiny_args(tiny_model_dir, tiny_glue, max_steps=1, eval_limit=3, device="gaussian"),
+                       progress=False)
+    assert (aware.metrics["device"], aware.metrics["drift"]) == ("gaussian", "1d")  # the default drift
 
 
 @pytest.mark.parametrize(("changes", "message"), [

@@ -125,3 +125,21 @@ def test_running_out_of_memory_says_what_to_lower(monkeypatch):
     with pytest.raises(ImcSimError) as info:
         loop.train(TrainArgs(batch_size=48, max_length=96, torch_device="cuda:1"))
     assert str(info.value) == out_of_memory_message(48, 96, "cuda:1")
+
+
+def test_a_language_models_run_keeps_to_its_train_and_eval_limits(tiny_gpt2_lm_dir, lm_corpus):
+    from imc_sim import lm
+    from imc_sim.data import DataSource
+
+    source = DataSource(train_file=str(lm_corpus / "train.txt"),
+                        validation_file=str(lm_corpus / "heldout.txt"))
+    args = tiny_args(tiny_gpt2_lm_dir, None, task="lm", data_dir=None, data_source=source, max_length=8,
+                     train_limit=6, eval_limit=4, max_steps=1)
+    run = prepare(args)
+    limited = lm.train_stream(source, run.backbone.tokenizer, 8, 4, 0, 6)
+    whole = lm.train_stream(source, run.backbone.tokenizer, 8, 4, 0)
+    first = next(run.stream)["input_ids"]
+    assert torch.equal(first, next(limited)["input_ids"]) and not torch.equal(first, next(whole)["input_ids"])
+    tokens = lm.dev_batches(source, run.backbone.tokenizer, 8, 4)[1]
+    assert tokens < lm.dev_batches(source, run.backbone.tokenizer, 8)[1]
+    assert loop.train(args, progress=False).metrics["dev_examples"] == tokens

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import re
 import sys
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from imc_sim.atomic import write_text_atomic
+from imc_sim.atomic import write_json_atomic, write_text_atomic
 from imc_sim.deploy.compare import compare_checkpoints, format_compare_table
 from imc_sim.deploy.executors import Executor, InProcessExecutor, RayExecutor, run_sweep
 from imc_sim.deploy.plan import load_plan
@@ -86,7 +85,7 @@ def train_arms(arms: dict[str, dict], args: argparse.Namespace, tag: str) -> lis
 def write_json(name: str, payload: dict) -> Path:
     """``results/<name>.json`` for a result outside the compare schema (fig6_gaussian's)."""
     path = RESULTS / f"{name}.json"
-    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
+    write_json_atomic(path, payload)
     return path
 
 

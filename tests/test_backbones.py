@@ -1,14 +1,25 @@
 """Where a base model comes from (packaged MiniLM, a local folder, the hub), how it is loaded for a
 task, and when two fingerprints name the same base."""
 
+import io
 import json
+import socket
 import sys
 
 import pytest
 from conftest import make_tiny_gpt2, save_with_tokenizer
 from transformers import AutoTokenizer
 
-from imc_sim.backbones import PACKAGED, _source, load_backbone, model_reference, packaged_model_dir, same_base
+from imc_sim.backbones import (
+    HUB_TIMEOUT_S,
+    PACKAGED,
+    _source,
+    hub_unreachable,
+    load_backbone,
+    model_reference,
+    packaged_model_dir,
+    same_base,
+)
 from imc_sim.errors import ImcSimError
 from imc_sim.tasks import get_task
 
@@ -71,6 +82,100 @@ def test_a_folder_without_a_model_is_one_line_naming_it(tmp_path):
     message = str(info.value)
     assert message.startswith(f"could not load model {str(tmp_path / 'empty')!r}: ") and "\n" not in message
     assert len(message) > len(f"could not load model {str(tmp_path / 'empty')!r}: ")
+
+
+def test_a_moved_base_folder_or_an_unknown_kind_is_one_line(tmp_path):
+    gone = str(tmp_path / "moved-away")
+    with pytest.raises(ImcSimError) as info:
+        load_backbone({"kind": "local", "name": gone}, get_task("sst2"))
+    assert str(info.value) == (f"base model folder {gone} no longer exists (moved or deleted?); "
+                               "pass the model's folder with --model")
+    with pytest.raises(ImcSimError) as info:
+        load_backbone({"kind": "s3", "name": "bucket/model"}, get_task("sst2"))
+    assert str(info.value) == "base model kind 's3' is not one of packaged, local, hub"
+
+
+class Loads:
+    """Stands in for ``from_pretrained``: records each call's options and loads ``folder`` only
+    from the cache (``local_files_only``), as if the hub id were cached there."""
+
+    def __init__(self, real, folder=None):
+        self.real, self.folder, self.options = real, folder, []
+
+    def __call__(self, source, **options):
+        self.options.append(options.get("local_files_only", False))
+        if self.folder is None or not options.get("local_files_only"):
+            raise OSError(f"{source} is not a local folder and the hub refused it")
+        return self.real(self.folder, **options)
+
+
+def patch_loaders(monkeypatch, folder=None) -> list[Loads]:
+    import transformers
+
+    loads = []
+    for name in ("AutoTokenizer", "AutoModelForSequenceClassification"):
+        cls = getattr(transformers, name)
+        loads.append(Loads(cls.from_pretrained, folder))
+        monkeypatch.setattr(cls, "from_pretrained", loads[-1])
+    return loads
+
+
+def unreachable_hub(monkeypatch) -> list:
+    """No network: every connection fails at once, as a name lookup does offline."""
+    tried = []
+
+    def refuse(address, timeout):
+        tried.append((address, timeout))
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return tried
+
+
+def test_offline_a_hub_id_is_tried_once_in_the_cache_and_names_a_close_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny-bert").mkdir()
+    tried = unreachable_hub(monkeypatch)
+    tokenizer, _ = patch_loaders(monkeypatch)
+    with pytest.raises(ImcSimError) as info:
+        load_backbone(model_reference("tiny-bertt"), get_task("sst2"))
+    assert str(info.value) == (
+        "model 'tiny-bertt' is not a local folder (did you mean the folder ./tiny-bert?), not in the Hugging "
+        "Face cache, and the hub cannot be reached to fetch it (huggingface.co: Name or service not known)")
+    assert tried == [(("huggingface.co", 443), HUB_TIMEOUT_S)] and tokenizer.options == [True]
+    with pytest.raises(ImcSimError, match=r"^model 'zzz/other' is not a local folder, not in the Hugging"):
+        load_backbone(model_reference("zzz/other"), get_task("sst2"))  # no folder is close
+
+
+def test_offline_a_cached_hub_model_loads_from_the_cache(tiny_model_dir, monkeypatch):
+    unreachable_hub(monkeypatch)
+    tokenizer, model = patch_loaders(monkeypatch, tiny_model_dir)
+    backbone = load_backbone(model_reference("org/cached"), get_task("sst2"))
+    assert tokenizer.options == model.options == [True]
+    assert backbone.reference == {"kind": "hub", "name": "org/cached"}
+    assert backbone.model.config.num_labels == 2
+
+
+def test_online_the_hub_is_asked_and_its_refusal_is_one_line(monkeypatch):
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: io.BytesIO())
+    tokenizer, _ = patch_loaders(monkeypatch)
+    with pytest.raises(ImcSimError) as info:
+        load_backbone(model_reference("org/private"), get_task("sst2"))
+    assert str(info.value) == ("could not load model 'org/private': org/private is not a local folder "
+                               "and the hub refused it")
+    assert tokenizer.options == [False]
+
+
+def test_hf_hub_offline_skips_the_connection(monkeypatch):
+    from huggingface_hub import constants
+
+    tried = unreachable_hub(monkeypatch)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert hub_unreachable() == "HF_HUB_OFFLINE is set" and tried == []
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://hub.example:8080")
+    assert hub_unreachable() == "hub.example: Name or service not known"
+    assert tried == [(("hub.example", 8080), HUB_TIMEOUT_S)]
 
 
 FACTS = {"model_type": "bert", "hidden_size": 384, "num_layers": 6, "weight_sum": 1.0e6}

@@ -28,6 +28,7 @@ SWEEP_CASES = [
     ("--seeds", "0"), ("--seeds", "-1"),
     ("--eval-limit", "0"), ("--eval-limit", "-1"),
     ("--drift", "-1s"), ("--drift", "-3600"), ("--drift", "nan"), ("--drift", "inf"),
+    ("--drift", "1e300y"), ("--seeds", "100001"), ("--seeds", str(10**30)),
 ]
 
 
@@ -41,7 +42,8 @@ def test_sweep_numbers(command, option, value, tmp_path, capsys):
 
 
 TRAIN_CASES = [
-    ("--lr", "0"), ("--lr", "-0.1"), ("--lr", "nan"), ("--lr", "inf"),
+    ("--lr", "0"), ("--lr", "-0.1"), ("--lr", "nan"), ("--lr", "inf"), ("--lr", "1.5"), ("--lr", "1e38"),
+    ("--seed", "-1"), ("--seed", str(2**63)), ("--seed", str(2**64)),
     ("--batch-size", "0"), ("--batch-size", "-8"),
     ("--max-steps", "0"), ("--max-steps", "-1"),
     ("--max-length", "0"), ("--max-length", "-1"),

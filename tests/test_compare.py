@@ -50,8 +50,7 @@ def test_each_checkpoint_is_deployed_as_alone_on_the_same_chips(tiny_checkpoint:
                                                                  tmp_path: Path, monkeypatch, capsys) -> None:
     """Every option reaches every deploy; each curve, named after its file, is the one deploying
     that checkpoint alone gives; the task and metric are the checkpoints' (the first's)."""
-    twin = tmp_path / "twin-k4.pt"
-    twin.write_bytes(tiny_checkpoint.read_bytes())
+    twin = forged(tiny_checkpoint, tmp_path / "twin-k4.pt")  # the same weights, not the same file
     calls: list[dict[str, Any]] = []
 
     def recording(*args: Any, **kwargs: Any):

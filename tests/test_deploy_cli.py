@@ -76,7 +76,7 @@ def bad_profile(tmp_path, section, key, value, name="pcm"):
     (lambda p: ["--drift", "3parsecs"], "unknown time unit 'parsecs'"),
     (lambda p: ["--drift=-1h"], "negative"),
     (lambda p: ["--device", "reram", "--drift", "1h"], "only characterised at 1s, 1d, 2d"),
-    (lambda p: ["--seeds", "0"], "--seeds must be at least 1"),
+    (lambda p: ["--seeds", "0"], "--seeds must be from 1 to 100000, got 0"),
     (lambda p: ["--eval-limit", "0"], "--eval-limit must be at least 1"),
 ])
 def test_bad_input_one_line_nothing_written(args, message, tiny_checkpoint, tiny_glue, tmp_path, capsys):
@@ -132,8 +132,7 @@ def test_options_that_do_not_apply_are_errors(argv, message, tmp_path, monkeypat
 
 def test_compare_same_chips_table_json_png(tiny_checkpoint, tiny_model_dir, tiny_glue, tmp_path, capsys):
     other = train_tiny(tmp_path / "stoch.pt", tiny_model_dir, tiny_glue, "--method", "stochgrasp", "--k", "4")
-    twin = tmp_path / "twin.pt"
-    twin.write_bytes(tiny_checkpoint.read_bytes())
+    twin = forged(tiny_checkpoint, tmp_path / "twin.pt")  # the same weights in another file
     argv = ["compare", str(tiny_checkpoint), str(twin), str(other), "--device", "pcm", "--drift", "1s",
             "1y", "--seeds", "3", "--data-dir", str(tiny_glue), "--json", str(tmp_path / "c.json"),
             "--plot", str(tmp_path / "c.png"), "--quiet"]

@@ -136,7 +136,8 @@ def test_periphery_refuses_other_methods(tmp_path, tiny_model_dir, tiny_glue, ca
         assert main([*argv, "--data-dir", str(tiny_glue), "--quiet"]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1
-        assert "--grasp-periphery needs an activation-space GRASP checkpoint" in err and "is bitfit" in err
+        needs = "--grasp-periphery" if argv[0] == "deploy" else "multitask"
+        assert f"{needs} needs an activation-space GRASP checkpoint" in err and "is bitfit" in err
 
 
 def test_multitask_programs_once_per_seed_and_ideal_equals_digital(

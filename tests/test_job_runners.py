@@ -213,11 +213,17 @@ def test_auto_and_local_need_no_connection(address, monkeypatch):
     assert check_reachable(address) is None
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1:abc", ":6379", "127.0.0.1", "127.0.0.1:", "ray://:6379"])
-def test_an_address_that_is_not_host_port_is_refused(address):
+@pytest.mark.parametrize("address", ["127.0.0.1:abc", ":6379", "127.0.0.1", "127.0.0.1:", "ray://:6379",
+                                     "127.0.0.1:99999", "ray://127.0.0.1:65536", "127.0.0.1:0"])
+def test_an_address_that_is_not_host_port_is_refused(address, monkeypatch):
+    def no_connection(*args, **kwargs):  # a port out of range is refused before any connection
+        raise AssertionError(f"connected to {args}")
+
+    monkeypatch.setattr(socket, "create_connection", no_connection)
     with pytest.raises(ImcSimError) as caught:
         check_reachable(address)
-    assert str(caught.value) == f"Ray address {address!r} is not HOST:PORT (or ray://HOST:PORT, auto)"
+    assert str(caught.value) == (f"Ray address {address!r} is not HOST:PORT with a port from 1 to 65535 "
+                                 "(or ray://HOST:PORT, auto)")
 
 
 def test_the_host_and_port_connected_to_and_the_timeout(monkeypatch):

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import LM_TEXT, POSITIVE, train_lm
+from conftest import LM_TEXT, POSITIVE, forged, train_lm
 
 from imc_sim import lm
 from imc_sim.checkpoint import load_adapted, load_model
@@ -84,7 +84,8 @@ def test_deploy_ideal_equals_digital_and_pcm_is_finite(lm_checkpoint, lm_corpus,
 
 
 def test_compare_lm_checkpoints(lm_checkpoint, lm_corpus, tmp_path, capsys):
-    assert main(["compare", str(lm_checkpoint), str(lm_checkpoint), "--device", "ideal", "--seeds", "1",
+    twin = forged(lm_checkpoint, tmp_path / "twin.pt")
+    assert main(["compare", str(lm_checkpoint), str(twin), "--device", "ideal", "--seeds", "1",
                  "--drift", "1d", "--validation-file", str(lm_corpus / "heldout.txt"), "--quiet"]) == 0
     digital = load_model(lm_checkpoint).meta["metrics"]["metric"]
     assert capsys.readouterr().out.count(f"{digital:.2f}") >= 2
@@ -125,6 +126,18 @@ def test_bad_lm_training_input(files, message, tmp_path, tiny_gpt2_lm_dir, capsy
     one_line_error(capsys, ["train", "--task", "lm", "--model", str(tiny_gpt2_lm_dir), "--train-file",
                             str(paths[0]), "--validation-file", str(paths[1]), "--max-length", "16",
                             "--max-steps", "1", "--out", str(out), "--quiet"], message, [out])
+
+
+def test_a_block_of_one_token_is_refused_before_training(tmp_path, lm_corpus, tiny_gpt2_lm_dir, capsys,
+                                                         monkeypatch):
+    from imc_sim.training import loop
+
+    monkeypatch.setattr(loop, "load_backbone", lambda *a: (_ for _ in ()).throw(AssertionError("loaded")))
+    out = tmp_path / "m.pt"
+    one_line_error(capsys, ["train", "--task", "lm", "--model", str(tiny_gpt2_lm_dir), "--train-file",
+                            str(lm_corpus / "train.txt"), "--validation-file", str(lm_corpus / "heldout.txt"),
+                            "--max-length", "1", "--out", str(out), "--quiet"],
+                   "--max-length 1: a language model's block needs at least 2 tokens", [out])
 
 
 def test_lm_needs_a_model(tmp_path, lm_corpus, capsys):

@@ -96,7 +96,7 @@ BAD = {
     "empty": ("", f"measurements {{path}}: no rows (need columns {NEEDED})"),
     "not JSON": ('\n{"g_target": 5, "time": 1, "g_read": 4.9}\n{g_target: 5}\n',
                  "measurements {path}: line 3 is not JSON "
-                 "(Expecting property name enclosed in double quotes)"),
+                 "(Expecting property name enclosed in double quotes at column 2)"),
     "not an object": ('{"g_target": 5, "time": 1, "g_read": 4.9}\n\n[5, 1, 4.9]\n',
                       "measurements {path}: line 3 is not a JSON object"),
     "negative time": ("g_target,time,g_read\n5,1,4.9\n5,-1,4.9\n",

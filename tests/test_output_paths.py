@@ -1,7 +1,7 @@
 """Output paths are checked before the long work: a folder, a path under a file or a folder that
 cannot be written ends a command at once with one line, and nothing is written."""
 
-import os
+import tempfile
 
 import pytest
 from conftest import write_plan_file
@@ -26,11 +26,30 @@ def test_a_folder_a_path_under_a_file_and_a_read_only_folder_are_refused(tmp_pat
     (tmp_path / "notes.txt").write_text("")
     with pytest.raises(ImcSimError, match=r"notes.txt is a file, not a folder$"):
         check_writable(tmp_path / "notes.txt" / "sub" / "model.pt", "--out")
+    check_writable(tmp_path / "new" / "drift.png", "--plot")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # the probe file is gone
     asked = []
-    monkeypatch.setattr(os, "access", lambda path, mode: asked.append((path, mode)) and False)
+
+    def refused(error: OSError):
+        def mkstemp(prefix, dir):
+            asked.append(dir)
+            raise error
+        return mkstemp
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused(PermissionError(13, "Permission denied")))
     with pytest.raises(ImcSimError, match=r"^--plot .*: no permission to write in "):
         check_writable(tmp_path / "new" / "drift.png", "--plot")
-    assert asked == [(tmp_path, os.W_OK | os.X_OK)]  # the nearest folder that exists
+    assert asked == [tmp_path]  # the nearest folder that exists
+    # a pseudo file system (root may write anywhere, yet not create files in /proc)
+    monkeypatch.setattr(tempfile, "mkstemp", refused(FileNotFoundError(2, "No such file or directory")))
+    with pytest.raises(ImcSimError, match=r"^--json .*x.json: cannot create a file in .* \(No such file or "
+                                          r"directory\)$"):
+        check_writable(tmp_path / "x.json", "--json")
+
+
+def test_a_device_file_is_refused_as_an_output():
+    with pytest.raises(ImcSimError, match=r"^--store /dev/null is not a regular file; give a file name$"):
+        check_writable("/dev/null", "--store")
 
 
 def never(*args, **kwargs):

@@ -259,6 +259,14 @@ def test_bad_data_options(tmp_path, tiny_model_dir, own_checkpoint, tiny_glue, c
           "b", "c", "--out", out], "one column, or two for sentence pairs; got 3"),
         (["deploy", str(own_checkpoint / "model.pt"), "--device", "ideal", "--seeds", "1"],
          "trained on own data (labels negative, positive): pass --validation-file"),
+        (["deploy", str(own_checkpoint / "model.pt"), "--device", "ideal", "--seeds", "1",
+          "--validation-file", str(own_checkpoint / "dev.tsv"), "--text-column", "1", "1"],
+         "--text-column: the checkpoint reads 1 text column(s) (1); got 2"),
+        (["deploy", str(own_checkpoint / "model.pt"), "--device", "ideal", "--seeds", "1", "--no-header"],
+         "--header/--no-header is for own data: pass --validation-file or --dataset"),  # no --train-file
+        (["multitask", str(own_checkpoint / "model.pt"), "--device", "ideal", "--seeds", "1"],
+         f"multitask reads GLUE dev sets from --data-dir; {own_checkpoint / 'model.pt'} was trained on its "
+         "own data files: deploy it on its own"),
     ]:
         assert main(argv) == 2
         one_line_error(capsys, fragment)

@@ -182,7 +182,7 @@ def test_unreadable_content_messages(tmp_path):
         f"{long_cell}:2: not valid CSV (field larger than field limit (131072))")
     not_json = text_file(tmp_path / "bad.jsonl", '{"label": "pos"}\n{label: neg}\n')
     assert message(read_table, not_json) == (
-        f"{not_json}:2: not a JSON value (Expecting property name enclosed in double quotes); "
+        f"{not_json}:2: not JSON (Expecting property name enclosed in double quotes at column 2); "
         "expected one object or array per line")
     mixed = text_file(tmp_path / "mixed.jsonl", '{"label": "pos"}\n["neg", "b"]\n')
     assert message(read_table, mixed) == (

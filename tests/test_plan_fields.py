@@ -23,7 +23,8 @@ SEEDS = "seeds must be a count or a non-empty list of seeds >= 0, got"
 
 
 @pytest.mark.parametrize("fields, message", [
-    ({"seeds": 0}, "seeds = 0 must be at least 1 (a count) or a list of seeds"),
+    ({"seeds": 0}, "seeds = 0 must be a count from 1 to 100000 or a list of seeds"),
+    ({"seeds": 100_001}, "seeds = 100001 must be a count from 1 to 100000 or a list of seeds"),
     ({"seeds": []}, f"{SEEDS} []"),
     ({"seeds": [3, -1]}, f"{SEEDS} [3, -1]"),
     ({"seeds": [0, 1.5]}, f"{SEEDS} [0, 1.5]"),
@@ -41,6 +42,9 @@ SEEDS = "seeds must be a count or a non-empty list of seeds >= 0, got"
     ({"resources": {"gpus": -1}}, "resources.gpus = -1 must be a number >= 0"),
     ({"resources": {"gpus": True}}, "resources.gpus = True must be a number >= 0"),
     ({"resources": {"gpus": "1"}}, "resources.gpus = '1' must be a number >= 0"),
+    ({"resources": {"gpus": float("nan")}}, "resources.gpus = nan must be a number >= 0"),
+    ({"resources": {"gpus": float("inf")}}, "resources.gpus = inf must be a number >= 0"),
+    ({"seeds": 10**30}, f"seeds = {10**30} must be a count from 1 to 100000 or a list of seeds"),
     ({"devices": []}, f"devices {LIST} []"),
     ({"devices": 3}, f"devices {LIST} 3"),
     ({"devices": {"pcm": 1}}, f"devices {LIST} {{'pcm': 1}}"),

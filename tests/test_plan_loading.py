@@ -143,7 +143,7 @@ def test_missing_plan_file_one_line(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (fields(chips=3), f"chips is not a plan field (known: {KEYS})"),
-    (fields(seeds=0), "seeds = 0 must be at least 1 (a count) or a list of seeds"),
+    (fields(seeds=0), "seeds = 0 must be a count from 1 to 100000 or a list of seeds"),
     (fields(eval_limit=0), "eval_limit = 0 must be a whole number >= 1"),
     (fields(resources={"cpus": 0}), "resources.cpus = 0 must be a whole number >= 1"),
     (fields(devices=[]), "devices must be a non-empty list of names or paths, got []"),

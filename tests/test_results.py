@@ -158,5 +158,5 @@ def test_bad_result_files_are_one_line_errors(content, message, tmp_path):
 
 def test_a_result_file_that_is_not_json_says_where_it_stops(tmp_path):
     (tmp_path / "cut.json").write_text('{"device": ')
-    with pytest.raises(ImcSimError, match=r"cut\.json is not JSON: Expecting value: line 1 column 12"):
+    with pytest.raises(ImcSimError, match=r"cut\.json: not JSON \(Expecting value at column 12\)$"):
         load_result(tmp_path / "cut.json")

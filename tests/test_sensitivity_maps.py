@@ -128,15 +128,17 @@ def test_load_reads_utf8_whatever_the_locale(tmp_path):
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("{nope", "is not JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
-    ("[1, 2]", "is not an imc-sim sensitivity result (a JSON object)"),
+    ("{nope", ": not JSON (Expecting property name enclosed in double quotes at column 2)"),
+    ('{"a":\n [1, 2', ": not JSON (Expecting ',' delimiter at line 2 column 7)"),
+    ("[" * 100_000, ": JSON nested too deeply"),
+    ("[1, 2]", " is not an imc-sim sensitivity result (a JSON object)"),
 ])
 def test_load_names_a_file_that_is_not_a_result(text, message, tmp_path):
     path = tmp_path / "s.json"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ImcSimError) as err:
         load_sensitivity(path)
-    assert str(err.value) == f"{path} {message}"
+    assert str(err.value) == f"{path}{message}"
 
 
 @pytest.mark.parametrize(("names", "short"), [

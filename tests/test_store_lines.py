@@ -70,6 +70,21 @@ FOREIGN = "results store STORE: line 2 is not an imc-sim sweep result"
      f"results store STORE was written by imc-sim {__version__} (store format 2), "
      f"incompatible with imc-sim {__version__} (format 1); use another --store"),
     (lambda: good_line() + good_line(metric=None), "results store STORE: line 2 lacks metric"),
+    (lambda: good_line() + good_line(metric="abc"),
+     "results store STORE: line 2's metric = 'abc' is not a finite number"),
+    (lambda: good_line() + good_line(digital_metric=[1]),
+     "results store STORE: line 2's digital_metric = [1] is not a finite number"),
+    (lambda: good_line(t_seconds=10**400), "results store STORE: line 1's t_seconds = "
+     f"{str(10**400)[:40]} is not a finite number"),
+    (lambda: good_line().replace('"metric": 0.5', '"metric": NaN'),
+     "results store STORE: line 1's metric = nan is not a finite number"),
+    (lambda: good_line(unit_seconds=True),
+     "results store STORE: line 1's unit_seconds = True is not a finite number"),
+    (lambda: good_line(label=3), "results store STORE: line 1's label = 3 is not text"),
+    (lambda: good_line(entry=[]), "results store STORE: line 1's entry = [] is not a mapping"),
+    (lambda: good_line(device_trained=1),
+     "results store STORE: line 1's device_trained = 1 is not text or null"),
+    (lambda: good_line() + "[" * 100_000 + "\n", FOREIGN),
     (lambda: good_line().encode() + "café\n".encode("latin-1"), FOREIGN),  # not even UTF-8
     (lambda: good_line() + '{"notes": 1}', FOREIGN),  # a last line without its newline, yet no torn unit
     (lambda: good_line() + '{"format": "imc-sim-sweeps", "unit": "x"}', FOREIGN),

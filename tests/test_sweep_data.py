@@ -22,6 +22,7 @@ from imc_sim.deploy.run import deploy_checkpoint
 from imc_sim.deploy.store import read_store, summarize_store
 from imc_sim.deploy.unit import run_unit
 from imc_sim.devices.profile import load_profile
+from imc_sim.errors import ImcSimError
 from imc_sim.units import parse_times
 
 TIMES = ["1s", "1y"]
@@ -85,8 +86,11 @@ def test_unit_keys_follow_the_file_and_its_columns(tiny_checkpoint, own_csv, tmp
 
     base = keys(**OWN_COLUMNS)
     assert base == keys(**OWN_COLUMNS) and len(set(base)) == 2
-    for change in ({"text_column": "title"}, {"label_column": "stars"}, {"text_column": ["review", "title"]}):
+    for change in ({"text_column": "title"}, {"label_column": "stars"}):
         assert not set(keys(**{**OWN_COLUMNS, **change})) & set(base), change
+    two = r"--text-column: the checkpoint reads 1 text column\(s\) \(sentence\); got 2$"
+    with pytest.raises(ImcSimError, match=two):
+        keys(**{**OWN_COLUMNS, "text_column": ["review", "title"]})  # sentence pairs for a one-sentence model
     entry = load_plan(write_plan(tmp_path, [tiny_checkpoint], **OWN_COLUMNS)).units()[0].entry()
     assert entry["own_data"] == {"file_format": "csv", "header": None, "text_column": ["review"],
                                  "label_column": "sentiment"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -47,11 +48,21 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def write_json_atomic(path: str | os.PathLike[str], value: object) -> None:
+    """Write ``value`` as indented, strict JSON (no NaN or Infinity tokens) to ``path`` atomically."""
+    try:
+        text = json.dumps(value, indent=2, allow_nan=False)
+    except ValueError:
+        raise ImcSimError(f"{path} not written: the results hold NaN or infinite numbers") from None
+    write_text_atomic(path, text + "\n")
+
+
 def check_writable(path: str | os.PathLike[str] | None, option: str) -> None:
     """Raise :class:`ImcSimError` now if ``path`` (the value of ``option``; None: not asked for)
-    could not be written later: it names a folder, or the nearest existing folder above it is a
-    file or not writable. Commands call it before their long work, so that an hour of training or
-    deployment is not lost to a typo in an output path."""
+    could not be written later: it names a folder or a device, or no file can be created in the
+    nearest existing folder above it (a file, no permission, a read-only or pseudo file system).
+    Commands call it before their long work, so that an hour of training or deployment is not
+    lost to a typo in an output path."""
     if path is None:
         return
     target = Path(path)
@@ -62,8 +73,16 @@ def check_writable(path: str | os.PathLike[str] | None, option: str) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise ImcSimError(f"{option} {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ImcSimError(f"{option} {path}: no permission to write in {parent}")
+    if target.exists() and not target.is_file():
+        raise ImcSimError(f"{option} {path} is not a regular file; give a file name")
+    try:  # the write creates a temporary file beside the target: try that now
+        fd, probe = tempfile.mkstemp(prefix=".imc-sim-probe.", dir=parent)
+    except PermissionError:
+        raise ImcSimError(f"{option} {path}: no permission to write in {parent}") from None
+    except OSError as exc:
+        raise ImcSimError(f"{option} {path}: cannot create a file in {parent} ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def check_outputs(outputs: Mapping[str, str | os.PathLike[str] | None],

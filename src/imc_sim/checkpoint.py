@@ -79,7 +79,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _check_types(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
-    """One-line error for an entry of the wrong type (a file edited by hand, or another writer's)."""
+    """One-line error for an entry of the wrong type (a file edited by hand, or another writer's)
+    or a trained tensor holding NaN or inf."""
     def check(name: str, value: Any, expected: type) -> None:
         accepted = (int, float) if expected is float else expected  # a sum may be a whole number
         if not isinstance(value, accepted) or isinstance(value, bool):
@@ -94,6 +95,8 @@ def _check_types(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
                 check(f"{key}.{field}", data[key][field], expected)
     for name, value in data["state"].items():
         check(f"state[{name!r}]", value, torch.Tensor)
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ImcSimError(f"{path}: checkpoint entry state[{name!r}] holds NaN or infinite values")
 
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:

@@ -3,3 +3,7 @@
 
 class ImcSimError(Exception):
     """A problem with the user's input (file, flag, profile, data) worth one clear line."""
+
+
+class NonFiniteOutputs(ImcSimError):
+    """A model (digital, or on a simulated chip) whose outputs hold NaN or infinite values."""

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from imc_sim.errors import NonFiniteOutputs
 from imc_sim.lm import perplexity
 from imc_sim.metrics import compute_metric
 from imc_sim.tasks import TaskSpec
@@ -13,7 +14,8 @@ from imc_sim.tasks import TaskSpec
 
 @torch.no_grad()
 def logits_and_labels(model: nn.Module, batch_list: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``model`` in eval mode over ``batch_list``; concatenated logits and labels."""
+    """Run ``model`` in eval mode over ``batch_list``; concatenated logits and labels.
+    Raises :class:`NonFiniteOutputs` when a logit is NaN or infinite."""
     was_training = model.training
     model.eval()
     logits, labels = [], []
@@ -22,7 +24,11 @@ def logits_and_labels(model: nn.Module, batch_list: list[dict]) -> tuple[np.ndar
         logits.append(model(**inputs).logits.float())
         labels.append(batch["labels"])
     model.train(was_training)
-    return torch.cat(logits).cpu().numpy(), torch.cat(labels).cpu().numpy()
+    out = torch.cat(logits)
+    bad = int((~torch.isfinite(out)).flatten(1).any(1).sum())
+    if bad:
+        raise NonFiniteOutputs(f"the model's outputs are NaN or infinite for {bad} of {len(out)} examples")
+    return out.cpu().numpy(), torch.cat(labels).cpu().numpy()
 
 
 def evaluate(model: nn.Module, batch_list: list[dict], task: TaskSpec) -> float:

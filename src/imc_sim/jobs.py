@@ -94,8 +94,9 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     if address in ("auto", "local"):
         return
     host, sep, port = address.split("://", 1)[-1].rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ImcSimError(f"Ray address {address!r} is not HOST:PORT (or ray://HOST:PORT, auto)")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ImcSimError(f"Ray address {address!r} is not HOST:PORT with a port from 1 to 65535 "
+                          "(or ray://HOST:PORT, auto)")
     if host.startswith("[") and host.endswith("]"):  # IPv6 as Ray writes it: [::1]:6379
         host = host[1:-1]
     try:

@@ -7,6 +7,7 @@ predicted tokens), every token weighted alike whatever its batch; padding (label
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator
 
 import torch
@@ -21,7 +22,7 @@ from imc_sim.data.corpus import (
     read_corpus,
 )
 from imc_sim.data.source import DataSource
-from imc_sim.errors import ImcSimError
+from imc_sim.errors import ImcSimError, NonFiniteOutputs
 from imc_sim.tasks import TaskSpec, get_task
 
 EVAL_BATCH = 8
@@ -65,6 +66,10 @@ def dev_batches(source: DataSource, tokenizer, block_size: int,
     return block_batches(blocks, EVAL_BATCH), blocks.tokens
 
 
+MAX_LOG_PERPLEXITY = math.log(sys.float_info.max)
+"""The largest mean loss whose perplexity (its exponential) is a finite float."""
+
+
 @torch.no_grad()
 def perplexity(model: nn.Module, batch_list: list[dict[str, torch.Tensor]]) -> float:
     """exp(mean next-token negative log-likelihood) of ``model`` over every labelled token."""
@@ -84,7 +89,10 @@ def perplexity(model: nn.Module, batch_list: list[dict[str, torch.Tensor]]) -> f
     model.train(was_training)
     if total is None or int(count) == 0:
         raise ImcSimError("no held-out tokens to score")
-    return math.exp(float(total) / int(count))
+    mean = float(total) / int(count)
+    if not mean < MAX_LOG_PERPLEXITY:  # NaN too
+        raise NonFiniteOutputs(f"the model's outputs are NaN or infinite: mean held-out loss {mean:g}")
+    return math.exp(mean)
 
 
 @torch.no_grad()

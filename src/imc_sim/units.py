@@ -16,6 +16,8 @@ SECONDS = {
     "mo": 30 * 86400.0,
     "y": 365 * 86400.0,
 }
+MAX_SECONDS = 1e6 * SECONDS["y"]
+"""The latest drift time asked for (a million years: later is a typo, and overflows the laws)."""
 _TIME = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-z]*)\s*$")
 
 
@@ -32,6 +34,9 @@ def parse_time(text: str) -> float:
     seconds = value * SECONDS[unit]
     if not math.isfinite(seconds):
         raise ImcSimError(f"drift time {text!r} is not finite")
+    if seconds > MAX_SECONDS:
+        raise ImcSimError(
+            f"drift time {text!r} is beyond {format_time(MAX_SECONDS)}, far past any device's data")
     return seconds
 
 

@@ -57,10 +57,14 @@ def run(args: argparse.Namespace) -> int:
     from imc_sim.deploy.placement import Placement
     from imc_sim.deploy.range_source import check_source
     from imc_sim.deploy.run import deploy_checkpoint, format_deploy_table
+    from imc_sim.errors import ImcSimError
     from imc_sim.torch_device import resolve_torch_device
 
     check_source(args.input_ranges)
     profile, times = sweep_setup(args)
+    if args.input_ranges != "auto" and profile.periphery.input_range != "static":
+        raise ImcSimError(f"--input-ranges {args.input_ranges} applies to profiles with static input "
+                          f"ranges; {profile.name}'s are dynamic (periphery.input_range)")
     placement = Placement(args.digital_layers, args.keep_digital)
     check_generate_options(args, [args.checkpoint])
     check_periphery_options(args)

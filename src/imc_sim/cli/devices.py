@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", nargs="?", default="list", choices=["list", "show", "fit"])
     p.add_argument("profile", nargs="?",
                    help="profile name or YAML path (for show); measurements CSV / JSON lines (for fit)")
-    p.add_argument("--plot", help="PNG to write for show (default device-NAME.png) or fit (default none)")
+    p.add_argument("--plot", help="figure to write (.png, .pdf, .svg) for show (default device-NAME.png) "
+                   "or fit (default none)")
     p.add_argument("--family", help="device family to fit (fit): pcm or state-independent")
     p.add_argument("--out", help="profile YAML to write (fit)")
     p.add_argument("--g-max", type=float, help="g_max in uS for fit (default: the largest target)")

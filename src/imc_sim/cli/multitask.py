@@ -21,6 +21,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def check_glue_task(path: str) -> None:
+    """One line if ``path`` was not trained on a GLUE task: multitask reads every dev set from
+    ``--data-dir`` (own files and plain text are for ``deploy`` and ``compare``)."""
+    from imc_sim.checkpoint import read_checkpoint
+    from imc_sim.errors import ImcSimError
+    from imc_sim.tasks import task_from_checkpoint
+
+    task = task_from_checkpoint(read_checkpoint(path))
+    if task.custom or task.is_lm:
+        trained = "its own data files" if task.custom else "plain text (a language model)"
+        raise ImcSimError(f"multitask reads GLUE dev sets from --data-dir; {path} was trained on {trained}: "
+                          "deploy it on its own")
+
+
 def run(args: argparse.Namespace) -> int:
     from imc_sim.cli.sweep_options import sweep_setup, write_outputs
     from imc_sim.data import DataSource
@@ -30,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
     profile, times = sweep_setup(args)
     for path in args.checkpoints:
-        check_periphery(path)
+        check_periphery(path, needed_by="multitask")
+        check_glue_task(path)
     result = multitask_sweep(args.checkpoints, profile, times, args.seeds,
                              DataSource(data_dir=args.data_dir), args.eval_limit, progress=not args.quiet,
                              torch_device=resolve_torch_device(args.torch_device))

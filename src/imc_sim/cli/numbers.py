@@ -40,3 +40,19 @@ def non_negative_float(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be at least 0, got {value:g}")
     return value
+
+
+def random_seed(text: str) -> int:
+    """A random seed: an integer from 0 to 2**63 - 1 (what every torch generator takes)."""
+    value = _number(text, int)
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 2**63 - 1, got {text}")
+    return value
+
+
+def learning_rate(text: str) -> float:
+    """A learning rate: a number in (0, 1] (AdamW's steps are about the rate itself)."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be at most 1, got {value:g}")
+    return value

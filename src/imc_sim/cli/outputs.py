@@ -28,7 +28,11 @@ def input_files(args: argparse.Namespace,
 def check_output_paths(args: argparse.Namespace, outputs: Mapping[str, str | None],
                        extra_inputs: Iterable[str | os.PathLike[str]] = ()) -> None:
     """One-line error now if an output (option -> path) could not be written or would replace an
-    input or another output."""
+    input or another output, or if a ``--plot`` is not a figure's file type."""
     from imc_sim.atomic import check_outputs
 
     check_outputs(outputs, list(input_files(args, extra_inputs)))
+    if outputs.get("--plot"):
+        from imc_sim.figures import figure_format
+
+        figure_format(outputs["--plot"])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
+
+DEFAULT_RETRIES = 3
+"""Ray retries of a unit whose worker died, unless ``--max-retries`` says otherwise."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,16 +17,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--ray", action="store_true", help="run each unit as a task on a local Ray")
     where.add_argument("--ray-address", metavar="ADDRESS", help="run on the Ray cluster at ADDRESS")
-    p.add_argument("--max-retries", type=int, default=3, help="Ray retries of a unit whose worker died")
+    p.add_argument("--max-retries", type=int, help=f"Ray retries of a unit whose worker died (default "
+                   f"{DEFAULT_RETRIES})")
     p.add_argument("--json", help="write the summary here")
-    p.add_argument("--plot", help="write the metric (accuracy, perplexity, ...) versus time here (PNG)")
+    p.add_argument("--plot", help="write the metric (accuracy, perplexity, ...) versus time here (.png, "
+                   ".pdf or .svg)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from imc_sim import __version__
-    from imc_sim.atomic import write_text_atomic
+    from imc_sim.atomic import write_json_atomic
     from imc_sim.cli.outputs import check_output_paths
     from imc_sim.deploy.compare import format_compare_table
     from imc_sim.deploy.executors import InProcessExecutor, RayExecutor, run_sweep
@@ -33,14 +37,18 @@ def run(args: argparse.Namespace) -> int:
     from imc_sim.deploy.store import read_store, summarize_store
     from imc_sim.errors import ImcSimError
 
-    if args.max_retries < 0:
-        raise ImcSimError(f"--max-retries must be at least 0, got {args.max_retries}")
+    on_ray = args.ray or args.ray_address
+    if args.max_retries is not None and not on_ray:
+        raise ImcSimError("--max-retries applies to a sweep on Ray (--ray, --ray-address)")
+    retries = DEFAULT_RETRIES if args.max_retries is None else args.max_retries
+    if retries < 0:
+        raise ImcSimError(f"--max-retries must be at least 0, got {retries}")
     plan = load_plan(args.plan)
     store = args.store or str(plan.path.with_suffix(".results.jsonl"))
     check_output_paths(args, {"--store": store, "--json": args.json, "--plot": args.plot},
                        [c.path for c in plan.checkpoints])
-    executor = (RayExecutor(args.ray_address, args.max_retries, progress=not args.quiet)
-                if args.ray or args.ray_address else InProcessExecutor(progress=not args.quiet))
+    executor = (RayExecutor(args.ray_address, retries, progress=not args.quiet)
+                if on_ray else InProcessExecutor(progress=not args.quiet))
     done = run_sweep(plan, store, executor)
     print(f"{done.planned} units: {done.found} already in {store}, {done.ran} run now")
     results = summarize_store(plan, read_store(store))
@@ -53,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         summary = {"plan": str(plan.path), "store": store, "imc_sim_version": __version__,
                    "metric_name": results[0].metric_name, "devices": [r.to_json() for r in results]}
-        write_text_atomic(args.json, json.dumps(summary, indent=2) + "\n")
+        write_json_atomic(args.json, summary)
     if args.plot:
         plot_drift(curves, args.plot, f"{results[0].task}: sweep {plan.path.stem}", results[0].metric_name)
     written = [p for p in (args.json, args.plot) if p]

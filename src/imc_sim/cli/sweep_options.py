@@ -22,7 +22,7 @@ def add_sweep_options(p: argparse.ArgumentParser, default_times: str = DEFAULT_T
     p.add_argument("--data-dir", help="GLUE layout folder; default $IMC_SIM_DATA, else the datasets hub")
     p.add_argument("--eval-limit", type=int, help="evaluate on the first N dev examples")
     p.add_argument("--json", help="write the results here")
-    p.add_argument("--plot", help="write the metric versus time here (PNG)")
+    p.add_argument("--plot", help="write the metric versus time here (.png, .pdf or .svg)")
     p.add_argument("--torch-device", default="auto",
                    help="torch device of the model and chip: auto (CUDA where available), cpu, cuda, cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -31,6 +31,7 @@ def add_sweep_options(p: argparse.ArgumentParser, default_times: str = DEFAULT_T
 def sweep_setup(args: argparse.Namespace) -> tuple[DeviceProfile, list[float]]:
     """The profile and drift times, and the output paths, checked before any model is loaded."""
     from imc_sim.cli.outputs import check_output_paths
+    from imc_sim.deploy.sweep import MAX_SEEDS
     from imc_sim.devices.profile import load_profile
     from imc_sim.errors import ImcSimError
     from imc_sim.units import parse_times
@@ -38,8 +39,8 @@ def sweep_setup(args: argparse.Namespace) -> tuple[DeviceProfile, list[float]]:
     profile = load_profile(args.device)
     times = parse_times(args.drift)
     profile.check_times(times)
-    if args.seeds < 1:
-        raise ImcSimError(f"--seeds must be at least 1, got {args.seeds}")
+    if not 1 <= args.seeds <= MAX_SEEDS:
+        raise ImcSimError(f"--seeds must be from 1 to {MAX_SEEDS}, got {args.seeds}")
     if args.eval_limit is not None and args.eval_limit < 1:
         raise ImcSimError(f"--eval-limit must be at least 1, got {args.eval_limit}")
     check_output_paths(args, {"--json": args.json, "--plot": args.plot})

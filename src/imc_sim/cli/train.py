@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from imc_sim.cli.data_options import add_data_options
-from imc_sim.cli.numbers import non_negative_float, positive_float, positive_int
+from imc_sim.cli.numbers import learning_rate, non_negative_float, positive_float, positive_int, random_seed
 from imc_sim.errors import ImcSimError
 from imc_sim.peft import METHODS
 from imc_sim.peft.stochgrasp.config import auto_sigma_factor
@@ -69,11 +68,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where to train: auto (CUDA where available), cpu, cuda or cuda:N")
     p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"],
                    help="autocast the forward in bf16 or fp16 (default no)")
-    p.add_argument("--lr", type=positive_float, help="learning rate (default per method)")
+    p.add_argument("--lr", type=learning_rate, help="learning rate in (0, 1] (default per method)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--max-steps", type=positive_int, default=1500)
     p.add_argument("--max-length", type=positive_int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=random_seed, default=0, help="training seed, 0 to 2**63 - 1 (default 0)")
     p.add_argument("--train-limit", type=positive_int, help="use only the first N training examples")
     p.add_argument("--eval-limit", type=positive_int, help="evaluate on the first N dev examples")
     p.add_argument("--out", default="model.pt", help="checkpoint to write (default model.pt)")
@@ -83,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from imc_sim.atomic import write_text_atomic
+    from imc_sim.atomic import write_json_atomic
     from imc_sim.checkpoint import save_checkpoint
     from imc_sim.cli.data_options import data_source
     from imc_sim.cli.outputs import check_output_paths
@@ -108,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     m = result.metrics
     save_checkpoint(args.out, result.payload)
     if args.json:
-        write_text_atomic(args.json, json.dumps(m, indent=2) + "\n")
+        write_json_atomic(args.json, m)
     print(format_table(
         ["method", "device", "task", m["metric_name"], "trainable", "head", "base", "s/step"],
         [[m["method"], f"{m['device']} @ {m['drift']}" if m["device"] else "-", m["task"],

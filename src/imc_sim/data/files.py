@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imc_sim.documents import MalformedDocument, parse_json
 from imc_sim.errors import ImcSimError
 
 FORMATS = ("csv", "tsv", "jsonl")
@@ -97,10 +97,9 @@ def _json_lines(path: Path, text: str, header: bool) -> Table:
         if not line.strip():
             continue
         try:
-            values.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise ImcSimError(f"{path}:{number}: not a JSON value ({exc.msg}); expected one "
-                              "object or array per line") from None
+            values.append(parse_json(line))
+        except MalformedDocument as exc:
+            raise ImcSimError(f"{path}:{number}: {exc}; expected one object or array per line") from None
         lines.append(number)
     if all(isinstance(v, dict) for v in values):
         names = list(dict.fromkeys(k for v in values for k in v))

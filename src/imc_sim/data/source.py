@@ -55,12 +55,14 @@ class DataSource:
         return "hub" if self.dataset else "glue"
 
     def check(self, training: bool) -> None:
-        """One-line errors for options that contradict each other or are missing."""
+        """One-line errors for options that contradict each other or are missing (naming the
+        file options of training, or of evaluation: ``--validation-file`` alone)."""
+        files = "--train-file/--validation-file" if training else "--validation-file"
         if self.kind == "files" and self.dataset:
-            raise ImcSimError("--dataset and --train-file/--validation-file exclude each other")
+            raise ImcSimError(f"--dataset and {files} exclude each other")
         if self.kind != "glue" and self.data_dir:
-            raise ImcSimError("--data-dir (GLUE's layout) and own data (--train-file, "
-                              "--validation-file, --dataset) exclude each other")
+            raise ImcSimError(f"--data-dir (GLUE's layout) and own data ({files}, --dataset) exclude "
+                              "each other")
         if self.dataset_config and not self.dataset:
             raise ImcSimError("--dataset-config needs --dataset")
         if training and self.kind == "files" and not (self.train_file and self.validation_file):
@@ -70,7 +72,7 @@ class DataSource:
         given = (self.text_columns, self.label_column, self.file_format, self.header is not None)
         if self.kind == "glue" and any(given):
             flag = own[[bool(g) for g in given].index(True)]
-            raise ImcSimError(f"{flag} is for own data: pass --train-file/--validation-file or --dataset")
+            raise ImcSimError(f"{flag} is for own data: pass {files} or --dataset")
         if len(self.text_columns) > 2:
             raise ImcSimError("--text-column takes one column, or two for sentence pairs; got "
                               f"{len(self.text_columns)}")
@@ -121,6 +123,10 @@ def load_dev(source: DataSource, task: TaskSpec, limit: int | None = None) -> Ex
             raise ImcSimError("this checkpoint was trained on own data (labels "
                               f"{', '.join(task.labels)}): pass --validation-file or --dataset")
         return load_split(task, "dev", source.data_dir, limit)
+    if source.text_columns and len(source.text_columns) != len(task.text_columns):
+        trained = ", ".join(str(c) for c in task.text_columns)
+        raise ImcSimError(f"--text-column: the checkpoint reads {len(task.text_columns)} text column(s) "
+                          f"({trained}); got {len(source.text_columns)}")
     header = task.has_header if source.header is None else source.header
     table = _table(source, "dev", header)
     columns = choose_columns(table, source.text_columns or task.text_columns,

@@ -15,6 +15,7 @@ import torch
 from imc_sim.backbones import same_base
 from imc_sim.checkpoint import read_checkpoint
 from imc_sim.data import DataSource
+from imc_sim.deploy.digest import first_repeat
 from imc_sim.deploy.results import CompareResult
 from imc_sim.deploy.run import deploy_checkpoint
 from imc_sim.devices.profile import DeviceProfile
@@ -45,6 +46,9 @@ def compare_checkpoints(paths: list[str | os.PathLike[str]], profile: DeviceProf
     """Deploy every checkpoint on ``profile`` with seeds 0..seeds-1 (the same chips for each); a
     curve is named after its file (``grasp-k32.pt``: 'grasp-k32')."""
     check_comparable(paths)
+    repeat = first_repeat(paths)
+    if repeat:
+        raise ImcSimError(f"{repeat[1]} is the same checkpoint as {repeat[0]}; give each once")
     results = [deploy_checkpoint(path, profile, times, seeds, data_dir, eval_limit, progress=progress,
                                  name=Path(path).stem, source=source, torch_device=torch_device)
                for path in paths]

@@ -1,10 +1,16 @@
-"""Content hashes of a sweep plan's inputs (SHA-256, hex): of a file's bytes, or of JSON data."""
+"""Content hashes of a sweep plan's inputs (SHA-256, hex): of a file's bytes, or of JSON data; and
+the first file given twice among several."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+AnyPath = str | os.PathLike[str]
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -14,3 +20,15 @@ def sha256_bytes(data: bytes) -> str:
 def sha256_json(value: Any) -> str:
     """The hash of ``value`` as canonical JSON (sorted keys, no spaces)."""
     return sha256_bytes(json.dumps(value, sort_keys=True, separators=(",", ":")).encode())
+
+
+def first_repeat(paths: Sequence[AnyPath]) -> tuple[AnyPath, AnyPath] | None:
+    """The first two of ``paths`` whose files hold the same bytes (one file named twice, or a
+    copy), or None."""
+    seen: dict[str, AnyPath] = {}
+    for path in paths:
+        digest = sha256_bytes(Path(path).read_bytes())
+        if digest in seen:
+            return seen[digest], path
+        seen[digest] = path
+    return None

@@ -26,6 +26,7 @@ from imc_sim.calibration import CALIBRATION_BATCHES
 from imc_sim.checkpoint import LoadedModel
 from imc_sim.crossbar.mapping import Deployment, deploy_model, share_tiles
 from imc_sim.deploy.chip import Chip
+from imc_sim.deploy.digest import first_repeat
 from imc_sim.deploy.periphery import base_digest, load_periphery
 from imc_sim.deploy.results import CheckpointCurve, MappingSummary, MultiTaskResult, TaskCurve, TimePoint
 from imc_sim.deploy.run import dev_set, device_trained
@@ -80,6 +81,9 @@ def multitask_sweep(paths: Sequence[str | os.PathLike[str]], profile: DeviceProf
     profile.check_times(times)
     if not paths:
         raise ImcSimError("multitask needs at least one checkpoint")
+    repeat = first_repeat(paths)
+    if repeat:
+        raise ImcSimError(f"{repeat[1]} is the same checkpoint as {repeat[0]}; give each task once")
     loaded = [load_periphery(p, torch_device) for p in paths]
     digest = check_same_base(paths, loaded)
     source = source or data.DataSource()

@@ -25,12 +25,12 @@ PERIPHERY_METHODS = ("grasp",)
 """Methods whose adapter is an input-side scale and shift (the weight-space GRASPs are not)."""
 
 
-def check_periphery(path: str | os.PathLike[str]) -> str:
-    """The checkpoint's method, or a one-line error naming the option if its adapter cannot run in
-    the periphery."""
+def check_periphery(path: str | os.PathLike[str], needed_by: str = OPTION) -> str:
+    """The checkpoint's method, or a one-line error naming what ``needed_by`` it (an option, or
+    a command) if its adapter cannot run in the periphery."""
     method = read_checkpoint(path)["method"]
     if method not in PERIPHERY_METHODS:
-        raise ImcSimError(f"{OPTION} needs an activation-space GRASP checkpoint (--method grasp); "
+        raise ImcSimError(f"{needed_by} needs an activation-space GRASP checkpoint (--method grasp); "
                           f"{path} is {method}")
     return method
 

@@ -14,7 +14,6 @@ would make it. JSON of a placement curve (``schema_version`` :data:`SCHEMA_VERSI
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Any, ClassVar
 from torch import nn
 from tqdm.auto import tqdm
 
-from imc_sim.atomic import write_text_atomic
+from imc_sim.atomic import write_json_atomic
 from imc_sim.crossbar.mapping import Deployment, analog_layer_names, deploy_model
 from imc_sim.crossbar.placement import digital_layer_names
 from imc_sim.deploy.chip import Chip
@@ -116,7 +115,7 @@ class PlacementResult:
 
 
 def save_placement(path: str | os.PathLike[str], result: PlacementResult) -> None:
-    write_text_atomic(path, json.dumps(result.to_json(), indent=2) + "\n")
+    write_json_atomic(path, result.to_json())
 
 
 def placement_curve(deployment: Deployment, ranking: Sequence[str], counts: Sequence[int],

@@ -41,12 +41,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from imc_sim import __version__
 from imc_sim.deploy.digest import sha256_bytes, sha256_json
 from imc_sim.deploy.plan_data import DATA_KEYS, DataRef, load_data, resolve_path
+from imc_sim.deploy.sweep import MAX_SEEDS
 from imc_sim.devices.profile import DeviceProfile, load_profile
+from imc_sim.documents import MalformedDocument, parse_yaml, real_number, sorted_keys
 from imc_sim.errors import ImcSimError
 from imc_sim.jobs import Resources
 from imc_sim.tasks import TaskSpec, task_from_checkpoint
@@ -154,8 +154,8 @@ def _seeds(value: Any, path: Path) -> tuple[int, ...]:
         return isinstance(v, int) and not isinstance(v, bool)
 
     if is_int(value):
-        if value < 1:
-            raise _fail(path, f"seeds = {value} must be at least 1 (a count) or a list of seeds")
+        if not 1 <= value <= MAX_SEEDS:
+            raise _fail(path, f"seeds = {value} must be a count from 1 to {MAX_SEEDS} or a list of seeds")
         return tuple(range(value))
     if not isinstance(value, list) or not value or not all(is_int(v) and v >= 0 for v in value):
         raise _fail(path, f"seeds must be a count or a non-empty list of seeds >= 0, got {value!r}")
@@ -219,7 +219,7 @@ def _resources(value: Any, path: Path) -> Resources:
     cpus, gpus = value.get("cpus", 1), value.get("gpus", 0)
     if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
         raise _fail(path, f"resources.cpus = {cpus!r} must be a whole number >= 1")
-    if isinstance(gpus, bool) or not isinstance(gpus, int | float) or gpus < 0:
+    if real_number(gpus) is None or gpus < 0:
         raise _fail(path, f"resources.gpus = {gpus!r} must be a number >= 0")
     return Resources(cpus, float(gpus))
 
@@ -230,13 +230,14 @@ def load_plan(path: str | os.PathLike[str]) -> SweepPlan:
     if not path.is_file():
         raise ImcSimError(f"no plan file {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise _fail(path, "malformed YAML" + (f" at line {mark.line + 1}" if mark else "")) from None
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
+    except MalformedDocument as exc:
+        raise _fail(path, str(exc)) from None
+    except UnicodeDecodeError:
+        raise _fail(path, "not a text file") from None
     if not isinstance(raw, dict):
         raise _fail(path, "expected a mapping of " + ", ".join(KEYS))
-    unknown = sorted(set(raw) - set(KEYS))
+    unknown = sorted_keys(set(raw) - set(KEYS))
     if unknown:
         raise _fail(path, f"{unknown[0]} is not a plan field (known: {', '.join(KEYS)})")
     missing = [k for k in REQUIRED if k not in raw]

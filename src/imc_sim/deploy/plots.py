@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 
 from imc_sim.deploy.results import CheckpointCurve
-from imc_sim.figures import plt, save_png
+from imc_sim.figures import plt, save_figure
 from imc_sim.metrics import metric_format
 
 
@@ -28,4 +28,4 @@ def plot_drift(curves: Sequence[CheckpointCurve], path: str | os.PathLike[str], 
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    save_png(fig, path)
+    save_figure(fig, path)

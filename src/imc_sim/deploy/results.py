@@ -24,7 +24,6 @@ periphery)::
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -32,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from imc_sim.atomic import write_text_atomic
+from imc_sim.atomic import write_json_atomic
+from imc_sim.documents import MalformedDocument, parse_json
 from imc_sim.errors import ImcSimError
 from imc_sim.units import format_time
 
@@ -321,9 +321,11 @@ def load_result(path: str | os.PathLike[str]) -> AnyResult:
     """Read a result file written by ``deploy`` / ``compare`` / ``multitask`` / the experiments
     (any schema)."""
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ImcSimError(f"{path} is not JSON: {exc}") from None
+        raw = parse_json(Path(path).read_text(encoding="utf-8"))
+    except MalformedDocument as exc:
+        raise ImcSimError(f"{path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise ImcSimError(f"{path}: not a text file") from None
     if not isinstance(raw, dict):
         raise ImcSimError(f"{path} is not an imc-sim result (a JSON object)")
     return result_from_json(raw)
@@ -331,4 +333,4 @@ def load_result(path: str | os.PathLike[str]) -> AnyResult:
 
 def save_result(path: str | os.PathLike[str], result: AnyResult) -> None:
     """Write ``result`` as indented JSON, atomically."""
-    write_text_atomic(path, json.dumps(result.to_json(), indent=2) + "\n")
+    write_json_atomic(path, result.to_json())

@@ -20,7 +20,6 @@ JSON (``schema_version`` :data:`SCHEMA_VERSION`; metrics in [0, 1], one per seed
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,10 +28,11 @@ from typing import Any, ClassVar
 
 from tqdm.auto import tqdm
 
-from imc_sim.atomic import write_text_atomic
+from imc_sim.atomic import write_json_atomic
 from imc_sim.crossbar.mapping import Deployment
 from imc_sim.deploy.chip import Chip
 from imc_sim.deploy.results import SeedSummary, TimePoint
+from imc_sim.documents import MalformedDocument, parse_json
 from imc_sim.errors import ImcSimError
 from imc_sim.table import format_table
 
@@ -152,14 +152,16 @@ def rank_layers(layers: SensitivityMap, time_index: int = 0) -> list[str]:
 
 def save_sensitivity(path: str | os.PathLike[str], result: SensitivityResult) -> None:
     """Write ``result`` as indented JSON, atomically."""
-    write_text_atomic(path, json.dumps(result.to_json(), indent=2) + "\n")
+    write_json_atomic(path, result.to_json())
 
 
 def load_sensitivity(path: str | os.PathLike[str]) -> SensitivityResult:
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ImcSimError(f"{path} is not JSON: {exc}") from None
+        raw = parse_json(Path(path).read_text(encoding="utf-8"))
+    except MalformedDocument as exc:
+        raise ImcSimError(f"{path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise ImcSimError(f"{path}: not a text file") from None
     if not isinstance(raw, dict):
         raise ImcSimError(f"{path} is not an imc-sim sensitivity result (a JSON object)")
     return SensitivityResult.from_json(raw)

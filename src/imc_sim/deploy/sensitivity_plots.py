@@ -6,7 +6,7 @@ import os
 
 from imc_sim.deploy.placement import PlacementResult
 from imc_sim.deploy.sensitivity import SensitivityResult, short_names
-from imc_sim.figures import plt, save_png
+from imc_sim.figures import plt, save_figure
 
 
 def plot_sensitivity(result: SensitivityResult, path: str | os.PathLike[str]) -> None:
@@ -33,7 +33,7 @@ def plot_sensitivity(result: SensitivityResult, path: str | os.PathLike[str]) ->
         fig.colorbar(image, ax=ax, label=f"{result.metric_name} points")
     fig.suptitle(f"{result.method} on {result.device} ({result.seeds} seeds); digital "
                  f"{100 * result.digital_metric:.2f}", fontsize=10)
-    save_png(fig, path)
+    save_figure(fig, path)
 
 
 def plot_placement(result: PlacementResult, path: str | os.PathLike[str]) -> None:
@@ -53,4 +53,4 @@ def plot_placement(result: PlacementResult, path: str | os.PathLike[str]) -> Non
                  f"kept digital", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, title="drift")
-    save_png(fig, path)
+    save_figure(fig, path)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from imc_sim import __version__
 from imc_sim.deploy.plan import SweepPlan
 from imc_sim.deploy.results import CheckpointCurve, CompareResult, TimePoint
 from imc_sim.deploy.unit import UnitResult
+from imc_sim.documents import MalformedDocument, parse_json, real_number
 from imc_sim.errors import ImcSimError
 from imc_sim.units import format_time
 
@@ -63,8 +64,8 @@ def result_lines(result: UnitResult) -> bytes:
 
 def _record(line: str, path: Path, number: int) -> Record:
     try:
-        raw = json.loads(line)
-    except json.JSONDecodeError:
+        raw = parse_json(line)
+    except MalformedDocument:
         raw = None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ImcSimError(f"results store {path}: line {number} is not an imc-sim sweep result")
@@ -74,9 +75,33 @@ def _record(line: str, path: Path, number: int) -> Record:
             f"results store {path} was written by imc-sim {version[1]} (store format {version[0]}), "
             f"incompatible with imc-sim {__version__} (format {FORMAT_VERSION}); use another --store")
     try:
-        return Record(**{k: raw[k] for k in Record.__dataclass_fields__})
+        record = Record(**{k: raw[k] for k in Record.__dataclass_fields__})
     except KeyError as exc:
         raise ImcSimError(f"results store {path}: line {number} lacks {exc.args[0]}") from None
+    for name, kind in FIELD_KINDS.items():
+        value = getattr(record, name)
+        if not kind.holds(value):
+            raise ImcSimError(
+                f"results store {path}: line {number}'s {name} = {value!r:.40} is not {kind.name}")
+    return record
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a store field may hold: ``name`` as an error says it, ``holds`` the test."""
+
+    name: str
+    holds: Callable[[object], bool]
+
+
+TEXT = Kind("text", lambda v: isinstance(v, str))
+NUMBER = Kind("a finite number", lambda v: real_number(v) is not None)
+FIELD_KINDS = {"unit": TEXT, "entry": Kind("a mapping", lambda v: isinstance(v, dict)),
+               "checkpoint_name": TEXT, "method": TEXT,
+               "device_trained": Kind("text or null", lambda v: v is None or isinstance(v, str)),
+               "task": TEXT, "metric_name": TEXT, "digital_metric": NUMBER, "t_seconds": NUMBER,
+               "label": TEXT, "metric": NUMBER, "unit_seconds": NUMBER}
+"""The kind of every :class:`Record` field."""
 
 
 def read_store(path: str | os.PathLike[str]) -> list[Record]:

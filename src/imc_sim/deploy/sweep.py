@@ -15,6 +15,11 @@ from tqdm.auto import tqdm
 from imc_sim.crossbar.mapping import Deployment
 from imc_sim.deploy.chip import Chip
 from imc_sim.deploy.results import TimePoint
+from imc_sim.errors import NonFiniteOutputs
+from imc_sim.units import format_time
+
+MAX_SEEDS = 100_000
+"""The most chips one sweep programs (a count beyond it is a typo, not a plan)."""
 
 
 def drift_sweep(
@@ -33,6 +38,11 @@ def drift_sweep(
             chip.program()
             for k, t in enumerate(times):
                 chip.drift_to(t)
-                per_time[k].append(measure())
+                try:
+                    per_time[k].append(measure())
+                except NonFiniteOutputs as exc:
+                    raise NonFiniteOutputs(
+                        f"on device {deployment.profile.name!r} (chip {seed}, {format_time(t)}), {exc}; "
+                        "a profile value beyond what the simulation can represent?") from None
                 bar.update()
     return [TimePoint.of(t, m) for t, m in zip(times, per_time, strict=True)]

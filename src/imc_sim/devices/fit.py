@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from imc_sim.devices.families import FAMILIES
 from imc_sim.devices.families.pcm import one_over_f
 from imc_sim.devices.measurements import Measurements
 from imc_sim.errors import ImcSimError
@@ -160,9 +161,14 @@ def fit_measurements(m: Measurements, family: str, g_max: float | None = None,
     largest = float(grid.target.max())
     if g_max is not None and not g_max >= largest:
         raise ImcSimError(f"devices fit: --g-max {g_max:g} uS is below the largest target, {largest:g} uS")
-    g_max = float(g_max or largest)
+    given, g_max = g_max is not None, float(g_max or largest)
     if g_max <= 0:
         raise ImcSimError(f"measurements {m.source}: every target is 0 uS; nothing to fit")
+    limit = FAMILIES[family].schema["conductance"]["g_max"].hi
+    if g_max > limit:
+        what = "--g-max" if given else "the largest target"
+        raise ImcSimError(f"devices fit: {what} {g_max:g} uS is above a {family} profile's g_max limit, "
+                          f"{limit:g} uS (conductances are in uS)")
     shape = READ_SHAPES[family]
     f2 = np.array([one_over_f(t, t0, t_read) ** 2 for t in grid.times])
     x = np.broadcast_to(np.log((grid.times + t0) / t0), grid.mean.shape)

@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from imc_sim.devices.fit import DeviceFit
-from imc_sim.figures import plt, save_png
+from imc_sim.figures import plt, save_figure
 
 
 def plot_fit(fit: DeviceFit, path: str | os.PathLike[str]) -> None:
@@ -40,4 +40,4 @@ def plot_fit(fit: DeviceFit, path: str | os.PathLike[str]) -> None:
     for ax in (prog, drift, curves):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    save_png(fig, path)
+    save_figure(fig, path)

@@ -13,7 +13,6 @@ in the same order at every time, once per time).
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import torch
 from imc_sim.data.files import read_text
 from imc_sim.devices.families import build_family
 from imc_sim.devices.profile import DeviceProfile
+from imc_sim.documents import MalformedDocument, parse_json
 from imc_sim.errors import ImcSimError
 
 COLUMNS = ("g_target", "time", "g_read")  # required; ``device`` is optional
@@ -52,23 +52,29 @@ def _rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, object]]]:
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ImcSimError(f"measurements {path}: line {number} is not JSON ({exc.msg})") from exc
+                    row = parse_json(line)
+                except MalformedDocument as exc:
+                    raise ImcSimError(f"measurements {path}: line {number} is {exc}") from None
                 if not isinstance(row, dict):
                     raise ImcSimError(f"measurements {path}: line {number} is not a JSON object")
                 yield number, row
         return
     reader = csv.DictReader(text.splitlines())
-    for number, row in enumerate(reader, start=2):
-        yield number, row
+    try:
+        yield from enumerate(reader, start=2)
+    except csv.Error as exc:
+        # the reader counts the lines it has finished; the bad one is the next
+        line = reader.line_num + 1
+        raise ImcSimError(f"measurements {path}: line {line} is not valid CSV ({exc})") from None
 
 
 def _number(value: object, column: str, where: str) -> float:
     try:
         out = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ImcSimError(f"{where}: column {column} = {value!r} is not a number") from None
+        raise ImcSimError(f"{where}: column {column} = {value!r:.40} is not a number") from None
+    except OverflowError:
+        raise ImcSimError(f"{where}: column {column} = {value!r:.40}... is beyond any float") from None
     if not math.isfinite(out):
         raise ImcSimError(f"{where}: column {column} = {value!r} is not a finite number (NaN or inf)")
     if out < 0:

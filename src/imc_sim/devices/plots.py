@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from imc_sim.figures import plt, save_png
+from imc_sim.figures import plt, save_figure
 
 
 def plot_device(name: str, sigma: dict[str, Any], drift: dict[str, Any],
@@ -26,4 +26,4 @@ def plot_device(name: str, sigma: dict[str, Any], drift: dict[str, Any],
     right.set_title(f"{name}: drift")
     right.grid(True, which="both", alpha=0.3)
     right.legend(fontsize=8)
-    save_png(fig, path)
+    save_figure(fig, path)

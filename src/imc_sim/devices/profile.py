@@ -13,15 +13,13 @@ times in seconds. ``device_models/README.md`` documents every field.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from imc_sim.devices.families import FAMILIES
 from imc_sim.devices.schema import SECTIONS, Num, Nums
+from imc_sim.documents import MalformedDocument, parse_yaml, real_number, sorted_keys
 from imc_sim.errors import ImcSimError
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "device_models"
@@ -40,8 +38,8 @@ PERIPHERY: dict[str, Any] = {
     "adc_bits": Num(8, 2, 24, integer=True),
     "out_noise": Num(0.0, 0.0, 10.0),
     "w_noise": Num(0.0, 0.0, 1.0),
-    "out_bound": Num(12.0, 0.0, 1e6, open_lo=True),
-    "inp_bound": Num(1.0, 0.0, 1e6, open_lo=True),
+    "out_bound": Num(12.0, 1e-3, 1e6),
+    "inp_bound": Num(1.0, 1e-3, 1e6),
     "input_percentile": Num(99.995, 0.0, 100.0, open_lo=True),
     "ir_drop": Num(0.0, 0.0, 100.0),
     "wire_resistance": Num(0.35, 0.0, 1e3),  # ohm
@@ -163,13 +161,19 @@ def _check_num(spec: Num, value: Any, where: str) -> float | int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ImcSimError(f"{where} = {value!r} is not a number; allowed {spec.describe()}")
     low_ok = value > spec.lo if spec.open_lo else value >= spec.lo
-    if not (math.isfinite(value) and low_ok and value <= spec.hi):
-        raise ImcSimError(f"{where} = {value!r} is out of range; allowed {spec.describe()}")
+    if not (real_number(value) is not None and low_ok and value <= spec.hi):
+        raise ImcSimError(f"{where} = {_shown(value)} is out of range; allowed {spec.describe()}")
     if spec.integer:
         if value != int(value):
             raise ImcSimError(f"{where} = {value!r} is not an integer; allowed {spec.describe()}")
         return int(value)
     return float(value)
+
+
+def _shown(value: float | int) -> str:
+    """``value`` as written, or its order of magnitude when it has more digits than fit a line."""
+    text = repr(value)
+    return text if len(text) <= 24 else f"an integer of {len(text)} digits"
 
 
 def _check_nums(spec: Nums, value: Any, where: str) -> list[float]:
@@ -187,7 +191,7 @@ def _check_section(schema: dict[str, Any], raw: Any, where: str, model: str) -> 
         raw = {}
     if not isinstance(raw, dict):
         raise ImcSimError(f"{where} must be a mapping of fields, got {raw!r}")
-    unknown = sorted(set(raw) - set(schema))
+    unknown = sorted_keys(set(raw) - set(schema))
     if unknown:
         known = ", ".join(schema) or "none"
         raise ImcSimError(f"{where}.{unknown[0]} is not a field of model {model!r} (known: {known})")
@@ -226,12 +230,15 @@ def profile_from_dict(raw: Any, path: str = "<dict>") -> DeviceProfile:
     """Validate a parsed YAML document; raises :class:`ImcSimError` naming the first bad field."""
     if not isinstance(raw, dict):
         raise ImcSimError(f"profile {path}: expected a mapping of fields, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(TOP_KEYS))
+    unknown = sorted_keys(set(raw) - set(TOP_KEYS))
     if unknown:
         raise ImcSimError(f"{_where(path, unknown[0])} is not a profile field (known: {', '.join(TOP_KEYS)})")
     for key in ("name", "description", "source", "model"):
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise ImcSimError(f"{_where(path, key)} is missing or not text")
+    if "/" in raw["name"] or "\\" in raw["name"]:
+        raise ImcSimError(f"{_where(path, 'name')} = {raw['name']!r} holds a path separator; the name "
+                          "becomes part of file names (device-NAME.png)")
     model = _check_choice(raw["model"], tuple(FAMILIES), _where(path, "model"))
     family = FAMILIES[model]
     schema = family.schema
@@ -274,7 +281,7 @@ def _periphery(raw: Any, path: str) -> Periphery:
     if not isinstance(raw, dict):
         raise ImcSimError(f"{where} must be a mapping of fields")
     known = set(PERIPHERY) | set(PERIPHERY_CHOICES)
-    unknown = sorted(set(raw) - known)
+    unknown = sorted_keys(set(raw) - known)
     if unknown:
         names = ", ".join(sorted(known))
         raise ImcSimError(f"{where}.{unknown[0]} is not a periphery field (known: {names})")
@@ -302,7 +309,7 @@ def _faults(raw: Any, path: str, model: str) -> Faults:
     if not isinstance(raw, dict):
         raise ImcSimError(f"{where} must be a mapping of fields")
     known = [f.name for f in dataclasses.fields(Faults)]
-    unknown = sorted(set(raw) - set(known))
+    unknown = sorted_keys(set(raw) - set(known))
     if unknown:
         raise ImcSimError(f"{where}.{unknown[0]} is not a faults field (known: {', '.join(known)})")
     faults = Faults(**{key: _check_num(FRACTION, value, f"{where}.{key}") for key, value in raw.items()})
@@ -332,11 +339,9 @@ def load_profile(name_or_path: str) -> DeviceProfile:
                 "and not a YAML file"
             )
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ImcSimError(f"profile {path}: malformed YAML{at}") from exc
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
+    except MalformedDocument as exc:
+        raise ImcSimError(f"profile {path}: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ImcSimError(f"profile {path}: not a text file") from exc
     return profile_from_dict(raw, str(path))

@@ -72,6 +72,9 @@ class TrainArgs:
         for name in ("batch_size", "max_steps", "max_length"):
             if getattr(self, name) < 1:
                 raise ImcSimError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.task == "lm" and self.max_length < 2:
+            raise ImcSimError(f"--max-length {self.max_length}: a language model's block needs at least 2 "
+                              "tokens (a token, and the next one to predict)")
         if self.lr is not None and self.lr <= 0:
             raise ImcSimError(f"--lr must be positive, got {self.lr}")
         if self.drift is not None and self.device is None:
@@ -202,6 +205,9 @@ def prepare(args: TrainArgs) -> Run:
     factor = auto_sigma_factor(options.get("sigma_target"))
     if factor is not None:
         options["sigma_target"] = factor * sigma_target_auto(backbone.model, profile, drift[1])
+        if options["sigma_target"] == 0:
+            raise ImcSimError(f"--sigma-target auto: device {profile.name} puts no error on the weights "
+                              "(a noise-free profile); give --sigma-target as a number")
     config = method.make_config(options)
     base_print = fingerprint(backbone.model)
     backbone.model = method.attach(backbone.model, config).to(torch_device)
@@ -229,14 +235,15 @@ def prepare(args: TrainArgs) -> Run:
                precision, precision.scaler(), device, calibration=calibration)
 
 
-def check_finite(model: torch.nn.Module, steps: int, lr: float) -> None:
+def check_finite(model: torch.nn.Module, steps: int, lr: float, device: str | None = None) -> None:
     """One-line error if training diverged (a trainable parameter is NaN or infinite), so that no
-    checkpoint of it is written."""
+    checkpoint of it is written; ``device`` names the profile of device-aware training."""
     params = [p for p in model.parameters() if p.requires_grad]
     bad = int(torch.stack([(~p.isfinite()).sum() for p in params]).sum()) if params else 0
     if bad:
         raise ImcSimError(f"training diverged: {bad:,} trainable parameters are not finite after {steps} "
-                          f"steps at learning rate {lr:g}; lower --lr")
+                          f"steps at learning rate {lr:g}; lower --lr" + (
+                              f", or check the values of device profile {device}" if device else ""))
 
 
 def train(args: TrainArgs, progress: bool = True) -> TrainResult:
@@ -270,7 +277,7 @@ def _train(args: TrainArgs, progress: bool) -> TrainResult:
             step_times.append(time.perf_counter() - start)
             if progress and step % 10 == 0:
                 bar.set_postfix(loss=f"{task_loss.item():.3f}")
-    check_finite(run.model, args.max_steps, run.lr)
+    check_finite(run.model, args.max_steps, run.lr, args.device)
     metric = evaluate(run.model, dev_batches, run.task)
     steady = step_times[min(5, len(step_times) - 1):]
     metrics = {

@@ -1,0 +1,57 @@
+"""Parsing the YAML and JSON documents users hand in (profiles, plans, stores, data, measurements):
+every way a document can fail to parse is one :class:`MalformedDocument` whose text says why."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+
+import yaml
+
+
+class MalformedDocument(ValueError):
+    """A document that does not parse; ``str()`` is the reason, e.g. 'malformed YAML at line 3'."""
+
+
+def parse_yaml(text: str) -> object:
+    """``yaml.safe_load`` of ``text``; nesting deeper than Python's recursion limit is malformed too."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise MalformedDocument("malformed YAML" + (f" at line {mark.line + 1}" if mark else "")) from None
+    except RecursionError:
+        raise MalformedDocument("YAML nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer over Python's digit limit
+        raise MalformedDocument(f"malformed YAML ({exc})") from None
+
+
+def parse_json(text: str) -> object:
+    """``json.loads`` of ``text``; deep nesting and integers over Python's digit limit are malformed."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        at = f"line {exc.lineno} column {exc.colno}" if "\n" in text.rstrip() else f"column {exc.colno}"
+        raise MalformedDocument(f"not JSON ({exc.msg} at {at})") from None
+    except RecursionError:
+        raise MalformedDocument("JSON nested too deeply") from None
+    except ValueError as exc:
+        raise MalformedDocument(f"not JSON ({exc})") from None
+
+
+def real_number(value: object) -> float | None:
+    """``value`` as a finite float when it is a JSON/YAML number (not a bool) that a float holds;
+    otherwise None (text, NaN, inf, or an integer too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        out = float(value)
+    except OverflowError:
+        return None
+    return out if math.isfinite(out) else None
+
+
+def sorted_keys(keys: Iterable[object]) -> list[str]:
+    """Mapping keys as text, sorted, whatever their YAML types (``1: 2`` beside ``foo: 3``)."""
+    return sorted(str(k) for k in keys)

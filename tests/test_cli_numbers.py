@@ -77,3 +77,19 @@ def test_train_drift_negative(tmp_path, tiny_model_dir, tiny_glue, capsys):
             "--drift=-1s", "--max-steps", "1", "--out", str(tmp_path / "m.pt"), "--quiet"]
     rc, err = run_cli(argv, capsys)
     assert_one_line_error(rc, err, "drift time")
+
+
+@pytest.mark.parametrize("drift", [["-1d"], ["1h", "-2d"], ["-0.5h", "1d"]])
+@pytest.mark.parametrize("command", ["deploy", "compare", "multitask"])
+def test_a_negative_drift_time_says_so_not_that_an_argument_is_missing(command, drift, tmp_path, capsys):
+    # argparse alone takes "-1d" for an option: "argument --drift: expected at least one argument"
+    rc, err = run_cli([command, str(tmp_path / "never-read.pt"), "--drift", *drift, "--seeds", "1"], capsys)
+    negative = next(t for t in drift if t.startswith("-"))
+    assert rc == 2 and err == (f"imc-sim: error: drift time {negative!r} is negative; times count from the "
+                               "end of programming\n")
+
+
+def test_negative_values_of_other_options_are_left_to_their_own_checks():
+    from imc_sim.cli import negative_drift
+
+    assert negative_drift(["train", "--seed", "-1", "--drift", "1d", "--lr", "-0.5"]) is None

@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from imc_sim.errors import ImcSimError
 from imc_sim.heap import keep_freed_memory
+from imc_sim.units import refuse_negative
 
 COMMANDS = ("train", "deploy", "compare", "multitask", "sweep", "devices", "sensitivity")
 
@@ -34,7 +35,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def negative_drift(argv: list[str]) -> str | None:
+    """A value among ``--drift``'s that starts with a minus and a digit (``-1d``), which argparse
+    would take for an option ("expected at least one argument"); None if there is none."""
+    in_drift = False
+    for token in argv:
+        if token.startswith("-") and token[1:2].isdigit() and in_drift:
+            return token
+        if token.startswith("--"):
+            in_drift = token == "--drift"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    negative = negative_drift(argv)
+    if negative is not None:
+        try:
+            refuse_negative(negative)
+        except ImcSimError as exc:
+            print(f"imc-sim: error: {exc}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     keep_freed_memory()
     try:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import itertools
 
 import torch
+from transformers import AutoTokenizer
 
-from imc_sim.data import Encoded, endless_batches, length_grouped_order
+from imc_sim.data import Encoded, Examples, collate, encode, endless_batches, length_grouped_order
 
 
 def encoded(n: int) -> Encoded:
@@ -57,3 +58,14 @@ def test_mega_batches_of_fifty_batches_are_sorted_by_length():
     expected = {tuple(by_length[i:i + size]) for i in range(0, 100, size)}
     expected.add(tuple(sorted(shuffled[100:], reverse=True)))
     assert batches == expected
+
+
+def test_a_batch_is_what_the_tokenizer_pads_in_values_and_types(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    pairs = [("a gripping film", "it grips"), ("dull", "a long and tedious mess of a plot")]
+    batch = collate(encode(Examples(pairs, [1, 0]), tokenizer, 32), [0, 1])
+    padded = tokenizer(*zip(*pairs, strict=True), padding=True, return_tensors="pt")
+    for name in ("input_ids", "attention_mask", "token_type_ids"):
+        assert batch[name].dtype == padded[name].dtype == torch.long, name
+        assert torch.equal(batch[name], padded[name]), name
+    assert batch["labels"].tolist() == [1, 0] and batch["labels"].dtype == torch.long

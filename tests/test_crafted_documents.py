@@ -41,9 +41,10 @@ def test_yaml_that_does_not_parse_is_one_reason(text, reason):
 
 @pytest.mark.parametrize("text, reason", [
     ('{"a": }', "not JSON (Expecting value at column 7)"),
+    ('{"a": }\n', "not JSON (Expecting value at column 7)"),  # one line with its newline
     ('{"a": 1,\n"b": }', "not JSON (Expecting value at line 2 column 6)"),
     ("[" * DEEP, "JSON nested too deeply"),
-], ids=["one line", "two lines", "deep"])
+], ids=["one line", "one line and newline", "two lines", "deep"])
 def test_json_that_does_not_parse_is_one_reason(text, reason):
     with pytest.raises(MalformedDocument) as info:
         parse_json(text)

@@ -4,9 +4,9 @@ cannot be written ends a command at once with one line, and nothing is written."
 import tempfile
 
 import pytest
-from conftest import write_plan_file
+from conftest import ascii_locale, write_plan_file
 
-from imc_sim.atomic import check_writable
+from imc_sim.atomic import check_writable, write_text_atomic
 from imc_sim.cli import main
 from imc_sim.devices.profile import shipped_profiles
 from imc_sim.errors import ImcSimError
@@ -45,6 +45,13 @@ def test_a_folder_a_path_under_a_file_and_a_read_only_folder_are_refused(tmp_pat
     with pytest.raises(ImcSimError, match=r"^--json .*x.json: cannot create a file in .* \(No such file or "
                                           r"directory\)$"):
         check_writable(tmp_path / "x.json", "--json")
+
+
+def test_text_is_written_as_utf8_whatever_the_locale(tmp_path):
+    path = tmp_path / "notes.md"
+    with ascii_locale():  # a system whose default encoding is ASCII
+        write_text_atomic(path, "modèle ± 1 µS\n")
+    assert path.read_bytes() == "modèle ± 1 µS\n".encode()
 
 
 def test_a_device_file_is_refused_as_an_output():

@@ -35,6 +35,11 @@ def test_times_lists_ranges_and_labels():
     assert parse_time_range("1d..24h") == parse_time_range("1d") == (86400.0, 86400.0)
     with pytest.raises(ImcSimError, match="starts after it ends"):
         parse_time_range("1y..1h")
+    with pytest.raises(ImcSimError, match=r"^cannot read drift time '1d\.\.1y'"):
+        parse_time_range("1h..1d..1y")  # the range ends after its first '..'
+    with pytest.raises(ImcSimError, match=r"^drift time '2000000y' is beyond 1000000y, far past any device"):
+        parse_time_range("1y..2000000y")
+    assert parse_time("1000000y") == 1e6 * 365 * 86400
     assert [format_time(t) for t in (1, 90, 3600, 86400, 31536000, 2592000)] == \
         ["1s", "90s", "1h", "1d", "1y", "1mo"]
 

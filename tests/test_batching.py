@@ -9,7 +9,15 @@ import itertools
 import torch
 from transformers import AutoTokenizer
 
-from imc_sim.data import Encoded, Examples, collate, encode, endless_batches, length_grouped_order
+from imc_sim.data import (
+    Encoded,
+    Examples,
+    collate,
+    encode,
+    endless_batches,
+    eval_batches,
+    length_grouped_order,
+)
 
 
 def encoded(n: int) -> Encoded:
@@ -69,3 +77,12 @@ def test_a_batch_is_what_the_tokenizer_pads_in_values_and_types(tiny_model_dir):
         assert batch[name].dtype == padded[name].dtype == torch.long, name
         assert torch.equal(batch[name], padded[name]), name
     assert batch["labels"].tolist() == [1, 0] and batch["labels"].dtype == torch.long
+
+
+def test_the_dev_split_is_batched_once_longest_first():
+    data = encoded(300)
+    batches = eval_batches(data)
+    order = [i for b in batches for i in example_ids(b)]
+    assert sorted(order) == list(range(300)) and [len(b["labels"]) for b in batches] == [128, 128, 44]
+    assert order == sorted(range(300), reverse=True)  # example i is i + 1 tokens long
+    assert [b["input_ids"].shape[1] for b in batches] == [300, 172, 44]  # each padded to its longest

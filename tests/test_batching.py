@@ -86,3 +86,31 @@ def test_the_dev_split_is_batched_once_longest_first():
     assert sorted(order) == list(range(300)) and [len(b["labels"]) for b in batches] == [128, 128, 44]
     assert order == sorted(range(300), reverse=True)  # example i is i + 1 tokens long
     assert [b["input_ids"].shape[1] for b in batches] == [300, 172, 44]  # each padded to its longest
+
+
+def test_a_tokenizer_padding_with_its_end_token_pads_batches_with_it(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.pad_token = tokenizer.sep_token  # padding with an end token, as load_backbone does for GPT-2
+    texts = [("a gripping and heartfelt film",), ("dull",)]
+    batch = collate(encode(Examples(texts, [1, 0]), tokenizer, 32), [0, 1])
+    padded = tokenizer([t for (t,) in texts], padding=True, return_tensors="pt")
+    assert tokenizer.pad_token_id not in (None, 0)
+    assert torch.equal(batch["input_ids"], padded["input_ids"])
+    assert torch.equal(batch["attention_mask"], padded["attention_mask"])
+
+
+def test_regression_labels_stay_fractions_and_long_texts_are_cut(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    data = encode(Examples([("word " * 40,), ("fine",)], [0.5, 3.25]), tokenizer, 8)
+    assert data.labels.dtype == torch.float32 and data.labels.tolist() == [0.5, 3.25]
+    assert [len(ids) for ids in data.input_ids] == [8, 3]  # [CLS] fine [SEP]
+
+
+def test_without_a_padding_token_batches_pad_with_id_0(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.pad_token = None
+    data = encode(Examples([("a long sentence here",), ("dull",)], [1, 0]), tokenizer, 16)
+    assert data.pad_id == 0
+    batch = collate(data, [0, 1])
+    assert batch["input_ids"][1, 3:].tolist() == [0, 0, 0]
+    assert batch["attention_mask"][1].tolist() == [1] * 3 + [0] * 3

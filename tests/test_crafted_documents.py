@@ -51,9 +51,17 @@ def test_json_that_does_not_parse_is_one_reason(text, reason):
     assert str(info.value) == reason
 
 
-def test_json_integers_past_the_digit_limit_are_malformed():
-    with pytest.raises(MalformedDocument, match=r"^not JSON \(Exceeds the limit"):
+def test_integers_past_the_digit_limit_and_impossible_dates_are_malformed():
+    limit = "Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits"
+    with pytest.raises(MalformedDocument) as info:
         parse_json("1" * 5000)
+    assert str(info.value) == f"not JSON ({limit})"
+    with pytest.raises(MalformedDocument) as info:
+        parse_yaml("g_max: " + "1" * 5000)
+    assert str(info.value) == f"malformed YAML ({limit})"
+    with pytest.raises(MalformedDocument) as info:
+        parse_yaml("measured: 2020-02-30")
+    assert str(info.value) == "malformed YAML (day is out of range for month)"
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -23,8 +23,8 @@ def parse_yaml(text: str) -> object:
         raise MalformedDocument("malformed YAML" + (f" at line {mark.line + 1}" if mark else "")) from None
     except RecursionError:
         raise MalformedDocument("YAML nested too deeply") from None
-    except ValueError as exc:  # e.g. an integer over Python's digit limit
-        raise MalformedDocument(f"malformed YAML ({exc})") from None
+    except ValueError as exc:  # an integer over Python's digit limit, a date such as 2020-02-30
+        raise MalformedDocument(f"malformed YAML ({_first_clause(exc)})") from None
 
 
 def parse_json(text: str) -> object:
@@ -37,7 +37,12 @@ def parse_json(text: str) -> object:
     except RecursionError:
         raise MalformedDocument("JSON nested too deeply") from None
     except ValueError as exc:
-        raise MalformedDocument(f"not JSON ({exc})") from None
+        raise MalformedDocument(f"not JSON ({_first_clause(exc)})") from None
+
+
+def _first_clause(exc: ValueError) -> str:
+    """The error's own words without the advice Python appends after a ';' (to raise a limit)."""
+    return str(exc).split(";")[0]
 
 
 def real_number(value: object) -> float | None:

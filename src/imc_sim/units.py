@@ -21,15 +21,15 @@ MAX_SECONDS = 1e6 * SECONDS["y"]
 _TIME = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-z]*)\s*$")
 
 
-def refuse_negative(text: str) -> None:
-    """One-line error for a drift time written with a minus sign."""
-    if text.strip().startswith("-"):
-        raise ImcSimError(f"drift time {text!r} is negative; times count from the end of programming")
+def negative_time(text: str) -> ImcSimError:
+    """The error for a drift time written with a minus sign."""
+    return ImcSimError(f"drift time {text!r} is negative; times count from the end of programming")
 
 
 def parse_time(text: str) -> float:
     """Seconds in ``text``: a number with an optional unit (s, min, h, d, w, mo = 30 d, y = 365 d)."""
-    refuse_negative(text)
+    if text.strip().startswith("-"):
+        raise negative_time(text)
     match = _TIME.match(text)
     if not match:
         raise ImcSimError(f"cannot read drift time {text!r}; write e.g. 1s, 90s, 1h, 1d, 1w, 1mo, 1y, 3600")

@@ -31,8 +31,9 @@ import torch
 from aihwkit.exceptions import ConfigError
 from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
 
+from imc_sim.cli import run_script
 from imc_sim import data
-from imc_sim.atomic import write_text_atomic
+from imc_sim.atomic import check_outputs, write_text_atomic
 from imc_sim.checkpoint import load_model
 from imc_sim.crossbar import int8_product
 from imc_sim.crossbar.mapping import deploy_model
@@ -49,7 +50,6 @@ from imc_sim.evaluate import evaluate
 from imc_sim.table import format_table
 from imc_sim.training.loop import TrainArgs, train_cached
 from imc_sim.units import parse_times
-from imc_sim.heap import keep_freed_memory
 from imc_sim.host import this_host
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +103,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "analog_eval.json")
     args = parser.parse_args()
+    inputs = [(f"--checkpoint {args.checkpoint}", args.checkpoint)] if args.checkpoint else []
+    check_outputs({"--out": args.out}, inputs)  # before the work: not a folder, not the checkpoint
 
     checkpoint = args.checkpoint or train_cached(DEFAULT_CHECKPOINT, TrainArgs(
         method="grasp", data_dir=args.data_dir, max_steps=1500, method_options={"k": 32}))
@@ -168,5 +170,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    keep_freed_memory()  # as the command line does (imc_sim.heap)
-    main()
+    run_script(main)

@@ -18,11 +18,11 @@ from collections.abc import Callable
 
 import torch
 
+from imc_sim.cli import run_script
 from imc_sim.crossbar import epilogue
 from imc_sim.crossbar.streams import ChipStreams
 from imc_sim.devices.moments import GRID
 from imc_sim.devices.quantiles import Z_MAX, Z_STEP, normal_scores
-from imc_sim.heap import keep_freed_memory
 from imc_sim.host import this_host
 from imc_sim.table import format_table
 
@@ -80,5 +80,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    keep_freed_memory()  # as the command line does (imc_sim.heap)
-    main()
+    run_script(main)

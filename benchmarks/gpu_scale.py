@@ -43,7 +43,8 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
-from imc_sim.atomic import write_text_atomic
+from imc_sim.cli import run_script
+from imc_sim.atomic import check_outputs, write_text_atomic
 from imc_sim.crossbar import int8_product
 from imc_sim.crossbar.mapping import deploy_model
 from imc_sim.crossbar.rpu_config import build_rpu_config
@@ -55,7 +56,6 @@ from imc_sim.peft.targets import in_out_features, is_linear, replace_module, wei
 from imc_sim.table import format_table
 from imc_sim.torch_device import resolve_torch_device
 from imc_sim.units import parse_times
-from imc_sim.heap import keep_freed_memory
 from imc_sim.host import this_host
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def build(shape: str) -> nn.Module:
         return BertForSequenceClassification(BertConfig(
             hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536,
             vocab_size=30522, num_labels=2))
-    raise SystemExit(f"unknown shape {shape!r}")
+    raise ImcSimError(f"unknown shape {shape!r}")
 
 
 def batches(model: nn.Module, n: int, batch: int, seq: int, device: torch.device) -> list[dict]:
@@ -251,6 +251,7 @@ def main() -> None:
     parser.add_argument("--skip-aihwkit", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu_scale.json")
     args = parser.parse_args()
+    check_outputs({"--out": args.out})  # before the work: not a folder, a file can be made there
     device = resolve_torch_device(args.torch_device)
     results = []
     for shape in args.shape:
@@ -268,17 +269,14 @@ def main() -> None:
 
 
 def run() -> None:
-    """:func:`main`, with a user error or the device running out of memory as one line (exit 1);
-    the JSON is written only at the end, so nothing is half-written."""
+    """:func:`main`, with the device running out of memory as a user error (one line, exit 2, as
+    every other); the JSON is written only at the end, so nothing is half-written."""
     try:
         main()
-    except ImcSimError as exc:
-        raise SystemExit(f"gpu_scale.py: error: {exc}") from None
     except torch.OutOfMemoryError:
-        raise SystemExit("gpu_scale.py: error: out of memory on the torch device: lower --batch or --seq, "
-                         "or run one --shape at a time") from None
+        raise ImcSimError("out of memory on the torch device: lower --batch or --seq, or run one "
+                          "--shape at a time") from None
 
 
 if __name__ == "__main__":
-    keep_freed_memory()  # as the command line does (imc_sim.heap)
-    run()
+    run_script(run)

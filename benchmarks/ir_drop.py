@@ -18,11 +18,11 @@ import timeit
 
 import torch
 
+from imc_sim.cli import run_script
 from imc_sim.crossbar.streams import ChipStreams
 from imc_sim.crossbar.tiles import CrossbarLinear
 from imc_sim.devices import build_family
 from imc_sim.devices.profile import load_profile
-from imc_sim.heap import keep_freed_memory
 
 
 def main() -> None:
@@ -64,5 +64,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    keep_freed_memory()  # as the command line does (imc_sim.heap)
-    main()
+    run_script(main)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from imc_sim.atomic import write_text_atomic
-from imc_sim.heap import keep_freed_memory
+from imc_sim.cli import run_script
 from imc_sim.table import format_table
 from imc_sim.training.loop import TrainArgs, count_params, prepare, train
 
@@ -108,5 +108,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    keep_freed_memory()  # as the command line does (imc_sim.heap)
-    main()
+    run_script(main)

@@ -23,8 +23,8 @@ import imc_sim  # noqa: F401 - before transformers: its torchvision guard
 import torch
 from gpu_scale import METHODS, batches, build, timed
 
+from imc_sim.cli import run_script
 from imc_sim.peft import get_method
-from imc_sim.heap import keep_freed_memory
 
 
 def make_step(model: torch.nn.Module, name: str, device: torch.device):
@@ -94,5 +94,4 @@ def main() -> None:
             print(line)
 
 if __name__ == "__main__":
-    keep_freed_memory()  # as the command line does (imc_sim.heap)
-    main()
+    run_script(main)

@@ -28,11 +28,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from imc_sim.atomic import write_text_atomic
+from imc_sim.atomic import check_outputs, write_text_atomic
+from imc_sim.cli import run_script
 from imc_sim.deploy.executors import Executor, InProcessExecutor, RayExecutor, run_sweep
 from imc_sim.deploy.plan import SweepPlan, load_plan
 from imc_sim.deploy.store import Record, read_store
-from imc_sim.heap import keep_freed_memory
 from imc_sim.table import format_table
 from imc_sim.training.loop import TrainArgs, train_cached
 
@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, os.cpu_count() or 1])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sweep_scaling.json")
     args = parser.parse_args()
+    inputs = [(f"--checkpoint {args.checkpoint}", args.checkpoint)] if args.checkpoint else []
+    check_outputs({"--out": args.out}, inputs)  # before the work: not a folder, not the checkpoint
 
     checkpoint = args.checkpoint or train_cached(CACHE / f"grasp-k32-{args.train_steps}steps.pt", TrainArgs(
         method="grasp", data_dir=args.data_dir, max_steps=args.train_steps, method_options={"k": 32}))
@@ -120,5 +122,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    keep_freed_memory()  # as the command line does (imc_sim.heap)
-    main()
+    run_script(main)

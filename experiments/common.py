@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import re
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +31,6 @@ from imc_sim.deploy.results import CheckpointCurve, CompareResult, ExperimentTag
 from imc_sim.deploy.store import read_store, summarize_store
 from imc_sim.devices.profile import load_profile
 from imc_sim.errors import ImcSimError
-from imc_sim.heap import keep_freed_memory
 from imc_sim.jobs import InProcessRunner, JobRunner, RayRunner
 from imc_sim.table import format_table
 from imc_sim.training.jobs import TrainJob, run_training
@@ -232,14 +230,3 @@ def pool_training_seeds(result: CompareResult, grid: list[ArmCheckpoint]) -> Com
         curves.append(CheckpointCurve(arm, f"{len(cs)} training seeds", cs[0].method, cs[0].device_trained,
                                       sum(c.digital_metric for c in cs) / len(cs), points))
     return dataclasses.replace(result, checkpoints=tuple(curves))
-
-
-def exit_on_error(main: Callable[[], None]) -> None:
-    """Run a script's ``main`` with freed memory kept in the process, as the command line does
-    (:mod:`imc_sim.heap`); a user error is one line on stderr and exit status 2."""
-    keep_freed_memory()
-    try:
-        main()
-    except ImcSimError as exc:
-        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None

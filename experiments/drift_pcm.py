@@ -72,7 +72,6 @@ from common import (
     by_arm,
     check_grid,
     common_parser,
-    exit_on_error,
     grid_runners,
     pool_training_seeds,
     publish,
@@ -83,6 +82,7 @@ from common import (
 from paired import Comparison, compare_arms, markdown_table
 
 from imc_sim.atomic import write_text_atomic
+from imc_sim.cli import run_script  # noqa: E402
 from imc_sim.deploy.results import CompareResult
 from imc_sim.devices.profile import shipped_profiles
 from imc_sim.errors import ImcSimError
@@ -250,4 +250,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    run_script(main)

@@ -36,13 +36,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from common import RESULTS, exit_on_error, publish_rows  # noqa: E402
+from common import RESULTS, publish_rows  # noqa: E402
 from drift_pcm import profile_reference  # noqa: E402
 from torch import Tensor  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from imc_sim.atomic import write_atomic  # noqa: E402
 from imc_sim.checkpoint import load_model  # noqa: E402
+from imc_sim.cli import run_script  # noqa: E402
 from imc_sim.crossbar.mapping import Deployment, deploy_model  # noqa: E402
 from imc_sim.deploy.chip import Chip  # noqa: E402
 from imc_sim.devices.profile import load_profile  # noqa: E402
@@ -211,4 +212,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    run_script(main)

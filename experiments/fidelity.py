@@ -59,6 +59,7 @@ from fidelity_layers import (  # noqa: E402
 
 from imc_sim.atomic import write_atomic  # noqa: E402
 from imc_sim.checkpoint import load_model  # noqa: E402
+from imc_sim.cli import run_script  # noqa: E402
 from imc_sim.crossbar.mapping import analog_layer_names  # noqa: E402
 from imc_sim.data import DataSource  # noqa: E402
 from imc_sim.deploy.run import dev_set  # noqa: E402
@@ -211,4 +212,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

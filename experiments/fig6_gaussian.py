@@ -49,7 +49,6 @@ from common import (  # noqa: E402
     apply_quick,
     check_grid,
     common_parser,
-    exit_on_error,
     grid_runners,
     train_arm_seeds,
     write_json,
@@ -62,6 +61,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from imc_sim import data  # noqa: E402
 from imc_sim.atomic import write_atomic  # noqa: E402
 from imc_sim.checkpoint import LoadedModel, load_adapted  # noqa: E402
+from imc_sim.cli import run_script  # noqa: E402
 from imc_sim.deploy.results import SeedSummary  # noqa: E402
 from imc_sim.deploy.run import dev_set  # noqa: E402
 from imc_sim.evaluate import evaluate  # noqa: E402
@@ -192,4 +192,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    run_script(main)

@@ -37,7 +37,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from common import RESULTS, checkpoint_name, exit_on_error, publish_rows  # noqa: E402
+from common import RESULTS, checkpoint_name, publish_rows  # noqa: E402
 from drift_pcm import profile_reference  # noqa: E402
 from error_structure import Moments, digital_weights  # noqa: E402
 from noise_regime import DET, STOCH, GaussianCurves, device_points  # noqa: E402
@@ -47,6 +47,7 @@ from tqdm import tqdm  # noqa: E402
 
 from imc_sim import data  # noqa: E402
 from imc_sim.atomic import write_atomic  # noqa: E402
+from imc_sim.cli import run_script  # noqa: E402
 from imc_sim.crossbar.mapping import deploy_model  # noqa: E402
 from imc_sim.deploy.chip import Chip  # noqa: E402
 from imc_sim.deploy.run import Scored, load_scored  # noqa: E402
@@ -215,4 +216,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    run_script(main)

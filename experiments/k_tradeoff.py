@@ -27,6 +27,7 @@ from common import (  # noqa: E402
 
 from imc_sim.atomic import write_atomic  # noqa: E402
 from imc_sim.checkpoint import read_checkpoint  # noqa: E402
+from imc_sim.cli import run_script  # noqa: E402
 from imc_sim.table import format_table  # noqa: E402
 
 KS = (8, 16, 32, 64, 128)
@@ -62,4 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

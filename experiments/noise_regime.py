@@ -33,10 +33,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from common import RESULTS, checkpoint_name, exit_on_error, publish_rows  # noqa: E402
+from common import RESULTS, checkpoint_name, publish_rows  # noqa: E402
 from paired import PairedStats, compare_arms  # noqa: E402
 
 from imc_sim.atomic import write_atomic  # noqa: E402
+from imc_sim.cli import run_script  # noqa: E402
 from imc_sim.deploy.results import CheckpointCurve, load_result  # noqa: E402
 from imc_sim.errors import ImcSimError  # noqa: E402
 
@@ -192,4 +193,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    exit_on_error(main)
+    run_script(main)

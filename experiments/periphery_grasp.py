@@ -30,6 +30,7 @@ from pathlib import Path
 
 from common import RESULTS, common_parser, trained_checkpoint, write_results_section
 
+from imc_sim.cli import run_script  # noqa: E402
 from imc_sim.data import DataSource
 from imc_sim.data.glue import resolve_data_dir
 from imc_sim.deploy.compare import format_compare_table
@@ -140,4 +141,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from common import RESULTS, write_results_section
 
+from imc_sim.cli import run_script  # noqa: E402
 from imc_sim.data import DataSource
 from imc_sim.deploy.layer_maps import checkpoint_placement
 from imc_sim.deploy.placement import format_placement_table, save_placement
@@ -62,4 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -14,7 +14,7 @@ import common  # noqa: E402
 from error_structure import THIRDS, Moments, summarize  # noqa: E402
 from gap_decomposition import chip_errors, evaluate_steps, held_weights  # noqa: E402
 
-from imc_sim import data  # noqa: E402
+from imc_sim import cli, data  # noqa: E402
 from imc_sim.deploy.run import load_scored  # noqa: E402
 
 
@@ -98,7 +98,7 @@ def test_gap_decomposition_refuses_a_point_without_a_time(monkeypatch, capsys):
     gap_decomposition = __import__("gap_decomposition")
     monkeypatch.setattr(sys, "argv", ["gap_decomposition.py", "--points", "pcm"])
     with pytest.raises(SystemExit) as exit_info:
-        common.exit_on_error(gap_decomposition.main)
+        cli.run_script(gap_decomposition.main)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "'pcm' is not device@time" in err
     assert len(err.strip().splitlines()) == 1

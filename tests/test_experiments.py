@@ -13,6 +13,7 @@ import torch
 from scipy import stats
 from transformers import AutoModelForSequenceClassification
 
+from imc_sim import cli
 from imc_sim.crossbar.mapping import analog_layer_names
 from imc_sim.deploy.results import CheckpointCurve, CompareResult, ExperimentTag, TimePoint, load_result
 from imc_sim.devices.profile import load_profile
@@ -134,7 +135,7 @@ def test_drift_experiment_bad_input_is_one_line(argv, message, results_dir, monk
     drift_pcm = __import__("drift_pcm")
     monkeypatch.setattr(sys, "argv", ["drift_pcm.py", *argv])
     with pytest.raises(SystemExit) as exited:
-        common.exit_on_error(drift_pcm.main)
+        cli.run_script(drift_pcm.main)
     err = capsys.readouterr().err
     assert exited.value.code == 2 and err.startswith(f"drift_pcm.py: error: {message}")
     assert len(err.splitlines()) == 1 and not (results_dir / "results").exists()
@@ -354,7 +355,7 @@ def test_noise_regime_without_its_inputs_is_one_line(results_dir, monkeypatch, c
     monkeypatch.setattr(noise_regime, "RESULTS", common.RESULTS)
     monkeypatch.setattr(sys, "argv", ["noise_regime.py"])
     with pytest.raises(SystemExit) as exit_info:
-        common.exit_on_error(noise_regime.main)
+        cli.run_script(noise_regime.main)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "fig6_gaussian-full-wide.json not found" in err
     assert len(err.strip().splitlines()) == 1

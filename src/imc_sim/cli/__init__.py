@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 from imc_sim.errors import ImcSimError
@@ -65,6 +67,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("imc-sim: interrupted", file=sys.stderr)
         return 130
+
+
+def run_script(main: Callable[[], object]) -> None:
+    """Run an experiment's or benchmark's ``main`` as the command line runs a command: freed memory
+    kept in the process (:mod:`imc_sim.heap`), a user error (:class:`ImcSimError`, an unreadable or
+    unwritable file) one line on stderr and exit status 2."""
+    keep_freed_memory()
+    name = Path(sys.argv[0]).name
+    try:
+        main()
+    except (ImcSimError, OSError) as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ for out in (384, 1536):
         layer.program(ChipStreams(0), "l")
         layer.input_ranges = torch.full((layer.row_tiles,), 3.0)
     padded = layers[1]
-    padded._stack = TileStack.build(padded.weights, padded.scales, padded.conv, padded.read_var)
+    padded._stack = TileStack.build(padded.weights, padded.scales, padded.conv, padded.read_law,
+                                    padded.ir_drop)
     assert layers[0].stack.used == (256, 128)
     times = {0: [], 1: []}
     with torch.no_grad():

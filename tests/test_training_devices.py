@@ -10,7 +10,7 @@ from conftest import make_tiny_bert, make_tiny_gpt2
 from fake_cuda import backward, fake_cuda, move_to_fake_cuda
 
 from imc_sim.checkpoint import load_adapted, load_model, read_checkpoint, trainable_state
-from imc_sim.cli import main
+from imc_sim.cli import main, run_script
 from imc_sim.devices.profile import load_profile
 from imc_sim.errors import ImcSimError
 from imc_sim.peft import METHODS, get_method
@@ -254,7 +254,7 @@ def test_device_layers_cli_records_them_and_needs_a_device(tmp_path, tiny_model_
     assert device_trained(load_model(tmp_path / "model.pt").meta) == "pcm @ 1d, layers query"
 
 
-def test_gpu_scale_without_the_device_or_out_of_its_memory_is_one_line(tmp_path, monkeypatch):
+def test_gpu_scale_without_the_device_or_out_of_its_memory_is_one_line(tmp_path, monkeypatch, capsys):
     sys.path.insert(0, str(__import__("conftest").REPO / "benchmarks"))
     gpu_scale = __import__("gpu_scale")
     out = tmp_path / "scale.json"
@@ -268,9 +268,10 @@ def test_gpu_scale_without_the_device_or_out_of_its_memory_is_one_line(tmp_path,
     for argv, message in cases:
         monkeypatch.setattr(sys, "argv", ["gpu_scale.py", *argv, "--out", str(out)])
         with pytest.raises(SystemExit) as exited:
-            gpu_scale.run()
-        assert str(exited.value).startswith(f"gpu_scale.py: error: {message}")
-        assert "\n" not in str(exited.value) and not out.exists()
+            run_script(gpu_scale.run)
+        err = capsys.readouterr().err
+        assert exited.value.code == 2 and err.startswith(f"gpu_scale.py: error: {message}")
+        assert err.count("\n") == 1 and not out.exists()
 
 
 def test_gpu_scale_calibrates_a_static_range_profile(tmp_path, monkeypatch):

@@ -56,33 +56,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"imc-sim: error: {negative_time(negative)}", file=sys.stderr)
         return 2
     args = build_parser().parse_args(argv)
+    return run_reporting("imc-sim", lambda: args.run(args), args.debug)
+
+
+def run_reporting(name: str, call: Callable[[], object], debug: bool = False) -> int:
+    """``call()``'s exit status (None: 0) with freed memory kept in the process
+    (:mod:`imc_sim.heap`); a user error (:class:`ImcSimError`, an unreadable or unwritable file) is
+    one line on stderr, ``NAME: error: ...``, and status 2 (``debug``: its traceback instead)."""
     keep_freed_memory()
     try:
-        return int(args.run(args) or 0)
+        return int(call() or 0)
     except (ImcSimError, OSError) as exc:
-        if args.debug:
+        if debug:
             raise
-        print(f"imc-sim: error: {exc}", file=sys.stderr)
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("imc-sim: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
 
 
 def run_script(main: Callable[[], object]) -> None:
-    """Run an experiment's or benchmark's ``main`` as the command line runs a command: freed memory
-    kept in the process (:mod:`imc_sim.heap`), a user error (:class:`ImcSimError`, an unreadable or
-    unwritable file) one line on stderr and exit status 2."""
-    keep_freed_memory()
-    name = Path(sys.argv[0]).name
-    try:
-        main()
-    except (ImcSimError, OSError) as exc:
-        print(f"{name}: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print(f"{name}: interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+    """Run an experiment's or benchmark's ``main`` as the command line runs a command
+    (:func:`run_reporting`), exiting with its status when that is not 0."""
+    status = run_reporting(Path(sys.argv[0]).name, main)
+    if status:
+        raise SystemExit(status)
 
 
 if __name__ == "__main__":

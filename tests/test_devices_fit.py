@@ -13,6 +13,7 @@ from imc_sim.cli import main
 from imc_sim.devices import build_family
 from imc_sim.devices.families.pcm import DriftTable, one_over_f
 from imc_sim.devices.fit import T0, T_READ, fit_measurements, pcm_shape
+from imc_sim.devices.fit_profile import fit_report
 from imc_sim.devices.measurements import Measurements, draw_measurements, read_measurements
 from imc_sim.devices.profile import load_profile, profile_from_dict
 from imc_sim.errors import ImcSimError
@@ -123,6 +124,39 @@ def test_cli_fit_writes_a_profile_that_loads_and_a_png(tmp_path, capsys):
     family = build_family(profile)
     assert family.program(torch.full((4,), 10.0), torch.zeros(4)).tolist() == [10.0] * 4
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("argv", [
+    ["devices", "fit", "READS", "--family", "pcm", "--out", "OUT"],
+    ["devices", "fit", "--family", "pcm", "--out", "OUT", "READS"],
+    ["devices", "fit", "--family", "pcm", "READS", "--out", "OUT"],
+    ["devices", "--family", "pcm", "fit", "READS", "--out", "OUT"],
+], ids=["file first", "options first", "file between", "options before fit"])
+def test_cli_fit_takes_its_options_before_or_after_the_file(argv, tmp_path, capsys):
+    write_csv(draw_measurements(truth_pcm(), TARGETS, TIMES[:3], 20, reads=2, seed=4), tmp_path / "reads.csv")
+    out = tmp_path / "my-device.yaml"
+    paths = {"READS": str(tmp_path / "reads.csv"), "OUT": str(out)}
+    assert main([paths.get(word, word) for word in argv]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out and load_profile(str(out)).model == "pcm"
+
+
+@pytest.mark.parametrize("copies", [2, 3])
+def test_duplicated_rows_are_refused_not_fitted_as_no_read_noise(copies, tmp_path, capsys):
+    """Every row written ``copies`` times: each (device, time) read alike each time (their mean not
+    always exactly the read), so no read noise can be told; one line, exit 2, nothing written
+    (not a profile with read noise 0 and a read check of nan)."""
+    m = draw_measurements(truth_pcm(), TARGETS, TIMES[:3], 20, reads=1, seed=9)
+    write_csv(Measurements(*(np.repeat(c, copies) for c in (m.device, m.g_target, m.time, m.g_read))),
+              tmp_path / "reads.csv")
+    out = tmp_path / "out.yaml"
+    assert main(["devices", "fit", str(tmp_path / "reads.csv"), "--family", "pcm", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"imc-sim: error: measurements {tmp_path / 'reads.csv'}: the repeated reads of each "
+                   "device at each time are all equal (duplicated rows?); the read noise needs at least two "
+                   "different reads of a device at the same time, or one read per (device, time) at three "
+                   "times or more")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reads.csv"]
+    assert fit_measurements(m, "pcm").read_scale > 0  # the same reads once each: from the residuals
 
 
 def test_json_lines_without_device_ids_are_read_in_order(tmp_path):
@@ -419,6 +453,28 @@ def test_reads_constant_in_time_leave_the_drift_r2_undefined():
     fit = fit_measurements(Measurements(device, target, time, g_read), "state-independent")
     assert all(lv.nu_mean != 0.0 for lv in fit.levels)
     assert math.isnan(fit.quality.drift_r2)
+
+
+def test_the_report_says_why_a_quality_measure_is_undefined():
+    """No R^2 printed as nan: devices programmed exactly (sigma_p 0 uS at every level, a legitimate
+    zero), mean reads the same at both times, or no level read at two times in common each say why,
+    as does the read check without data."""
+    target = np.repeat([5.0, 10.0, 15.0, 20.0], 5)
+    exact = fit_report(fit_measurements(exact_reads(target, target, np.full(20, 0.05), [20.0, 60.0]),
+                                        "state-independent", g_max=25.0))
+    assert "programming std vs levels: R^2 undefined (sigma_p is 0 uS at every level: no variation to " \
+           "explain), max relative error 0.0%" in exact
+    device, time = np.repeat(np.arange(20), 4), np.tile([20.0, 20.0, 60.0, 60.0], 20)
+    flat = np.repeat([8.0, 16.0], 40)
+    still = fit_report(fit_measurements(Measurements(device, flat, time, flat * np.tile([0.75, 1.25], 40)),
+                                        "state-independent"))
+    assert "-nu_mean L: R^2 undefined (the mean reads do not change in time: no drift to explain)" in still
+    rotated = np.tile([[k != j % 3 for k in range(3)] for j in range(5)], (4, 1)).astype(int) * 2
+    apart = fit_report(fit_measurements(exact_reads(target, target, np.full(20, 0.05), DOUBLING[:3],
+                                                    reads=rotated), "state-independent", g_max=25.0))
+    assert "-nu_mean L: R^2 undefined (no level has two times at which all its devices were read)" in apart
+    assert "error n/a (no level has repeated reads at times all its devices were read at)" in apart
+    assert not any("nan" in report for report in (exact, still, apart))
 
 
 def test_up_to_24_distinct_targets_are_levels_more_are_binned():

@@ -102,4 +102,6 @@ def test_hub_failures_are_one_line(hub, monkeypatch):
         data.load_split(get_task("rte"), "dev", None)
     assert str(info.value) == (
         "no data for rte: pass --data-dir DIR (GLUE layout, DIR/RTE/) or set $IMC_SIM_DATA, or your "
-        "own --train-file/--validation-file; or `pip install datasets` to download GLUE from the hub")
+        "own --validation-file; or `pip install datasets` to download GLUE from the hub")
+    with pytest.raises(ImcSimError, match="or your own --train-file/--validation-file; or `pip"):
+        data.load_split(get_task("rte"), "train", None)  # training's options, where training reads

@@ -58,6 +58,8 @@ def test_without_the_datasets_package(monkeypatch):
         hub_table("imdb", None, "train")
     assert str(info.value) == ("--dataset imdb needs the datasets package (pip install 'imc-sim[hub]') "
                                "and a network; or give your own --train-file/--validation-file")
+    with pytest.raises(ImcSimError, match="or give your own --validation-file$"):
+        hub_table("imdb", None, "dev")  # evaluation's file options (deploy, compare, sensitivity)
 
 
 def raising(exc):

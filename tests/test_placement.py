@@ -1,14 +1,16 @@
 """Placement and the per-layer sensitivity map: switching layers, kept-digital layers, the CLI."""
 
+import argparse
 import json
 import re
+import sys
 
 import pytest
 import torch
 from conftest import make_tiny_bert
 from test_fake_cuda_deploy import FakeCudaMethods, all_tensors, fake_cuda  # noqa: F401 - the fixture
 
-from imc_sim.cli import main
+from imc_sim.cli import build_parser, main
 from imc_sim.crossbar.mapping import analog_layer_names, deploy_model
 from imc_sim.crossbar.placement import digital_layer_names
 from imc_sim.crossbar.tiles import CrossbarLinear
@@ -293,6 +295,24 @@ def test_sensitivity_on_pcm_one_mode(tiny_checkpoint, tiny_glue, tmp_path):
                    "--drift", "1d", "--seeds", "1", "--mode", "one-digital", "--json", str(out)) == 0
     result = load_sensitivity(out)
     assert [m.mode for m in result.maps] == ["one-digital"] and len(result.all_analog[0].metrics) == 1
+
+
+@pytest.mark.parametrize("command", ["sensitivity", "deploy"])
+def test_without_data_the_error_names_only_options_the_command_takes(command, tiny_checkpoint, tmp_path,
+                                                                     monkeypatch, capsys):
+    """No --data-dir, no $IMC_SIM_DATA, no datasets package: one line that suggests --data-dir and
+    --validation-file, options the command has (not train's --train-file), and nothing written."""
+    monkeypatch.delenv("IMC_SIM_DATA", raising=False)
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    out = tmp_path / "r.json"
+    assert run_cli(command, str(tiny_checkpoint), "--device", "pcm", "--drift", "1d", "--seeds", "1",
+                   "--json", str(out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("imc-sim: error: no data for sst2: ") and len(err.splitlines()) == 1
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    named = set(re.findall(r"--[a-z][a-z-]*", err))
+    assert named == {"--data-dir", "--validation-file"}
+    assert named <= set(sub.choices[command]._option_string_actions) and not out.exists()
 
 
 def deploy(ckpt, glue, out, *extra, seeds="2"):

@@ -8,20 +8,34 @@ from __future__ import annotations
 import argparse
 
 TABLE_TIMES = "1s,1h,1d,1w,30d,1y,10y"
+ACTIONS = {"list": "list the shipped device profiles (the default)",
+           "show": "print a profile's parameters and draw its noise and drift",
+           "fit": "fit a profile to measured conductances"}
+
+
+def _add_options(p: argparse.ArgumentParser, default: object) -> None:
+    """--plot, --family, --out and --g-max, each ``default`` when not given (``run`` checks which apply)."""
+    p.add_argument("--plot", default=default, help="figure to write (.png, .pdf, .svg) for show "
+                   "(default device-NAME.png) or fit (default none)")
+    p.add_argument("--family", default=default, help="device family to fit (fit): pcm or state-independent")
+    p.add_argument("--out", default=default, help="profile YAML to write (fit)")
+    p.add_argument("--g-max", type=float, default=default,
+                   help="g_max in uS for fit (default: the largest target)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("devices", help="list device profiles, show one (parameters and a PNG), or fit one",
                        description=__doc__.splitlines()[0])
-    p.add_argument("action", nargs="?", default="list", choices=["list", "show", "fit"])
-    p.add_argument("profile", nargs="?",
-                   help="profile name or YAML path (for show); measurements CSV / JSON lines (for fit)")
-    p.add_argument("--plot", help="figure to write (.png, .pdf, .svg) for show (default device-NAME.png) "
-                   "or fit (default none)")
-    p.add_argument("--family", help="device family to fit (fit): pcm or state-independent")
-    p.add_argument("--out", help="profile YAML to write (fit)")
-    p.add_argument("--g-max", type=float, help="g_max in uS for fit (default: the largest target)")
-    p.set_defaults(run=run)
+    _add_options(p, None)
+    # an action's own parser, so that its options may come before or after its positional (argparse
+    # fills two optional positionals of one parser from the words before the first option)
+    actions = p.add_subparsers(dest="action", title="actions")
+    for name, text in ACTIONS.items():
+        action = actions.add_parser(name, help=text, description=f"imc-sim devices {name}: {text}.")
+        action.add_argument("profile", nargs="?", help="profile name or YAML path (for show); "
+                            "measurements CSV / JSON lines (for fit)")
+        _add_options(action, argparse.SUPPRESS)  # not given after the action: as given before it
+    p.set_defaults(action="list", profile=None, run=run)
 
 
 def _list() -> int:

@@ -25,6 +25,12 @@ MISSING = object()
 """The cell of a JSON object that lacks one of the keys (an error only if that column is used)."""
 
 
+def file_options(training: bool) -> str:
+    """The options that name own files: training's, or evaluation's (``--validation-file`` alone:
+    ``deploy``, ``compare`` and ``sensitivity`` have no ``--train-file``)."""
+    return "--train-file/--validation-file" if training else "--validation-file"
+
+
 @dataclass
 class Table:
     """Rows of cells from one file (or hub split): strings from CSV/TSV, JSON values from JSON.

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from imc_sim.data.examples import Examples
+from imc_sim.data.files import file_options
 from imc_sim.data.hub import import_datasets
 from imc_sim.errors import ImcSimError
 from imc_sim.tasks import TaskSpec
@@ -76,7 +77,7 @@ def read_tsv(task: TaskSpec, path: Path, limit: int | None = None) -> Examples:
 def _load_from_hub(task: TaskSpec, split: str, limit: int | None) -> Examples:
     datasets = import_datasets(
         f"no data for {task.name}: pass --data-dir DIR (GLUE layout, DIR/{task.folder}/) or "
-        f"set ${DATA_ENV}, or your own --train-file/--validation-file; or `pip install datasets` "
+        f"set ${DATA_ENV}, or your own {file_options(split == 'train')}; or `pip install datasets` "
         "to download GLUE from the hub")
     hub_split = task.hub_dev_split if split == "dev" else split
     try:
@@ -110,7 +111,8 @@ def check_limit(limit: int | None) -> None:
 def load_split(
     task: TaskSpec, split: str, data_dir: str | os.PathLike[str] | None, limit: int | None = None
 ) -> Examples:
-    """Load ``split`` ('train' or 'dev') of GLUE ``task``; see the module docstring for the source."""
+    """Load ``split`` ('train' or 'dev') of GLUE ``task``; see the module docstring for the source.
+    Without one, the error names training's file options for 'train', evaluation's for 'dev'."""
     check_limit(limit)
     root = resolve_data_dir(data_dir)
     if root is None:

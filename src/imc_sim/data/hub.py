@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from imc_sim.data.files import Table
+from imc_sim.data.files import Table, file_options
 from imc_sim.errors import ImcSimError
 
 DEV_SPLITS = ("validation", "test")
@@ -22,10 +22,11 @@ def import_datasets(why: str) -> ModuleType:
 
 def hub_table(name: str, config: str | None, split: str) -> Table:
     """``split`` ('train' or 'dev') of hub dataset ``name`` as a :class:`Table`; class-label columns
-    hold their names, so the label set is the dataset's own."""
+    hold their names, so the label set is the dataset's own. Without ``datasets``, the error names
+    training's file options for 'train', evaluation's for 'dev' (:func:`~imc_sim.data.files.file_options`)."""
     datasets = import_datasets(
         f"--dataset {name} needs the datasets package (pip install 'imc-sim[hub]') and a network; "
-        "or give your own --train-file/--validation-file")
+        f"or give your own {file_options(split == 'train')}")
     try:
         splits = datasets.load_dataset(name, config)
     except Exception as exc:  # the hub's errors are many and unstructured (network, name, config)

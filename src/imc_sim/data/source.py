@@ -12,7 +12,7 @@ from pathlib import Path
 
 from imc_sim.data.columns import Columns, choose_columns, column_name, text_cell
 from imc_sim.data.examples import Examples
-from imc_sim.data.files import Table, read_table
+from imc_sim.data.files import Table, file_options, read_table
 from imc_sim.data.glue import check_limit, load_split
 from imc_sim.data.hub import hub_table
 from imc_sim.data.labels import label_index, label_set, label_texts
@@ -57,7 +57,7 @@ class DataSource:
     def check(self, training: bool) -> None:
         """One-line errors for options that contradict each other or are missing (naming the
         file options of training, or of evaluation: ``--validation-file`` alone)."""
-        files = "--train-file/--validation-file" if training else "--validation-file"
+        files = file_options(training)
         if self.kind == "files" and self.dataset:
             raise ImcSimError(f"--dataset and {files} exclude each other")
         if self.kind != "glue" and self.data_dir:

@@ -7,7 +7,8 @@ the reads of each (device, time) averaged to g(t), and x = g_target / g_max:
 2. read noise: the reads' relative std at (device, time) is scale * shape(g_prog) * f(t), with
    f(t) = sqrt(ln((t + t0 + t_read) / (2 t_read))) and shape = q(g_prog) for pcm,
    1 / g_max for state-independent. The scale comes from the spread of repeated reads (pooled
-   variance), or, with one read per (device, time), from the residuals of step 1 (>= 3 times);
+   variance; refused where no repeated read differs, as with duplicated rows), or, with one read
+   per (device, time), from the residuals of step 1 (>= 3 times);
    step 1 is then redone with ln g corrected for the bias of the log (eps^2 / 2n);
 3. drift exponent per target level: nu mean = mean of nu; nu std^2 = var of nu - mean of each
    device's estimation variance (from the read noise);
@@ -75,6 +76,7 @@ class Quality:
     drift_r2: float  # R^2 of mean ln(g(t) / g(t1)) per (level, time) against -nu_mean (L - L1)
     read_rel: float | None  # mean |model - data| / data of the read std per (level, time); None
     read_source: str  # "repeated reads" or "residuals of the drift fit"
+    undefined: dict[str, str]  # why a measure above is nan (R^2) or None (read_rel), by field name
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ class _Grid:
 
     count: np.ndarray
     mean: np.ndarray
-    var: np.ndarray  # within-(device, time) variance (ddof 1; 0 where count < 2)
+    var: np.ndarray  # within-(device, time) variance (ddof 1; 0 where count < 2 or the reads are equal)
     target: np.ndarray  # per device
     times: np.ndarray
 
@@ -116,7 +118,11 @@ def _grid(m: Measurements) -> _Grid:
     count = np.bincount(key, minlength=d * n_t).reshape(d, n_t).astype(float)
     total = np.bincount(key, m.g_read, minlength=d * n_t).reshape(d, n_t)
     mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-    square = np.bincount(key, (m.g_read - mean.ravel()[key]) ** 2, minlength=d * n_t).reshape(d, n_t)
+    least = np.full(d * n_t, np.inf)
+    np.minimum.at(least, key, m.g_read)
+    above = m.g_read - least[key]  # all exactly 0 where a (device, time)'s reads are equal
+    mean_above = np.bincount(key, above, minlength=d * n_t) / np.maximum(count.ravel(), 1)
+    square = np.bincount(key, (above - mean_above[key]) ** 2, minlength=d * n_t).reshape(d, n_t)
     var = np.divide(square, count - 1, out=np.zeros_like(square), where=count > 1)
     target = np.zeros(d)
     target[m.device] = m.g_target
@@ -214,6 +220,11 @@ def _read_scale(count: np.ndarray, mean: np.ndarray, var: np.ndarray, rel2: np.n
     dof = np.maximum(count - 1, 0)
     if dof.sum() > 0:
         ok = dof > 0
+        if not var[ok].any():
+            raise ImcSimError(f"measurements {source}: the repeated reads of each device at each time are "
+                              "all equal (duplicated rows?); the read noise needs at least two different "
+                              "reads of a device at the same time, or one read per (device, time) at three "
+                              "times or more")
         ratio = var[ok] / (mean[ok] ** 2 * rel2[ok])
         return float(math.sqrt((dof[ok] * ratio).sum() / dof[ok].sum())), "repeated reads"
     n = w.sum(1)
@@ -270,9 +281,20 @@ def _quality(levels: list[Level], coeffs: tuple[float, ...], g_max: float, index
             read_model += law[repeated.any(0)].tolist()
     read_rel = (float(np.mean(np.abs(np.array(read_model) / np.array(read_data) - 1)))
                 if read_data else None)
-    return Quality(sigma_r2=_r2(sig, model), sigma_max_rel=sigma_rel,
-                   drift_r2=_r2(np.array(data), np.array(predicted)) if data else float("nan"),
-                   read_rel=read_rel, read_source=read_source)
+    sigma_r2 = _r2(sig, model)
+    drift_r2 = _r2(np.array(data), np.array(predicted)) if data else float("nan")
+    undefined: dict[str, str] = {}
+    if math.isnan(sigma_r2):
+        same = "a single level" if len(sig) == 1 else f"sigma_p is {sig[0]:.4g} uS at every level"
+        undefined["sigma_r2"] = f"{same}: no variation to explain"
+    if math.isnan(drift_r2):
+        undefined["drift_r2"] = ("the mean reads do not change in time: no drift to explain" if data
+                                 else "no level has two times at which all its devices were read")
+    if read_rel is None:
+        undefined["read_rel"] = ("one read per device and time" if read_source != "repeated reads"
+                                 else "no level has repeated reads at times all its devices were read at")
+    return Quality(sigma_r2=sigma_r2, sigma_max_rel=sigma_rel, drift_r2=drift_r2, read_rel=read_rel,
+                   read_source=read_source, undefined=undefined)
 
 
 def _examples(target: np.ndarray, levels: np.ndarray, times: np.ndarray, mean: np.ndarray,

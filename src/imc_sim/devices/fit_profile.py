@@ -77,12 +77,18 @@ def write_fitted_profile(fit: DeviceFit, path: str | os.PathLike[str], source: s
     return profile
 
 
+def _r2_text(fit: DeviceFit, name: str) -> str:
+    """The quality measure ``name`` as printed: its R^2, or why it has none."""
+    why = fit.quality.undefined.get(name)
+    return f"R^2 undefined ({why})" if why else f"R^2 = {getattr(fit.quality, name):.4f}"
+
+
 def fit_report(fit: DeviceFit) -> str:
     """The fitted levels and the fit quality, as printed by ``imc-sim devices fit``."""
     rows = [[f"{lv.g:.3g}", lv.devices, f"{lv.sigma_p:.4g}", f"{float(fit.sigma(lv.g)):.4g}",
              f"{lv.nu_mean:.4g}", f"{lv.nu_std:.4g}"] for lv in fit.levels]
     q = fit.quality
-    read = "n/a (one read per device and time)" if q.read_rel is None else f"{q.read_rel:.1%}"
+    read = f"n/a ({q.undefined['read_rel']})" if q.read_rel is None else f"{q.read_rel:.1%}"
     times = ", ".join(f"{t:g}" for t in fit.times)
     lines = [
         f"{fit.family}: {fit.devices_used} devices fitted ({fit.devices_dropped} left out: a read of "
@@ -93,8 +99,8 @@ def fit_report(fit: DeviceFit) -> str:
         + f" uS, x = g / {fit.g_max:g} uS",
         f"read noise scale = {fit.read_scale:.4g} (from {q.read_source})",
         "fit quality:",
-        f"  programming std vs levels: R^2 = {q.sigma_r2:.4f}, max relative error {q.sigma_max_rel:.1%}",
-        f"  drift ln g(t)/g(t1) per level and time vs -nu_mean L: R^2 = {q.drift_r2:.4f}",
+        f"  programming std vs levels: {_r2_text(fit, 'sigma_r2')}, max relative error {q.sigma_max_rel:.1%}",
+        f"  drift ln g(t)/g(t1) per level and time vs -nu_mean L: {_r2_text(fit, 'drift_r2')}",
         f"  read std per level and time: mean relative error {read}",
     ]
     return "\n".join(lines)

@@ -17,7 +17,6 @@ Prints a table and writes --out (JSON).
 
 from __future__ import annotations  # noqa: I001 - imc_sim is imported first, out of order
 
-import argparse
 import copy
 import functools
 import json
@@ -31,7 +30,8 @@ import torch
 from aihwkit.exceptions import ConfigError
 from aihwkit.simulator.tiles.inference_torch import TorchInferenceTile
 
-from imc_sim.cli import run_script
+from imc_sim.cli import OneLineParser, run_script
+from imc_sim.cli.numbers import positive_int
 from imc_sim import data
 from imc_sim.atomic import check_outputs, write_text_atomic
 from imc_sim.checkpoint import load_model
@@ -48,7 +48,8 @@ from imc_sim.devices import build_family
 from imc_sim.devices.profile import load_profile
 from imc_sim.evaluate import evaluate
 from imc_sim.table import format_table
-from imc_sim.training.loop import TrainArgs, train_cached
+from imc_sim.training.cache import train_cached
+from imc_sim.training.loop import TrainArgs
 from imc_sim.units import parse_times
 from imc_sim.host import this_host
 
@@ -94,24 +95,24 @@ def layer_costs(profile_name: str, repeats: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--device", default="pcm")
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=positive_int, default=10)
     parser.add_argument("--times", default="1s,1h,1d,1w,30d,1y,10y")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "analog_eval.json")
     args = parser.parse_args()
     inputs = [(f"--checkpoint {args.checkpoint}", args.checkpoint)] if args.checkpoint else []
     check_outputs({"--out": args.out}, inputs)  # before the work: not a folder, not the checkpoint
 
+    profile = load_profile(args.device)  # before any training
+    times = parse_times(args.times)
     checkpoint = args.checkpoint or train_cached(DEFAULT_CHECKPOINT, TrainArgs(
         method="grasp", data_dir=args.data_dir, max_steps=1500, method_options={"k": 32}))
     loaded = load_model(checkpoint)
     batches, dev_examples = dev_set(loaded, data.DataSource(data_dir=args.data_dir), None)
-    profile = load_profile(args.device)
-    times = parse_times(args.times)
 
     digital_model = copy.deepcopy(loaded.model)
     digital_metric = evaluate(digital_model, batches, loaded.task)

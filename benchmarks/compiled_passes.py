@@ -12,13 +12,13 @@ default) depends on the processor; the table says what torch reports.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 
 import torch
 
-from imc_sim.cli import run_script
+from imc_sim.cli import OneLineParser, run_script
+from imc_sim.cli.numbers import positive_int
 from imc_sim.crossbar import epilogue
 from imc_sim.crossbar.streams import ChipStreams
 from imc_sim.devices.moments import GRID
@@ -38,10 +38,10 @@ def best_ms(fn: Callable[[], object], repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=8192)
-    parser.add_argument("--cols", type=int, default=384)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser = OneLineParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=positive_int, default=8192)
+    parser.add_argument("--cols", type=positive_int, default=384)
+    parser.add_argument("--repeats", type=positive_int, default=20)
     args = parser.parse_args()
     if not epilogue.AVAILABLE:
         raise SystemExit("the compiled pass is not built (pip install -e . with a C compiler)")

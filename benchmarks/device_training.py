@@ -9,16 +9,18 @@ interleaved rounds, and the median step times compared (target: at most 1.5x).
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 from pathlib import Path
 
 from imc_sim.atomic import write_text_atomic
-from imc_sim.cli import run_script
+from imc_sim.cli import OneLineParser, run_script
+from imc_sim.cli.numbers import positive_int
+from imc_sim.devices.profile import load_profile
 from imc_sim.table import format_table
 from imc_sim.training.loop import TrainArgs, prepare
+from imc_sim.units import parse_time_range
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = {
@@ -29,14 +31,16 @@ METHODS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--device", default="pcm")
     parser.add_argument("--drift", default="1h..1y")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--steps", type=positive_int, default=20)
+    parser.add_argument("--rounds", type=positive_int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "device_training.json")
     args = parser.parse_args()
+    load_profile(args.device)  # before any model is prepared
+    parse_time_range(args.drift)
 
     runs = {}
     for method, options in METHODS.items():

@@ -43,7 +43,8 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
-from imc_sim.cli import run_script
+from imc_sim.cli import OneLineParser, run_script
+from imc_sim.cli.numbers import non_negative_int, positive_int
 from imc_sim.atomic import check_outputs, write_text_atomic
 from imc_sim.crossbar import int8_product
 from imc_sim.crossbar.mapping import deploy_model
@@ -236,22 +237,25 @@ def table(r: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", nargs="+", default=["minilm"],
                         choices=["roberta-large", "gpt2-medium", "minilm"])
     parser.add_argument("--torch-device", default="auto")
     parser.add_argument("--device", default="pcm", help="NVM device profile")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--seq", type=int, default=128)
-    parser.add_argument("--batches", type=int, default=8)
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--batch", type=positive_int, default=32)
+    parser.add_argument("--seq", type=positive_int, default=128)
+    parser.add_argument("--batches", type=positive_int, default=8)
+    parser.add_argument("--seeds", type=positive_int, default=10)
     parser.add_argument("--times", default="1s,1h,1d,1w,30d,1y,10y")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=10, help="training steps timed per method (0: none)")
+    parser.add_argument("--repeats", type=positive_int, default=3)
+    parser.add_argument("--steps", type=non_negative_int, default=10,
+                        help="training steps timed per method (0: none)")
     parser.add_argument("--skip-aihwkit", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu_scale.json")
     args = parser.parse_args()
     check_outputs({"--out": args.out})  # before the work: not a folder, a file can be made there
+    load_profile(args.device)  # the profile and times too
+    parse_times(args.times)
     device = resolve_torch_device(args.torch_device)
     results = []
     for shape in args.shape:

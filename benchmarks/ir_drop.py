@@ -11,14 +11,14 @@ slower stretch of a shared machine hits both; prints min and median per arm.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
 import timeit
 
 import torch
 
-from imc_sim.cli import run_script
+from imc_sim.cli import OneLineParser, run_script
+from imc_sim.cli.numbers import positive_int
 from imc_sim.crossbar.streams import ChipStreams
 from imc_sim.crossbar.tiles import CrossbarLinear
 from imc_sim.devices import build_family
@@ -26,9 +26,9 @@ from imc_sim.devices.profile import load_profile
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser = OneLineParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=positive_int, default=1)
+    parser.add_argument("--repeats", type=positive_int, default=7)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from imc_sim.atomic import write_text_atomic
-from imc_sim.cli import run_script
+from imc_sim.cli import OneLineParser, run_script
+from imc_sim.cli.numbers import names_of, positive_int
 from imc_sim.table import format_table
 from imc_sim.training.loop import TrainArgs, count_params, prepare, train
 
@@ -81,19 +82,19 @@ def table(rows: list[dict], markdown: bool) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/glue")
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arm names")
+    parser.add_argument("--steps", type=positive_int, default=1500)
+    parser.add_argument("--arms", type=names_of(ARMS), default=tuple(ARMS), help="comma-separated arm names")
     parser.add_argument("--out-dir", default="benchmarks/results/peft_sst2")
     parser.add_argument("--resume", action="store_true", help="skip arms with a JSON already")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--timing-steps", type=int, default=40, help="timed steps per arm and round")
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--timing-steps", type=positive_int, default=40, help="timed steps per arm and round")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out_dir)
     rows = []
-    for name in args.arms.split(","):
+    for name in args.arms:
         path = out / f"{name}.json"
         if args.resume and path.exists():
             rows.append(json.loads(path.read_text()))

@@ -11,7 +11,6 @@ to LoRA's, as JSON and a table. On CUDA each timed step ends in a synchronisatio
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -20,7 +19,8 @@ from pathlib import Path
 import torch
 
 from imc_sim.atomic import write_text_atomic
-from imc_sim.cli import run_script
+from imc_sim.cli import OneLineParser, run_script
+from imc_sim.cli.numbers import names_of, non_negative_int, positive_int
 from imc_sim.table import format_table
 from imc_sim.training.loop import Run, TrainArgs, prepare
 
@@ -46,20 +46,20 @@ def timed_step(run: Run) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None, help="GLUE folder (default $IMC_SIM_DATA)")
-    parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arm names")
+    parser.add_argument("--arms", type=names_of(ARMS), default=tuple(ARMS), help="comma-separated arm names")
     parser.add_argument("--torch-device", default="auto")
     parser.add_argument("--mixed-precision", default="no")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per arm")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per arm and round")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--warmup", type=non_negative_int, default=3, help="untimed steps per arm")
+    parser.add_argument("--rounds", type=positive_int, default=4)
+    parser.add_argument("--steps", type=positive_int, default=5, help="timed steps per arm and round")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "step_time.json")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = args.arms.split(",")
+    names = args.arms
     runs = {}
     for name in names:
         method, options = ARMS[name]

@@ -14,7 +14,6 @@ prints its operator table (self CPU time).
 
 from __future__ import annotations  # noqa: I001 - imc_sim is imported first, out of order
 
-import argparse
 import copy
 import statistics
 import time
@@ -23,7 +22,8 @@ import imc_sim  # noqa: F401 - before transformers: its torchvision guard
 import torch
 from gpu_scale import METHODS, batches, build, timed
 
-from imc_sim.cli import run_script
+from imc_sim.cli import OneLineParser, run_script
+from imc_sim.cli.numbers import non_negative_int, positive_int, names_of
 from imc_sim.peft import get_method
 
 
@@ -45,23 +45,24 @@ def make_step(model: torch.nn.Module, name: str, device: torch.device):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="minilm", choices=["roberta-large", "gpt2-medium", "minilm"])
-    parser.add_argument("--arms", default="stochgrasp,lora", help=f"comma-separated, of {', '.join(METHODS)}")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--seq", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--arms", type=names_of(METHODS), default=("stochgrasp", "lora"),
+                        help=f"comma-separated, of {', '.join(METHODS)}")
+    parser.add_argument("--batch", type=positive_int, default=32)
+    parser.add_argument("--seq", type=positive_int, default=128)
+    parser.add_argument("--rounds", type=positive_int, default=8)
+    parser.add_argument("--warmup", type=non_negative_int, default=1)
+    parser.add_argument("--threads", type=positive_int, default=None)
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--steps", type=int, default=2, help="profiled steps (with --profile)")
+    parser.add_argument("--steps", type=positive_int, default=2, help="profiled steps (with --profile)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     model = build(args.shape).eval()
     data = batches(model, 4, args.batch, args.seq, device)
-    arms = {name: make_step(model, name, device) for name in args.arms.split(",")}
+    arms = {name: make_step(model, name, device) for name in args.arms}
     for step in arms.values():
         for i in range(args.warmup):
             step(data[i % len(data)])

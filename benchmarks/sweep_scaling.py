@@ -17,7 +17,6 @@ Every run must store the same metrics as the serial one. Prints a table and writ
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -29,12 +28,16 @@ import torch
 import yaml
 
 from imc_sim.atomic import check_outputs, write_text_atomic
-from imc_sim.cli import run_script
+from imc_sim.cli import OneLineParser, run_script
+from imc_sim.cli.numbers import positive_int
 from imc_sim.deploy.executors import Executor, InProcessExecutor, RayExecutor, run_sweep
 from imc_sim.deploy.plan import SweepPlan, load_plan
 from imc_sim.deploy.store import Record, read_store
+from imc_sim.devices.profile import load_profile
 from imc_sim.table import format_table
-from imc_sim.training.loop import TrainArgs, train_cached
+from imc_sim.training.cache import train_cached
+from imc_sim.training.loop import TrainArgs
+from imc_sim.units import parse_times
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / "results" / "sweep_scaling"
@@ -66,29 +69,34 @@ def table_row(r: dict) -> list[object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("IMC_SIM_DATA"))
     parser.add_argument("--checkpoint", type=Path)
-    parser.add_argument("--train-steps", type=int, default=200)
+    parser.add_argument("--train-steps", type=positive_int, default=200)
     parser.add_argument("--devices", nargs="+", default=["pcm"])
-    parser.add_argument("--seeds", type=int, default=16)
+    parser.add_argument("--seeds", type=positive_int, default=16)
     parser.add_argument("--times", default="1s,1d,1y")
-    parser.add_argument("--eval-limit", type=int)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, os.cpu_count() or 1])
+    parser.add_argument("--eval-limit", type=positive_int)
+    parser.add_argument("--workers", type=positive_int, nargs="+", default=[1, os.cpu_count() or 1])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sweep_scaling.json")
     args = parser.parse_args()
     inputs = [(f"--checkpoint {args.checkpoint}", args.checkpoint)] if args.checkpoint else []
     check_outputs({"--out": args.out}, inputs)  # before the work: not a folder, not the checkpoint
+    for device in args.devices:  # the profiles and times too
+        load_profile(device)
+    parse_times(args.times)
+    # absolute, as the plan (written in a temporary folder) must name it
+    data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
 
     checkpoint = args.checkpoint or train_cached(CACHE / f"grasp-k32-{args.train_steps}steps.pt", TrainArgs(
-        method="grasp", data_dir=args.data_dir, max_steps=args.train_steps, method_options={"k": 32}))
+        method="grasp", data_dir=data_dir, max_steps=args.train_steps, method_options={"k": 32}))
     import ray
 
     with tempfile.TemporaryDirectory(prefix="sweep-scaling-") as tmp:
         plan_file = Path(tmp) / "plan.yaml"
         plan_file.write_text(yaml.safe_dump({
             "checkpoints": [str(Path(checkpoint).resolve())], "devices": args.devices,
-            "seeds": args.seeds, "times": args.times, "data_dir": args.data_dir,
+            "seeds": args.seeds, "times": args.times, "data_dir": data_dir,
             "eval_limit": args.eval_limit, "resources": {"cpus": 1}}))
         plan = load_plan(plan_file)
         threads = torch.get_num_threads()

@@ -5,6 +5,11 @@ jobs of :mod:`imc_sim.training.jobs`, and every checkpoint deployed on the same 
 (:mod:`imc_sim.deploy.executors`: a plan under ``results/sweeps/`` and its resumable store
 beside it), in this process or on a local Ray.
 
+Checkpoints are cached in ``results/checkpoints/`` under the arm's name and reused only when they
+were trained with the same settings (:mod:`imc_sim.training.cache`: ``--model``, ``--steps``, the
+data, the arm's fields); a cached file of other settings stops the run before any training, with
+the settings that differ (``--fresh`` retrains it).
+
 Every script writes ``experiments/results/<name>.json`` (``imc-sim compare``'s schema,
 :mod:`imc_sim.deploy.results`; fig6_gaussian's own), a PNG beside it, and its markdown table
 into ``docs/results.md`` between ``<!-- <name> -->`` markers (replacing the previous table of the
@@ -17,12 +22,16 @@ import argparse
 import dataclasses
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from imc_sim.atomic import write_json_atomic, write_text_atomic
+from imc_sim.cli import OneLineParser
+from imc_sim.cli.numbers import positive_int
 from imc_sim.deploy.compare import compare_checkpoints, format_compare_table
 from imc_sim.deploy.executors import Executor, InProcessExecutor, RayExecutor, run_sweep
 from imc_sim.deploy.plan import load_plan
@@ -30,11 +39,13 @@ from imc_sim.deploy.plots import plot_drift
 from imc_sim.deploy.results import CheckpointCurve, CompareResult, ExperimentTag, TimePoint, save_result
 from imc_sim.deploy.store import read_store, summarize_store
 from imc_sim.devices.profile import load_profile
+from imc_sim.documents import MalformedDocument, parse_json
 from imc_sim.errors import ImcSimError
 from imc_sim.jobs import InProcessRunner, JobRunner, RayRunner
 from imc_sim.table import format_table
+from imc_sim.training.cache import train_all_cached
 from imc_sim.training.jobs import TrainJob, run_training
-from imc_sim.training.loop import TrainArgs, train_cached
+from imc_sim.training.loop import TrainArgs
 from imc_sim.units import parse_times
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,12 +54,13 @@ RESULTS_MD = ROOT / "docs" / "results.md"
 
 
 def common_parser(description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description)
+    """The options every training experiment takes; usage errors are one line (exit 2)."""
+    parser = OneLineParser(description=description)
     parser.add_argument("--data-dir", default="../shared/data/glue")
     parser.add_argument("--model", help="base model (default: the packaged MiniLM-L6)")
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--eval-limit", type=int)
+    parser.add_argument("--steps", type=positive_int, default=1500)
+    parser.add_argument("--seeds", type=positive_int, default=10)
+    parser.add_argument("--eval-limit", type=positive_int)
     parser.add_argument("--quick", action="store_true",
                         help="300 steps, 3 seeds, 300 dev examples: a smoke run, not the protocol")
     parser.add_argument("--fresh", action="store_true", help="retrain even if a checkpoint exists")
@@ -65,19 +77,40 @@ def apply_quick(args: argparse.Namespace) -> str:
     return "quick"
 
 
-def trained_checkpoint(name: str, args: TrainArgs, fresh: bool = False) -> Path:
-    """Train ``args`` once and keep ``results/checkpoints/<name>.pt``; reuse it afterwards."""
-    return train_cached(RESULTS / "checkpoints" / f"{name}.pt", args, fresh)
-
-
 def train_arms(arms: dict[str, dict], args: argparse.Namespace, tag: str) -> list[Path]:
-    """One cached checkpoint per arm: ``{name: TrainArgs fields}`` on the script's settings."""
-    paths = []
-    for name, fields in arms.items():
-        train_args = TrainArgs(data_dir=args.data_dir, model=args.model, max_steps=args.steps,
-                               eval_limit=args.eval_limit, **fields)
-        paths.append(trained_checkpoint(f"{name}-{tag}", train_args, args.fresh))
-    return paths
+    """One cached checkpoint per arm: ``{name: TrainArgs fields}`` on the script's settings (every
+    cached one checked against them before any training)."""
+    runs = [(RESULTS / "checkpoints" / f"{name}-{tag}.pt",
+             TrainArgs(data_dir=args.data_dir, model=args.model, max_steps=args.steps,
+                       eval_limit=args.eval_limit, **fields)) for name, fields in arms.items()]
+    return train_all_cached(runs, args.fresh)
+
+
+def read_json(path: Path, producer: str) -> dict:
+    """The JSON object another script wrote at ``path`` (``producer``: that script's name); one-line
+    error when it is missing or malformed."""
+    if not path.exists():
+        raise ImcSimError(f"{path} not found: run experiments/{producer}.py first")
+    try:
+        raw = parse_json(path.read_text(encoding="utf-8"))
+    except MalformedDocument as exc:
+        raise ImcSimError(f"{path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise ImcSimError(f"{path}: not a text file") from None
+    if not isinstance(raw, dict):
+        raise ImcSimError(f"{path} is not a result of experiments/{producer}.py (a JSON object)")
+    return raw
+
+
+@contextmanager
+def fields_of(path: Path, producer: str) -> Iterator[None]:
+    """Reading fields of ``producer``'s result at ``path``: a missing or mistyped one is a
+    one-line error naming the file (not a KeyError or TypeError)."""
+    try:
+        yield
+    except (KeyError, TypeError, IndexError, ValueError) as exc:
+        raise ImcSimError(f"{path} is not a result of experiments/{producer}.py "
+                          f"({type(exc).__name__}: {exc})") from None
 
 
 def write_json(name: str, payload: dict) -> Path:
@@ -134,16 +167,9 @@ def compare_on_device(name: str, paths: list[Path], device: str, times: str,
 # --- training seeds x chips -----------------------------------------------------------------------
 
 def add_grid_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--train-seeds", type=int, default=3,
+    parser.add_argument("--train-seeds", type=positive_int, default=3,
                         help="train every arm with seeds 0..N-1 (default 3)")
     parser.add_argument("--ray", action="store_true", help="train and deploy as tasks on a local Ray")
-
-
-def check_grid(args: argparse.Namespace) -> None:
-    if args.train_seeds < 1:
-        raise ImcSimError(f"--train-seeds must be at least 1, got {args.train_seeds}")
-    if args.seeds < 1:
-        raise ImcSimError(f"--seeds must be at least 1, got {args.seeds}")
 
 
 @dataclass(frozen=True)

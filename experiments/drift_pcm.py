@@ -70,7 +70,6 @@ from common import (
     add_grid_options,
     apply_quick,
     by_arm,
-    check_grid,
     common_parser,
     grid_runners,
     pool_training_seeds,
@@ -83,9 +82,11 @@ from paired import Comparison, compare_arms, markdown_table
 
 from imc_sim.atomic import write_text_atomic
 from imc_sim.cli import run_script  # noqa: E402
+from imc_sim.cli.numbers import file_stem, names_of
 from imc_sim.deploy.results import CompareResult
 from imc_sim.devices.profile import shipped_profiles
 from imc_sim.errors import ImcSimError
+from imc_sim.units import parse_times
 
 K64 = {"k": 64, "rows": "rows"}
 FF1 = r".*layer\.1\.(intermediate|output)\.dense"  # block 1's feed-forward pair
@@ -177,15 +178,6 @@ def headline(result: CompareResult, grid: list[ArmCheckpoint]) -> list[Compariso
     return comparisons
 
 
-def subset(names: str | None, known: dict, option: str) -> list[str]:
-    """The comma-separated ``names`` (all of ``known`` when None), each checked against ``known``."""
-    chosen = names.split(",") if names else list(known)
-    unknown = [n for n in chosen if n not in known]
-    if unknown:
-        raise ImcSimError(f"{option}: unknown {unknown[0]!r} (known: {', '.join(known)})")
-    return chosen
-
-
 def merged(base: dict, changes: dict) -> dict:
     """``base`` with ``changes`` merged in, section by section (a new dict)."""
     out = dict(base)
@@ -209,24 +201,27 @@ def profile_reference(device: str) -> str:
 
 def main() -> None:
     parser = common_parser(__doc__.splitlines()[0])
-    parser.add_argument("--devices", default=",".join(DEVICES), help="comma-separated subset")
-    parser.add_argument("--arms", help="comma-separated subset of the arms (needs --label)")
+    parser.add_argument("--devices", type=names_of(DEVICES), default=tuple(DEVICES),
+                        help="comma-separated subset (default: all)")
+    parser.add_argument("--arms", type=names_of(ARMS),
+                        help="comma-separated subset of the arms (needs --label)")
     parser.add_argument("--times", help="drift times for every device, e.g. 1h,1d,1y (needs --label)")
-    parser.add_argument("--label", help="suffix of the results' names, drift_<device>-<tag>-<label>, for a "
-                                        "run narrowed by --arms or --times (checkpoints stay shared)")
+    parser.add_argument("--label", type=file_stem,
+                        help="suffix of the results' names, drift_<device>-<tag>-<label>, for a "
+                             "run narrowed by --arms or --times (checkpoints stay shared)")
     add_grid_options(parser)
     args = parser.parse_args()
-    devices = subset(args.devices, DEVICES, "--devices")
-    arms = {a: ARMS[a] for a in subset(args.arms, ARMS, "--arms")}
+    arms = {a: ARMS[a] for a in args.arms or ARMS}
     if (args.arms or args.times) and not args.label:
         raise ImcSimError("--arms and --times need --label, so that the full run's results are not replaced")
-    check_grid(args)
+    if args.times:
+        parse_times(args.times)  # before any training
     tag = apply_quick(args)
     command = "python experiments/drift_pcm.py " + " ".join(sys.argv[1:])
     runner, executor = grid_runners(args)
     with runner:
         grid = train_arm_seeds(arms, args, tag, runner)
-        for device in devices:
+        for device in args.devices:
             name = f"drift_{device}-{tag}" + (f"-{args.label}" if args.label else "")
             result = sweep_on_device(name, grid, profile_reference(device), args.times or DEVICES[device],
                                      args, executor)

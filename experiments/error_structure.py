@@ -25,8 +25,6 @@ Writes results/error_structure-full.{json,png} and its table into docs/results.m
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import statistics
 from dataclasses import asdict, dataclass
@@ -36,18 +34,18 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from common import RESULTS, publish_rows  # noqa: E402
+from common import RESULTS, fields_of, publish_rows, read_json  # noqa: E402
 from drift_pcm import profile_reference  # noqa: E402
 from torch import Tensor  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from imc_sim.atomic import write_atomic  # noqa: E402
 from imc_sim.checkpoint import load_model  # noqa: E402
-from imc_sim.cli import run_script  # noqa: E402
+from imc_sim.cli import OneLineParser, run_script  # noqa: E402
+from imc_sim.cli.numbers import int_at_least, names  # noqa: E402
 from imc_sim.crossbar.mapping import Deployment, deploy_model  # noqa: E402
 from imc_sim.deploy.chip import Chip  # noqa: E402
 from imc_sim.devices.profile import load_profile  # noqa: E402
-from imc_sim.errors import ImcSimError  # noqa: E402
 from imc_sim.peft.targets import weight_in_out  # noqa: E402
 from imc_sim.units import format_time, parse_times  # noqa: E402
 
@@ -162,7 +160,10 @@ def equivalent_sigmas() -> dict[tuple[str, str], float | None]:
     path = RESULTS / "noise_regime-full.json"
     if not path.exists():
         return {}
-    return {(p["device"], p["label"]): p["sigma_eq"] for p in json.loads(path.read_text())["points"]}
+    raw = read_json(path, "noise_regime")
+    with fields_of(path, "noise_regime"):
+        return {(str(p["device"]), str(p["label"])): None if p["sigma_eq"] is None else float(p["sigma_eq"])
+                for p in raw["points"]}
 
 
 def plot(rows: list[ErrorStructure], path_name: str) -> None:
@@ -184,21 +185,23 @@ def plot(rows: list[ErrorStructure], path_name: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=str(RESULTS / "checkpoints" / "grasp-w-k64-full.pt"))
     parser.add_argument("--model", help="the checkpoint's base model from here instead")
-    parser.add_argument("--devices", default="pcm,pcm-noise2,pcm-noise3,pcm-chip,reram,fefet")
-    parser.add_argument("--seeds", type=int, default=10, help="chips per device (at least 2)")
+    parser.add_argument("--devices", type=names,
+                        default=("pcm", "pcm-noise2", "pcm-noise3", "pcm-chip", "reram", "fefet"))
+    parser.add_argument("--seeds", type=int_at_least(2), default=10,
+                        help="chips per device (at least 2: the spread over chips)")
     args = parser.parse_args()
-    if args.seeds < 2:
-        raise ImcSimError(f"--seeds must be at least 2 (the spread over chips), got {args.seeds}")
+    # every device checked before the first is measured
+    devices = [(d, load_profile(profile_reference(d)), parse_times(TIMES.get(d, DEFAULT_TIMES)))
+               for d in args.devices]
+    for _, profile, times in devices:
+        profile.check_times(times)
     loaded = load_model(args.checkpoint, args.model)
     sigmas = equivalent_sigmas()
     rows = []
-    for device in args.devices.split(","):
-        profile = load_profile(profile_reference(device))
-        times = parse_times(TIMES.get(device, DEFAULT_TIMES))
-        profile.check_times(times)
+    for device, profile, times in devices:
         deployment = deploy_model(loaded.model, profile)
         rows += measure(deployment, device, times, args.seeds, sigmas)
         deployment.use_analog(())  # the digital model again, for the next device

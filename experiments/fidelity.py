@@ -47,7 +47,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from common import RESULTS, common_parser, compare_on_device, train_arms, write_json, write_results_section  # noqa: E402
 from drift_pcm import ARMS  # noqa: E402
 from fidelity_ablation import StepResult, format_ablation_table, run_ablation, step_costs  # noqa: E402
-from fidelity_fit import FittedParameter, format_fit_table, round_trip  # noqa: E402
+from fidelity_fit import MIN_FIT_DEVICES, FittedParameter, format_fit_table, round_trip  # noqa: E402
 from fidelity_layers import (  # noqa: E402
     LayerError,
     capture_inputs,
@@ -60,6 +60,7 @@ from fidelity_layers import (  # noqa: E402
 from imc_sim.atomic import write_atomic  # noqa: E402
 from imc_sim.checkpoint import load_model  # noqa: E402
 from imc_sim.cli import run_script  # noqa: E402
+from imc_sim.cli.numbers import int_at_least, positive_int  # noqa: E402
 from imc_sim.crossbar.mapping import analog_layer_names  # noqa: E402
 from imc_sim.data import DataSource  # noqa: E402
 from imc_sim.deploy.run import dev_set  # noqa: E402
@@ -73,16 +74,16 @@ FIT_TRUTHS = ("pcm", "pcm-chip")
 def parse_args() -> argparse.Namespace:
     parser = common_parser(__doc__.splitlines()[0])
     parser.set_defaults(steps=300, seeds=5)
-    parser.add_argument("--layer-chips", type=int, default=5, help="chips per layer comparison (a)")
-    parser.add_argument("--rows", type=int, default=256, help="input vectors per layer (a)")
-    parser.add_argument("--batches", type=int, default=2, help="dev batches the inputs come from (a)")
+    parser.add_argument("--layer-chips", type=positive_int, default=5, help="chips per layer comparison (a)")
+    parser.add_argument("--rows", type=positive_int, default=256, help="input vectors per layer (a)")
+    parser.add_argument("--batches", type=positive_int, default=2, help="dev batches of the inputs (a)")
     parser.add_argument("--times", default="1h,1d,1y", help="drift times of (a), (b) and (d)")
-    parser.add_argument("--fit-devices", type=int, default=10_000, help="devices of the round trip (c)")
+    parser.add_argument("--fit-devices", type=int_at_least(MIN_FIT_DEVICES), default=10_000,
+                        help="devices of the round trip (c)")
     parser.add_argument("--arms", action="store_true",
                         help="(d): train " + ", ".join(ARM_NAMES) + "; deploy on pcm-chip and pcm")
     args = parser.parse_args()
-    if min(args.steps, args.seeds, args.layer_chips, args.rows, args.batches) < 1:
-        parser.error("--steps, --seeds, --layer-chips, --rows and --batches must be at least 1")
+    parse_times(args.times)  # before any training
     return args
 
 

@@ -31,7 +31,8 @@ same trained models. Time on 2 CPU cores: about 8 min of training per checkpoint
 models; --ray trains two at once), then about 3 s per evaluation (2 x 3 x (1 + sigmas x seeds)).
 
 Writes experiments/results/fig6_gaussian-<full|quick>.{json,png} and its table into
-docs/results.md.
+docs/results.md; other --sigmas, --relative, --sigma-target or --lam add -wide, -relative and
+-st<sigma_target>-lam<lam> to the name.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ from common import (  # noqa: E402
     RESULTS,
     add_grid_options,
     apply_quick,
-    check_grid,
     common_parser,
     grid_runners,
     train_arm_seeds,
@@ -62,6 +62,7 @@ from imc_sim import data  # noqa: E402
 from imc_sim.atomic import write_atomic  # noqa: E402
 from imc_sim.checkpoint import LoadedModel, load_adapted  # noqa: E402
 from imc_sim.cli import run_script  # noqa: E402
+from imc_sim.cli.numbers import non_negative_float, non_negative_floats  # noqa: E402
 from imc_sim.deploy.results import SeedSummary  # noqa: E402
 from imc_sim.deploy.run import dev_set  # noqa: E402
 from imc_sim.evaluate import evaluate  # noqa: E402
@@ -73,16 +74,22 @@ LABELS = {"grasp-w": "grasp-w K=64 rows (deterministic)", "stochgrasp": "StochGR
 DEFAULT_TARGET, DEFAULT_LAM = 0.01, 0.05
 
 
+def settings_suffix(sigma_target: float, lam: float) -> str:
+    """``-st<sigma_target>-lam<lam>`` where they differ from the defaults, else nothing: the suffix
+    of the StochGRASP arm and of the result files, so that other settings never replace the
+    published ones."""
+    return "" if (sigma_target, lam) == (DEFAULT_TARGET, DEFAULT_LAM) else f"-st{sigma_target:g}-lam{lam:g}"
+
+
 def fig6_arms(sigma_target: float, lam: float) -> dict[str, dict]:
     """drift_pcm's grasp-w-k64 and stochgrasp-gauss (the same checkpoints, trained once for both
     scripts); the StochGRASP arm renamed where --sigma-target or --lam differ from its settings."""
     stoch = DRIFT_ARMS["stochgrasp-gauss"]
-    name = "stochgrasp-gauss"
-    if (sigma_target, lam) != (DEFAULT_TARGET, DEFAULT_LAM):
-        name = f"stochgrasp-gauss-st{sigma_target:g}-lam{lam:g}"
+    suffix = settings_suffix(sigma_target, lam)
+    if suffix:
         stoch = {**stoch, "method_options": {**stoch["method_options"], "sigma_target": sigma_target,
                                              "lam": lam}}
-    return {"grasp-w-k64": DRIFT_ARMS["grasp-w-k64"], name: stoch}
+    return {"grasp-w-k64": DRIFT_ARMS["grasp-w-k64"], f"stochgrasp-gauss{suffix}": stoch}
 
 
 def noise_curve(loaded: LoadedModel, batches: list, sigmas: tuple[float, ...], seeds: int,
@@ -122,19 +129,20 @@ def points_json(sigmas: tuple[float, ...], points: list[SeedSummary]) -> list[di
 def main() -> None:
     parser = common_parser(__doc__.splitlines()[0])
     parser.set_defaults(seeds=3)
-    parser.add_argument("--sigma-target", type=float, default=DEFAULT_TARGET)
-    parser.add_argument("--lam", type=float, default=DEFAULT_LAM)
-    parser.add_argument("--sigmas", default=",".join(map(str, SIGMAS)),
+    parser.add_argument("--sigma-target", type=non_negative_float, default=DEFAULT_TARGET,
+                        help=f"sigma target (default {DEFAULT_TARGET}; others: results named -st)")
+    parser.add_argument("--lam", type=non_negative_float, default=DEFAULT_LAM,
+                        help=f"lambda of the sigma loss (default {DEFAULT_LAM}; others: results named -lam)")
+    parser.add_argument("--sigmas", type=non_negative_floats, default=SIGMAS,
                         help="injected noise levels (other than the paper's: results named -wide)")
     parser.add_argument("--relative", action="store_true",
                         help="sigmas as fractions of each layer's weight std (results named -relative)")
     add_grid_options(parser)
     args = parser.parse_args()
-    check_grid(args)
-    sigmas = tuple(float(x) for x in args.sigmas.split(","))
+    sigmas = args.sigmas
     tag = apply_quick(args)
     name = (f"fig6_gaussian-{tag}" + ("" if sigmas == SIGMAS else "-wide")
-            + ("-relative" if args.relative else ""))
+            + ("-relative" if args.relative else "") + settings_suffix(args.sigma_target, args.lam))
     unit = "fraction of each layer's weight std" if args.relative else "weight units"
     arms = fig6_arms(args.sigma_target, args.lam)
     runner, _ = grid_runners(args)

@@ -26,7 +26,6 @@ Writes results/gap_decomposition-full.{json,png} and its table into docs/results
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,7 +46,8 @@ from tqdm import tqdm  # noqa: E402
 
 from imc_sim import data  # noqa: E402
 from imc_sim.atomic import write_atomic  # noqa: E402
-from imc_sim.cli import run_script  # noqa: E402
+from imc_sim.cli import OneLineParser, run_script  # noqa: E402
+from imc_sim.cli.numbers import file_stem, int_at_least, names, positive_int  # noqa: E402
 from imc_sim.crossbar.mapping import deploy_model  # noqa: E402
 from imc_sim.deploy.chip import Chip  # noqa: E402
 from imc_sim.deploy.run import Scored, load_scored  # noqa: E402
@@ -170,39 +170,49 @@ def plot(rows: list[Step], path_name: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/glue")
-    parser.add_argument("--points", default="pcm@1d,reram@1d,pcm-noise3@1d", help="device@time, ...")
-    parser.add_argument("--chips", type=int, default=10, help="chips that set each weight's spread")
-    parser.add_argument("--draws", type=int, default=5, help="shaped-noise draws and chips evaluated")
-    parser.add_argument("--train-seeds", type=int, default=3)
-    parser.add_argument("--fig6", default="fig6_gaussian-full-wide")
-    parser.add_argument("--label", default="replicated", help="drift_pcm's --label of the device runs")
+    parser.add_argument("--points", type=names, default=("pcm@1d", "reram@1d", "pcm-noise3@1d"),
+                        help="device@time, ...")
+    parser.add_argument("--chips", type=int_at_least(2), default=10,
+                        help="chips that set each weight's spread")
+    parser.add_argument("--draws", type=positive_int, default=5,
+                        help="shaped-noise draws and chips evaluated")
+    parser.add_argument("--train-seeds", type=positive_int, default=3)
+    parser.add_argument("--fig6", type=file_stem, default="fig6_gaussian-full-wide")
+    parser.add_argument("--label", type=file_stem, default="replicated",
+                        help="drift_pcm's --label of the device runs")
     args = parser.parse_args()
-    if args.chips < 2 or not 1 <= args.draws <= args.chips:
-        raise ImcSimError(f"need --chips >= 2 and 1 <= --draws <= --chips, got {args.chips} and {args.draws}")
+    if args.draws > args.chips:
+        raise ImcSimError(f"--draws ({args.draws}) must be at most --chips ({args.chips})")
     points = []
-    for point in args.points.split(","):
+    for point in args.points:
         device, _, time = point.partition("@")
         if not time:
             raise ImcSimError(f"--points: {point!r} is not device@time")
         points.append((device, time, parse_times(time)[0]))
     curves = GaussianCurves.read(args.fig6)
-    source = data.DataSource(data_dir=args.data_dir)
-    rows: list[Step] = []
-    for device, label, t_seconds in points:
+    measured = {}  # every input read and checked before the first evaluation
+    for device, label, _ in points:
+        load_profile(profile_reference(device))
         chip_step = {p.label: p for p in device_points(device, args.label, curves)}
         if label not in chip_step:
             raise ImcSimError(f"drift_{device}-full-{args.label} has no time {label}")
+        measured[device, label] = chip_step[label]
+    checkpoints = {(arm, seed): RESULTS / "checkpoints" / f"{checkpoint_name(arm, seed, 'full')}.pt"
+                   for arm in (DET, STOCH) for seed in range(args.train_seeds)}
+    missing = [path for path in checkpoints.values() if not path.exists()]
+    if missing:
+        raise ImcSimError(f"{missing[0]} not found: run experiments/drift_pcm.py first")
+    source = data.DataSource(data_dir=args.data_dir)
+    rows: list[Step] = []
+    for device, label, t_seconds in points:
         values: dict[str, dict[int, dict[str, list[float]]]] = {DET: {}, STOCH: {}}
         for arm in (DET, STOCH):
             for seed in tqdm(range(args.train_seeds), desc=f"{device} @ {label}, {arm}"):
-                path = RESULTS / "checkpoints" / f"{checkpoint_name(arm, seed, 'full')}.pt"
-                if not path.exists():
-                    raise ImcSimError(f"{path} not found: run experiments/drift_pcm.py first")
-                values[arm][seed] = evaluate_steps(load_scored(path, source, None), device, t_seconds,
-                                                   args.chips, args.draws)
-        full = chip_step[label]
+                values[arm][seed] = evaluate_steps(load_scored(checkpoints[arm, seed], source, None), device,
+                                                   t_seconds, args.chips, args.draws)
+        full = measured[device, label]
         rows += step_rows(device, label, values, curves)
         rows.append(Step(device, label, "chip", full.det_accuracy, full.sigma_eq, full.predicted_gap,
                          full.measured))

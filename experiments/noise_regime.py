@@ -23,8 +23,6 @@ evaluation: seconds.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -33,11 +31,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from common import RESULTS, checkpoint_name, publish_rows  # noqa: E402
+from common import RESULTS, checkpoint_name, fields_of, publish_rows, read_json  # noqa: E402
 from paired import PairedStats, compare_arms  # noqa: E402
 
 from imc_sim.atomic import write_atomic  # noqa: E402
-from imc_sim.cli import run_script  # noqa: E402
+from imc_sim.cli import OneLineParser, run_script  # noqa: E402
+from imc_sim.cli.numbers import file_stem, names  # noqa: E402
 from imc_sim.deploy.results import CheckpointCurve, load_result  # noqa: E402
 from imc_sim.errors import ImcSimError  # noqa: E402
 
@@ -86,19 +85,18 @@ class GaussianCurves:
     @classmethod
     def read(cls, name: str) -> GaussianCurves:
         path = RESULTS / f"{name}.json"
-        if not path.exists():
-            raise ImcSimError(f"{path} not found: run experiments/fig6_gaussian.py first")
-        raw = json.loads(path.read_text())
+        raw = read_json(path, "fig6_gaussian")
         if raw.get("sigma_unit") != "weight units" or "comparisons" not in raw:
             raise ImcSimError(f"{path}: needs fig6_gaussian's absolute sigmas over training seeds")
-        arms = {a["arm"]: a for a in raw["arms"]}
-        if set(arms) != {DET, STOCH}:
-            raise ImcSimError(f"{path}: arms {sorted(arms)}, expected {DET} and {STOCH}")
-        gaps = raw["comparisons"]
-        return cls(tuple(raw["sigmas"]), tuple(p["mean"] for p in arms[DET]["sigmas"]),
-                   tuple(c["over_seeds"]["mean"] for c in gaps), tuple(c["over_seeds"]["std"] for c in gaps),
-                   raw["train_seeds"],
-                   statistics.median(c["median_layer_weight_std"] for c in raw["checkpoints"]))
+        with fields_of(path, "fig6_gaussian"):
+            arms = {a["arm"]: a for a in raw["arms"]}
+            if set(arms) != {DET, STOCH}:
+                raise ImcSimError(f"{path}: arms {sorted(arms)}, expected {DET} and {STOCH}")
+            gaps = raw["comparisons"]
+            return cls(tuple(map(float, raw["sigmas"])), tuple(float(p["mean"]) for p in arms[DET]["sigmas"]),
+                       tuple(float(c["over_seeds"]["mean"]) for c in gaps),
+                       tuple(float(c["over_seeds"]["std"]) for c in gaps), int(raw["train_seeds"]),
+                       statistics.median(float(c["median_layer_weight_std"]) for c in raw["checkpoints"]))
 
 
 @dataclass(frozen=True)
@@ -173,13 +171,16 @@ def plot(curves: GaussianCurves, points: list[DevicePoint], path_name: str) -> N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fig6", default="fig6_gaussian-full-wide", help="fig6_gaussian's result name")
-    parser.add_argument("--devices", default="pcm,pcm-noise2,pcm-noise3,reram,fefet,pcm-chip")
-    parser.add_argument("--label", default="replicated", help="drift_pcm's --label of the device runs")
+    parser = OneLineParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fig6", type=file_stem, default="fig6_gaussian-full-wide",
+                        help="fig6_gaussian's result name")
+    parser.add_argument("--devices", type=names,
+                        default=("pcm", "pcm-noise2", "pcm-noise3", "reram", "fefet", "pcm-chip"))
+    parser.add_argument("--label", type=file_stem, default="replicated",
+                        help="drift_pcm's --label of the device runs")
     args = parser.parse_args()
     curves = GaussianCurves.read(args.fig6)
-    points = [p for d in args.devices.split(",")
+    points = [p for d in args.devices
               for p in device_points(d, args.label, curves)]
     name = "noise_regime-full"
     publish_rows(name, {"experiment": "noise_regime", "fig6": args.fig6, "label": args.label,

@@ -28,7 +28,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from common import RESULTS, common_parser, trained_checkpoint, write_results_section
+from common import RESULTS, common_parser, write_results_section
 
 from imc_sim.cli import run_script  # noqa: E402
 from imc_sim.data import DataSource
@@ -42,6 +42,7 @@ from imc_sim.devices.profile import load_profile
 from imc_sim.metrics import metric_format
 from imc_sim.table import format_table
 from imc_sim.tasks import TASKS
+from imc_sim.training.cache import train_all_cached
 from imc_sim.training.loop import TrainArgs
 from imc_sim.units import parse_times
 
@@ -114,24 +115,27 @@ def main() -> None:
             ["1h,1y"]
         print(f"--quick: {args.steps} steps, {args.seeds} chips, 200 dev examples, 1h and 1y; "
               "not the protocol")
+    load_profile(args.device)  # the device and times checked before any training
+    parse_times(args.drift)
     base = TrainArgs(data_dir=args.data_dir, model=args.model, max_steps=args.steps,
                      eval_limit=args.eval_limit)
-    grasp = trained_checkpoint(f"grasp-k32-s{args.steps}-{tag}", dataclasses.replace(
-        base, method_options={"k": 32}), args.fresh)
-    name = f"periphery_grasp-{tag}"
-    table = compare_arms(grasp, args, name)
-    print(table)
     second = other_task(args.data_dir)
     if second:
         note = f"Two tasks: SST-2 and {second}, one adapter (K=32) each."
-        other = trained_checkpoint(f"grasp-k32-{second}-s{args.steps}-{tag}", dataclasses.replace(
-            base, task=second, method_options={"k": 32}), args.fresh)
+        other = (f"grasp-k32-{second}-s{args.steps}-{tag}", dataclasses.replace(
+            base, task=second, method_options={"k": 32}))
     else:
         note = ("Only SST-2 is in the data folder: the second 'task' is a second SST-2 adapter "
                 "(K=16, training seed 1), not another task.")
-        other = trained_checkpoint(f"grasp-k16-seed1-s{args.steps}-{tag}", dataclasses.replace(
-            base, seed=1, method_options={"k": 16}), args.fresh)
-    multi_table = multitask_demo([grasp, other], note, args, f"{name}-multitask")
+        other = (f"grasp-k16-seed1-s{args.steps}-{tag}", dataclasses.replace(
+            base, seed=1, method_options={"k": 16}))
+    runs = [(RESULTS / "checkpoints" / f"{stem}.pt", train_args) for stem, train_args in (
+        (f"grasp-k32-s{args.steps}-{tag}", dataclasses.replace(base, method_options={"k": 32})), other)]
+    grasp, other_path = train_all_cached(runs, args.fresh)
+    name = f"periphery_grasp-{tag}"
+    table = compare_arms(grasp, args, name)
+    print(table)
+    multi_table = multitask_demo([grasp, other_path], note, args, f"{name}-multitask")
     print(multi_table)
     if not args.no_docs:
         command = "python experiments/periphery_grasp.py " + " ".join(sys.argv[1:])

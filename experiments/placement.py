@@ -16,13 +16,13 @@ Cost: (L + 1) evaluations per seed for the ranking, then (L / step + 2) x drift 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from common import RESULTS, write_results_section
 
-from imc_sim.cli import run_script  # noqa: E402
+from imc_sim.cli import OneLineParser, run_script  # noqa: E402
+from imc_sim.cli.numbers import file_stem, positive_int
 from imc_sim.data import DataSource
 from imc_sim.deploy.layer_maps import checkpoint_placement
 from imc_sim.deploy.placement import format_placement_table, save_placement
@@ -33,20 +33,19 @@ from imc_sim.units import parse_times
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="model.pt written by imc-sim train")
     parser.add_argument("--device", default="pcm")
     parser.add_argument("--drift", nargs="+", default=["1d,1y"], metavar="TIME")
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=positive_int, default=10)
     parser.add_argument("--data-dir", default="../shared/data/glue")
-    parser.add_argument("--eval-limit", type=int)
-    parser.add_argument("--step", type=int, default=4, help="layers made digital per point (default 4)")
+    parser.add_argument("--eval-limit", type=positive_int)
+    parser.add_argument("--step", type=positive_int, default=4, help="layers made digital per point")
     parser.add_argument("--analog-head", action="store_true")
-    parser.add_argument("--name", help="result files' name (default placement_<device>-<checkpoint stem>)")
+    parser.add_argument("--name", type=file_stem,
+                        help="result files' name (default placement_<device>-<checkpoint stem>)")
     parser.add_argument("--no-docs", action="store_true", help="leave docs/results.md alone")
     args = parser.parse_args()
-    if args.step < 1 or args.seeds < 1:
-        parser.error("--step and --seeds must be at least 1")
     profile = load_profile(args.device)
     times = parse_times(args.drift)
     name = args.name or f"placement_{profile.name}-{Path(args.checkpoint).stem}"

@@ -3,9 +3,11 @@ with one line on stderr, naming the option, and exit status 2, before any model 
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
-from imc_sim.cli import main
+from imc_sim.cli import main, numbers
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
@@ -93,3 +95,61 @@ def test_negative_values_of_other_options_are_left_to_their_own_checks():
     from imc_sim.cli import negative_drift
 
     assert negative_drift(["train", "--seed", "-1", "--drift", "1d", "--lr", "-0.5"]) is None
+
+
+# --- the list and name types of the experiment and benchmark scripts ------------------------------
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "expected comma-separated names, got ''"),
+    ("pcm,,reram", "expected comma-separated names, got 'pcm,,reram'"),
+    ("pcm, ", "expected comma-separated names, got 'pcm, '"),
+    ("pcm,reram,pcm", "'pcm' is named twice"),
+])
+def test_names_refuse_empty_and_repeated_entries(text, message):
+    with pytest.raises(argparse.ArgumentTypeError) as info:
+        numbers.names(text)
+    assert str(info.value) == message
+
+
+def test_names_keep_their_order_without_spaces():
+    assert numbers.names("reram, pcm") == ("reram", "pcm")
+
+
+def test_names_of_a_known_set():
+    arms = numbers.names_of({"grasp": 1, "lora": 2})
+    assert arms("lora,grasp") == ("lora", "grasp")
+    with pytest.raises(argparse.ArgumentTypeError) as info:
+        arms("grasp,loar")
+    assert str(info.value) == "unknown 'loar' (known: grasp, lora)"
+
+
+@pytest.mark.parametrize("text", ["", "../x", "a/b", "a\\b", ".hidden", "/abs"])
+def test_a_file_stem_cannot_leave_its_folder(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        numbers.file_stem(text)
+
+
+def test_a_file_stem_is_kept_as_given():
+    assert numbers.file_stem("replicated-2") == "replicated-2"
+
+
+@pytest.mark.parametrize(("text", "expected"), [("0,0.0025,0.02", (0.0, 0.0025, 0.02)), ("1e-3", (0.001,))])
+def test_non_negative_floats(text, expected):
+    assert numbers.non_negative_floats(text) == expected
+
+
+@pytest.mark.parametrize("text", ["abc", "0.01,-1", "0.01,nan", "0.01,", ""])
+def test_non_negative_floats_refuse(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        numbers.non_negative_floats(text)
+
+
+@pytest.mark.parametrize(("minimum", "text", "ok"), [(2, "2", True), (2, "1", False), (0, "0", True),
+                                                     (0, "-1", False), (1, "0", False), (1, "1.5", False)])
+def test_int_at_least(minimum, text, ok):
+    kind = numbers.int_at_least(minimum)
+    if ok:
+        assert kind(text) == int(text)
+    else:
+        with pytest.raises(argparse.ArgumentTypeError):
+            kind(text)

@@ -123,22 +123,90 @@ def test_drift_experiment_grid_of_training_seeds_and_chips(results_dir, wide_mod
     assert [c["label"] for c in head["comparisons"]] == ["1d", "2d"]
 
 
+def script_error(module_name: str, argv: list[str], monkeypatch, capsys) -> str:
+    """The one line a script prints for ``argv`` (asserted: exit 2, one line, nothing written)."""
+    module = __import__(module_name)
+    monkeypatch.setattr(module, "RESULTS", common.RESULTS, raising=False)
+    monkeypatch.setattr(sys, "argv", [f"{module_name}.py", *argv])
+    with pytest.raises(SystemExit) as exited:
+        cli.run_script(module.main)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and len(err.splitlines()) == 1, err
+    assert not common.RESULTS.exists() or not list(common.RESULTS.rglob("*.pt"))
+    return err.strip()
+
+
 @pytest.mark.parametrize("argv, message", [
-    (["--train-seeds", "0"], "--train-seeds must be at least 1, got 0"),
-    (["--seeds", "0"], "--seeds must be at least 1, got 0"),
-    (["--devices", "pcm,memristor"], "--devices: unknown 'memristor'"),
-    (["--arms", "grasp-w-pcm,lora-r4"], "--arms: unknown 'lora-r4'"),
+    (["--train-seeds", "0"], "argument --train-seeds: must be at least 1, got 0"),
+    (["--seeds", "0"], "argument --seeds: must be at least 1, got 0"),
+    (["--steps", "0"], "argument --steps: must be at least 1, got 0"),
+    (["--eval-limit", "-5"], "argument --eval-limit: must be at least 1, got -5"),
+    (["--devices", "pcm,memristor"], "argument --devices: unknown 'memristor'"),
+    (["--devices", ""], "argument --devices: expected comma-separated names, got ''"),
+    (["--devices", "pcm,pcm"], "argument --devices: 'pcm' is named twice"),
+    (["--arms", "grasp-w-pcm,lora-r4"], "argument --arms: unknown 'lora-r4'"),
     (["--arms", "grasp-w-pcm"], "--arms and --times need --label"),
     (["--times", "1d"], "--arms and --times need --label"),
+    (["--times", "1d", "--label", "../../escape"], "argument --label: expected a name without '/'"),
+    (["--times", "bogus", "--label", "x"], "'bogus'"),  # before any training
+    (["--no-such-option"], "unrecognized arguments: --no-such-option"),
 ])
 def test_drift_experiment_bad_input_is_one_line(argv, message, results_dir, monkeypatch, capsys):
-    drift_pcm = __import__("drift_pcm")
-    monkeypatch.setattr(sys, "argv", ["drift_pcm.py", *argv])
-    with pytest.raises(SystemExit) as exited:
-        cli.run_script(drift_pcm.main)
-    err = capsys.readouterr().err
-    assert exited.value.code == 2 and err.startswith(f"drift_pcm.py: error: {message}")
-    assert len(err.splitlines()) == 1 and not (results_dir / "results").exists()
+    err = script_error("drift_pcm", ["--data-dir", "/nonexistent", *argv], monkeypatch, capsys)
+    assert err.startswith("drift_pcm.py: error: ") and message in err
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    ("fig6_gaussian", ["--sigmas", "abc"], "argument --sigmas: expected a number, got 'abc'"),
+    ("fig6_gaussian", ["--sigmas", "0.01,-1"], "argument --sigmas: must be at least 0, got -1"),
+    ("fig6_gaussian", ["--lam", "-1"], "argument --lam: must be at least 0, got -1"),
+    ("fig6_gaussian", ["--sigma-target", "nan"], "argument --sigma-target: expected a finite number"),
+    ("k_tradeoff", ["--seeds", "0"], "argument --seeds: must be at least 1, got 0"),
+    ("fidelity", ["--fit-devices", "5"], "argument --fit-devices: must be at least 40, got 5"),
+    ("fidelity", ["--rows", "0"], "argument --rows: must be at least 1, got 0"),
+    ("fidelity", ["--times", "bogus"], "'bogus'"),
+    ("periphery_grasp", ["--device", "memristor"], "memristor"),
+    ("periphery_grasp", ["--drift", "bogus"], "'bogus'"),
+    ("placement", ["--checkpoint", "x.pt", "--name", "../x"], "argument --name: expected a name without '/'"),
+    ("placement", ["--checkpoint", "x.pt", "--step", "0"], "argument --step: must be at least 1, got 0"),
+    ("gap_decomposition", ["--train-seeds", "0"], "argument --train-seeds: must be at least 1, got 0"),
+    ("gap_decomposition", ["--chips", "1"], "argument --chips: must be at least 2, got 1"),
+    ("gap_decomposition", ["--chips", "3", "--draws", "4"], "--draws (4) must be at most --chips (3)"),
+    ("gap_decomposition", ["--points", "pcm@1d,"], "argument --points: expected comma-separated names"),
+    ("gap_decomposition", ["--points", "pcm"], "--points: 'pcm' is not device@time"),
+    ("noise_regime", ["--devices", ""], "argument --devices: expected comma-separated names, got ''"),
+    ("noise_regime", ["--fig6", "../fig6"], "argument --fig6: expected a name without '/'"),
+    ("error_structure", ["--seeds", "1"], "argument --seeds: must be at least 2, got 1"),
+    ("error_structure", ["--devices", "pcm,memristor", "--checkpoint", "never-read.pt"], "memristor"),
+])
+def test_experiment_bad_input_is_one_line_before_any_work(script, argv, message, results_dir, monkeypatch,
+                                                          capsys):
+    err = script_error(script, ["--data-dir", "/nonexistent", *argv] if script not in (
+        "noise_regime", "error_structure") else argv, monkeypatch, capsys)
+    assert err.startswith(f"{script}.py: error: ") and message in err
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"sigma_unit": "weight units", "comparisons": [', "fig6.json: "),
+    ("[1, 2]", "is not a result of experiments/fig6_gaussian.py (a JSON object)"),
+    ('{"sigma_unit": "weight units", "comparisons": [], "arms": [{"arm": "grasp-w-k64"}, '
+     '{"arm": "stochgrasp-gauss"}], "sigmas": "x"}', "fig6_gaussian.py (ValueError"),
+    ('{"sigma_unit": "weight units", "comparisons": [], "arms": 3}',
+     "is not a result of experiments/fig6_gaussian.py (TypeError"),
+])
+def test_noise_regime_with_a_broken_fig6_result_is_one_line(text, message, results_dir, monkeypatch, capsys):
+    (results_dir / "results").mkdir()
+    (results_dir / "results" / "fig6.json").write_text(text)
+    err = script_error("noise_regime", ["--fig6", "fig6"], monkeypatch, capsys)
+    assert err.startswith("noise_regime.py: error: ") and message in err
+
+
+def test_fig6_settings_other_than_the_published_get_their_own_names():
+    fig6 = __import__("fig6_gaussian")
+    assert fig6.settings_suffix(fig6.DEFAULT_TARGET, fig6.DEFAULT_LAM) == ""
+    assert fig6.settings_suffix(0.02, fig6.DEFAULT_LAM) == "-st0.02-lam0.05"
+    assert list(fig6.fig6_arms(0.02, 0.1)) == ["grasp-w-k64", "stochgrasp-gauss-st0.02-lam0.1"]
+    assert fig6.fig6_arms(0.02, 0.1)["stochgrasp-gauss-st0.02-lam0.1"]["method_options"]["lam"] == 0.1
 
 
 def test_k_tradeoff_and_fig6(results_dir, wide_model_dir, tiny_glue, monkeypatch):

@@ -48,3 +48,36 @@ def test_a_benchmark_refuses_to_write_over_its_input_checkpoint(tiny_checkpoint,
         f"analog_eval.py: error: --out {tiny_checkpoint} names the same file as --checkpoint "
         f"{tiny_checkpoint}; give another file name\n")
     assert file_sha256(tiny_checkpoint) == before
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    ("analog_eval", ["--repeats", "0"], "argument --repeats: must be at least 1, got 0"),
+    ("analog_eval", ["--device", "memristor", "--checkpoint", "never-read.pt"], "memristor"),
+    ("compiled_passes", ["--rows", "0"], "argument --rows: must be at least 1, got 0"),
+    ("device_training", ["--rounds", "0"], "argument --rounds: must be at least 1, got 0"),
+    ("device_training", ["--device", "memristor"], "memristor"),
+    ("device_training", ["--drift", "1y..1h"], "1y..1h"),
+    ("gpu_scale", ["--batches", "0"], "argument --batches: must be at least 1, got 0"),
+    ("gpu_scale", ["--steps", "-1"], "argument --steps: must be at least 0, got -1"),
+    ("gpu_scale", ["--device", "memristor", "--out", "{tmp}/g.json"], "memristor"),
+    ("ir_drop", ["--threads", "0"], "argument --threads: must be at least 1, got 0"),
+    ("peft_sst2", ["--arms", "grasp-k32,nosuch"], "argument --arms: unknown 'nosuch'"),
+    ("step_time", ["--arms", "nosuch"], "argument --arms: unknown 'nosuch'"),
+    ("step_time", ["--rounds", "0"], "argument --rounds: must be at least 1, got 0"),
+    ("stochgrasp_step", ["--arms", "lora,lora"], "argument --arms: 'lora' is named twice"),
+    ("stochgrasp_step", ["--threads", "0"], "argument --threads: must be at least 1, got 0"),
+    ("sweep_scaling", ["--workers", "2", "0"], "argument --workers: must be at least 1, got 0"),
+    ("sweep_scaling", ["--times", "bogus", "--checkpoint", "x.pt", "--out", "{tmp}/s.json"], "'bogus'"),
+    ("sweep_scaling", ["--no-such-option"], "unrecognized arguments: --no-such-option"),
+])
+def test_a_benchmark_refuses_bad_input_in_one_line_before_any_work(script, argv, message, tmp_path,
+                                                                   monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    module = __import__(script)
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *(a.format(tmp=tmp_path) for a in argv)])
+    with pytest.raises(SystemExit) as exited:
+        run_script(getattr(module, "run", module.main))
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"{script}.py: error: ") and message in err
+    assert not list(tmp_path.iterdir())

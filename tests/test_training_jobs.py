@@ -4,6 +4,7 @@ retrained, bad jobs are refused before anything runs, and a local Ray trains the
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,16 @@ def test_fresh_retrains_with_the_same_numbers(trained_here, tmp_path):
     job = TrainJob("again", trained_here[0].args, copy)
     assert run_training([job], InProcessRunner(progress=False), fresh=True).ran == 1
     assert_same_checkpoint(copy, trained_here[0].out)
+
+
+def test_a_cached_checkpoint_of_other_settings_is_refused_before_anything_runs(trained_here, tmp_path):
+    first, second = trained_here
+    other = TrainJob(second.name, replace(second.args, max_steps=second.args.max_steps + 1), second.out)
+    new = TrainJob("new", first.args, tmp_path / "new.pt")
+    before = second.out.read_bytes()
+    with pytest.raises(ImcSimError, match=f"max_steps: {second.args.max_steps} in the checkpoint"):
+        run_training([new, first, other], NoRun())
+    assert second.out.read_bytes() == before and not new.out.exists()
 
 
 def test_bad_jobs_are_refused_before_anything_runs(tiny_model_dir, tiny_glue, tmp_path):

@@ -92,18 +92,6 @@ def test_arguments_that_contradict_each_other_are_one_line(changes, message):
     assert str(info.value) == message
 
 
-def test_a_cached_training_runs_once(tmp_path, monkeypatch):
-    calls = []
-    result = loop.TrainResult(None, None, {"x": 1}, {})
-    monkeypatch.setattr(loop, "train", lambda args: calls.append(args) or result)
-    path = tmp_path / "m.pt"
-    assert loop.train_cached(path, TrainArgs()) == path and path.is_file()
-    loop.train_cached(path, TrainArgs())
-    assert len(calls) == 1
-    loop.train_cached(path, TrainArgs(), fresh=True)
-    assert len(calls) == 2
-
-
 def test_the_batch_order_comes_from_the_runs_own_generator(tiny_model_dir, tiny_glue):
     """Draws from torch's global generator between batches (a user's code, a library) change
     nothing: the stream shuffles with a generator seeded from --seed."""

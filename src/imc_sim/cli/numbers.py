@@ -1,10 +1,11 @@
-"""argparse types for numeric options: a value out of range is a one-line usage error (exit 2)
-that names the option, before any model or data is loaded."""
+"""argparse types for numeric and list options: a value out of range is a one-line usage error
+(exit 2) that names the option, before any model or data is loaded."""
 
 from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable, Collection
 
 
 def _number(text: str, kind: type) -> int | float:
@@ -18,12 +19,21 @@ def _number(text: str, kind: type) -> int | float:
     return value
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """The type of an integer option whose smallest value is ``minimum``."""
+    def at_least(text: str) -> int:
+        value = _number(text, int)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    at_least.__name__ = f"integer >= {minimum}"  # argparse's fallback message names the type
+    return at_least
+
+
+positive_int = int_at_least(1)
+"""An integer >= 1."""
+non_negative_int = int_at_least(0)
+"""An integer >= 0."""
 
 
 def positive_float(text: str) -> float:
@@ -56,3 +66,40 @@ def learning_rate(text: str) -> float:
     if value > 1:
         raise argparse.ArgumentTypeError(f"must be at most 1, got {value:g}")
     return value
+
+
+def non_negative_floats(text: str) -> tuple[float, ...]:
+    """Comma-separated finite numbers >= 0, at least one (``0,0.01,0.02``)."""
+    return tuple(non_negative_float(item) for item in names(text))
+
+
+def names(text: str) -> tuple[str, ...]:
+    """Comma-separated names, at least one, none empty or repeated (``pcm,reram``)."""
+    items = tuple(item.strip() for item in text.split(","))
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    repeated = sorted({item for item in items if items.count(item) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"{repeated[0]!r} is named twice")
+    return items
+
+
+def names_of(known: Collection[str]) -> Callable[[str], tuple[str, ...]]:
+    """The type of an option that names a subset of ``known``, comma-separated (:func:`names`)."""
+    def subset(text: str) -> tuple[str, ...]:
+        chosen = names(text)
+        unknown = [name for name in chosen if name not in known]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {unknown[0]!r} (known: {', '.join(known)})")
+        return chosen
+    subset.__name__ = "names"
+    return subset
+
+
+def file_stem(text: str) -> str:
+    """A name that becomes part of a file name in the results folder: no path separator, not
+    starting with a dot (so it cannot name a file elsewhere or a hidden one)."""
+    if not text or "/" in text or "\\" in text or text.startswith("."):
+        raise argparse.ArgumentTypeError(
+            f"expected a name without '/' or '\\' that does not start with '.', got {text!r}")
+    return text

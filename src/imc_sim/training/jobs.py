@@ -10,7 +10,7 @@ few hundred MB for full fine-tuning, which the object store carries. What is ass
 its training data and base model where its :class:`TrainArgs` says (``data_dir``, ``model``, a
 data source), so on Ray those paths must be absolute and readable by the workers: true on a local
 Ray, on a cluster a shared file system or the hub. A job whose checkpoint exists is not run again
-(the cache of ``train_cached``).
+(the cache of :mod:`imc_sim.training.cache`, which checks that it is a run of the job's arguments).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from imc_sim.atomic import write_atomic
 from imc_sim.checkpoint import save_checkpoint
 from imc_sim.errors import ImcSimError
 from imc_sim.jobs import Job, JobRunner, Resources
+from imc_sim.training.cache import check_all_cached
 from imc_sim.training.loop import TrainArgs, train
 
 
@@ -65,6 +66,7 @@ def run_training(jobs: Sequence[TrainJob], runner: JobRunner, fresh: bool = Fals
         raise ImcSimError(f"two training jobs write the same checkpoint {repeated[0]}")
     for job in jobs:
         job.args.validate()
+    check_all_cached([(job.out, job.args) for job in jobs], fresh)
     todo = [job for job in jobs if fresh or not job.out.exists()]
     if todo:
         with runner:

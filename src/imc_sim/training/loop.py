@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,7 +14,7 @@ from tqdm.auto import tqdm
 from imc_sim import data, lm
 from imc_sim.backbones import Backbone, fingerprint, is_head, load_backbone, model_reference
 from imc_sim.calibration import training_batches
-from imc_sim.checkpoint import save_checkpoint, trainable_state
+from imc_sim.checkpoint import trainable_state
 from imc_sim.devices.profile import load_profile
 from imc_sim.errors import ImcSimError
 from imc_sim.evaluate import evaluate
@@ -308,7 +306,7 @@ def _train(args: TrainArgs, progress: bool) -> TrainResult:
         "config": saved_config,
         "seed": args.seed,
         "metrics": metrics,
-        "train_args": _recorded(args),
+        "train_args": recorded_args(args),
         "state": trainable_state(saved_model),
     }
     ranges = run.device.stored_ranges() if run.device is not None else None
@@ -317,7 +315,7 @@ def _train(args: TrainArgs, progress: bool) -> TrainResult:
     return TrainResult(run.model, run.backbone.tokenizer, payload, metrics)
 
 
-def _recorded(args: TrainArgs) -> dict[str, Any]:
+def recorded_args(args: TrainArgs) -> dict[str, Any]:
     """``args`` as the checkpoint records them (without the method's options, which its config
     holds), their data paths absolute (:func:`imc_sim.calibration.recorded_training_source` reads
     the training file back from whatever folder deploy runs in)."""
@@ -325,10 +323,3 @@ def _recorded(args: TrainArgs) -> dict[str, Any]:
     recorded = asdict(replace(args, data_dir=source.data_dir, data_source=source))
     return {k: v for k, v in recorded.items() if k != "method_options"}
 
-
-def train_cached(path: str | os.PathLike[str], args: TrainArgs, fresh: bool = False) -> Path:
-    """Train ``args`` and save the checkpoint at ``path`` once; later calls reuse the file."""
-    target = Path(path)
-    if fresh or not target.exists():
-        save_checkpoint(target, train(args).payload)
-    return target

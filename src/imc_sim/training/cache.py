@@ -1,0 +1,88 @@
+"""Cached training runs: a checkpoint file is reused only for the run that wrote it.
+
+A cached checkpoint counts as a run of some :class:`TrainArgs` when the training arguments it
+records (``train_args``) equal those of the run, compared as what they mean rather than as typed:
+a data folder or model folder by where it resolves to (``../data`` and ``/work/data`` are one
+folder; no ``--data-dir`` is ``$IMC_SIM_DATA``). Fields that do not change the trained weights
+(:data:`NOT_TRAINING`) are not compared. The method's options live in the checkpoint's config,
+not in ``train_args``: callers name their cache files after them (``grasp-k32-...``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from imc_sim.checkpoint import read_checkpoint, save_checkpoint
+from imc_sim.data.glue import resolve_data_dir
+from imc_sim.errors import ImcSimError
+from imc_sim.training.loop import TrainArgs, recorded_args, train
+
+NOT_TRAINING = ("eval_limit", "torch_device")
+"""Recorded fields that change what is reported or where it ran, not the trained weights."""
+DATA_FOLDERS = ("data_dir",)
+"""Fields whose None means ``$IMC_SIM_DATA`` (:func:`imc_sim.data.glue.resolve_data_dir`)."""
+
+
+def _meaning(value: Any, key: str = "") -> Any:
+    """``value`` with every path that exists resolved (a dict or list entry by entry)."""
+    if isinstance(value, dict):
+        return {k: _meaning(v, k) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_meaning(v) for v in value]
+    if key in DATA_FOLDERS:
+        folder = resolve_data_dir(value)
+        value = None if folder is None else str(folder)
+    if isinstance(value, str) and os.path.exists(value):
+        return os.path.realpath(value)
+    return value
+
+
+_MISSING = object()
+
+
+def _shown(value: Any) -> str:
+    return "not recorded" if value is _MISSING else repr(value)
+
+
+def differences(recorded: dict[str, Any], args: TrainArgs) -> list[str]:
+    """``field: <recorded> in the checkpoint, <args'> asked for`` for every training field that
+    differs (:data:`NOT_TRAINING` left out); empty when the checkpoint is a run of ``args``."""
+    wanted, held = _meaning(recorded_args(args)), _meaning(recorded)
+    return [f"{key}: {_shown(held.get(key, _MISSING))} in the checkpoint, {wanted[key]!r} asked for"
+            for key in wanted if key not in NOT_TRAINING and held.get(key, _MISSING) != wanted[key]]
+
+
+def check_cached(path: Path, args: TrainArgs) -> None:
+    """One-line error unless the checkpoint at ``path`` (where there is one) was trained with ``args``."""
+    if not path.exists():
+        return
+    changed = differences(read_checkpoint(path).get("train_args", {}), args)
+    if changed:
+        raise ImcSimError(f"the cached checkpoint {path} was trained with other settings "
+                          f"({'; '.join(changed)}); retrain it (--fresh, where offered) or move it away")
+
+
+def check_all_cached(runs: Sequence[tuple[Path, TrainArgs]], fresh: bool) -> None:
+    """:func:`check_cached` for every run before any training starts (nothing, with ``fresh``)."""
+    if not fresh:
+        for path, args in runs:
+            check_cached(path, args)
+
+
+def train_cached(path: str | os.PathLike[str], args: TrainArgs, fresh: bool = False) -> Path:
+    """Train ``args`` and save the checkpoint at ``path`` once; later calls reuse the file, when it
+    is a run of ``args`` (else a one-line error)."""
+    target = Path(path)
+    check_all_cached([(target, args)], fresh)
+    if fresh or not target.exists():
+        save_checkpoint(target, train(args).payload)
+    return target
+
+
+def train_all_cached(runs: Sequence[tuple[Path, TrainArgs]], fresh: bool = False) -> list[Path]:
+    """:func:`train_cached` for every ``(path, args)`` in turn, every cached one checked first."""
+    check_all_cached(runs, fresh)
+    return [train_cached(path, args, fresh) for path, args in runs]

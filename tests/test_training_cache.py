@@ -1,0 +1,104 @@
+"""The cache of training runs (imc_sim.training.cache): a cached checkpoint is reused only for the
+run that wrote it. Before session 29 it was keyed on its file name alone, so that
+``drift_pcm.py --model other`` reused a checkpoint of another model, with exit 0."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imc_sim.errors import ImcSimError
+from imc_sim.training import cache
+from imc_sim.training.loop import TrainArgs, TrainResult, recorded_args
+
+
+@pytest.fixture
+def fake_training(monkeypatch) -> list[TrainArgs]:
+    """``train`` replaced by one that records its arguments and returns a minimal checkpoint of them."""
+    calls: list[TrainArgs] = []
+
+    def train(args: TrainArgs) -> TrainResult:
+        calls.append(args)
+        payload = {"base_model": {"kind": "hub", "name": "m"}, "task": "sst2", "method": args.method,
+                   "config": {}, "state": {}, "train_args": recorded_args(args),
+                   "base_fingerprint": {"model_type": "bert", "hidden_size": 8, "num_layers": 1,
+                                        "weight_sum": 1.0}}
+        return TrainResult(None, None, payload, {})
+
+    monkeypatch.setattr(cache, "train", train)
+    return calls
+
+
+def test_a_cached_run_trains_once_and_fresh_trains_again(tmp_path, fake_training):
+    path = tmp_path / "m.pt"
+    assert cache.train_cached(path, TrainArgs()) == path and path.is_file()
+    cache.train_cached(path, TrainArgs())
+    assert len(fake_training) == 1
+    cache.train_cached(path, TrainArgs(), fresh=True)
+    assert len(fake_training) == 2
+
+
+@pytest.mark.parametrize(("changes", "shown"), [
+    ({"max_steps": 300}, "max_steps: 1500 in the checkpoint, 300 asked for"),
+    ({"model": "roberta-base"}, "model: None in the checkpoint, 'roberta-base' asked for"),
+    ({"seed": 1}, "seed: 0 in the checkpoint, 1 asked for"),
+    ({"method": "lora"}, "method: 'grasp' in the checkpoint, 'lora' asked for"),
+])
+def test_other_settings_are_refused_and_the_checkpoint_kept(changes, shown, tmp_path, fake_training):
+    path = tmp_path / "grasp-k32-full.pt"
+    cache.train_cached(path, TrainArgs())
+    before = path.read_bytes()
+    with pytest.raises(ImcSimError) as info:
+        cache.train_cached(path, TrainArgs(**changes))
+    assert str(info.value).startswith(
+        f"the cached checkpoint {path} was trained with other settings ({shown}")
+    assert "--fresh" in str(info.value)
+    assert len(fake_training) == 1 and path.read_bytes() == before
+
+
+def test_the_data_folder_is_compared_by_where_it_is(tmp_path, fake_training, monkeypatch):
+    glue = tmp_path / "data" / "glue"
+    glue.mkdir(parents=True)
+    path = tmp_path / "m.pt"
+    cache.train_cached(path, TrainArgs(data_dir=str(glue)))
+    monkeypatch.chdir(tmp_path / "data")
+    cache.train_cached(path, TrainArgs(data_dir="glue"))  # the same folder, relative
+    cache.train_cached(path, TrainArgs(data_dir="../data/glue"))
+    monkeypatch.setenv("IMC_SIM_DATA", str(glue))
+    cache.train_cached(path, TrainArgs(data_dir=None))  # $IMC_SIM_DATA names it
+    assert len(fake_training) == 1
+    (tmp_path / "other").mkdir()
+    with pytest.raises(ImcSimError, match="data_dir"):
+        cache.train_cached(path, TrainArgs(data_dir=str(tmp_path / "other")))
+
+
+def test_what_does_not_change_the_weights_is_not_compared(tmp_path, fake_training):
+    path = tmp_path / "m.pt"
+    cache.train_cached(path, TrainArgs(eval_limit=300))
+    cache.train_cached(path, TrainArgs(eval_limit=None, torch_device="cpu"))
+    assert len(fake_training) == 1
+
+
+def test_a_field_the_checkpoint_did_not_record_is_named(tmp_path):
+    recorded = recorded_args(TrainArgs())
+    del recorded["mixed_precision"]
+    assert cache.differences(recorded, TrainArgs()) == [
+        "mixed_precision: not recorded in the checkpoint, 'no' asked for"]
+
+
+def test_every_cached_run_is_checked_before_any_training(tmp_path, fake_training):
+    cached = tmp_path / "a.pt"
+    cache.train_cached(cached, TrainArgs(max_steps=10))
+    runs = [(tmp_path / "new.pt", TrainArgs()), (cached, TrainArgs(max_steps=20))]
+    with pytest.raises(ImcSimError, match="max_steps: 10 in the checkpoint, 20 asked for"):
+        cache.train_all_cached(runs)
+    assert len(fake_training) == 1 and not (tmp_path / "new.pt").exists()
+    assert cache.train_all_cached(runs[:1]) == [tmp_path / "new.pt"]
+
+
+def test_a_broken_cached_checkpoint_is_one_line(tmp_path):
+    path = Path(tmp_path / "m.pt")
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ImcSimError, match="is not a readable imc-sim checkpoint"):
+        cache.check_cached(path, TrainArgs())

@@ -40,7 +40,7 @@ def randomize_trainable(model):
     gen = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if p.requires_grad and not is_head(name):
+            if p.requires_grad and not is_head(name, model):
                 p.add_(0.1 * torch.randn(p.shape, generator=gen))
 
 
@@ -75,7 +75,7 @@ def test_grasp_parameter_count_formula(arch, tiny_bert, tiny_gpt2):
     n_targets = len(find_targets(model, "all-linear"))
     _, _, adapted = attach(model, "grasp", {"k": 5})
     trainable = sum(p.numel() for n, p in adapted.named_parameters()
-                    if p.requires_grad and not is_head(n))
+                    if p.requires_grad and not is_head(n, adapted))
     assert trainable == n_targets * 2 * 5
     assert n_targets == (12 if arch == "bert" else 8)
 
@@ -89,7 +89,7 @@ def test_weight_space_parameter_count_formula(name, rows, tiny_bert):
     per_param = sum(d_in * k if rows == "rows" else k for d_in, _ in dims)
     _, _, adapted = attach(tiny_bert, name, {"k": k, "rows": rows})
     trainable = sum(p.numel() for n, p in adapted.named_parameters()
-                    if p.requires_grad and not is_head(n))
+                    if p.requires_grad and not is_head(n, adapted))
     assert trainable == per_param * (2 if name == "stochgrasp" else 1)
 
 
@@ -104,7 +104,7 @@ def test_only_adapter_and_head_get_gradients(name, options, tiny_bert, token_bat
     trainable = {n for n, p in adapted.named_parameters() if p.requires_grad}
     assert got_grad == trainable
     assert all(".base." not in n for n in got_grad)
-    assert any(is_head(n) for n in got_grad) and any(not is_head(n) for n in got_grad)
+    assert any(is_head(n, adapted) for n in got_grad) and any(not is_head(n, adapted) for n in got_grad)
 
 
 def test_presets_select_expected_layers(tiny_bert, tiny_gpt2):

@@ -27,6 +27,10 @@ PACKAGED = "all-MiniLM-L6-v2"
 HEAD_NAMES = ("classifier", "score")
 """Top-level modules of a sequence-classification model that form the freshly initialised task
 head (the names Hugging Face ``peft`` saves as ``modules_to_save`` for SEQ_CLS)."""
+FRESH_MODULES = "imc_sim_fresh_modules"
+"""Attribute of a loaded model: the modules the loader initialised at random because the folder
+lacks their weights (a pooler or pre-classifier missing from a pre-trained encoder, a head for
+other labels). They belong to the task head: trained, saved, and not part of the base fingerprint."""
 
 
 def packaged_model_dir() -> Path:
@@ -123,32 +127,55 @@ def load_backbone(ref: dict[str, str], task: TaskSpec) -> Backbone:
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **cached)
         if task.is_lm:
-            model = AutoModelForCausalLM.from_pretrained(source, **cached)
+            model, info = AutoModelForCausalLM.from_pretrained(source, output_loading_info=True, **cached)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(
+            model, info = AutoModelForSequenceClassification.from_pretrained(
                 source,
                 num_labels=task.num_labels,
                 problem_type="regression" if task.is_regression else "single_label_classification",
                 ignore_mismatched_sizes=True,  # a folder's head for other labels: a fresh one for this task
+                output_loading_info=True,
                 **cached,
             )
     except (OSError, ValueError) as exc:
         if offline:
             raise _not_found(ref["name"], offline) from None
         raise ImcSimError(f"could not load model {ref['name']!r}: {exc}".splitlines()[0]) from None
+    fresh = {key.rsplit(".", 1)[0] for key in info.get("missing_keys", ())}
+    fresh |= {entry[0].rsplit(".", 1)[0] for entry in info.get("mismatched_keys", ())}
+    setattr(model, FRESH_MODULES, frozenset(fresh))
     if tokenizer.pad_token is None:  # GPT-2 and other causal models
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
+    _check_vocabulary(ref["name"], tokenizer, model)
     return Backbone(model, tokenizer, ref)
+
+
+def _check_vocabulary(name: str, tokenizer: object, model: nn.Module) -> None:
+    """One-line error if the tokenizer can produce token ids past the model's embedding table (a
+    tokenizer that gained tokens the model was never resized for)."""
+    tokens, embedded = len(tokenizer), model.get_input_embeddings().num_embeddings
+    if tokens > embedded:
+        raise ImcSimError(f"model {name!r}: its tokenizer has {tokens} tokens but the model embeds only "
+                          f"{embedded}; resize the model's embeddings to the tokenizer "
+                          "(model.resize_token_embeddings(len(tokenizer))) and save it again")
 
 
 PEFT_PREFIX = "base_model.model."
 """Where Hugging Face ``peft`` puts the wrapped model's names."""
 
 
-def is_head(name: str) -> bool:
-    """True for a parameter or module name inside the task head (plain or under ``peft``)."""
-    return name.removeprefix(PEFT_PREFIX).split(".")[0] in HEAD_NAMES
+def fresh_modules(model: nn.Module) -> frozenset[str]:
+    """The modules of ``model`` its loader initialised at random (:data:`FRESH_MODULES`)."""
+    return getattr(model, FRESH_MODULES, frozenset())
+
+
+def is_head(name: str, model: nn.Module) -> bool:
+    """True for a parameter or module name of ``model`` (plain or under ``peft``) inside its task
+    head: the top-level classifier or score, or a module its loader initialised at random."""
+    plain = name.removeprefix(PEFT_PREFIX)
+    return plain.split(".")[0] in HEAD_NAMES or any(
+        plain == module or plain.startswith(module + ".") for module in fresh_modules(model))
 
 
 @torch.no_grad()
@@ -156,7 +183,7 @@ def fingerprint(model: nn.Module) -> dict[str, float | int | str]:
     """A cheap identity of the frozen base weights: shape facts and a float64 weight sum."""
     config = model.config
     total = math.fsum(
-        float(p.double().sum()) for n, p in model.named_parameters() if not is_head(n)
+        float(p.double().sum()) for n, p in model.named_parameters() if not is_head(n, model)
     )
     return {
         "model_type": str(config.model_type),

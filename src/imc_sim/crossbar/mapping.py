@@ -16,6 +16,7 @@ the merged and the unmerged deployment of one checkpoint on one seed are the sam
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -29,7 +30,7 @@ from imc_sim.crossbar.tiles import CrossbarLinear
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.errors import ImcSimError
 from imc_sim.peft.inject import AdapterLayer
-from imc_sim.peft.targets import find_targets, in_out_features, is_linear, replace_module
+from imc_sim.peft.targets import BLOCK, in_out_features, is_linear, model_type, replace_module
 
 
 @dataclass
@@ -173,9 +174,15 @@ class Deployment:
 
 def analog_layer_names(model: nn.Module, analog_head: bool = False) -> list[str]:
     """Names of the Linear/Conv1D layers that go onto tiles."""
+    linear = [n for n, m in model.named_modules() if is_linear(m)]
     if analog_head:
-        return [n for n, m in model.named_modules() if is_linear(m)]
-    return find_targets(model, "all-linear")
+        return linear
+    in_blocks = [n for n in linear if re.fullmatch(BLOCK, n)]
+    if not in_blocks:
+        raise ImcSimError(f"no Linear/Conv1D layer of model type {model_type(model)!r} lies in a numbered "
+                          f"transformer block ({len(linear)} lie elsewhere, e.g. {', '.join(linear[:3])}): "
+                          "nothing to map to tiles")
+    return in_blocks
 
 
 def chip_name(model: nn.Module, name: str) -> str:

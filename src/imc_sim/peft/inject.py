@@ -30,7 +30,7 @@ class AdapterLayer(nn.Module):
 def freeze_all_but(model: nn.Module, trainable: Callable[[str], bool]) -> None:
     """requires_grad = trainable(name) for every parameter, the task head always trainable."""
     for name, param in model.named_parameters():
-        param.requires_grad_(trainable(name) or is_head(name))
+        param.requires_grad_(trainable(name) or is_head(name, model))
 
 
 def wrap_targets(

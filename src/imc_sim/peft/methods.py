@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from imc_sim.backbones import HEAD_NAMES, fresh_modules
 from imc_sim.errors import ImcSimError
 from imc_sim.peft.grasp import GraspConfig, attach_grasp
 from imc_sim.peft.inject import freeze_all_but, merge_adapters
@@ -25,6 +26,7 @@ from imc_sim.peft.lightning import (
     set_analog,
 )
 from imc_sim.peft.stochgrasp import StochGraspConfig, attach_stochgrasp, sigma_penalty
+from imc_sim.peft.targets import find_targets, model_type
 
 FLAGS = {"learn_scale": "--no-scale", "learn_shift": "--no-shift"}
 """Command-line spelling of the options whose flag is not ``--`` plus the name."""
@@ -123,11 +125,12 @@ class PeftLibrary(Method):
     """LoRA / IA3 through Hugging Face ``peft`` (task head saved as ``modules_to_save``)."""
 
     def build_config(self, options: dict[str, Any]) -> dict[str, Any]:
-        targets = options.get("targets")
-        patterns = None if targets in (None, "all-linear") else targets.split(",")
+        """``target_modules``: None for peft's defaults of the model type (query and value on
+        BERT), else ``--targets`` as given, resolved on the model at attach (:func:`find_targets`;
+        a list of names in checkpoints written before session 29, passed to peft as it is)."""
         if self.name == "lora":
             return {"r": options.get("lora_r") or 8, "lora_alpha": 16, "lora_dropout": 0.1,
-                    "target_modules": patterns}
+                    "target_modules": options.get("targets")}
         return {"target_modules": None}  # peft's IA3 defaults: keys, values, feed-forward
 
     def attach(self, model: nn.Module, config: dict[str, Any]) -> nn.Module:
@@ -135,9 +138,17 @@ class PeftLibrary(Method):
 
         cls = LoraConfig if self.name == "lora" else IA3Config
         task_type = TaskType.CAUSAL_LM if model.can_generate() else TaskType.SEQ_CLS
+        targets = config["target_modules"]
+        resolved = find_targets(model, targets) if isinstance(targets, str) else targets
+        fresh = sorted(m for m in fresh_modules(model) if m.split(".")[0] not in HEAD_NAMES)
+        settings = {**config, "target_modules": resolved, **({"modules_to_save": fresh} if fresh else {})}
         try:
-            return get_peft_model(model, cls(task_type=task_type, **config))
+            return get_peft_model(model, cls(task_type=task_type, **settings))
         except ValueError as exc:
+            if resolved is None and "target_modules" in str(exc):
+                raise ImcSimError(f"{self.name}: peft has no default layers for model type "
+                                  f"{model_type(model)!r}; give --targets (all-linear, kv-ff2, ff2 or "
+                                  "module-name patterns)") from None
             raise ImcSimError(f"{self.name}: {exc}".splitlines()[0]) from None
 
     def merge(self, model: nn.Module) -> nn.Module:

@@ -22,16 +22,26 @@ from transformers.pytorch_utils import Conv1D
 
 from imc_sim.errors import ImcSimError
 
-BLOCK = r".*\.(layer|layers|h|block|blocks)\.\d+\..*"
-KEY_VALUE = r"(key|value|k_proj|v_proj|k_lin|v_lin|c_attn)"
-FF2 = r"(\d+\.output\.dense|mlp\.c_proj|ffn\.lin2|fc2|mlp\.down_proj)"
-PRESETS: dict[str, str] = {
-    "all-linear": BLOCK,
-    "kv-ff2": rf".*\.{KEY_VALUE}|.*\.{FF2}",
-    "ff2": rf".*\.{FF2}",
+BLOCK = r".*\.(layer|layers|h|block|blocks|albert_layers)\.\d+\..*"
+"""A module inside a numbered transformer block (ALBERT's shared block: ``albert_layers.N``)."""
+KEY_VALUE = r".*\.(key|value|k_proj|v_proj|k_lin|v_lin|key_proj|value_proj|attn\.k|attn\.v|c_attn)"
+"""Key and value projections: BERT, Llama/OPT, DistilBERT, DeBERTa, MPNet, GPT-2 (fused)."""
+FF2 = r".*\.(\d+\.output\.dense|mlp\.c_proj|ffn\.lin2|fc2|mlp\.down_proj|ffn_output)"
+"""The second feed-forward projection: BERT, GPT-2, DistilBERT, OPT/Phi, Llama, ALBERT."""
+PRESETS: dict[str, tuple[str, ...]] = {
+    "all-linear": (BLOCK,),
+    "kv-ff2": (KEY_VALUE, FF2),
+    "ff2": (FF2,),
 }
+"""Each preset's parts; every part must match a layer of the model (a model whose key and value
+layers the preset does not know is refused, not adapted at its feed-forward layers alone)."""
 
 LINEAR_TYPES = (nn.Linear, Conv1D)
+
+
+def model_type(model: nn.Module) -> str:
+    """The Hugging Face ``model_type`` of ``model`` (its class name if it has no config)."""
+    return str(getattr(getattr(model, "config", None), "model_type", type(model).__name__))
 
 
 def is_linear(module: nn.Module) -> bool:
@@ -58,8 +68,8 @@ def names_matching(names: Sequence[str], patterns: str, option: str) -> list[str
         raise ImcSimError(f"empty {option}; give module-name patterns or a preset")
     chosen: set[str] = set()
     for pattern in split:
-        rule = PRESETS.get(pattern, pattern)
-        hits = {name for name in names if _matches(rule, name)}
+        rules = PRESETS.get(pattern, (pattern,))
+        hits = {name for name in names if any(_matches(rule, name) for rule in rules)}
         if not hits:
             raise ImcSimError(f"{option} pattern {pattern!r} matches no analog layer (the {len(names)} "
                               f"analog layers run from {names[0]} to {names[-1]})"
@@ -75,10 +85,13 @@ def find_targets(model: nn.Module, targets: str) -> list[str]:
     """
     linear = [n for n, m in model.named_modules() if is_linear(m)]
     if targets in PRESETS:
-        chosen = [n for n in linear if _matches(PRESETS[targets], n)]
-        if not chosen:
-            raise ImcSimError(f"target preset {targets!r} matches no Linear/Conv1D module")
-        return chosen
+        parts = [[n for n in linear if _matches(rule, n)] for rule in PRESETS[targets]]
+        if not all(parts):
+            raise ImcSimError(f"target preset {targets!r} does not know the layers of model type "
+                              f"{model_type(model)!r} "
+                              f"({len(linear)} Linear/Conv1D modules, e.g. {', '.join(linear[:3])}); give "
+                              "--targets as module-name patterns")
+        return [n for n in linear if any(n in part for part in parts)]
     patterns = [p.strip() for p in targets.split(",") if p.strip()]
     if not patterns:
         raise ImcSimError("empty --targets; give a preset or module-name patterns")

@@ -8,7 +8,7 @@ import re
 from torch import nn
 
 from imc_sim.peft.inject import AdapterLayer
-from imc_sim.peft.targets import PRESETS, is_linear, names_matching
+from imc_sim.peft.targets import BLOCK, is_linear, names_matching
 from imc_sim.training.static_ranges import deploy_name
 
 
@@ -18,7 +18,7 @@ def _is_layer(module: nn.Module) -> bool:
 
 def analog_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The outermost adapter / LoRA / plain Linear-Conv1D modules inside the transformer blocks."""
-    block = re.compile(PRESETS["all-linear"])
+    block = re.compile(BLOCK)
     chosen: list[tuple[str, nn.Module]] = []
     for name, module in model.named_modules():
         if any(name.startswith(n + ".") for n, _ in chosen):

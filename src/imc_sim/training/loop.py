@@ -105,7 +105,7 @@ def count_params(model: torch.nn.Module) -> dict[str, int]:
     trainable = head = base = 0
     for name, p in model.named_parameters():
         if p.requires_grad:
-            if is_head(name):
+            if is_head(name, model):
                 head += p.numel()
             else:
                 trainable += p.numel()

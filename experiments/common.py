@@ -39,7 +39,7 @@ from imc_sim.deploy.plots import plot_drift
 from imc_sim.deploy.results import CheckpointCurve, CompareResult, ExperimentTag, TimePoint, save_result
 from imc_sim.deploy.store import read_store, summarize_store
 from imc_sim.devices.profile import load_profile
-from imc_sim.documents import MalformedDocument, parse_json
+from imc_sim.documents import read_json_object
 from imc_sim.errors import ImcSimError
 from imc_sim.jobs import InProcessRunner, JobRunner, RayRunner
 from imc_sim.table import format_table
@@ -91,15 +91,7 @@ def read_json(path: Path, producer: str) -> dict:
     error when it is missing or malformed."""
     if not path.exists():
         raise ImcSimError(f"{path} not found: run experiments/{producer}.py first")
-    try:
-        raw = parse_json(path.read_text(encoding="utf-8"))
-    except MalformedDocument as exc:
-        raise ImcSimError(f"{path}: {exc}") from None
-    except UnicodeDecodeError:
-        raise ImcSimError(f"{path}: not a text file") from None
-    if not isinstance(raw, dict):
-        raise ImcSimError(f"{path} is not a result of experiments/{producer}.py (a JSON object)")
-    return raw
+    return read_json_object(path, f"a result of experiments/{producer}.py")
 
 
 @contextmanager

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import yaml
+
+from imc_sim.errors import ImcSimError
 
 
 class MalformedDocument(ValueError):
@@ -38,6 +42,21 @@ def parse_json(text: str) -> object:
         raise MalformedDocument("JSON nested too deeply") from None
     except ValueError as exc:
         raise MalformedDocument(f"not JSON ({_first_clause(exc)})") from None
+
+
+def read_json_object(path: str | os.PathLike[str], what: str) -> dict:
+    """The JSON object in the file at ``path``; :class:`ImcSimError` naming the file when it is
+    not text, not JSON, or not an object (then ``what`` it should have been, e.g. 'an imc-sim
+    result')."""
+    try:
+        raw = parse_json(Path(path).read_text(encoding="utf-8"))
+    except MalformedDocument as exc:
+        raise ImcSimError(f"{path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise ImcSimError(f"{path}: not a text file") from None
+    if not isinstance(raw, dict):
+        raise ImcSimError(f"{path} is not {what} (a JSON object)")
+    return raw
 
 
 def _first_clause(exc: ValueError) -> str:

@@ -28,11 +28,10 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 from imc_sim.atomic import write_json_atomic
-from imc_sim.documents import MalformedDocument, parse_json
+from imc_sim.documents import read_json_object
 from imc_sim.errors import ImcSimError
 from imc_sim.units import format_time
 
@@ -320,15 +319,7 @@ def result_from_json(raw: dict[str, Any]) -> AnyResult:
 def load_result(path: str | os.PathLike[str]) -> AnyResult:
     """Read a result file written by ``deploy`` / ``compare`` / ``multitask`` / the experiments
     (any schema)."""
-    try:
-        raw = parse_json(Path(path).read_text(encoding="utf-8"))
-    except MalformedDocument as exc:
-        raise ImcSimError(f"{path}: {exc}") from None
-    except UnicodeDecodeError:
-        raise ImcSimError(f"{path}: not a text file") from None
-    if not isinstance(raw, dict):
-        raise ImcSimError(f"{path} is not an imc-sim result (a JSON object)")
-    return result_from_json(raw)
+    return result_from_json(read_json_object(path, "an imc-sim result"))
 
 
 def save_result(path: str | os.PathLike[str], result: AnyResult) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 from tqdm.auto import tqdm
@@ -32,7 +31,7 @@ from imc_sim.atomic import write_json_atomic
 from imc_sim.crossbar.mapping import Deployment
 from imc_sim.deploy.chip import Chip
 from imc_sim.deploy.results import SeedSummary, TimePoint
-from imc_sim.documents import MalformedDocument, parse_json
+from imc_sim.documents import read_json_object
 from imc_sim.errors import ImcSimError
 from imc_sim.table import format_table
 
@@ -156,15 +155,7 @@ def save_sensitivity(path: str | os.PathLike[str], result: SensitivityResult) ->
 
 
 def load_sensitivity(path: str | os.PathLike[str]) -> SensitivityResult:
-    try:
-        raw = parse_json(Path(path).read_text(encoding="utf-8"))
-    except MalformedDocument as exc:
-        raise ImcSimError(f"{path}: {exc}") from None
-    except UnicodeDecodeError:
-        raise ImcSimError(f"{path}: not a text file") from None
-    if not isinstance(raw, dict):
-        raise ImcSimError(f"{path} is not an imc-sim sensitivity result (a JSON object)")
-    return SensitivityResult.from_json(raw)
+    return SensitivityResult.from_json(read_json_object(path, "an imc-sim sensitivity result"))
 
 
 def configurations(mode: str, names: Sequence[str]) -> list[list[str]]:

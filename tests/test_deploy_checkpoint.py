@@ -58,8 +58,8 @@ def test_a_language_models_held_out_text_is_cut_to_the_limit(lm_checkpoint: Path
     ({}, None),
     ({"train_args": {"device": None}}, None),
     ({"train_args": {"device": "pcm", "drift": None}}, "pcm @ 1d"),
-    ({"train_args": {"device": "pcm", "drift": "1h..1y", "device_warmup": 0.5}},
-     "pcm @ 1h..1y, after 50% digital"),
+    ({"train_args": {"device": "pcm", "drift": "1h..1y", "device_warmup": 0.75}},
+     "pcm @ 1h..1y, after 75% digital"),
     ({"train_args": {"device": "pcm-chip", "drift": "1d", "device_warmup": None, "device_layers": "ff1"}},
      "pcm-chip @ 1d, layers ff1"),
 ])

@@ -73,6 +73,14 @@ def test_the_data_folder_is_compared_by_where_it_is(tmp_path, fake_training, mon
         cache.train_cached(path, TrainArgs(data_dir=str(tmp_path / "other")))
 
 
+def test_the_packaged_model_by_name_is_no_model_given(tmp_path, fake_training):
+    path = tmp_path / "m.pt"
+    cache.train_cached(path, TrainArgs(model=None))
+    cache.train_cached(path, TrainArgs(model="minilm"))
+    cache.train_cached(path, TrainArgs(model="all-MiniLM-L6-v2"))
+    assert len(fake_training) == 1
+
+
 def test_what_does_not_change_the_weights_is_not_compared(tmp_path, fake_training):
     path = tmp_path / "m.pt"
     cache.train_cached(path, TrainArgs(eval_limit=300))

@@ -3,9 +3,10 @@
 A cached checkpoint counts as a run of some :class:`TrainArgs` when the training arguments it
 records (``train_args``) equal those of the run, compared as what they mean rather than as typed:
 a data folder or model folder by where it resolves to (``../data`` and ``/work/data`` are one
-folder; no ``--data-dir`` is ``$IMC_SIM_DATA``). Fields that do not change the trained weights
-(:data:`NOT_TRAINING`) are not compared. The method's options live in the checkpoint's config,
-not in ``train_args``: callers name their cache files after them (``grasp-k32-...``).
+folder; no ``--data-dir`` is ``$IMC_SIM_DATA``; ``--model minilm`` is no ``--model``). Fields
+that do not change the trained weights (:data:`NOT_TRAINING`) are not compared. The method's
+options live in the checkpoint's config, not in ``train_args``: callers name their cache files
+after them (``grasp-k32-...``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from imc_sim.backbones import PACKAGED
 from imc_sim.checkpoint import read_checkpoint, save_checkpoint
 from imc_sim.data.glue import resolve_data_dir
 from imc_sim.errors import ImcSimError
@@ -22,6 +24,8 @@ from imc_sim.training.loop import TrainArgs, recorded_args, train
 
 NOT_TRAINING = ("eval_limit", "torch_device")
 """Recorded fields that change what is reported or where it ran, not the trained weights."""
+PACKAGED_NAMES = ("minilm", PACKAGED)
+"""``--model`` values that name the packaged MiniLM, as no ``--model`` does."""
 DATA_FOLDERS = ("data_dir",)
 """Fields whose None means ``$IMC_SIM_DATA`` (:func:`imc_sim.data.glue.resolve_data_dir`)."""
 
@@ -35,6 +39,8 @@ def _meaning(value: Any, key: str = "") -> Any:
     if key in DATA_FOLDERS:
         folder = resolve_data_dir(value)
         value = None if folder is None else str(folder)
+    if key == "model" and value in PACKAGED_NAMES:
+        value = None
     if isinstance(value, str) and os.path.exists(value):
         return os.path.realpath(value)
     return value

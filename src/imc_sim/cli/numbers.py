@@ -70,7 +70,10 @@ def learning_rate(text: str) -> float:
 
 def non_negative_floats(text: str) -> tuple[float, ...]:
     """Comma-separated finite numbers >= 0, at least one (``0,0.01,0.02``)."""
-    return tuple(non_negative_float(item) for item in names(text))
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+    return tuple(non_negative_float(item) for item in items)
 
 
 def names(text: str) -> tuple[str, ...]:

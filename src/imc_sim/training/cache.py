@@ -81,14 +81,14 @@ def check_all_cached(runs: Sequence[tuple[Path, TrainArgs]], fresh: bool) -> Non
 def train_cached(path: str | os.PathLike[str], args: TrainArgs, fresh: bool = False) -> Path:
     """Train ``args`` and save the checkpoint at ``path`` once; later calls reuse the file, when it
     is a run of ``args`` (else a one-line error)."""
-    target = Path(path)
-    check_all_cached([(target, args)], fresh)
-    if fresh or not target.exists():
-        save_checkpoint(target, train(args).payload)
-    return target
+    return train_all_cached([(Path(path), args)], fresh)[0]
 
 
 def train_all_cached(runs: Sequence[tuple[Path, TrainArgs]], fresh: bool = False) -> list[Path]:
-    """:func:`train_cached` for every ``(path, args)`` in turn, every cached one checked first."""
+    """Every ``(path, args)`` trained and saved where its checkpoint is not there yet (every one
+    with ``fresh``), each cached one checked first (:func:`check_all_cached`, one read each)."""
     check_all_cached(runs, fresh)
-    return [train_cached(path, args, fresh) for path, args in runs]
+    for path, args in runs:
+        if fresh or not path.exists():
+            save_checkpoint(path, train(args).payload)
+    return [path for path, _ in runs]

@@ -182,6 +182,22 @@ def test_multitask_cli_writes_typed_json_and_png(tiny_checkpoint, second_task, t
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_multitask_without_glue_data_names_only_its_own_options(tiny_checkpoint, tmp_path, monkeypatch,
+                                                                 capsys):
+    """No --data-dir, no $IMC_SIM_DATA, no datasets package: one line before any model loads, not
+    the --validation-file that deploy would suggest (multitask has none)."""
+    monkeypatch.delenv("IMC_SIM_DATA", raising=False)
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    out = tmp_path / "m.json"
+    assert main(["multitask", str(tiny_checkpoint), "--device", "ideal", "--seeds", "1",
+                 "--json", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("imc-sim: error: multitask reads GLUE dev sets: pass --data-dir DIR (GLUE layout, "
+                   "DIR/SST-2/dev.tsv, ...) or set $IMC_SIM_DATA; or `pip install datasets` to download "
+                   "GLUE from the hub")
+    assert not out.exists()
+
+
 def test_multitask_refuses_different_base_weights(tiny_checkpoint, tmp_path, tiny_glue, capsys):
     other = make_tiny_bert(vocab_size=30522)
     with torch.no_grad():

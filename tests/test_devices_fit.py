@@ -159,6 +159,26 @@ def test_duplicated_rows_are_refused_not_fitted_as_no_read_noise(copies, tmp_pat
     assert fit_measurements(m, "pcm").read_scale > 0  # the same reads once each: from the residuals
 
 
+def test_copied_rows_are_counted_and_kept_out_of_the_read_check():
+    """Two reads per (device, time), but at the first time the lowest level's second read is a copy
+    of its first: that (level, time) has no read spread, which the read check used to divide by
+    (`inf%`). Now the check leaves it out, and the report counts the copies and says what they do."""
+    devices = 20
+    m = draw_measurements(truth_pcm(), TARGETS, TIMES[:3], devices, reads=2, seed=4)
+    n = devices * len(TARGETS)  # rows: per time, per read, every device
+    clean = fit_measurements(m, "pcm")
+    g_read = m.g_read.copy()
+    g_read[n:n + devices] = g_read[:devices]
+    copied = fit_measurements(Measurements(m.device, m.g_target, m.time, g_read), "pcm")
+    assert (clean.copied_rows, copied.copied_rows) == (0, devices)
+    assert math.isfinite(copied.quality.read_rel) and copied.read_scale < clean.read_scale
+    report = fit_report(copied)
+    assert "inf" not in report and report.splitlines()[-1] == (
+        f"note: {devices} rows repeat an earlier row exactly (device, time and read); if they are copies, "
+        "the read noise above is too low: remove them and fit again")
+    assert "note:" not in fit_report(clean)
+
+
 def test_json_lines_without_device_ids_are_read_in_order(tmp_path):
     """Without ids, the k-th read of a (target, time) is device k: the drift fit still finds nu."""
     m = draw_measurements(truth_pcm(), TARGETS, TIMES, 60, reads=1, seed=5)
@@ -473,7 +493,8 @@ def test_the_report_says_why_a_quality_measure_is_undefined():
     apart = fit_report(fit_measurements(exact_reads(target, target, np.full(20, 0.05), DOUBLING[:3],
                                                     reads=rotated), "state-independent", g_max=25.0))
     assert "-nu_mean L: R^2 undefined (no level has two times at which all its devices were read)" in apart
-    assert "error n/a (no level has repeated reads at times all its devices were read at)" in apart
+    assert "error n/a (no level has repeated reads that differ at times all its devices were read at)" \
+        in apart
     assert not any("nan" in report for report in (exact, still, apart))
 
 

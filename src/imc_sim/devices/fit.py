@@ -92,6 +92,7 @@ class DeviceFit:
     devices_used: int
     devices_dropped: int
     times: tuple[float, ...]
+    copied_rows: int  # rows equal to an earlier row in device, time and read (copies, or coarse reads)
     examples: tuple[tuple[float, np.ndarray, np.ndarray, float, float], ...] = field(repr=False)
     # (target, times, mean reads, g_prog, nu) of a few devices, for the plot
 
@@ -147,6 +148,12 @@ def _levels(target: np.ndarray, g_max: float) -> np.ndarray:
     if len(distinct) > MAX_LEVELS:
         index = np.minimum((target / g_max * BINS).astype(int), BINS - 1)
     return index
+
+
+def _copied_rows(m: Measurements) -> int:
+    """How many rows repeat an earlier row exactly (device, time and read)."""
+    rows = np.stack([m.device.astype(float), m.time, m.g_read], axis=1)
+    return len(rows) - len(np.unique(rows, axis=0))
 
 
 def _r2(data: np.ndarray, model: np.ndarray) -> float:
@@ -208,7 +215,7 @@ def fit_measurements(m: Measurements, family: str, g_max: float | None = None,
     return DeviceFit(
         family=family, g_max=g_max, t0=t0, t_read=t_read, coeffs=coeffs, read_scale=read_scale,
         levels=tuple(fitted), quality=quality, devices_used=int(keep.sum()),
-        devices_dropped=int((~keep).sum()), times=tuple(grid.times.tolist()),
+        devices_dropped=int((~keep).sum()), times=tuple(grid.times.tolist()), copied_rows=_copied_rows(m),
         examples=_examples(target, levels, grid.times, mean, w, g_prog, nu),
     )
 
@@ -277,8 +284,9 @@ def _quality(levels: list[Level], coeffs: tuple[float, ...], g_max: float, index
         if repeated.any():
             measured = np.sqrt(var[sel][:, cols].sum(0) / np.maximum(repeated.sum(0), 1))
             law = np.sqrt((eps2[sel][:, cols] * count[sel][:, cols] * mean[sel][:, cols] ** 2).mean(0))
-            read_data += measured[repeated.any(0)].tolist()
-            read_model += law[repeated.any(0)].tolist()
+            spread = repeated.any(0) & (measured > 0)  # reads that all agree have no std to compare
+            read_data += measured[spread].tolist()
+            read_model += law[spread].tolist()
     read_rel = (float(np.mean(np.abs(np.array(read_model) / np.array(read_data) - 1)))
                 if read_data else None)
     sigma_r2 = _r2(sig, model)
@@ -292,7 +300,8 @@ def _quality(levels: list[Level], coeffs: tuple[float, ...], g_max: float, index
                                  else "no level has two times at which all its devices were read")
     if read_rel is None:
         undefined["read_rel"] = ("one read per device and time" if read_source != "repeated reads"
-                                 else "no level has repeated reads at times all its devices were read at")
+                                 else "no level has repeated reads that differ at times all its devices "
+                                 "were read at")
     return Quality(sigma_r2=sigma_r2, sigma_max_rel=sigma_rel, drift_r2=drift_r2, read_rel=read_rel,
                    read_source=read_source, undefined=undefined)
 

@@ -103,4 +103,7 @@ def fit_report(fit: DeviceFit) -> str:
         f"  drift ln g(t)/g(t1) per level and time vs -nu_mean L: {_r2_text(fit, 'drift_r2')}",
         f"  read std per level and time: mean relative error {read}",
     ]
+    if fit.copied_rows:
+        lines.append(f"note: {fit.copied_rows} rows repeat an earlier row exactly (device, time and read); "
+                     "if they are copies, the read noise above is too low: remove them and fit again")
     return "\n".join(lines)

@@ -204,6 +204,7 @@ def test_multitask_refuses_different_base_weights(tiny_checkpoint, tmp_path, tin
         other.bert.encoder.layer[0].output.dense.weight.add_(0.01)
     other_dir = save_with_tokenizer(other, tmp_path / "other-base")
     other_ckpt = train_tiny(tmp_path / "other.pt", other_dir, tiny_glue, "--k", "4")
+    capsys.readouterr()  # what saving and training wrote
     assert main(["multitask", str(tiny_checkpoint), str(other_ckpt), "--data-dir", str(tiny_glue),
                  "--quiet"]) == 2
     err = capsys.readouterr().err.strip()

@@ -79,7 +79,7 @@ def test_only_an_adapters_base_layer_stands_for_the_adapter():
 
 def test_switching_to_layers_the_deployment_lacks_is_refused_by_name():
     deployment = deploy_model(make_tiny_bert(), load_profile("pcm"))
-    with pytest.raises(KeyError, match="bert.pooler.nope"):
+    with pytest.raises(ImcSimError, match="bert.pooler.nope"):
         deployment.use_analog([FFN, "bert.pooler.nope"])
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import difflib
 import math
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -111,16 +113,37 @@ class Backbone:
     reference: dict[str, str]
 
 
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Transformers' and the hub's warnings and progress bars off while a model loads (no
+    "Retrying in 1s" line per attempt), as the caller had them afterwards."""
+    from huggingface_hub.utils import logging as hub_logging
+    from transformers.utils import logging as hf_logging
+
+    verbosity, hub_verbosity = hf_logging.get_verbosity(), hub_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    hub_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hub_logging.set_verbosity(hub_verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def load_backbone(ref: dict[str, str], task: TaskSpec) -> Backbone:
     """Load model and tokenizer for ``task`` (``num_labels`` from the task table; a causal LM for
     ``lm``). A classifier whose head was fine-tuned for other labels gets a fresh head."""
-    from huggingface_hub.utils import logging as hub_logging
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    with _quiet_loading():
+        return _load_backbone(ref, task)
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    hub_logging.set_verbosity_error()  # no "Retrying in 1s" lines for each attempt
+
+def _load_backbone(ref: dict[str, str], task: TaskSpec) -> Backbone:
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
     source = _source(ref)
     offline = hub_unreachable() if ref["kind"] == "hub" else None
     cached = {"local_files_only": True} if offline else {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import SupportsFloat
 
 from imc_sim.errors import ImcSimError
 
@@ -36,13 +37,32 @@ def parse_time(text: str) -> float:
     value, unit = float(match.group(1)), match.group(2) or "s"
     if unit not in SECONDS:
         raise ImcSimError(f"unknown time unit {unit!r} in {text!r}; known: {', '.join(SECONDS)}")
-    seconds = value * SECONDS[unit]
+    return _checked(value * SECONDS[unit], repr(text))
+
+
+def _checked(seconds: float, shown: str) -> float:
     if not math.isfinite(seconds):
-        raise ImcSimError(f"drift time {text!r} is not finite")
+        raise ImcSimError(f"drift time {shown} is not finite")
     if seconds > MAX_SECONDS:
         raise ImcSimError(
-            f"drift time {text!r} is beyond {format_time(MAX_SECONDS)}, far past any device's data")
+            f"drift time {shown} is beyond {format_time(MAX_SECONDS)}, far past any device's data")
     return seconds
+
+
+def seconds(time: str | SupportsFloat) -> float:
+    """A drift time of the Python API in seconds: text as :func:`parse_time` reads it (``'1d'``), or
+    a number of seconds (int, float, a numpy scalar, a one-element tensor), checked as text is."""
+    if isinstance(time, str):
+        return parse_time(time)
+    try:
+        if isinstance(time, bool):
+            raise TypeError
+        value = float(time)
+    except (TypeError, ValueError):
+        raise ImcSimError(f"drift time {time!r} is neither seconds nor a time such as '1d'") from None
+    if value < 0:
+        raise ImcSimError(f"drift time {value:g} s is negative; times count from the end of programming")
+    return _checked(value, f"{value:g} s")
 
 
 def parse_times(texts: str | list[str]) -> list[float]:

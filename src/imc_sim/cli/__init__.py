@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from imc_sim.errors import ImcSimError
 from imc_sim.heap import keep_freed_memory
+from imc_sim.report import print_reports
 from imc_sim.units import negative_time
 
 COMMANDS = ("train", "deploy", "compare", "multitask", "sweep", "devices", "sensitivity")
@@ -61,9 +62,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_reporting(name: str, call: Callable[[], object], debug: bool = False) -> int:
     """``call()``'s exit status (None: 0) with freed memory kept in the process
-    (:mod:`imc_sim.heap`); a user error (:class:`ImcSimError`, an unreadable or unwritable file) is
-    one line on stderr, ``NAME: error: ...``, and status 2 (``debug``: its traceback instead)."""
+    (:mod:`imc_sim.heap`) and the library's reports on stdout (:mod:`imc_sim.report`); a user error
+    (:class:`ImcSimError`, an unreadable or unwritable file) is one line on stderr,
+    ``NAME: error: ...``, and status 2 (``debug``: its traceback instead)."""
     keep_freed_memory()
+    print_reports()
     try:
         return int(call() or 0)
     except (ImcSimError, OSError) as exc:

@@ -35,17 +35,6 @@ def check_glue_task(path: str) -> None:
                           "deploy it on its own")
 
 
-def check_glue_data(data_dir: str | None) -> None:
-    """One line if there is no GLUE folder (``--data-dir``, ``$IMC_SIM_DATA``) and no ``datasets``
-    package to fetch GLUE from the hub: multitask has no own-file options to suggest."""
-    from imc_sim.data.glue import DATA_ENV, resolve_data_dir
-    from imc_sim.data.hub import import_datasets
-
-    if resolve_data_dir(data_dir) is None:
-        import_datasets("multitask reads GLUE dev sets: pass --data-dir DIR (GLUE layout, DIR/SST-2/dev.tsv, "
-                        f"...) or set ${DATA_ENV}; or `pip install datasets` to download GLUE from the hub")
-
-
 def run(args: argparse.Namespace) -> int:
     from imc_sim.cli.sweep_options import sweep_setup, write_outputs
     from imc_sim.data import DataSource
@@ -57,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
     for path in args.checkpoints:
         check_periphery(path, needed_by="multitask")
         check_glue_task(path)
-    check_glue_data(args.data_dir)
     result = multitask_sweep(args.checkpoints, profile, times, args.seeds,
                              DataSource(data_dir=args.data_dir), args.eval_limit, progress=not args.quiet,
                              torch_device=resolve_torch_device(args.torch_device))

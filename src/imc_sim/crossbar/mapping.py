@@ -2,8 +2,11 @@
 
 By default every Linear/Conv1D inside the transformer blocks is analog; embeddings, LayerNorm,
 softmax, the pooler and the task head stay digital (``analog_head`` makes every Linear/Conv1D
-outside the blocks analog too). GPT-2's Conv1D is converted here: aihwkit's
-``convert_to_analog`` leaves it digital. ``digital`` keeps chosen layers of those digital
+outside the blocks analog too); ``layers`` names exactly the layers to map instead, for a model
+without such blocks (a plain MLP). GPT-2's Conv1D is converted here: aihwkit's
+``convert_to_analog`` leaves it digital. The output projection of an ``nn.MultiheadAttention``
+never computes on tiles: the attention reads its weight directly instead of calling it.
+``digital`` keeps chosen layers of those digital
 (placement, :mod:`imc_sim.crossbar.placement`); a deployment keeps each analog layer's digital
 original, so that :meth:`Deployment.use_analog` can switch layers between tile and digital
 without reprogramming.
@@ -17,8 +20,9 @@ the merged and the unmerged deployment of one checkpoint on one seed are the sam
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,6 +35,30 @@ from imc_sim.devices.profile import DeviceProfile
 from imc_sim.errors import ImcSimError
 from imc_sim.peft.inject import AdapterLayer
 from imc_sim.peft.targets import BLOCK, in_out_features, is_linear, model_type, replace_module
+
+
+def layer_names(names: Collection[str], argument: str) -> set[str]:
+    """The layer names of ``argument`` as a set; a single string is refused (its characters are
+    not layer names)."""
+    if isinstance(names, str):
+        raise ImcSimError(f"{argument}: give a list of layer names, not a string ({names!r})")
+    return set(names)
+
+
+Batch = Mapping[str, Any] | Sequence[Any] | torch.Tensor
+"""One model input: keyword arguments, positional arguments, or the one argument."""
+
+
+def forward(model: nn.Module, batch: Batch) -> object:
+    """``model`` called on ``batch`` (see :data:`Batch`; a ``labels`` key is left out)."""
+    if isinstance(batch, Mapping):
+        return model(**{k: v for k, v in batch.items() if k != "labels"})
+    if isinstance(batch, tuple | list):
+        return model(*batch)
+    if isinstance(batch, torch.Tensor):
+        return model(batch)
+    raise ImcSimError(f"a batch is a mapping of keyword arguments, a tuple or list of arguments, or a "
+                      f"tensor, not {type(batch).__name__}")
 
 
 @dataclass
@@ -50,6 +78,8 @@ class Deployment:
     input_ranges: str | None = None
     chip_names: dict[str, str] = field(default_factory=dict)
     """The name each layer's chip streams are drawn under, where it is not the layer's own."""
+    programmed_seed: int | None = None
+    """The seed of the chip the tiles hold (:meth:`program`); None before programming."""
 
     def chip_name(self, name: str) -> str:
         return self.chip_names.get(name, name)
@@ -64,21 +94,25 @@ class Deployment:
         """Layers ``names`` compute on their tiles, every other layer of ``layers`` digitally (its
         original module), without reprogramming; each tile's per-read noise restarts as after a
         drift, so the model computes what a deployment of only ``names`` on this chip would. A
-        digital original follows its tiles to the device they are on (``model.to()`` moved those)."""
-        unknown = set(names) - set(self.layers)
+        digital original follows its tiles to the device they are on (``model.to()`` moved those).
+        ``use_analog([])`` puts every original layer back: the digital model."""
+        analog = layer_names(names, "use_analog")
+        unknown = analog - set(self.layers)
         if unknown:
-            raise KeyError(f"not analog layers of this deployment: {sorted(unknown)}")
+            raise ImcSimError(f"not analog layers of this deployment: {', '.join(sorted(unknown))}")
         self.restart_reads()
         for name, layer in self.layers.items():
             digital = self.originals[name]
-            if name not in names and digital.weight.device != layer.target.device:
+            if name not in analog and digital.weight.device != layer.target.device:
                 digital.to(layer.target.device)
-            replace_module(self.model, name, layer if name in names else digital)
+            replace_module(self.model, name, layer if name in analog else digital)
 
     def program(self, streams: ChipStreams) -> None:
         """Program every layer with the chip's ``streams`` (see :class:`imc_sim.deploy.chip.Chip`)."""
+        self.programmed_seed = None  # a programming stopped part way holds no chip
         for name, layer in self.layers.items():
             layer.program(streams, self.chip_name(name))
+        self.programmed_seed = streams.seed
 
     def _static(self) -> dict[str, CrossbarLinear]:
         return {name: layer for name, layer in self.layers.items() if layer.static_ranges}
@@ -98,23 +132,29 @@ class Deployment:
         self.input_ranges = "checkpoint"
         return True
 
-    def calibrate(self, batches: Sequence[dict], source: str = "calibration batches") -> None:
+    def calibrate(self, batches: Iterable[Batch], source: str = "calibration batches") -> None:
         """Static input ranges (``periphery.input_range: static``): run the model, its analog
-        layers computing the digital product, over ``batches`` (tokenized model inputs; a
-        ``labels`` key is ignored) and keep each row tile's range
-        (:mod:`imc_sim.crossbar.input_ranges`); ``source`` names the batches in :meth:`summary`.
-        Nothing to do for dynamic ranges; a static range without batches is a one-line error."""
+        layers computing the digital product, over ``batches`` (any iterable, a DataLoader or a
+        generator too) and keep each row tile's range (:mod:`imc_sim.crossbar.input_ranges`);
+        ``source`` names the batches in :meth:`summary`. A batch is the model's keyword arguments
+        (a mapping such as tokenized inputs; a ``labels`` key is ignored), its positional arguments
+        (a tuple or list) or its one argument (a tensor). Nothing to do for dynamic ranges; a
+        static range without batches is a one-line error."""
+        if isinstance(batches, torch.Tensor):
+            raise ImcSimError("calibrate takes batches, not one tensor: give a list of batches, e.g. [x]")
         static = list(self._static().values())
         if not static:
             return
-        if not batches:
-            raise ImcSimError(NO_RANGE)
         for layer in static:
             layer.begin_calibration()
+        run = 0
         try:
             with torch.no_grad():
                 for batch in batches:
-                    self.model(**{k: v for k, v in batch.items() if k != "labels"})
+                    forward(self.model, batch)
+                    run += 1
+            if not run:
+                raise ImcSimError(NO_RANGE)
         except BaseException:
             for layer in static:
                 layer.end_calibration(keep=False)
@@ -171,18 +211,71 @@ class Deployment:
             text += f"; {len(self.chip_names)} adapters digital, before their tiles' DACs"
         return text
 
+    def __repr__(self) -> str:  # not the dataclass's, which prints the whole model
+        return f"Deployment({self.describe()})"
 
-def analog_layer_names(model: nn.Module, analog_head: bool = False) -> list[str]:
-    """Names of the Linear/Conv1D layers that go onto tiles."""
+
+def attention_projections(model: nn.Module, linear: Iterable[str]) -> set[str]:
+    """The layers of ``linear`` that an ``nn.MultiheadAttention`` holds (its output projection):
+    it reads their weight and bias directly instead of calling them, so they cannot be tiles."""
+    return {n for n in linear if isinstance(model.get_submodule(n.rpartition(".")[0]), nn.MultiheadAttention)}
+
+
+def chosen_layers(model: nn.Module, linear: list[str], layers: Collection[str]) -> list[str]:
+    """The Linear/Conv1D layers named in ``layers``, in model order; a one-line error for a name
+    that is not one, or one that cannot compute on tiles."""
+    chosen = layer_names(layers, "layers")
+    if not chosen:
+        raise ImcSimError("nothing to map to tiles: layers names no layer")
+    unknown = chosen - set(linear)
+    if unknown:
+        raise ImcSimError(f"layers names no Linear/Conv1D module of the model: {', '.join(sorted(unknown))} "
+                          f"(its Linear/Conv1D modules are e.g. {', '.join(linear[:3])})")
+    attention = attention_projections(model, chosen)
+    if attention:
+        raise ImcSimError(f"{', '.join(sorted(attention))}: nn.MultiheadAttention reads its projection's "
+                          "weight directly instead of calling it, so it cannot compute on tiles")
+    return [n for n in linear if n in chosen]
+
+
+def analog_layer_names(model: nn.Module, analog_head: bool = False,
+                       layers: Collection[str] | None = None) -> list[str]:
+    """Names of the Linear/Conv1D layers that go onto tiles, in model order: those named in
+    ``layers``, else those inside numbered transformer blocks (every one with ``analog_head``),
+    leaving out the projections of ``nn.MultiheadAttention`` (:func:`attention_projections`)."""
     linear = [n for n, m in model.named_modules() if is_linear(m)]
+    if layers is not None:
+        if analog_head:
+            raise ImcSimError("layers and analog_head=True exclude each other: name every layer to map "
+                              "in layers")
+        return chosen_layers(model, linear, layers)
+    candidates = [n for n in linear if n not in attention_projections(model, linear)]
     if analog_head:
-        return linear
-    in_blocks = [n for n in linear if re.fullmatch(BLOCK, n)]
+        return candidates
+    in_blocks = [n for n in candidates if re.fullmatch(BLOCK, n)]
     if not in_blocks:
-        raise ImcSimError(f"no Linear/Conv1D layer of model type {model_type(model)!r} lies in a numbered "
-                          f"transformer block ({len(linear)} lie elsewhere, e.g. {', '.join(linear[:3])}): "
+        kind = model_type(model)
+        raise ImcSimError(f"no Linear/Conv1D layer of model type {kind!r} lies in a numbered transformer "
+                          f"block ({len(candidates)} lie elsewhere): nothing to map to tiles; name the "
+                          f"layers to map, e.g. layers={candidates[:3]!r}, or pass analog_head=True for "
+                          "every Linear layer" if candidates else
+                          f"model type {kind!r} has no Linear/Conv1D layer that could compute on tiles: "
                           "nothing to map to tiles")
     return in_blocks
+
+
+def unfuse_transformers(model: nn.Module, names: Iterable[str]) -> None:
+    """Turn off torch's fused inference path in each ``nn.TransformerEncoder`` and
+    ``nn.TransformerEncoderLayer`` above a layer of ``names``: that path reads the layers' weights
+    directly instead of calling them (the unfused path computes the same)."""
+    for name in names:
+        parts = name.split(".")
+        for depth in range(len(parts)):
+            module = model.get_submodule(".".join(parts[:depth]))
+            if isinstance(module, nn.TransformerEncoder):
+                module.use_nested_tensor = False
+            elif isinstance(module, nn.TransformerEncoderLayer):
+                module.activation_relu_or_gelu = 0  # read by the fused path only
 
 
 def chip_name(model: nn.Module, name: str) -> str:
@@ -195,30 +288,41 @@ def chip_name(model: nn.Module, name: str) -> str:
 
 
 def deploy_model(model: nn.Module, profile: DeviceProfile, analog_head: bool = False,
-                 digital: Collection[str] = ()) -> Deployment:
-    """Replace the analog layers of ``model`` (in place) by tiles of ``profile``, unprogrammed;
-    the layers named in ``digital`` stay digital."""
-    names = analog_layer_names(model, analog_head)
-    unknown = set(digital) - set(names)
+                 digital: Collection[str] = (), layers: Collection[str] | None = None) -> Deployment:
+    """Replace the analog layers of ``model`` (:func:`analog_layer_names`: ``layers``, exact names
+    of Linear/Conv1D modules, or by default those in the transformer blocks) by tiles of
+    ``profile``, unprogrammed; the layers named in ``digital`` stay digital.
+
+    The model is changed in place: put in eval mode, its analog layers' weights leave
+    ``model.parameters()`` (they become buffers of the tiles), and torch's fused Transformer
+    encoder path is turned off above them; ``deployment.use_analog([])`` puts every original
+    layer back, the digital model."""
+    names = analog_layer_names(model, analog_head, layers)
+    kept_names = layer_names(digital, "digital")
+    unknown = kept_names - set(names)
     if unknown:
         raise ImcSimError(f"not layers that could go onto tiles: {', '.join(sorted(unknown))}")
+    analog = [n for n in names if n not in kept_names]
+    if names and not analog:
+        raise ImcSimError("nothing to map to tiles: every layer that could go onto tiles is in digital")
+    if any(model.get_submodule(n).weight.is_meta for n in analog):
+        raise ImcSimError("the model's weights are on the meta device (not materialised): load its "
+                          "weights before deploying")
     family = devices.build_family(profile)
     total = sum(p.numel() for p in model.parameters())
-    layers: dict[str, CrossbarLinear] = {}
+    tiles: dict[str, CrossbarLinear] = {}
     originals: dict[str, nn.Module] = {}
-    kept: dict[str, int] = {}
-    for name in names:
+    kept = {n: model.get_submodule(n).weight.numel() for n in names if n in kept_names}
+    for name in analog:
         original = model.get_submodule(name)
-        if name in digital:
-            kept[name] = original.weight.numel()
-            continue
-        layer = CrossbarLinear(original, profile, family)
-        replace_module(model, name, layer)
-        layers[name], originals[name] = layer, original
+        tiles[name] = CrossbarLinear(original, profile, family)
+        replace_module(model, name, tiles[name])
+        originals[name] = original
+    unfuse_transformers(model, analog)
     model.eval()
-    on_nvm = sum(layer.in_features * layer.out_features for layer in layers.values())
-    renamed = {n: chip_name(model, n) for n in layers if chip_name(model, n) != n}
-    return Deployment(model, profile, layers, total - on_nvm, originals, kept, chip_names=renamed)
+    on_nvm = sum(layer.in_features * layer.out_features for layer in tiles.values())
+    renamed = {n: chip_name(model, n) for n in tiles if chip_name(model, n) != n}
+    return Deployment(model, profile, tiles, total - on_nvm, originals, kept, chip_names=renamed)
 
 
 def share_tiles(deployment: Deployment, model: nn.Module) -> None:

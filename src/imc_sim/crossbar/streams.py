@@ -90,8 +90,8 @@ class ChipStreams:
     def stream(self, layer: str, purpose: str, device: torch.device | str, tile: int | None = None,
                time: float | str | None = None) -> Stream:
         """The stream of ``purpose`` for ``layer`` (and ``tile``, drift ``time``) on ``device``."""
-        if isinstance(time, int | float):
-            time = float(time)  # 1 and 1.0 name the same time
+        if time is not None and not isinstance(time, str):
+            time = float(time)  # 1, 1.0, numpy's 1 and tensor(1.) name the same time
         return Stream((self.seed, layer, purpose, tile, time), device)
 
     def tile_normals(self, layer: str, purpose: str, tiles: range, shape: tuple[int, ...],

@@ -24,15 +24,16 @@ registered buffer, so ``.to(device)`` moves the whole chip. Per tile, as aihwkit
 Weight-level families (gaussian, ideal) act on u directly, without a pair. Where a family has a
 compiled law (PCM) and the tiles are on a CPU with the compiled pass built, programming and drift
 of every tile run in that one pass (:func:`~imc_sim.crossbar.epilogue.pcm_tiles`: the same device
-normals, the same weights to float rounding); elsewhere in torch, by groups of tiles. The forward runs the
-fused periphery (:mod:`~imc_sim.crossbar.periphery`) on the stacked weights; the bias stays
-digital. With static input ranges (:mod:`~imc_sim.crossbar.input_ranges`) the layer is calibrated
-once (:meth:`begin_calibration`, forwards, :meth:`end_calibration`) and keeps one range per row tile
-in a buffer. Randomness comes from the chip's streams (:mod:`~imc_sim.crossbar.streams`), per tile for
-programming (``program``), drift coefficients (``drift-coefficients``), faults (``faults``),
-the drift's read noise (``drift-read`` at t) and the compensation read-out (``compensation``, per
-row tile), and per
-layer for the forward's per-read noise (``read`` at the drift time, restarted at each drift).
+normals, the same weights to float rounding); elsewhere in torch, by groups of tiles. The forward
+runs the fused periphery (:mod:`~imc_sim.crossbar.periphery`) on the stacked weights, in float32
+whatever the model's dtype; the bias stays digital. Before programming the tiles hold the targets
+exactly (the periphery alone). With static input ranges (:mod:`~imc_sim.crossbar.input_ranges`) the
+layer is calibrated once (:meth:`begin_calibration`, forwards, :meth:`end_calibration`) and keeps
+one range per row tile in a buffer. Randomness comes from the chip's streams
+(:mod:`~imc_sim.crossbar.streams`), per tile for programming (``program``), drift coefficients
+(``drift-coefficients``), faults (``faults``), the drift's read noise (``drift-read`` at t) and the
+compensation read-out (``compensation``, per row tile), and per layer for the forward's per-read
+noise (``read`` at the drift time, restarted at each drift).
 """
 
 from __future__ import annotations
@@ -122,16 +123,22 @@ class CrossbarLinear(nn.Module):
         return self.grid.n_tiles
 
     def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202 - nn.Module's signature
-        """``.to()`` / ``.cuda()`` / ``.float()``: buffers move; the packed product is rebuilt."""
+        """``.to()``: buffers move, the packed product is rebuilt; the tiles stay float32."""
         super()._apply(fn, recurse)
+        for name, buffer in self._buffers.items():
+            if buffer is not None and buffer.is_floating_point():
+                self._buffers[name] = buffer.float()
         self._stack = None
         self.read_stream = Stream(self.read_stream.keys, self.target.device)
         return self
 
+    def __getstate__(self) -> dict:
+        """For ``copy.deepcopy`` and ``torch.save``: without the packed product (rebuilt when used)."""
+        return {**self.__dict__, "_stack": None}
+
     def _groups(self) -> list[tuple[int, int]]:
-        """(first tile, count) of the groups of tiles programmed and drifted together: all tiles
-        at once, or on a CPU groups of about :data:`CPU_GROUP` weights, whose temporaries stay in
-        cache (every law acts per device or per tile, so the grouping changes no number)."""
+        """(first tile, count) of the tiles programmed and drifted together: all, or on a CPU groups of
+        :data:`CPU_GROUP` weights, temporaries in cache (laws act per device or tile: no number changes)."""
         n, size = self.grid.n_tiles, self.grid.rows * self.grid.cols
         per = n if self.target.device.type != "cpu" else max(1, CPU_GROUP // size)
         return [(first, min(per, n - first)) for first in range(0, n, per)]
@@ -160,9 +167,8 @@ class CrossbarLinear(nn.Module):
         return (2, *self.grid.tile_shape) if self.devices == 1 else (self.devices, 2, *self.grid.tile_shape)
 
     def _target_devices(self, first: int, count: int) -> tuple[Tensor, Tensor | None]:
-        """Tiles first .. first + count - 1's target conductances (a pair family, see
-        :meth:`_to_devices`; the normalised targets themselves for a weight-level one) and their
-        pair ratio (or None)."""
+        """Tiles first .. first + count - 1's target conductances (:meth:`_to_devices`; a weight-level
+        family: the normalised targets) and their pair ratio (or None)."""
         u = self._tiles(self.target, first, count)
         if self.family.weight_level:
             return u, None
@@ -191,9 +197,8 @@ class CrossbarLinear(nn.Module):
 
     def _compiled_devices(self, law: CompiledLaw, streams: ChipStreams, name: str,
                           t_seconds: float | None) -> Tensor:
-        """Every tile's weights after programming (``t_seconds`` None) or after drift to
-        ``t_seconds``, in the compiled device pass (the same device normals as the torch path;
-        drift programs the weights again chunk by chunk, re-converted with ``programmed_ratio``)."""
+        """Every tile's weights after programming (``t_seconds`` None) or drift to ``t_seconds`` in the
+        compiled pass (the torch path's normals; drift reprograms chunk by chunk, ``programmed_ratio``)."""
         g, family = self.grid, self.family
         tiles = range(g.n_tiles)
         target = self.target.flatten(0, 1)
@@ -246,8 +251,7 @@ class CrossbarLinear(nn.Module):
         return self._stack
 
     def read_variance(self) -> Tensor | None:
-        """The per-read variance of every stacked weight (None: no read noise), computed from the
-        current weights when needed rather than kept beside them."""
+        """The per-read variance of every stacked weight (None: no read noise), from the current weights."""
         return None if self.read_law is None else self.read_law.variance(self.weights)
 
     def _set_state(self, u: Tensor, scales: Tensor) -> None:
@@ -379,14 +383,16 @@ class CrossbarLinear(nn.Module):
         return F.linear(x, weight.reshape(self.out_features, -1)[:, : self.in_features], self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        """The tiles' outputs for ``x`` [..., in], computed in float32, returned in ``x``'s dtype."""
+        dtype, x = x.dtype, x.float()
         if self._calibration is not None:
             self._calibration.add(x.reshape(-1, self.in_features))
-            return self._digital(x)
+            return self._digital(x).to(dtype)
         if self.dense is not None:
-            return F.linear(x, self.dense, self.bias)
+            return F.linear(x, self.dense, self.bias).to(dtype)
         flat = x.reshape(-1, self.in_features)
         y = analog_mvm(flat, self.stack, self.bias, self.conv, self.read_stream, self.input_ranges)
-        return y.view(*x.shape[:-1], self.out_features)
+        return y.view(*x.shape[:-1], self.out_features).to(dtype)
 
     def extra_repr(self) -> str:
         g = self.grid

@@ -7,6 +7,7 @@ The result is a :class:`~imc_sim.deploy.results.CompareResult` (its JSON is shar
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from imc_sim.data import DataSource
 from imc_sim.deploy.digest import first_repeat
 from imc_sim.deploy.results import CompareResult
 from imc_sim.deploy.run import deploy_checkpoint
+from imc_sim.deploy.sweep import sweep_arguments
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.errors import ImcSimError
 from imc_sim.metrics import metric_format
@@ -39,12 +41,15 @@ def check_comparable(paths: list[str | os.PathLike[str]]) -> list[dict[str, Any]
     return metas
 
 
-def compare_checkpoints(paths: list[str | os.PathLike[str]], profile: DeviceProfile, times: list[float],
-                        seeds: int, data_dir: str | None = None, eval_limit: int | None = None,
+def compare_checkpoints(paths: list[str | os.PathLike[str]], profile: DeviceProfile | str,
+                        times: Sequence[str | float], seeds: int, data_dir: str | None = None,
+                        eval_limit: int | None = None,
                         progress: bool = True, source: DataSource | None = None,
                         torch_device: torch.device | None = None) -> CompareResult:
     """Deploy every checkpoint on ``profile`` with seeds 0..seeds-1 (the same chips for each); a
-    curve is named after its file (``grasp-k32.pt``: 'grasp-k32')."""
+    curve is named after its file (``grasp-k32.pt``: 'grasp-k32'). Arguments as
+    :func:`~imc_sim.deploy.run.deploy_checkpoint`'s."""
+    profile, times, seeds = sweep_arguments(profile, times, seeds)
     check_comparable(paths)
     repeat = first_repeat(paths)
     if repeat:

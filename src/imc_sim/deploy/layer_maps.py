@@ -18,6 +18,7 @@ from imc_sim.deploy.run import load_scored
 from imc_sim.deploy.sensitivity import MODES, SensitivityResult, measure_maps
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.errors import ImcSimError
+from imc_sim.report import report
 from imc_sim.units import format_time
 
 
@@ -38,7 +39,7 @@ def deployed(path: str | os.PathLike[str], profile: DeviceProfile, source: data.
     scored = load_scored(path, source, eval_limit, torch_device)
     deployment = deploy_model(scored.loaded.model, profile, analog_head)
     set_input_ranges(deployment, scored.loaded, scored.batches, what=str(path))
-    print(deployment.describe())
+    report(deployment.describe())
     return Deployed(str(path), scored.loaded, scored.examples, scored.digital, deployment, scored.measure)
 
 

@@ -25,15 +25,19 @@ from imc_sim import data
 from imc_sim.calibration import CALIBRATION_BATCHES
 from imc_sim.checkpoint import LoadedModel
 from imc_sim.crossbar.mapping import Deployment, deploy_model, share_tiles
+from imc_sim.data.glue import DATA_ENV, resolve_data_dir
+from imc_sim.data.hub import import_datasets
 from imc_sim.deploy.chip import Chip
 from imc_sim.deploy.digest import first_repeat
 from imc_sim.deploy.periphery import base_digest, load_periphery
 from imc_sim.deploy.results import CheckpointCurve, MappingSummary, MultiTaskResult, TaskCurve, TimePoint
 from imc_sim.deploy.run import dev_set, device_trained
+from imc_sim.deploy.sweep import sweep_arguments
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.errors import ImcSimError
 from imc_sim.evaluate import evaluate
 from imc_sim.metrics import metric_format
+from imc_sim.report import report
 from imc_sim.table import format_table
 
 
@@ -73,20 +77,30 @@ def check_same_base(paths: Sequence[str | os.PathLike[str]], models: Sequence[Lo
     return digests[0]
 
 
-def multitask_sweep(paths: Sequence[str | os.PathLike[str]], profile: DeviceProfile, times: list[float],
-                    seeds: int, source: data.DataSource | None = None, eval_limit: int | None = None,
+def _check_glue_data(source: data.DataSource) -> None:
+    """One line if there is no GLUE folder (``--data-dir``, ``$IMC_SIM_DATA``) and no ``datasets``
+    package to fetch GLUE from the hub: multitask has no own-file options to suggest."""
+    if resolve_data_dir(source.data_dir) is None:
+        import_datasets("multitask reads GLUE dev sets: pass --data-dir DIR (GLUE layout, DIR/SST-2/dev.tsv, "
+                        f"...) or set ${DATA_ENV}; or `pip install datasets` to download GLUE from the hub")
+
+
+def multitask_sweep(paths: Sequence[str | os.PathLike[str]], profile: DeviceProfile | str,
+                    times: Sequence[str | float], seeds: int, source: data.DataSource | None = None,
+                    eval_limit: int | None = None,
                     progress: bool = True, torch_device: torch.device | None = None) -> MultiTaskResult:
     """Program the shared base once per seed 0..seeds-1, drift it through ``times`` and evaluate
     every checkpoint's task on its own dev set at each time (``source``: GLUE's layout by default)."""
-    profile.check_times(times)
+    profile, times, seeds = sweep_arguments(profile, times, seeds)
     if not paths:
         raise ImcSimError("multitask needs at least one checkpoint")
     repeat = first_repeat(paths)
     if repeat:
         raise ImcSimError(f"{repeat[1]} is the same checkpoint as {repeat[0]}; give each task once")
+    source = source or data.DataSource()
+    _check_glue_data(source)
     loaded = [load_periphery(p, torch_device) for p in paths]
     digest = check_same_base(paths, loaded)
-    source = source or data.DataSource()
     dev_sets = [dev_set(task, source, eval_limit) for task in loaded]
     digital = [evaluate(task.model, batches, task.task) for task, (batches, _) in zip(loaded, dev_sets,
                                                                                      strict=True)]
@@ -99,7 +113,7 @@ def multitask_sweep(paths: Sequence[str | os.PathLike[str]], profile: DeviceProf
         view = TaskView(str(path), task, batches, size, digital[n], on_chip)
         view.calibrate()
         views.append(view)
-    print(chip.describe() + f"; {len(views)} tasks share it")
+    report(chip.describe() + f"; {len(views)} tasks share it")
     per_task: list[list[list[float]]] = [[[] for _ in times] for _ in views]
     with tqdm(total=seeds * len(times) * len(views), desc=f"{profile.name} seeds x times x tasks",
               disable=not progress) as bar:

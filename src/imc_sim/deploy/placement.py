@@ -57,8 +57,12 @@ def choose_digital(model: nn.Module, profile: DeviceProfile, placement: Placemen
     digital = digital_layer_names(model, placement.digital_layers, analog_head) \
         if placement.digital_layers is not None else []
     analog = len(analog_layer_names(model, analog_head)) - len(digital)
-    if placement.keep_digital > analog:
-        raise ImcSimError(f"--keep-digital {placement.keep_digital} is more than the {analog} analog layers")
+    if analog == 0:
+        raise ImcSimError(f"--digital-layers {placement.digital_layers} keeps every analog layer digital: "
+                          "nothing left to map to tiles")
+    if placement.keep_digital >= analog:
+        raise ImcSimError(f"--keep-digital {placement.keep_digital} leaves none of the {analog} analog "
+                          f"layers on the chip (at most {analog - 1})")
     if placement.keep_digital == 0:
         return digital
     deployment = deploy_model(model, profile, analog_head, digital)

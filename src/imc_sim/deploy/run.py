@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +17,11 @@ from imc_sim.deploy.periphery import load_periphery
 from imc_sim.deploy.placement import Placement, choose_digital
 from imc_sim.deploy.range_source import set_input_ranges
 from imc_sim.deploy.results import CheckpointCurve, DeployResult, MappingSummary
-from imc_sim.deploy.sweep import drift_sweep
+from imc_sim.deploy.sweep import drift_sweep, sweep_arguments
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.evaluate import evaluate
 from imc_sim.metrics import metric_format
+from imc_sim.report import report
 from imc_sim.table import format_table
 from imc_sim.torch_device import to_device
 
@@ -80,8 +82,8 @@ def device_trained(meta: dict[str, Any]) -> str | None:
 
 def deploy_checkpoint(
     path: str | os.PathLike[str],
-    profile: DeviceProfile,
-    times: list[float],
+    profile: DeviceProfile | str,
+    times: Sequence[str | float],
     seeds: int,
     data_dir: str | None = None,
     eval_limit: int | None = None,
@@ -94,7 +96,8 @@ def deploy_checkpoint(
     input_ranges: str = "auto",
     grasp_periphery: bool = False,
 ) -> DeployResult:
-    """Evaluate ``path`` digitally, then on ``profile`` at every time for seeds 0..seeds-1.
+    """Evaluate ``path`` digitally, then on ``profile`` (or a profile's name or YAML path) at every
+    drift time (seconds, or text such as ``'1d'``) for seeds 0..seeds-1.
 
     The dev set is tokenized and batched once; each seed programs the chip once and drifts that
     state through ``times`` (see :mod:`imc_sim.deploy.sweep`). ``name`` labels the curve
@@ -106,7 +109,7 @@ def deploy_checkpoint(
     ``grasp_periphery`` programs the frozen base and keeps the GRASP adapter digital, before each
     tile's DAC (:mod:`imc_sim.deploy.periphery`), instead of merging it into the weights.
     """
-    profile.check_times(times)
+    profile, times, seeds = sweep_arguments(profile, times, seeds)
     scored = load_scored(path, source or data.DataSource(data_dir=data_dir), eval_limit, torch_device,
                          grasp_periphery)
     loaded, task = scored.loaded, scored.loaded.task
@@ -118,7 +121,7 @@ def deploy_checkpoint(
                           list(range(seeds)), times[0], calibrate, progress) if placement else []
     deployment = deploy_model(loaded.model, profile, analog_head, kept)
     calibrate(deployment)
-    print(deployment.describe())
+    report(deployment.describe())
     points = drift_sweep(deployment, scored.measure, list(range(seeds)), times, progress,
                          desc=f"{profile.name} seeds x times")
     method = loaded.meta["method"]

@@ -326,8 +326,10 @@ def shipped_profiles() -> dict[str, Path]:
     return {p.stem: p for p in sorted(PROFILE_DIR.glob("*.yaml"))}
 
 
-def load_profile(name_or_path: str) -> DeviceProfile:
-    """A shipped profile by name (``pcm``) or a user's YAML file by path."""
+def load_profile(name_or_path: str, changes: dict[str, Any] | None = None) -> DeviceProfile:
+    """A shipped profile by name (``pcm``) or a user's YAML file by path; ``changes`` (fields as in
+    the YAML, e.g. ``{"programming": {"scale": 2.0}}``) are merged into it, section by section,
+    before it is validated, and named in the profile's ``path``."""
     shipped = shipped_profiles()
     if name_or_path in shipped:
         path = shipped[name_or_path]
@@ -344,4 +346,17 @@ def load_profile(name_or_path: str) -> DeviceProfile:
         raise ImcSimError(f"profile {path}: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ImcSimError(f"profile {path}: not a text file") from exc
-    return profile_from_dict(raw, str(path))
+    if not changes:
+        return profile_from_dict(raw, str(path))
+    if not isinstance(raw, dict) or not isinstance(changes, dict):
+        raise ImcSimError(f"profile {path}: changes are a mapping of fields, as in the YAML")
+    return profile_from_dict(_merged(raw, changes), f"{path} with {changes}")
+
+
+def _merged(raw: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with ``changes`` merged in: a section (a mapping in both) field by field."""
+    out = dict(raw)
+    for key, value in changes.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both else value
+    return out

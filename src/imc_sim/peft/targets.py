@@ -22,8 +22,9 @@ from transformers.pytorch_utils import Conv1D
 
 from imc_sim.errors import ImcSimError
 
-BLOCK = r".*\.(layer|layers|h|block|blocks|albert_layers)\.\d+\..*"
-"""A module inside a numbered transformer block (ALBERT's shared block: ``albert_layers.N``)."""
+BLOCK = r"(?:.*\.)?(layer|layers|h|block|blocks|albert_layers)\.\d+\..*"
+"""A module inside a numbered transformer block (ALBERT's shared block: ``albert_layers.N``), also
+at the top of the model (``layers.0.linear1`` of an ``nn.TransformerEncoder``)."""
 KEY_VALUE = r".*\.(key|value|k_proj|v_proj|k_lin|v_lin|key_proj|value_proj|attn\.k|attn\.v|c_attn)"
 """Key and value projections: BERT, Llama/OPT, DistilBERT, DeBERTa, MPNet, GPT-2 (fused)."""
 FF2 = r".*\.(\d+\.output\.dense|mlp\.c_proj|ffn\.lin2|fc2|mlp\.down_proj|ffn_output)"

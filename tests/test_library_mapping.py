@@ -1,0 +1,182 @@
+"""deploy_model used as a library (the black-box audit): models that are not Hugging Face
+transformers (a plain MLP, torch's own Transformer encoder), names given as a string, a model on
+the meta device, calibration batches of any shape, and a short repr."""
+
+import pytest
+import torch
+from conftest import make_tiny_bert
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from imc_sim.crossbar.mapping import deploy_model
+from imc_sim.crossbar.tiles import CrossbarLinear
+from imc_sim.deploy.chip import Chip
+from imc_sim.devices.profile import load_profile
+from imc_sim.errors import ImcSimError
+
+FFN = "bert.encoder.layer.0.output.dense"
+
+
+def mlp() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 3)).eval()
+
+
+class Wrapped(nn.Module):
+    """A model holding torch's Transformer encoder (its blocks at ``encoder.layers.N``)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), 2)
+
+    def forward(self, x, padding=None):
+        return self.encoder(x, src_key_padding_mask=padding)
+
+
+INPUT = torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(1))
+PADDING = torch.tensor([[False] * 5, [False] * 4 + [True]])  # the fused path's nested tensors
+
+
+def test_an_mlp_is_refused_by_default_with_the_way_in():
+    with pytest.raises(ImcSimError, match=r"nothing to map to tiles; name the layers to map, e\.g\. "
+                                          r"layers=\['0', '2'\], or pass analog_head=True"):
+        deploy_model(mlp(), load_profile("pcm"))
+
+
+def test_layers_puts_exactly_the_named_layers_on_tiles():
+    model = mlp()
+    x = torch.randn(4, 20, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        digital = model(x)
+    deployment = deploy_model(model, load_profile("pcm"), layers=["0"])
+    assert list(deployment.layers) == ["0"] and isinstance(model[0], CrossbarLinear)
+    assert type(model[2]) is nn.Linear
+    assert deployment.digital_params == 64 + 64 * 3 + 3  # the first layer's bias and the second layer
+    Chip(deployment, 0).drift_to(3600.0)
+    with torch.no_grad():
+        assert not torch.allclose(model(x), digital)
+
+
+def test_digital_takes_layers_out_of_the_named_ones():
+    deployment = deploy_model(mlp(), load_profile("pcm"), digital=["2"], layers=["0", "2"])
+    assert list(deployment.layers) == ["0"] and deployment.kept_digital == {"2": 64 * 3}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"layers": ["1", "0", "nope"]}, r"^layers names no Linear/Conv1D module of the model: 1, nope \("),
+    ({"layers": ["0"], "analog_head": True}, r"^layers and analog_head=True exclude each other"),
+    ({"layers": "0"}, r"^layers: give a list of layer names, not a string \('0'\)$"),
+    ({"layers": []}, r"^nothing to map to tiles: layers names no layer$"),
+    ({"layers": ["0", "2"], "digital": ["0", "2"]}, r"^nothing to map to tiles: every layer"),
+])
+def test_layers_that_cannot_be_mapped_are_refused(kwargs, message):
+    model = mlp()
+    with pytest.raises(ImcSimError, match=message):
+        deploy_model(model, load_profile("pcm"), **kwargs)
+    assert all(type(m) is not CrossbarLinear for m in model.modules())  # the model is untouched
+
+
+def test_a_top_level_torch_encoder_has_numbered_blocks():
+    encoder = Wrapped().encoder
+    deployment = deploy_model(encoder, load_profile("pcm"))
+    assert list(deployment.layers) == [f"layers.{i}.linear{j}" for i in range(2) for j in (1, 2)]
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_a_torch_encoder_computes_on_tiles_beside_its_digital_attention(grad):
+    """MultiheadAttention reads its output projection's weight: that stays digital; the feed-forward
+    layers compute on tiles, also where torch would take its fused path (no grad, padding)."""
+    outputs = {}
+    for device in ("ideal", "pcm"):
+        model = Wrapped().eval()
+        with torch.no_grad():
+            digital = model(INPUT), model(INPUT, PADDING)
+        deployment = deploy_model(model, load_profile(device))
+        assert list(deployment.layers) == [f"encoder.layers.{i}.linear{j}" for i in range(2) for j in (1, 2)]
+        assert type(model.encoder.layers[0].self_attn.out_proj) is not CrossbarLinear
+        Chip(deployment, 0).drift_to(3600.0)
+        with torch.set_grad_enabled(grad):
+            outputs[device] = model(INPUT), model(INPUT, PADDING)
+        deployment.use_analog([])
+        with torch.no_grad():
+            assert torch.equal(model(INPUT), digital[0])  # the digital model again
+        outputs[device] = (*outputs[device], *digital)
+    plain, padded, digital_plain, digital_padded = outputs["ideal"]
+    torch.testing.assert_close(plain, digital_plain)  # the digital reference took torch's fused path
+    kept = ~PADDING  # the fused path leaves padded positions zero
+    torch.testing.assert_close(padded[kept], digital_padded[kept])
+    plain, padded, digital_plain, digital_padded = outputs["pcm"]
+    assert not torch.allclose(plain, digital_plain, atol=1e-3)
+    assert not torch.allclose(padded[kept], digital_padded[kept], atol=1e-3)
+
+
+def test_the_attention_projection_cannot_be_named():
+    with pytest.raises(ImcSimError, match=r"^encoder\.layers\.0\.self_attn\.out_proj: nn\.MultiheadAttention "
+                                          r"reads its projection's weight directly"):
+        deploy_model(Wrapped(), load_profile("pcm"),
+                     layers=["encoder.layers.0.linear1", "encoder.layers.0.self_attn.out_proj"])
+
+
+def test_names_given_as_one_string_are_refused():
+    with pytest.raises(ImcSimError, match=r"^digital: give a list of layer names, not a string"):
+        deploy_model(make_tiny_bert(), load_profile("pcm"), digital=FFN)
+    deployment = deploy_model(make_tiny_bert(), load_profile("pcm"))
+    with pytest.raises(ImcSimError, match=r"^use_analog: give a list of layer names, not a string"):
+        deployment.use_analog(FFN)
+    with pytest.raises(ImcSimError, match=r"^not analog layers of this deployment: nope$"):
+        deployment.use_analog([FFN, "nope"])
+
+
+def test_every_layer_digital_leaves_nothing_to_map():
+    model = make_tiny_bert()
+    everything = [n for n, m in model.named_modules() if type(m) is nn.Linear and ".layer." in n]
+    with pytest.raises(ImcSimError, match=r"^nothing to map to tiles: every layer that could go onto tiles "
+                                          r"is in digital$"):
+        deploy_model(model, load_profile("pcm"), digital=everything)
+
+
+def test_a_model_on_the_meta_device_is_refused_before_any_change():
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(4, 4))
+    with pytest.raises(ImcSimError, match=r"^the model's weights are on the meta device "
+                                          r"\(not materialised\): load its weights before deploying$"):
+        deploy_model(model, load_profile("pcm"), analog_head=True)
+    assert type(model[0]) is nn.Linear
+
+
+def calibrated(batches, **kwargs):
+    """The static input ranges of the MLP on pcm-chip calibrated over ``batches``."""
+    deployment = deploy_model(mlp(), load_profile("pcm-chip"), **kwargs)
+    deployment.calibrate(batches, "test batches")
+    assert deployment.input_ranges == "test batches"
+    return [layer.input_ranges for layer in deployment.layers.values()]
+
+
+def test_calibration_batches_may_be_tensors_tuples_or_a_data_loader():
+    x = torch.randn(8, 20, generator=torch.Generator().manual_seed(3))
+    halves = [x[:4], x[4:]]
+    expected = calibrated(halves, layers=["0", "2"])
+    assert len(expected) == 2 and all(r is not None for r in expected)
+    for batches in ([(h,) for h in halves], DataLoader(TensorDataset(x), batch_size=4), (h for h in halves)):
+        ranges = calibrated(batches, analog_head=True)
+        assert all(torch.equal(a, b) for a, b in zip(ranges, expected, strict=True))
+
+
+def test_calibration_needs_a_list_of_batches():
+    deployment = deploy_model(mlp(), load_profile("pcm-chip"), analog_head=True)
+    with pytest.raises(ImcSimError, match=r"give a list of batches"):
+        deployment.calibrate(torch.randn(4, 20))
+    with pytest.raises(ImcSimError, match=r"^a batch is a mapping of keyword arguments, .* not int$"):
+        deployment.calibrate([3])
+    with pytest.raises(ImcSimError, match=r"^periphery\.input_range = static needs calibration data"):
+        deployment.calibrate(x for x in [])
+    for layer in deployment.layers.values():  # none left calibrating (it would compute), none has ranges
+        with pytest.raises(ImcSimError):
+            layer(torch.randn(1, layer.in_features))
+
+
+def test_a_deployment_prints_in_one_short_line():
+    deployment = deploy_model(make_tiny_bert(), load_profile("pcm"))
+    assert repr(deployment) == f"Deployment({deployment.describe()})"
+    assert len(repr(deployment)) < 200 and "\n" not in repr(deployment)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import io
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -82,7 +83,7 @@ def test_a_time_is_the_same_time_whatever_its_type():
 ])
 def test_a_drift_time_that_is_not_one_is_refused(time, message):
     deployment = deploy_model(make_tiny_bert(), load_profile("pcm"))
-    with pytest.raises(ImcSimError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ImcSimError, match=re.escape(message)):
         Chip(deployment, 0).drift_to(time)
     assert deployment.programmed_seed is None  # refused before programming
 
@@ -218,3 +219,17 @@ def test_a_profile_changed_from_python_is_validated_and_says_so():
         load_profile("pcm", {"programming": {"scale": -1}})
     with pytest.raises(ImcSimError, match="changes are a mapping of fields"):
         load_profile("pcm", [("programming", {})])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("drift, message", [
+    (3600, "--drift is text, a time or a range such as '1d' or '1h..1y', not 3600"),
+    ("1 day", "unknown time unit 'day'"), ("1y..1h", "drift range '1y..1h' starts after it ends"),
+])
+def test_train_args_refuse_a_drift_that_is_not_one(drift, message):
+    """Checked with the other arguments, before any data or model loads (``TrainArgs(drift=3600)``
+    used to fail inside training with a TypeError)."""
+    from imc_sim.training.loop import TrainArgs
+
+    with pytest.raises(ImcSimError, match=re.escape(message)):
+        TrainArgs(device="pcm", drift=drift).validate()
+    TrainArgs(device="pcm", drift="1h..1y").validate()

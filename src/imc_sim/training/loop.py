@@ -77,6 +77,11 @@ class TrainArgs:
             raise ImcSimError(f"--lr must be positive, got {self.lr}")
         if self.drift is not None and self.device is None:
             raise ImcSimError("--drift needs --device (the profile that drifts)")
+        if self.drift is not None:
+            if not isinstance(self.drift, str):
+                raise ImcSimError(f"--drift is text, a time or a range such as '1d' or '1h..1y', not "
+                                  f"{self.drift!r}")
+            parse_time_range(self.drift)
         if self.device is not None and self.method not in DEVICE_METHODS:
             raise ImcSimError(f"--device trains {', '.join(DEVICE_METHODS)}; not {self.method!r}")
         if not 0.0 <= self.device_warmup < 1.0:

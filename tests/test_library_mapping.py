@@ -180,3 +180,22 @@ def test_a_deployment_prints_in_one_short_line():
     deployment = deploy_model(make_tiny_bert(), load_profile("pcm"))
     assert repr(deployment) == f"Deployment({deployment.describe()})"
     assert len(repr(deployment)) < 200 and "\n" not in repr(deployment)
+
+
+def test_a_layer_registered_under_two_names_is_refused():
+    """``named_modules`` lists a shared module once, so a tile would replace it under the first name
+    and its second use would stay digital without a word."""
+
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            layer = nn.Linear(16, 16)
+            self.a, self.b = nn.ModuleList([layer]), nn.ModuleList([layer])
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b[0](self.a[0](x))
+
+    model = Shared()
+    with pytest.raises(ImcSimError, match="b.0 is the module a.0 registered a second time"):
+        deploy_model(model, load_profile("pcm"), analog_head=True)
+    assert isinstance(model.a[0], nn.Linear) and model.a[0] is model.b[0]  # nothing replaced

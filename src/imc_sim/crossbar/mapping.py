@@ -287,6 +287,16 @@ def chip_name(model: nn.Module, name: str) -> str:
     return name
 
 
+def _check_registered_once(model: nn.Module, names: Collection[str]) -> None:
+    """One line if a layer of ``names`` is also registered under another name: replacing it under
+    one name would leave its other use digital."""
+    primary = {id(model.get_submodule(n)): n for n in names}
+    for alias, module in model.named_modules(remove_duplicate=False):
+        if id(module) in primary and alias != primary[id(module)]:
+            raise ImcSimError(f"{alias} is the module {primary[id(module)]} registered a second time; a tile "
+                              "would replace it under one name only: register each layer once")
+
+
 def deploy_model(model: nn.Module, profile: DeviceProfile, analog_head: bool = False,
                  digital: Collection[str] = (), layers: Collection[str] | None = None) -> Deployment:
     """Replace the analog layers of ``model`` (:func:`analog_layer_names`: ``layers``, exact names
@@ -308,6 +318,7 @@ def deploy_model(model: nn.Module, profile: DeviceProfile, analog_head: bool = F
     if any(model.get_submodule(n).weight.is_meta for n in analog):
         raise ImcSimError("the model's weights are on the meta device (not materialised): load its "
                           "weights before deploying")
+    _check_registered_once(model, analog)
     family = devices.build_family(profile)
     total = sum(p.numel() for p in model.parameters())
     tiles: dict[str, CrossbarLinear] = {}

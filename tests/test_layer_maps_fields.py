@@ -129,3 +129,33 @@ def test_placement_with_a_step_and_no_progress(tiny_checkpoint, tiny_glue, capsy
     assert result.sensitivity.analog_head is False and result.sensitivity.dev_examples == 2
     assert len(result.sensitivity.maps[0].layers) == 12
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("run", [checkpoint_sensitivity, checkpoint_placement])
+@pytest.mark.parametrize("profile, times, seeds, message", [
+    ("pcm", ["1d"], 0, "seeds is a count of chips from 1 to 100000, not 0"),
+    ("pcm", [], 1, "no drift time given"),
+    ("pcm", "1d", 1, "times is a list of drift times, not '1d'"),
+    ("nosuch", ["1d"], 1, "unknown device 'nosuch'"),
+])
+def test_the_library_calls_check_their_arguments_before_reading(run, profile, times, seeds, message,
+                                                                 tmp_path):
+    """As deploy_checkpoint does: a profile's name, text times, a count of seeds; refused before
+    the checkpoint is read (there is none at this path)."""
+    with pytest.raises(ImcSimError, match=message):
+        run(tmp_path / "none.pt", profile, times, seeds)
+
+
+@pytest.mark.parametrize("modes, message", [
+    ("one-analog", "modes is a non-empty list of one-analog, one-digital, not 'one-analog'"),
+    ([], "modes is a non-empty list"), (["one-analog", "all"], "unknown sensitivity mode 'all'"),
+])
+def test_sensitivity_modes_are_checked_before_reading(modes, message, tmp_path):
+    with pytest.raises(ImcSimError, match=message):
+        checkpoint_sensitivity(tmp_path / "none.pt", "pcm", ["1d"], 1, modes)
+
+
+def test_text_times_and_a_profile_name_work(tiny_checkpoint, tiny_glue):
+    result = checkpoint_sensitivity(tiny_checkpoint, "ideal", ["1d"], 1, ["one-analog"], source(tiny_glue),
+                                    eval_limit=2, progress=False)
+    assert result.labels == ["1d"] and result.device == "ideal"

@@ -185,3 +185,38 @@ def test_a_prompt_the_model_cannot_take_ends_the_command_before_its_sweep(comman
             "--drift", "1d", "--json", str(tmp_path / "o.json"), "--quiet", "--generate", "2"]
     one_line_error(capsys, [*base, "--prompt", "   "], "--prompt '   ' has no tokens", [tmp_path / "o.json"])
     one_line_error(capsys, [*base, "--prompt", "great fun " * 40], "plus --generate", [tmp_path / "o.json"])
+
+
+def test_continuations_on_a_static_range_chip_calibrate_as_its_sweep_does(lm_checkpoint, lm_corpus, tmp_path,
+                                                                           capsys):
+    """``deploy --generate`` on pcm-chip (static input ranges) used to fail: the continuations'
+    deployment was never calibrated. It now takes its ranges where the sweep takes them."""
+    held = ["--validation-file", str(lm_corpus / "heldout.txt"), "--quiet", "--drift", "1d"]
+    assert main(["deploy", str(lm_checkpoint), "--device", "pcm-chip", "--seeds", "1", "--generate", "2",
+                 "--prompt", "great fun", *held]) == 0
+    assert "prompt: 'great fun'" in capsys.readouterr().out
+    from imc_sim.deploy.generate import continuations_under_drift
+
+    source = DataSource(validation_file=str(lm_corpus / "heldout.txt"))
+    by_dev = continuations_under_drift(lm_checkpoint, "pcm-chip", ["1d"], ["great fun"], 2, source=source,
+                                       input_ranges="dev")
+    assert by_dev.times == (86400.0,) and len(by_dev.on_chip[0]) == 1
+    with pytest.raises(ImcSimError, match="holds no static input ranges"):
+        continuations_under_drift(lm_checkpoint, "pcm-chip", ["1d"], ["great fun"], 2, source=source,
+                                  input_ranges="checkpoint")
+
+
+@pytest.mark.parametrize("prompts, new_tokens, times, message", [
+    ("great fun", 2, ["1d"], "prompts is a non-empty list of texts, not 'great fun'"),
+    ([], 2, ["1d"], "prompts is a non-empty list of texts"),
+    (["great fun"], 0, ["1d"], "new_tokens is a count of tokens, at least 1, not 0"),
+    (["great fun"], 2, [], "no drift time given"),
+    (["great fun"], 2, ["1d", 86400], "drift time 1d is given twice"),
+])
+def test_continuation_arguments_are_checked_before_loading(prompts, new_tokens, times, message, lm_checkpoint,
+                                                           monkeypatch):
+    from imc_sim.deploy import generate
+
+    monkeypatch.setattr(generate, "load_model", lambda *a, **k: pytest.fail("loaded before the check"))
+    with pytest.raises(ImcSimError, match=message):
+        generate.continuations_under_drift(lm_checkpoint, "pcm", times, prompts, new_tokens)

@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     placement = Placement(args.digital_layers, args.keep_digital)
     check_generate_options(args, [args.checkpoint])
     check_periphery_options(args)
-    continuations = generate_continuations(args, [args.checkpoint], profile, times, args.analog_head)
+    continuations = generate_continuations(args, [args.checkpoint], profile, times, args.analog_head,
+                                           args.input_ranges)
     result = deploy_checkpoint(args.checkpoint, profile, times, args.seeds, args.data_dir,
                                args.eval_limit, args.analog_head, progress=not args.quiet,
                                source=data_source(args), placement=placement,

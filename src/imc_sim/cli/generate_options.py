@@ -42,14 +42,19 @@ def check_generate_options(args: argparse.Namespace, paths: list[str]) -> None:
 
 
 def generate_continuations(args: argparse.Namespace, paths: list[str], profile: DeviceProfile,
-                           times: list[float], analog_head: bool = False) -> list[Continuations]:
+                           times: list[float], analog_head: bool = False,
+                           input_ranges: str = "auto") -> list[Continuations]:
     """With --generate: each checkpoint's continuations of every --prompt (none without). Run
     before the sweep, so that a prompt the model cannot take ends the command before that work."""
     if args.generate is None:
         return []
     from pathlib import Path
 
+    from imc_sim.cli.data_options import data_source
     from imc_sim.deploy.generate import continuations_under_drift
 
     return [continuations_under_drift(path, profile, times, args.prompt, args.generate, analog_head,
-                                      name=Path(path).stem) for path in paths]
+                                      name=Path(path).stem, source=data_source(args),
+                                      eval_limit=args.eval_limit,
+                                      input_ranges=input_ranges)
+            for path in paths]

@@ -8,9 +8,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from imc_sim import data
 from imc_sim.checkpoint import load_model
 from imc_sim.crossbar.mapping import deploy_model
-from imc_sim.deploy.sweep import drift_sweep
+from imc_sim.deploy.range_source import check_source, set_input_ranges
+from imc_sim.deploy.run import dev_set
+from imc_sim.deploy.sweep import drift_sweep, sweep_arguments
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.errors import ImcSimError
 from imc_sim.lm import greedy_continuation
@@ -40,11 +43,21 @@ class Continuations:
         return "\n".join(lines)
 
 
-def continuations_under_drift(path: str | os.PathLike[str], profile: DeviceProfile, times: Sequence[float],
-                              prompts: Sequence[str], new_tokens: int, analog_head: bool = False,
-                              name: str | None = None) -> Continuations:
+def continuations_under_drift(path: str | os.PathLike[str], profile: DeviceProfile | str,
+                              times: Sequence[str | float], prompts: Sequence[str], new_tokens: int,
+                              analog_head: bool = False, name: str | None = None,
+                              source: data.DataSource | None = None, eval_limit: int | None = None,
+                              input_ranges: str = "auto") -> Continuations:
     """Load ``path`` afresh, continue every prompt digitally, then program it as the sweep programs
-    chip seed 0 (the same noise) and continue every prompt after each drift time."""
+    chip seed 0 (the same noise, and on a static-range profile the same ranges: ``source``,
+    ``eval_limit`` and ``input_ranges`` as :func:`~imc_sim.deploy.run.deploy_checkpoint`'s) and
+    continue every prompt after each drift time (seconds, or text such as ``'1d'``)."""
+    profile, checked, _ = sweep_arguments(profile, times, 1)
+    check_source(input_ranges)
+    if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ImcSimError(f"prompts is a non-empty list of texts, not {prompts!r}")
+    if isinstance(new_tokens, bool) or not isinstance(new_tokens, int) or new_tokens < 1:
+        raise ImcSimError(f"new_tokens is a count of tokens, at least 1, not {new_tokens!r}")
     loaded = load_model(path)
     if not loaded.task.is_lm:
         raise ImcSimError(f"{path}: continuations need a language-model (--task lm) checkpoint, "
@@ -52,6 +65,9 @@ def continuations_under_drift(path: str | os.PathLike[str], profile: DeviceProfi
     model, tokenizer = loaded.model, loaded.tokenizer
     digital = tuple(greedy_continuation(model, tokenizer, p, new_tokens) for p in prompts)
     deployment = deploy_model(model, profile, analog_head)
+    if any(layer.static_ranges for layer in deployment.layers.values()):
+        batches, _ = dev_set(loaded, source or data.DataSource(), eval_limit)
+        set_input_ranges(deployment, loaded, batches, input_ranges, str(path))
     on_chip: list[tuple[str, ...]] = []
 
     def measure() -> float:
@@ -59,5 +75,5 @@ def continuations_under_drift(path: str | os.PathLike[str], profile: DeviceProfi
                              for p in prompts))
         return 0.0
 
-    drift_sweep(deployment, measure, [SEED], list(times), progress=False)
-    return Continuations(name or str(path), tuple(prompts), digital, tuple(times), tuple(on_chip))
+    drift_sweep(deployment, measure, [SEED], checked, progress=False)
+    return Continuations(name or str(path), tuple(prompts), digital, tuple(checked), tuple(on_chip))

@@ -16,6 +16,7 @@ from imc_sim.deploy.placement import PlacementResult, placement_curve
 from imc_sim.deploy.range_source import set_input_ranges
 from imc_sim.deploy.run import load_scored
 from imc_sim.deploy.sensitivity import MODES, SensitivityResult, measure_maps
+from imc_sim.deploy.sweep import sweep_arguments
 from imc_sim.devices.profile import DeviceProfile
 from imc_sim.errors import ImcSimError
 from imc_sim.report import report
@@ -51,27 +52,39 @@ def sensitivity_result(d: Deployed, profile: DeviceProfile, times: Sequence[floa
                              profile.path, analog_head, d.examples, seeds, d.digital, all_analog, maps)
 
 
-def checkpoint_sensitivity(path: str | os.PathLike[str], profile: DeviceProfile, times: Sequence[float],
-                           seeds: int, modes: Sequence[str] = MODES, source: data.DataSource | None = None,
+def _check_modes(modes: Sequence[str]) -> None:
+    if isinstance(modes, str) or not modes:
+        raise ImcSimError(f"modes is a non-empty list of {', '.join(MODES)}, not {modes!r}")
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ImcSimError(f"unknown sensitivity mode {unknown[0]!r} (modes: {', '.join(MODES)})")
+
+
+def checkpoint_sensitivity(path: str | os.PathLike[str], profile: DeviceProfile | str,
+                           times: Sequence[str | float], seeds: int, modes: Sequence[str] = MODES,
+                           source: data.DataSource | None = None,
                            eval_limit: int | None = None, analog_head: bool = False,
                            progress: bool = True, torch_device: torch.device | None = None
                            ) -> SensitivityResult:
     """The sensitivity maps of ``path`` on ``profile`` at ``times`` over seeds 0..seeds-1, with the
-    model and chip on ``torch_device`` (default: the CPU)."""
-    profile.check_times(list(times))
+    model and chip on ``torch_device`` (default: the CPU); arguments checked as
+    :func:`~imc_sim.deploy.sweep.sweep_arguments` does, before any work."""
+    profile, times, seeds = sweep_arguments(profile, times, seeds)
+    _check_modes(modes)
     d = deployed(path, profile, source or data.DataSource(), eval_limit, analog_head, torch_device)
     return sensitivity_result(d, profile, times, seeds, modes, analog_head, progress)
 
 
-def checkpoint_placement(path: str | os.PathLike[str], profile: DeviceProfile, times: Sequence[float],
-                         seeds: int, step: int = 1, source: data.DataSource | None = None,
-                         eval_limit: int | None = None, analog_head: bool = False,
+def checkpoint_placement(path: str | os.PathLike[str], profile: DeviceProfile | str,
+                         times: Sequence[str | float], seeds: int, step: int = 1,
+                         source: data.DataSource | None = None, eval_limit: int | None = None,
+                         analog_head: bool = False,
                          progress: bool = True) -> PlacementResult:
     """The metric of ``path`` with the N costliest layers digital (``--keep-digital N``) for
     N = 0, step, 2 step, ... and every layer, ranked as ``deploy --keep-digital`` does."""
-    if step < 1:
-        raise ImcSimError(f"the step in layers kept digital must be at least 1, got {step}")
-    profile.check_times(list(times))
+    profile, times, seeds = sweep_arguments(profile, times, seeds)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise ImcSimError(f"the step in layers kept digital must be at least 1, got {step!r}")
     d = deployed(path, profile, source or data.DataSource(), eval_limit, analog_head)
     ranking = sensitivity_result(d, profile, times[:1], seeds, ["one-analog"], analog_head, progress)
     n_layers = len(d.deployment.layers)

@@ -163,6 +163,7 @@ def test_multitask_task_equals_its_own_periphery_deploy_on_pcm(
     profile, times = load_profile(str(tmp_path / "pcm-static.yaml")), [3600.0, 3.15e7]
     source = DataSource(data_dir=str(tiny_glue))
     both = multitask_sweep([tiny_checkpoint, second_task], profile, times, 1, source, progress=False)
+    assert both.mapping.input_ranges == "tasks' dev sets"  # recorded (it used to be None)
     for path, task in zip([tiny_checkpoint, second_task], both.tasks, strict=True):
         alone = deploy_checkpoint(path, profile, times, 1, source=source, progress=False,
                                   grasp_periphery=True)

@@ -29,11 +29,9 @@ def source(glue: Path) -> DataSource:
     return DataSource(data_dir=str(glue))
 
 
-def test_sensitivity_result_records_the_run(tiny_checkpoint, tiny_glue, capsys, caplog, monkeypatch):
+def test_sensitivity_result_records_the_run(tiny_checkpoint, tiny_glue, capsys, caplog):
     """Two seeds on pcm over the first 3 dev examples, head digital, no progress bar; the mapping is
-    reported through the ``imc_sim`` logger, not printed: a library call writes nothing (without
-    the handler a command run in this process would have added)."""
-    monkeypatch.setattr(logging.getLogger("imc_sim"), "handlers", [])
+    reported through the ``imc_sim`` logger, not printed: a library call writes nothing."""
     caplog.set_level(logging.INFO, logger="imc_sim")
     result = checkpoint_sensitivity(tiny_checkpoint, load_profile("pcm"), [DAY], 2, ["one-analog"],
                                     source(tiny_glue), eval_limit=3, analog_head=False, progress=False)
@@ -80,16 +78,17 @@ def test_sensitivity_hands_its_torch_device_to_the_loader(tiny_checkpoint, tiny_
 
 
 def test_static_ranges_are_calibrated_on_the_dev_set_without_training_data(tiny_checkpoint, tiny_glue,
-                                                                            tmp_path, capsys):
+                                                                            tmp_path, caplog):
     """A checkpoint that records no training data that is here: the static ranges of the chip
-    come from the dev set, and the printed mapping says so."""
+    come from the dev set, and the reported mapping says so."""
+    caplog.set_level(logging.INFO, logger="imc_sim")
     args = read_checkpoint(tiny_checkpoint)["train_args"]
     bare = forged(tiny_checkpoint, tmp_path / "bare.pt",
                   train_args={**args, "data_dir": None, "data_source": None})
     result = checkpoint_sensitivity(bare, chip_profile(), [DAY], 1, ["one-analog"], source(tiny_glue),
                                     eval_limit=2, progress=False)
     assert result.dev_examples == 2
-    assert capsys.readouterr().out.splitlines()[-1].endswith("; static input ranges from the dev set")
+    assert caplog.messages[-1].endswith("; static input ranges from the dev set")
 
 
 @pytest.mark.parametrize("run", [checkpoint_sensitivity, checkpoint_placement])

@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import make_tiny_bert
 
+from imc_sim.cli import main
 from imc_sim.crossbar.mapping import deploy_model
 from imc_sim.deploy import run
 from imc_sim.deploy.chip import Chip
@@ -161,6 +162,8 @@ def test_the_sweep_arguments_are_checked_before_any_work(tiny_checkpoint, monkey
         compare_checkpoints([tiny_checkpoint], "pcm", ["1h"], 0, progress=False)
     with pytest.raises(ImcSimError, match="unknown device 'nosuch'"):
         deploy_checkpoint(tiny_checkpoint, "nosuch", ["1h"], 1, progress=False)
+    with pytest.raises(ImcSimError, match="--input-ranges must be one of auto, checkpoint, train, dev"):
+        deploy_checkpoint(tiny_checkpoint, "pcm-chip", ["1h"], 1, progress=False, input_ranges="bogus")
 
 
 def test_sweep_arguments_take_a_profile_name_and_text_times():
@@ -171,11 +174,11 @@ def test_sweep_arguments_take_a_profile_name_and_text_times():
         sweep_arguments("reram", ["1y"], 1)
 
 
-def test_a_library_deploy_prints_nothing_and_reports_its_mapping(tiny_checkpoint, tiny_glue, capsys, caplog,
-                                                                  monkeypatch):
-    """The mapping line is an INFO record of the ``imc_sim`` logger (the command line prints it);
-    without a command's handler in this process, the call writes nothing on stdout or stderr."""
-    monkeypatch.setattr(logging.getLogger("imc_sim"), "handlers", [])
+def test_a_library_deploy_prints_nothing_and_reports_its_mapping(tiny_checkpoint, tiny_glue, capsys, caplog):
+    """The mapping line is an INFO record of the ``imc_sim`` logger, which a command prints while it
+    runs; a library call, even after a command ran in this process, writes nothing."""
+    assert main(["devices"]) == 0
+    capsys.readouterr()
     caplog.set_level(logging.INFO, logger="imc_sim")
     result = deploy_checkpoint(tiny_checkpoint, "ideal", ["1d"], 1, str(tiny_glue), 4, progress=False)
     assert capsys.readouterr() == ("", "")
@@ -233,3 +236,26 @@ def test_train_args_refuse_a_drift_that_is_not_one(drift, message):
     with pytest.raises(ImcSimError, match=re.escape(message)):
         TrainArgs(device="pcm", drift=drift).validate()
     TrainArgs(device="pcm", drift="1h..1y").validate()
+
+
+def test_one_path_where_a_list_of_checkpoints_is_expected_is_refused(tiny_checkpoint):
+    """It used to be read character by character ("no checkpoint file /")."""
+    from imc_sim.deploy.multitask import multitask_sweep
+
+    for call in (compare_checkpoints, multitask_sweep):
+        for one in (str(tiny_checkpoint), tiny_checkpoint):
+            with pytest.raises(ImcSimError, match=re.escape(f"give a list of checkpoint files, not one path "
+                                                            f"('{tiny_checkpoint}')")):
+                call(one, "pcm", ["1d"], 1, progress=False)
+
+
+def test_save_result_writes_only_what_load_result_reads(tmp_path):
+    """A sensitivity result went through save_result and then load_result refused the file."""
+    from imc_sim.deploy.results import save_result
+    from imc_sim.deploy.sensitivity import SensitivityResult
+
+    result = SensitivityResult.__new__(SensitivityResult)  # any instance: refused by its type
+    with pytest.raises(ImcSimError, match="save_result writes deploy, compare and multitask results, not a "
+                                          "SensitivityResult"):
+        save_result(tmp_path / "s.json", result)
+    assert not (tmp_path / "s.json").exists()

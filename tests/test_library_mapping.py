@@ -199,3 +199,21 @@ def test_a_layer_registered_under_two_names_is_refused():
     with pytest.raises(ImcSimError, match="b.0 is the module a.0 registered a second time"):
         deploy_model(model, load_profile("pcm"), analog_head=True)
     assert isinstance(model.a[0], nn.Linear) and model.a[0] is model.b[0]  # nothing replaced
+
+
+def test_a_weight_tied_to_a_digital_embedding_counts_as_digital():
+    """GPT-2's head shares its weight with the token embedding: on tiles, the head's copy is on
+    the chip and the embedding stays digital, so the digital parameters are the embeddings, the
+    LayerNorms and every bias (they used to lose the embedding, subtracted with the head)."""
+    from conftest import make_tiny_gpt2_lm
+    from transformers.pytorch_utils import Conv1D
+
+    model = make_tiny_gpt2_lm(vocab_size=500)
+    assert model.lm_head.weight is model.transformer.wte.weight
+    embeddings = model.transformer.wte.weight.numel() + model.transformer.wpe.weight.numel()
+    norms = sum(p.numel() for m in model.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters())
+    biases = sum(m.bias.numel() for m in model.modules()
+                 if isinstance(m, Conv1D | nn.Linear) and m.bias is not None)
+    deployment = deploy_model(model, load_profile("pcm"), analog_head=True)
+    assert "lm_head" in deployment.layers
+    assert deployment.digital_params == embeddings + norms + biases

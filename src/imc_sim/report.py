@@ -1,10 +1,12 @@
 """What the library says as it works (a deployment's mapping, before its sweep): records of the
 ``imc_sim`` logger at INFO. A Python caller sees them only where it configures logging; the
-command line and the experiment scripts print them on stdout (:func:`print_reports`)."""
+command line and the experiment scripts print them on stdout while they run (:func:`printing_reports`)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 LOGGER = logging.getLogger("imc_sim")
 
@@ -21,8 +23,14 @@ def report(message: str) -> None:
     LOGGER.info(message)
 
 
-def print_reports() -> None:
-    """Print every report on stdout from now on in this process (once, however often called)."""
-    if not any(isinstance(h, _Stdout) for h in LOGGER.handlers):
-        LOGGER.addHandler(_Stdout())
-        LOGGER.setLevel(logging.INFO)
+@contextmanager
+def printing_reports() -> Iterator[None]:
+    """Reports printed on stdout while the block runs (a command, a script), as before afterwards."""
+    handler, level = _Stdout(), LOGGER.level
+    LOGGER.addHandler(handler)
+    LOGGER.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        LOGGER.removeHandler(handler)
+        LOGGER.setLevel(level)

@@ -16,7 +16,7 @@ from typing import NoReturn
 
 from imc_sim.errors import ImcSimError
 from imc_sim.heap import keep_freed_memory
-from imc_sim.report import print_reports
+from imc_sim.report import printing_reports
 from imc_sim.units import negative_time
 
 COMMANDS = ("train", "deploy", "compare", "multitask", "sweep", "devices", "sensitivity")
@@ -66,9 +66,9 @@ def run_reporting(name: str, call: Callable[[], object], debug: bool = False) ->
     (:class:`ImcSimError`, an unreadable or unwritable file) is one line on stderr,
     ``NAME: error: ...``, and status 2 (``debug``: its traceback instead)."""
     keep_freed_memory()
-    print_reports()
     try:
-        return int(call() or 0)
+        with printing_reports():
+            return int(call() or 0)
     except (ImcSimError, OSError) as exc:
         if debug:
             raise

@@ -320,7 +320,6 @@ def deploy_model(model: nn.Module, profile: DeviceProfile, analog_head: bool = F
                           "weights before deploying")
     _check_registered_once(model, analog)
     family = devices.build_family(profile)
-    total = sum(p.numel() for p in model.parameters())
     tiles: dict[str, CrossbarLinear] = {}
     originals: dict[str, nn.Module] = {}
     kept = {n: model.get_submodule(n).weight.numel() for n in names if n in kept_names}
@@ -331,9 +330,12 @@ def deploy_model(model: nn.Module, profile: DeviceProfile, analog_head: bool = F
         originals[name] = original
     unfuse_transformers(model, analog)
     model.eval()
-    on_nvm = sum(layer.in_features * layer.out_features for layer in tiles.values())
+    # what stays a parameter (a weight tied to a digital module, such as GPT-2's embedding, too)
+    # and the analog layers' biases, added digitally
+    digital = sum(p.numel() for p in model.parameters()) + sum(
+        layer.bias.numel() for layer in tiles.values() if layer.bias is not None)
     renamed = {n: chip_name(model, n) for n in tiles if chip_name(model, n) != n}
-    return Deployment(model, profile, tiles, total - on_nvm, originals, kept, chip_names=renamed)
+    return Deployment(model, profile, tiles, digital, originals, kept, chip_names=renamed)
 
 
 def share_tiles(deployment: Deployment, model: nn.Module) -> None:

@@ -16,7 +16,7 @@ import torch
 from imc_sim.backbones import same_base
 from imc_sim.checkpoint import read_checkpoint
 from imc_sim.data import DataSource
-from imc_sim.deploy.digest import first_repeat
+from imc_sim.deploy.digest import check_path_list, first_repeat
 from imc_sim.deploy.results import CompareResult
 from imc_sim.deploy.run import deploy_checkpoint
 from imc_sim.deploy.sweep import sweep_arguments
@@ -50,6 +50,7 @@ def compare_checkpoints(paths: list[str | os.PathLike[str]], profile: DeviceProf
     curve is named after its file (``grasp-k32.pt``: 'grasp-k32'). Arguments as
     :func:`~imc_sim.deploy.run.deploy_checkpoint`'s."""
     profile, times, seeds = sweep_arguments(profile, times, seeds)
+    check_path_list(paths)
     check_comparable(paths)
     repeat = first_repeat(paths)
     if repeat:

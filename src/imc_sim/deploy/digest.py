@@ -1,5 +1,5 @@
-"""Content hashes of a sweep plan's inputs (SHA-256, hex): of a file's bytes, or of JSON data; and
-the first file given twice among several."""
+"""Content hashes of a sweep plan's inputs (SHA-256, hex): of a file's bytes, or of JSON data; the
+first file given twice among several, and a list of files that is one path."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from imc_sim.errors import ImcSimError
 
 AnyPath = str | os.PathLike[str]
 
@@ -20,6 +22,13 @@ def sha256_bytes(data: bytes) -> str:
 def sha256_json(value: Any) -> str:
     """The hash of ``value`` as canonical JSON (sorted keys, no spaces)."""
     return sha256_bytes(json.dumps(value, sort_keys=True, separators=(",", ":")).encode())
+
+
+def check_path_list(paths: Sequence[AnyPath]) -> None:
+    """One line where ``paths`` is one path rather than a list of them (a string would be read
+    character by character)."""
+    if isinstance(paths, str | os.PathLike):
+        raise ImcSimError(f"give a list of checkpoint files, not one path ({os.fspath(paths)!r})")
 
 
 def first_repeat(paths: Sequence[AnyPath]) -> tuple[AnyPath, AnyPath] | None:

@@ -28,7 +28,7 @@ from imc_sim.crossbar.mapping import Deployment, deploy_model, share_tiles
 from imc_sim.data.glue import DATA_ENV, resolve_data_dir
 from imc_sim.data.hub import import_datasets
 from imc_sim.deploy.chip import Chip
-from imc_sim.deploy.digest import first_repeat
+from imc_sim.deploy.digest import check_path_list, first_repeat
 from imc_sim.deploy.periphery import base_digest, load_periphery
 from imc_sim.deploy.results import CheckpointCurve, MappingSummary, MultiTaskResult, TaskCurve, TimePoint
 from imc_sim.deploy.run import dev_set, device_trained
@@ -56,7 +56,7 @@ class TaskView:
 
     def calibrate(self) -> None:
         """This task's static input ranges, measured with its adapter in place."""
-        self.deployment.calibrate(self.batches[:CALIBRATION_BATCHES])
+        self.deployment.calibrate(self.batches[:CALIBRATION_BATCHES], "dev set")
         self.ranges = {n: layer.input_ranges for n, layer in self.deployment.layers.items()}
 
     def measure(self) -> float:
@@ -92,6 +92,7 @@ def multitask_sweep(paths: Sequence[str | os.PathLike[str]], profile: DeviceProf
     """Program the shared base once per seed 0..seeds-1, drift it through ``times`` and evaluate
     every checkpoint's task on its own dev set at each time (``source``: GLUE's layout by default)."""
     profile, times, seeds = sweep_arguments(profile, times, seeds)
+    check_path_list(paths)
     if not paths:
         raise ImcSimError("multitask needs at least one checkpoint")
     repeat = first_repeat(paths)
@@ -113,6 +114,8 @@ def multitask_sweep(paths: Sequence[str | os.PathLike[str]], profile: DeviceProf
         view = TaskView(str(path), task, batches, size, digital[n], on_chip)
         view.calibrate()
         views.append(view)
+    if views[0].deployment.input_ranges is not None:
+        chip.input_ranges = "tasks' dev sets"  # each task's own, switched in with its adapter
     report(chip.describe() + f"; {len(views)} tasks share it")
     per_task: list[list[list[float]]] = [[[] for _ in times] for _ in views]
     with tqdm(total=seeds * len(times) * len(views), desc=f"{profile.name} seeds x times x tasks",

@@ -323,5 +323,9 @@ def load_result(path: str | os.PathLike[str]) -> AnyResult:
 
 
 def save_result(path: str | os.PathLike[str], result: AnyResult) -> None:
-    """Write ``result`` as indented JSON, atomically."""
+    """Write ``result`` as indented JSON, atomically (a result :func:`load_result` reads back)."""
+    if not isinstance(result, DeployResult | CompareResult | MultiTaskResult):
+        raise ImcSimError(f"save_result writes deploy, compare and multitask results, not a "
+                          f"{type(result).__name__} (sensitivity and placement results have save_sensitivity "
+                          "and save_placement)")
     write_json_atomic(path, result.to_json())

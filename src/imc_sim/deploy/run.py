@@ -15,7 +15,7 @@ from imc_sim.crossbar.mapping import Deployment, deploy_model
 from imc_sim.data.corpus import check_labelled
 from imc_sim.deploy.periphery import load_periphery
 from imc_sim.deploy.placement import Placement, choose_digital
-from imc_sim.deploy.range_source import set_input_ranges
+from imc_sim.deploy.range_source import check_source, set_input_ranges
 from imc_sim.deploy.results import CheckpointCurve, DeployResult, MappingSummary
 from imc_sim.deploy.sweep import drift_sweep, sweep_arguments
 from imc_sim.devices.profile import DeviceProfile
@@ -110,6 +110,7 @@ def deploy_checkpoint(
     tile's DAC (:mod:`imc_sim.deploy.periphery`), instead of merging it into the weights.
     """
     profile, times, seeds = sweep_arguments(profile, times, seeds)
+    check_source(input_ranges)
     scored = load_scored(path, source or data.DataSource(data_dir=data_dir), eval_limit, torch_device,
                          grasp_periphery)
     loaded, task = scored.loaded, scored.loaded.task

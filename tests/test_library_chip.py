@@ -162,6 +162,8 @@ def test_the_sweep_arguments_are_checked_before_any_work(tiny_checkpoint, monkey
         compare_checkpoints([tiny_checkpoint], "pcm", ["1h"], 0, progress=False)
     with pytest.raises(ImcSimError, match="unknown device 'nosuch'"):
         deploy_checkpoint(tiny_checkpoint, "nosuch", ["1h"], 1, progress=False)
+    with pytest.raises(ImcSimError, match="--torch-device must be auto, cpu, cuda or cuda:N; got 'gpu'"):
+        deploy_checkpoint(tiny_checkpoint, "pcm", ["1h"], 1, progress=False, torch_device="gpu")
     with pytest.raises(ImcSimError, match="--input-ranges must be one of auto, checkpoint, train, dev"):
         deploy_checkpoint(tiny_checkpoint, "pcm-chip", ["1h"], 1, progress=False, input_ranges="bogus")
 
@@ -169,6 +171,7 @@ def test_the_sweep_arguments_are_checked_before_any_work(tiny_checkpoint, monkey
 def test_sweep_arguments_take_a_profile_name_and_text_times():
     profile, times, seeds = sweep_arguments("pcm", ["1h", np.int64(60), "1d"], np.int64(2))
     assert (profile, times, seeds) == (load_profile("pcm"), [3600.0, 60.0, DAY], 2)
+    assert sweep_arguments("pcm", np.array([60, 3600]), 1)[1] == [60.0, 3600.0]  # an array of seconds
     assert all(type(t) is float for t in times) and type(seeds) is int
     with pytest.raises(ImcSimError, match="only characterised at"):
         sweep_arguments("reram", ["1y"], 1)

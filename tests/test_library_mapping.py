@@ -217,3 +217,15 @@ def test_a_weight_tied_to_a_digital_embedding_counts_as_digital():
     deployment = deploy_model(model, load_profile("pcm"), analog_head=True)
     assert "lm_head" in deployment.layers
     assert deployment.digital_params == embeddings + norms + biases
+
+
+def test_a_deployed_model_is_not_deployed_again_until_it_is_digital():
+    """A second deploy_model used to say no layer lies in a transformer block (they were tiles)."""
+    model = make_tiny_bert()
+    deployment = deploy_model(model, "pcm")  # a profile's name
+    assert deployment.profile == load_profile("pcm")
+    with pytest.raises(ImcSimError, match=r"^the model is deployed already \(some of its layers are tiles\): "
+                                          r"deployment.use_analog\(\[\]\) gives back the digital model"):
+        deploy_model(model, "pcm-chip")
+    deployment.use_analog([])
+    assert deploy_model(model, "pcm-chip").profile.name == "pcm-chip"

@@ -31,7 +31,7 @@ from imc_sim import devices
 from imc_sim.crossbar.input_ranges import NO_RANGE, StoredRanges
 from imc_sim.crossbar.streams import ChipStreams, Stream
 from imc_sim.crossbar.tiles import CrossbarLinear
-from imc_sim.devices.profile import DeviceProfile
+from imc_sim.devices.profile import DeviceProfile, load_profile
 from imc_sim.errors import ImcSimError
 from imc_sim.peft.inject import AdapterLayer
 from imc_sim.peft.targets import BLOCK, in_out_features, is_linear, model_type, replace_module
@@ -297,16 +297,22 @@ def _check_registered_once(model: nn.Module, names: Collection[str]) -> None:
                               "would replace it under one name only: register each layer once")
 
 
-def deploy_model(model: nn.Module, profile: DeviceProfile, analog_head: bool = False,
+def deploy_model(model: nn.Module, profile: DeviceProfile | str, analog_head: bool = False,
                  digital: Collection[str] = (), layers: Collection[str] | None = None) -> Deployment:
     """Replace the analog layers of ``model`` (:func:`analog_layer_names`: ``layers``, exact names
     of Linear/Conv1D modules, or by default those in the transformer blocks) by tiles of
-    ``profile``, unprogrammed; the layers named in ``digital`` stay digital.
+    ``profile`` (or a profile's name or YAML path), unprogrammed; the layers named in ``digital``
+    stay digital.
 
     The model is changed in place: put in eval mode, its analog layers' weights leave
     ``model.parameters()`` (they become buffers of the tiles), and torch's fused Transformer
     encoder path is turned off above them; ``deployment.use_analog([])`` puts every original
     layer back, the digital model."""
+    if any(isinstance(m, CrossbarLinear) for m in model.modules()):
+        raise ImcSimError("the model is deployed already (some of its layers are tiles): "
+                          "deployment.use_analog([]) gives back the digital model to deploy again")
+    if isinstance(profile, str):
+        profile = load_profile(profile)
     names = analog_layer_names(model, analog_head, layers)
     kept_names = layer_names(digital, "digital")
     unknown = kept_names - set(names)

@@ -23,7 +23,7 @@ from imc_sim.evaluate import evaluate
 from imc_sim.metrics import metric_format
 from imc_sim.report import report
 from imc_sim.table import format_table
-from imc_sim.torch_device import to_device
+from imc_sim.torch_device import resolve_torch_device, to_device
 
 
 def dev_set(loaded: LoadedModel, source: data.DataSource, eval_limit: int | None,
@@ -92,7 +92,7 @@ def deploy_checkpoint(
     name: str | None = None,
     source: data.DataSource | None = None,
     placement: Placement | None = None,
-    torch_device: torch.device | None = None,
+    torch_device: torch.device | str | None = None,
     input_ranges: str = "auto",
     grasp_periphery: bool = False,
 ) -> DeployResult:
@@ -103,7 +103,8 @@ def deploy_checkpoint(
     state through ``times`` (see :mod:`imc_sim.deploy.sweep`). ``name`` labels the curve
     (default 'METHOD (PATH)'); ``source`` (own files or a hub dataset)
     replaces GLUE's layout at ``data_dir``; ``placement`` keeps layers digital;
-    ``torch_device`` is where the model, the dev set and the chip live (default: the CPU);
+    ``torch_device`` is where the model, the dev set and the chip live (default: the CPU; text as
+    ``--torch-device`` takes it, ``auto`` included);
     ``input_ranges`` where static input ranges come from (:mod:`imc_sim.deploy.range_source`,
     the same for every seed).
     ``grasp_periphery`` programs the frozen base and keeps the GRASP adapter digital, before each
@@ -111,6 +112,8 @@ def deploy_checkpoint(
     """
     profile, times, seeds = sweep_arguments(profile, times, seeds)
     check_source(input_ranges)
+    if isinstance(torch_device, str):
+        torch_device = resolve_torch_device(torch_device)
     scored = load_scored(path, source or data.DataSource(data_dir=data_dir), eval_limit, torch_device,
                          grasp_periphery)
     loaded, task = scored.loaded, scored.loaded.task

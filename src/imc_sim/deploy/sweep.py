@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import SupportsFloat
 
 from tqdm.auto import tqdm
@@ -26,7 +26,7 @@ MAX_SEEDS = 100_000
 """The most chips one sweep programs (a count beyond it is a typo, not a plan)."""
 
 
-def sweep_arguments(profile: DeviceProfile | str | os.PathLike[str], times: Sequence[str | SupportsFloat],
+def sweep_arguments(profile: DeviceProfile | str | os.PathLike[str], times: Iterable[str | SupportsFloat],
                     seeds: int) -> tuple[DeviceProfile, list[float], int]:
     """The Python API's sweep arguments checked before any work: a profile (or a shipped name or
     YAML path, :func:`~imc_sim.devices.profile.load_profile`), drift times in seconds or as text
@@ -34,7 +34,7 @@ def sweep_arguments(profile: DeviceProfile | str | os.PathLike[str], times: Sequ
     a count of chips from 1 to :data:`MAX_SEEDS`."""
     if not isinstance(profile, DeviceProfile):
         profile = load_profile(os.fspath(profile))
-    if isinstance(times, str) or not isinstance(times, Sequence):
+    if isinstance(times, str) or not isinstance(times, Iterable):
         raise ImcSimError(f"times is a list of drift times, not {times!r}")
     checked = [seconds(t) for t in times]
     if not checked:

@@ -162,6 +162,8 @@ def test_the_sweep_arguments_are_checked_before_any_work(tiny_checkpoint, monkey
         compare_checkpoints([tiny_checkpoint], "pcm", ["1h"], 0, progress=False)
     with pytest.raises(ImcSimError, match="unknown device 'nosuch'"):
         deploy_checkpoint(tiny_checkpoint, "nosuch", ["1h"], 1, progress=False)
+    with pytest.raises(ImcSimError, match="example limit must be at least 1, got 0"):
+        deploy_checkpoint(tiny_checkpoint, "pcm", ["1h"], 1, eval_limit=0, progress=False)
     with pytest.raises(ImcSimError, match="--torch-device must be auto, cpu, cuda or cuda:N; got 'gpu'"):
         deploy_checkpoint(tiny_checkpoint, "pcm", ["1h"], 1, progress=False, torch_device="gpu")
     with pytest.raises(ImcSimError, match="--input-ranges must be one of auto, checkpoint, train, dev"):

@@ -13,6 +13,7 @@ from imc_sim import data, lm
 from imc_sim.checkpoint import LoadedModel, load_model
 from imc_sim.crossbar.mapping import Deployment, deploy_model
 from imc_sim.data.corpus import check_labelled
+from imc_sim.data.glue import check_limit
 from imc_sim.deploy.periphery import load_periphery
 from imc_sim.deploy.placement import Placement, choose_digital
 from imc_sim.deploy.range_source import check_source, set_input_ranges
@@ -112,6 +113,7 @@ def deploy_checkpoint(
     """
     profile, times, seeds = sweep_arguments(profile, times, seeds)
     check_source(input_ranges)
+    check_limit(eval_limit)
     if isinstance(torch_device, str):
         torch_device = resolve_torch_device(torch_device)
     scored = load_scored(path, source or data.DataSource(data_dir=data_dir), eval_limit, torch_device,

@@ -153,3 +153,32 @@ def test_int_at_least(minimum, text, ok):
     else:
         with pytest.raises(argparse.ArgumentTypeError):
             kind(text)
+
+
+@pytest.mark.parametrize("parse, text, message", [
+    (numbers.positive_int, "x", "expected an integer, got 'x'"),
+    (numbers.positive_float, "x", "expected a number, got 'x'"),
+    (numbers.positive_float, "inf", "expected a finite number, got 'inf'"),
+    (numbers.positive_int, "0", "must be at least 1, got 0"),
+    (numbers.positive_float, "0", "must be positive, got 0"),
+    (numbers.non_negative_float, "-1", "must be at least 0, got -1"),
+    (numbers.random_seed, "-1", "must be from 0 to 2**63 - 1, got -1"),
+    (numbers.learning_rate, "2", "must be at most 1, got 2"),
+    (numbers.non_negative_floats, "1,,2", "expected comma-separated numbers, got '1,,2'"),
+    (numbers.file_stem, "../x",
+     "expected a name without '/' or '\\' that does not start with '.', got '../x'"),
+])
+def test_each_type_says_what_it_expected(parse, text, message):
+    """The one line argparse prints after the option's name (the command-line tests check the name)."""
+    with pytest.raises(argparse.ArgumentTypeError) as info:
+        parse(text)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("parse, text, value", [
+    (numbers.random_seed, "0", 0), (numbers.random_seed, "200", 200),
+    (numbers.random_seed, str(2**63 - 1), 2**63 - 1), (numbers.learning_rate, "1", 1.0),
+    (numbers.non_negative_float, "0", 0.0), (numbers.positive_int, "1", 1),
+])
+def test_the_edges_of_each_range_are_accepted(parse, text, value):
+    assert parse(text) == value

@@ -1,9 +1,11 @@
 """GRASP, weight-space GRASP and StochGRASP on tiny BERT and GPT-2 (with Conv1D)."""
 
 import copy
+import re
 
 import pytest
 import torch
+from torch import nn
 
 from imc_sim.backbones import is_head
 from imc_sim.errors import ImcSimError
@@ -339,3 +341,29 @@ def test_output_sampling_changes_training_only():
         for layer in layers.values():
             layer.set_eval_mode("sample", generator=torch.Generator().manual_seed(1))
         torch.testing.assert_close(layers["outputs"](x), layers["weights"](x))
+
+
+def test_target_patterns_select_in_model_order_once(tiny_bert):
+    """Module-name patterns (suffixes here), given in any order and repeated: each layer once, in
+    the model's order; a pattern that matches nothing, one that is not a valid regular expression,
+    and an empty list are one-line errors."""
+    assert find_targets(tiny_bert, "value, query,query") == [
+        f"bert.encoder.layer.{i}.attention.self.{p}" for i in (0, 1) for p in ("query", "value")]
+    assert find_targets(tiny_bert, r"bert\.encoder\.layer\.1\.attention\.self\.(key|value)") == [
+        "bert.encoder.layer.1.attention.self.key", "bert.encoder.layer.1.attention.self.value"]
+    for targets in ("query,nothing", "query["):
+        bad = targets.split(",")[-1]
+        with pytest.raises(ImcSimError, match=re.escape(f"target pattern {bad!r} matches no Linear/Conv1D "
+                                                        "module (presets: all-linear, kv-ff2, ff2)")):
+            find_targets(tiny_bert, targets)
+    with pytest.raises(ImcSimError, match=r"^empty --targets; give a preset or module-name patterns$"):
+        find_targets(tiny_bert, " , ")
+
+
+def test_a_preset_that_does_not_know_the_model_says_what_it_has():
+    mlp = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2), nn.Linear(2, 2), nn.Linear(2, 2))
+    with pytest.raises(ImcSimError) as info:
+        find_targets(mlp, "ff2")
+    assert str(info.value) == ("target preset 'ff2' does not know the layers of model type 'Sequential' "
+                               "(4 Linear/Conv1D modules, e.g. 0, 2, 3); give --targets as module-name "
+                               "patterns")

@@ -112,3 +112,9 @@ def test_reram_refuses_uncharacterised_times():
     reram.check_times([1.0, 86400.0, 172800.0])
     with pytest.raises(ImcSimError, match="only characterised at 1s, 1d, 2d; got 1h"):
         reram.check_times([3600.0])
+
+
+def test_a_negative_time_names_itself():
+    with pytest.raises(ImcSimError) as info:
+        parse_time(" -1d")
+    assert str(info.value) == "drift time ' -1d' is negative; times count from the end of programming"

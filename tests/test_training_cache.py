@@ -110,3 +110,46 @@ def test_a_broken_cached_checkpoint_is_one_line(tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ImcSimError, match="is not a readable imc-sim checkpoint"):
         cache.check_cached(path, TrainArgs())
+
+
+def test_a_field_recorded_as_none_differs_from_one_not_recorded(tmp_path):
+    """An older checkpoint that lacks a field counts as other settings even where the run asks for
+    None (the field's meaning then is not known), not as the same run."""
+    recorded = recorded_args(TrainArgs())
+    assert recorded["device"] is None
+    del recorded["device"]
+    assert cache.differences(recorded, TrainArgs()) == [
+        "device: not recorded in the checkpoint, None asked for"]
+
+
+def test_list_fields_are_compared_item_by_item(tmp_path):
+    """A data source's text columns are a list in the record: other columns are other settings."""
+    from imc_sim.data import DataSource
+
+    recorded = recorded_args(TrainArgs(data_source=DataSource(text_columns=("a",))))
+    changed = cache.differences(recorded, TrainArgs(data_source=DataSource(text_columns=("b",))))
+    assert len(changed) == 1 and changed[0].startswith("data_source: ")
+
+
+def test_a_checkpoint_that_records_no_training_is_refused_naming_every_field(tmp_path, fake_training):
+    """A checkpoint without train_args (written by hand or another tool): every field is "not
+    recorded", listed one after another, and nothing is trained over it."""
+    from imc_sim.checkpoint import read_checkpoint, save_checkpoint
+
+    path = tmp_path / "m.pt"
+    cache.train_cached(path, TrainArgs())
+    payload = read_checkpoint(path)
+    del payload["train_args"]
+    save_checkpoint(path, payload)
+    with pytest.raises(ImcSimError) as info:
+        cache.train_cached(path, TrainArgs())
+    assert ("(method: not recorded in the checkpoint, 'grasp' asked for; task: not recorded in the "
+            "checkpoint, 'sst2' asked for; ") in str(info.value)
+    assert len(fake_training) == 1
+
+
+def test_fresh_trains_again_over_a_checkpoint_of_other_settings(tmp_path, fake_training):
+    path = tmp_path / "m.pt"
+    cache.train_all_cached([(path, TrainArgs(max_steps=10))])
+    assert cache.train_all_cached([(path, TrainArgs(max_steps=20))], fresh=True) == [path]
+    assert [a.max_steps for a in fake_training] == [10, 20]

@@ -100,6 +100,7 @@ def test_a_chip_seed_is_a_non_negative_integer(seed):
 def test_seconds_reads_text_and_numbers_alike():
     assert seconds("1d") == seconds(DAY) == seconds(np.int64(86400)) == seconds(torch.tensor(DAY)) == DAY
     assert isinstance(seconds(np.int64(5)), float)
+    assert (seconds(0), seconds(0.5), seconds("0s")) == (0.0, 0.5, 0.0)  # the end of programming, and after
 
 
 def test_a_deployed_model_that_has_run_can_be_copied_and_saved(tmp_path):

@@ -12,7 +12,7 @@ from imc_sim.errors import ImcSimError
 from imc_sim.peft import get_method
 from imc_sim.peft.grasp import GraspLayer
 from imc_sim.peft.stochgrasp import StochGraspLayer, set_eval_mode, sigma_penalty, weight_scales
-from imc_sim.peft.targets import find_targets, in_out_features
+from imc_sim.peft.targets import find_targets, in_out_features, names_matching
 
 VARIANTS = [
     ("grasp", {"k": 4}),
@@ -367,3 +367,9 @@ def test_a_preset_that_does_not_know_the_model_says_what_it_has():
     assert str(info.value) == ("target preset 'ff2' does not know the layers of model type 'Sequential' "
                                "(4 Linear/Conv1D modules, e.g. 0, 2, 3); give --targets as module-name "
                                "patterns")
+
+
+def test_patterns_over_no_layers_say_so():
+    with pytest.raises(ImcSimError) as info:
+        names_matching([], "ff2", "--digital-layers")
+    assert str(info.value) == "--digital-layers pattern 'ff2': no analog layers"

@@ -39,9 +39,16 @@ PADDING = torch.tensor([[False] * 5, [False] * 4 + [True]])  # the fused path's 
 
 
 def test_an_mlp_is_refused_by_default_with_the_way_in():
-    with pytest.raises(ImcSimError, match=r"nothing to map to tiles; name the layers to map, e\.g\. "
-                                          r"layers=\['0', '2'\], or pass analog_head=True"):
-        deploy_model(mlp(), load_profile("pcm"))
+    with pytest.raises(ImcSimError) as info:
+        deploy_model(nn.Sequential(*(nn.Linear(4, 4) for _ in range(4))), load_profile("pcm"))
+    assert str(info.value) == ("no Linear/Conv1D layer of model type 'Sequential' lies in a numbered "
+                               "transformer block (4 lie elsewhere): nothing to map to tiles; name the "
+                               "layers to map, e.g. layers=['0', '1', '2'], or pass analog_head=True for "
+                               "every Linear layer")
+    with pytest.raises(ImcSimError) as info:
+        deploy_model(nn.Sequential(nn.ReLU()), load_profile("pcm"))
+    assert str(info.value) == ("model type 'Sequential' has no Linear/Conv1D layer that could compute on "
+                               "tiles: nothing to map to tiles")
 
 
 def test_layers_puts_exactly_the_named_layers_on_tiles():
@@ -64,8 +71,10 @@ def test_digital_takes_layers_out_of_the_named_ones():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"layers": ["1", "0", "nope"]}, r"^layers names no Linear/Conv1D module of the model: 1, nope \("),
-    ({"layers": ["0"], "analog_head": True}, r"^layers and analog_head=True exclude each other"),
+    ({"layers": ["1", "0", "nope"]}, r"^layers names no Linear/Conv1D module of the model: 1, nope \(its "
+                                      r"Linear/Conv1D modules are e\.g\. 0, 2\)$"),
+    ({"layers": ["0"], "analog_head": True}, r"^layers and analog_head=True exclude each other: name every "
+                                             r"layer to map in layers$"),
     ({"layers": "0"}, r"^layers: give a list of layer names, not a string \('0'\)$"),
     ({"layers": []}, r"^nothing to map to tiles: layers names no layer$"),
     ({"layers": ["0", "2"], "digital": ["0", "2"]}, r"^nothing to map to tiles: every layer"),
@@ -112,10 +121,12 @@ def test_a_torch_encoder_computes_on_tiles_beside_its_digital_attention(grad):
 
 
 def test_the_attention_projection_cannot_be_named():
-    with pytest.raises(ImcSimError, match=r"^encoder\.layers\.0\.self_attn\.out_proj: nn\.MultiheadAttention "
-                                          r"reads its projection's weight directly"):
+    with pytest.raises(ImcSimError, match=r"^encoder\.layers\.0\.self_attn\.out_proj, encoder\.layers\.1\."
+                                          r"self_attn\.out_proj: nn\.MultiheadAttention reads its "
+                                          r"projection's weight directly"):
         deploy_model(Wrapped(), load_profile("pcm"),
-                     layers=["encoder.layers.0.linear1", "encoder.layers.0.self_attn.out_proj"])
+                     layers=["encoder.layers.0.linear1", "encoder.layers.1.self_attn.out_proj",
+                             "encoder.layers.0.self_attn.out_proj"])
 
 
 def test_names_given_as_one_string_are_refused():
@@ -124,8 +135,8 @@ def test_names_given_as_one_string_are_refused():
     deployment = deploy_model(make_tiny_bert(), load_profile("pcm"))
     with pytest.raises(ImcSimError, match=r"^use_analog: give a list of layer names, not a string"):
         deployment.use_analog(FFN)
-    with pytest.raises(ImcSimError, match=r"^not analog layers of this deployment: nope$"):
-        deployment.use_analog([FFN, "nope"])
+    with pytest.raises(ImcSimError, match=r"^not analog layers of this deployment: nope, other$"):
+        deployment.use_analog([FFN, "other", "nope"])
 
 
 def test_every_layer_digital_leaves_nothing_to_map():
@@ -165,7 +176,8 @@ def test_calibration_batches_may_be_tensors_tuples_or_a_data_loader():
 
 def test_calibration_needs_a_list_of_batches():
     deployment = deploy_model(mlp(), load_profile("pcm-chip"), analog_head=True)
-    with pytest.raises(ImcSimError, match=r"give a list of batches"):
+    with pytest.raises(ImcSimError, match=r"^calibrate takes batches, not one tensor: give a list of "
+                                          r"batches, e\.g\. \[x\]$"):
         deployment.calibrate(torch.randn(4, 20))
     with pytest.raises(ImcSimError, match=r"^a batch is a mapping of keyword arguments, .* not int$"):
         deployment.calibrate([3])
@@ -196,7 +208,8 @@ def test_a_layer_registered_under_two_names_is_refused():
             return self.b[0](self.a[0](x))
 
     model = Shared()
-    with pytest.raises(ImcSimError, match="b.0 is the module a.0 registered a second time"):
+    with pytest.raises(ImcSimError, match=r"^b\.0 is the module a\.0 registered a second time; a tile would "
+                                          r"replace it under one name only: register each layer once$"):
         deploy_model(model, load_profile("pcm"), analog_head=True)
     assert isinstance(model.a[0], nn.Linear) and model.a[0] is model.b[0]  # nothing replaced
 

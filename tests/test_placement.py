@@ -410,3 +410,12 @@ def test_switched_layers_run_on_the_models_device(fake_cuda):  # noqa: F811 - th
             out = logits(deployment, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
             assert out.shape == (3, 2) and out.device.type == "cuda"
         assert {t.device.type for t in all_tensors(deployment.model).values()} == {"cuda"}
+
+
+def test_digital_layers_from_python_may_be_a_list():
+    """``Placement(digital_layers=["ff2", "query"])`` is the patterns ``ff2,query`` (it used to fail
+    with an AttributeError on the list)."""
+    model = make_tiny_bert()
+    listed = choose(model, {}, digital_layers=["ff2", "query"])
+    assert listed == choose(model, {}, digital_layers="ff2,query") and len(listed) == 4
+    assert Placement(["ff2"]).digital_layers == "ff2"

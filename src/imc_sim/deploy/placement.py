@@ -37,12 +37,15 @@ SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class Placement:
-    """``--digital-layers`` patterns (None: none) and ``--keep-digital`` N."""
+    """``--digital-layers`` patterns (None: none; comma-separated, or from Python a list of them)
+    and ``--keep-digital`` N."""
 
     digital_layers: str | None = None
     keep_digital: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.digital_layers, list | tuple):
+            object.__setattr__(self, "digital_layers", ",".join(self.digital_layers))
         if self.keep_digital < 0:
             raise ImcSimError(f"--keep-digital must be 0 or more, got {self.keep_digital}")
 

@@ -266,3 +266,14 @@ def test_save_result_writes_only_what_load_result_reads(tmp_path):
                                           "SensitivityResult"):
         save_result(tmp_path / "s.json", result)
     assert not (tmp_path / "s.json").exists()
+
+
+def test_a_profile_change_may_use_numpy_numbers_and_tuples():
+    """What Python code has at hand (numpy scalars, tuples) validates as YAML's ints, floats and
+    lists do; a bool is still not a number."""
+    changed = load_profile("pcm", {"periphery": {"tile_rows": np.int64(256)},
+                                   "programming": {"coeffs": (0.26, 1.9, -1.1), "scale": np.float32(2)}})
+    assert changed.periphery.tile_rows == 256 and type(changed.periphery.tile_rows) is int
+    assert changed.programming["coeffs"] == [0.26, 1.9, -1.1] and changed.programming["scale"] == 2.0
+    with pytest.raises(ImcSimError, match="field programming.scale = True is not a number"):
+        load_profile("pcm", {"programming": {"scale": True}})

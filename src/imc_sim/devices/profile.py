@@ -13,6 +13,7 @@ times in seconds. ``device_models/README.md`` documents every field.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,8 +159,9 @@ def _where(path: str, key: str) -> str:
 
 
 def _check_num(spec: Num, value: Any, where: str) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ImcSimError(f"{where} = {value!r} is not a number; allowed {spec.describe()}")
+    value = int(value) if isinstance(value, numbers.Integral) else float(value)  # numpy's, from Python
     low_ok = value > spec.lo if spec.open_lo else value >= spec.lo
     if not (real_number(value) is not None and low_ok and value <= spec.hi):
         raise ImcSimError(f"{where} = {_shown(value)} is out of range; allowed {spec.describe()}")
@@ -177,7 +179,7 @@ def _shown(value: float | int) -> str:
 
 
 def _check_nums(spec: Nums, value: Any, where: str) -> list[float]:
-    if not isinstance(value, list) or len(value) < spec.min_len:
+    if not isinstance(value, list | tuple) or len(value) < spec.min_len:
         raise ImcSimError(f"{where} = {value!r} must be a list of at least {spec.min_len} numbers")
     item = Num(None, spec.lo)
     out = [float(_check_num(item, v, f"{where}[{i}]")) for i, v in enumerate(value)]

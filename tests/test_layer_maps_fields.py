@@ -158,3 +158,20 @@ def test_text_times_and_a_profile_name_work(tiny_checkpoint, tiny_glue):
     result = checkpoint_sensitivity(tiny_checkpoint, "ideal", ["1d"], 1, ["one-analog"], source(tiny_glue),
                                     eval_limit=2, progress=False)
     assert result.labels == ["1d"] and result.device == "ideal"
+
+
+def test_a_glue_folder_may_be_given_as_data_dir(tiny_checkpoint, tiny_glue, monkeypatch):
+    """As ``deploy_checkpoint`` takes it: the layer maps and multitask take ``data_dir`` too (the
+    tiny dev set's examples, not those of $IMC_SIM_DATA's, which CI sets)."""
+    from imc_sim.deploy.multitask import multitask_sweep
+
+    monkeypatch.setenv("IMC_SIM_DATA", str(tiny_glue / "absent"))
+    examples = len((tiny_glue / "SST-2" / "dev.tsv").read_text().splitlines()) - 1
+    sensitivity = checkpoint_sensitivity(tiny_checkpoint, "ideal", ["1d"], 1, ["one-analog"], progress=False,
+                                         data_dir=str(tiny_glue))
+    placement = checkpoint_placement(tiny_checkpoint, "ideal", ["1d"], 1, step=12, progress=False,
+                                     data_dir=str(tiny_glue))
+    multitask = multitask_sweep([tiny_checkpoint], "ideal", ["1d"], 1, progress=False,
+                                data_dir=str(tiny_glue))
+    assert sensitivity.dev_examples == placement.sensitivity.dev_examples == examples
+    assert multitask.tasks[0].dev_examples == examples

@@ -64,28 +64,31 @@ def checkpoint_sensitivity(path: str | os.PathLike[str], profile: DeviceProfile 
                            times: Sequence[str | float], seeds: int, modes: Sequence[str] = MODES,
                            source: data.DataSource | None = None,
                            eval_limit: int | None = None, analog_head: bool = False,
-                           progress: bool = True, torch_device: torch.device | None = None
-                           ) -> SensitivityResult:
+                           progress: bool = True, torch_device: torch.device | None = None,
+                           data_dir: str | None = None) -> SensitivityResult:
     """The sensitivity maps of ``path`` on ``profile`` at ``times`` over seeds 0..seeds-1, with the
-    model and chip on ``torch_device`` (default: the CPU); arguments checked as
+    model and chip on ``torch_device`` (default: the CPU), the dev set from ``source`` (GLUE's
+    layout by default, at ``data_dir`` where given); arguments checked as
     :func:`~imc_sim.deploy.sweep.sweep_arguments` does, before any work."""
     profile, times, seeds = sweep_arguments(profile, times, seeds)
     _check_modes(modes)
-    d = deployed(path, profile, source or data.DataSource(), eval_limit, analog_head, torch_device)
+    d = deployed(path, profile, source or data.DataSource(data_dir=data_dir), eval_limit, analog_head,
+                 torch_device)
     return sensitivity_result(d, profile, times, seeds, modes, analog_head, progress)
 
 
 def checkpoint_placement(path: str | os.PathLike[str], profile: DeviceProfile | str,
                          times: Sequence[str | float], seeds: int, step: int = 1,
                          source: data.DataSource | None = None, eval_limit: int | None = None,
-                         analog_head: bool = False,
-                         progress: bool = True) -> PlacementResult:
+                         analog_head: bool = False, progress: bool = True,
+                         data_dir: str | None = None) -> PlacementResult:
     """The metric of ``path`` with the N costliest layers digital (``--keep-digital N``) for
-    N = 0, step, 2 step, ... and every layer, ranked as ``deploy --keep-digital`` does."""
+    N = 0, step, 2 step, ... and every layer, ranked as ``deploy --keep-digital`` does (the dev set
+    as :func:`checkpoint_sensitivity`'s)."""
     profile, times, seeds = sweep_arguments(profile, times, seeds)
     if isinstance(step, bool) or not isinstance(step, int) or step < 1:
         raise ImcSimError(f"the step in layers kept digital must be at least 1, got {step!r}")
-    d = deployed(path, profile, source or data.DataSource(), eval_limit, analog_head)
+    d = deployed(path, profile, source or data.DataSource(data_dir=data_dir), eval_limit, analog_head)
     ranking = sensitivity_result(d, profile, times[:1], seeds, ["one-analog"], analog_head, progress)
     n_layers = len(d.deployment.layers)
     counts = sorted({*range(0, n_layers + 1, step), n_layers})

@@ -88,9 +88,11 @@ def _check_glue_data(source: data.DataSource) -> None:
 def multitask_sweep(paths: Sequence[str | os.PathLike[str]], profile: DeviceProfile | str,
                     times: Sequence[str | float], seeds: int, source: data.DataSource | None = None,
                     eval_limit: int | None = None,
-                    progress: bool = True, torch_device: torch.device | None = None) -> MultiTaskResult:
+                    progress: bool = True, torch_device: torch.device | None = None,
+                    data_dir: str | None = None) -> MultiTaskResult:
     """Program the shared base once per seed 0..seeds-1, drift it through ``times`` and evaluate
-    every checkpoint's task on its own dev set at each time (``source``: GLUE's layout by default)."""
+    every checkpoint's task on its own dev set at each time (``source``: GLUE's layout by default,
+    at ``data_dir`` where given)."""
     profile, times, seeds = sweep_arguments(profile, times, seeds)
     check_path_list(paths)
     if not paths:
@@ -98,7 +100,7 @@ def multitask_sweep(paths: Sequence[str | os.PathLike[str]], profile: DeviceProf
     repeat = first_repeat(paths)
     if repeat:
         raise ImcSimError(f"{repeat[1]} is the same checkpoint as {repeat[0]}; give each task once")
-    source = source or data.DataSource()
+    source = source or data.DataSource(data_dir=data_dir)
     _check_glue_data(source)
     loaded = [load_periphery(p, torch_device) for p in paths]
     digest = check_same_base(paths, loaded)

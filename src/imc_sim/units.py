@@ -24,7 +24,11 @@ _TIME = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-z]*)\s*$")
 
 def negative_time(text: str) -> ImcSimError:
     """The error for a drift time written with a minus sign."""
-    return ImcSimError(f"drift time {text!r} is negative; times count from the end of programming")
+    return _negative(repr(text))
+
+
+def _negative(shown: str) -> ImcSimError:
+    return ImcSimError(f"drift time {shown} is negative; times count from the end of programming")
 
 
 def parse_time(text: str) -> float:
@@ -41,6 +45,8 @@ def parse_time(text: str) -> float:
 
 
 def _checked(seconds: float, shown: str) -> float:
+    if seconds < 0:
+        raise _negative(shown)
     if not math.isfinite(seconds):
         raise ImcSimError(f"drift time {shown} is not finite")
     if seconds > MAX_SECONDS:
@@ -55,13 +61,11 @@ def seconds(time: str | SupportsFloat) -> float:
     if isinstance(time, str):
         return parse_time(time)
     try:
-        if isinstance(time, bool):
-            raise TypeError
-        value = float(time)
+        value = None if isinstance(time, bool) else float(time)
     except (TypeError, ValueError):
-        raise ImcSimError(f"drift time {time!r} is neither seconds nor a time such as '1d'") from None
-    if value < 0:
-        raise ImcSimError(f"drift time {value:g} s is negative; times count from the end of programming")
+        value = None
+    if value is None:
+        raise ImcSimError(f"drift time {time!r} is neither seconds nor a time such as '1d'")
     return _checked(value, f"{value:g} s")
 
 

@@ -33,6 +33,7 @@ from imc_sim.crossbar.streams import ChipStreams, Stream
 from imc_sim.crossbar.tiles import CrossbarLinear
 from imc_sim.devices.profile import DeviceProfile, load_profile
 from imc_sim.errors import ImcSimError
+from imc_sim.fused_modules import attention_projections, unfuse_transformers
 from imc_sim.peft.inject import AdapterLayer
 from imc_sim.peft.targets import BLOCK, in_out_features, is_linear, model_type, replace_module
 
@@ -215,12 +216,6 @@ class Deployment:
         return f"Deployment({self.describe()})"
 
 
-def attention_projections(model: nn.Module, linear: Iterable[str]) -> set[str]:
-    """The layers of ``linear`` that an ``nn.MultiheadAttention`` holds (its output projection):
-    it reads their weight and bias directly instead of calling them, so they cannot be tiles."""
-    return {n for n in linear if isinstance(model.get_submodule(n.rpartition(".")[0]), nn.MultiheadAttention)}
-
-
 def chosen_layers(model: nn.Module, linear: list[str], layers: Collection[str]) -> list[str]:
     """The Linear/Conv1D layers named in ``layers``, in model order; a one-line error for a name
     that is not one, or one that cannot compute on tiles."""
@@ -262,20 +257,6 @@ def analog_layer_names(model: nn.Module, analog_head: bool = False,
                           f"model type {kind!r} has no Linear/Conv1D layer that could compute on tiles: "
                           "nothing to map to tiles")
     return in_blocks
-
-
-def unfuse_transformers(model: nn.Module, names: Iterable[str]) -> None:
-    """Turn off torch's fused inference path in each ``nn.TransformerEncoder`` and
-    ``nn.TransformerEncoderLayer`` above a layer of ``names``: that path reads the layers' weights
-    directly instead of calling them (the unfused path computes the same)."""
-    for name in names:
-        parts = name.split(".")
-        for depth in range(len(parts)):
-            module = model.get_submodule(".".join(parts[:depth]))
-            if isinstance(module, nn.TransformerEncoder):
-                module.use_nested_tensor = False
-            elif isinstance(module, nn.TransformerEncoderLayer):
-                module.activation_relu_or_gelu = 0  # read by the fused path only
 
 
 def chip_name(model: nn.Module, name: str) -> str:

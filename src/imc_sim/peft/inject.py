@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from imc_sim.backbones import is_head
+from imc_sim.fused_modules import unfuse_transformers
 from imc_sim.peft.targets import find_targets, replace_module, with_weights
 
 
@@ -36,10 +37,12 @@ def freeze_all_but(model: nn.Module, trainable: Callable[[str], bool]) -> None:
 def wrap_targets(
     model: nn.Module, targets: str, make: Callable[[str, nn.Module], AdapterLayer]
 ) -> list[str]:
-    """Replace every target layer by ``make(name, layer)``; freeze all but adapters and head."""
+    """Replace every target layer by ``make(name, layer)``; freeze all but adapters and head
+    (torch's fused Transformer encoder path, which would bypass the adapters, turned off)."""
     names = find_targets(model, targets)
     for name in names:
         replace_module(model, name, make(name, model.get_submodule(name)))
+    unfuse_transformers(model, names)
     adapters = {f"{n}." for n in names}
     freeze_all_but(
         model, lambda p: any(p.startswith(a) for a in adapters) and ".base." not in p

@@ -21,6 +21,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from imc_sim.errors import ImcSimError
+from imc_sim.fused_modules import attention_projections
 
 BLOCK = r"(?:.*\.)?(layer|layers|h|block|blocks|albert_layers)\.\d+\..*"
 """A module inside a numbered transformer block (ALBERT's shared block: ``albert_layers.N``), also
@@ -82,10 +83,15 @@ def names_matching(names: Sequence[str], patterns: str, option: str) -> list[str
 def find_targets(model: nn.Module, targets: str) -> list[str]:
     """Names of the Linear/Conv1D modules selected by a preset or a pattern list.
 
-    Raises :class:`ImcSimError` when a pattern (or a whole preset) matches no such module.
+    A preset leaves out the output projection of an ``nn.MultiheadAttention``, which the attention
+    uses without calling it (:func:`imc_sim.fused_modules.attention_projections`); a pattern naming
+    one is refused. Raises :class:`ImcSimError` when a pattern (or a whole preset) matches no such
+    module.
     """
     linear = [n for n, m in model.named_modules() if is_linear(m)]
+    read_directly = attention_projections(model, linear)
     if targets in PRESETS:
+        linear = [n for n in linear if n not in read_directly]
         parts = [[n for n in linear if _matches(rule, n)] for rule in PRESETS[targets]]
         if not all(parts):
             raise ImcSimError(f"target preset {targets!r} does not know the layers of model type "
@@ -105,6 +111,11 @@ def find_targets(model: nn.Module, targets: str) -> list[str]:
                 f"(presets: {', '.join(PRESETS)})"
             )
         chosen += [n for n in hits if n not in chosen]
+    refused = [n for n in chosen if n in read_directly]
+    if refused:
+        raise ImcSimError(f"{', '.join(refused)}: nn.MultiheadAttention reads its output projection's "
+                          "weight directly instead of calling it, so an adapter there would be bypassed; "
+                          "leave it out of --targets")
     return [n for n in linear if n in chosen]
 
 

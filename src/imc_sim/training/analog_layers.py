@@ -7,6 +7,7 @@ import re
 
 from torch import nn
 
+from imc_sim.fused_modules import attention_projections
 from imc_sim.peft.inject import AdapterLayer
 from imc_sim.peft.targets import BLOCK, is_linear, names_matching
 from imc_sim.training.static_ranges import deploy_name
@@ -17,7 +18,8 @@ def _is_layer(module: nn.Module) -> bool:
 
 
 def analog_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The outermost adapter / LoRA / plain Linear-Conv1D modules inside the transformer blocks."""
+    """The outermost adapter / LoRA / plain Linear-Conv1D modules inside the transformer blocks,
+    but for an ``nn.MultiheadAttention``'s output projection, which deploy leaves digital."""
     block = re.compile(BLOCK)
     chosen: list[tuple[str, nn.Module]] = []
     for name, module in model.named_modules():
@@ -25,7 +27,8 @@ def analog_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
             continue
         if _is_layer(module) and block.fullmatch(name):
             chosen.append((name, module))
-    return chosen
+    read_directly = attention_projections(model, [name for name, _ in chosen])
+    return [(name, module) for name, module in chosen if name not in read_directly]
 
 
 def device_layers(model: nn.Module, patterns: str | None) -> list[tuple[str, nn.Module]]:

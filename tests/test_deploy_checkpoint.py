@@ -7,10 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import forged
 
 from imc_sim import data
-from imc_sim.checkpoint import load_model
+from imc_sim.checkpoint import load_model, read_checkpoint
 from imc_sim.deploy import run
+from imc_sim.deploy.placement import Placement
 from imc_sim.deploy.run import deploy_checkpoint, dev_set, device_trained
 from imc_sim.devices.profile import load_profile
 from imc_sim.errors import ImcSimError
@@ -65,3 +67,18 @@ def test_a_language_models_held_out_text_is_cut_to_the_limit(lm_checkpoint: Path
 ])
 def test_how_a_device_trained_checkpoint_is_described(meta, expected):
     assert device_trained(meta) == expected
+
+
+def test_placement_keeps_the_head_digital_when_the_head_is_analog(tiny_checkpoint: Path, tiny_glue: Path):
+    result = deploy_checkpoint(tiny_checkpoint, "pcm", [DAY], 1, str(tiny_glue), 8, analog_head=True,
+                               placement=Placement(digital_layers=["classifier"]), progress=False)
+    assert result.curve.mapping.analog_layers == 13  # the pooler on tiles, the classifier kept digital
+    assert result.curve.mapping.placement.digital_layers == ("classifier",)
+
+
+def test_the_result_says_how_a_device_trained_checkpoint_was_trained(tiny_checkpoint: Path, tiny_glue: Path,
+                                                                     tmp_path: Path):
+    train_args = {**read_checkpoint(tiny_checkpoint)["train_args"], "device": "pcm", "drift": "1d"}
+    path = forged(tiny_checkpoint, tmp_path / "device.pt", train_args=train_args)
+    result = deploy_checkpoint(path, "pcm", [DAY], 1, str(tiny_glue), 8, progress=False)
+    assert result.curve.device_trained == "pcm @ 1d"

@@ -32,7 +32,9 @@ def error(call, *args) -> str:
 @pytest.mark.parametrize("text, reason", [
     ("a: [1, 2\nb: 3\n", "malformed YAML at line 2"),
     ("[" * DEEP + "]" * DEEP, "YAML nested too deeply"),
-], ids=["unclosed", "deep"])
+    ("a: 1\nb: 2\na: 3\n", "malformed YAML (key 'a' written twice, at lines 1 and 3)"),  # safe_load keeps 3
+    ("a: {x: 1, x: 2}\n", "malformed YAML (key 'x' written twice, at line 1)"),
+], ids=["unclosed", "deep", "key twice", "key twice in a flow mapping"])
 def test_yaml_that_does_not_parse_is_one_reason(text, reason):
     with pytest.raises(MalformedDocument) as info:
         parse_yaml(text)
@@ -44,11 +46,19 @@ def test_yaml_that_does_not_parse_is_one_reason(text, reason):
     ('{"a": }\n', "not JSON (Expecting value at column 7)"),  # one line with its newline
     ('{"a": 1,\n"b": }', "not JSON (Expecting value at line 2 column 6)"),
     ("[" * DEEP, "JSON nested too deeply"),
-], ids=["one line", "one line and newline", "two lines", "deep"])
+    ('{"a": 1, "b": {"a": 2, "a": 3}}', "not JSON (key 'a' written twice in one object)"),
+], ids=["one line", "one line and newline", "two lines", "deep", "key twice"])
 def test_json_that_does_not_parse_is_one_reason(text, reason):
     with pytest.raises(MalformedDocument) as info:
         parse_json(text)
     assert str(info.value) == reason
+
+
+def test_keys_repeated_apart_or_merged_from_an_anchor_are_not_written_twice():
+    assert parse_yaml("a: {x: 1}\nb: {x: 2}\n") == {"a": {"x": 1}, "b": {"x": 2}}
+    assert parse_yaml("base: &b {x: 1, y: 1}\nd:\n  <<: *b\n  x: 2\n") == {"base": {"x": 1, "y": 1},
+                                                                           "d": {"x": 2, "y": 1}}
+    assert parse_json('[{"a": 1}, {"a": 2}]') == [{"a": 1}, {"a": 2}]
 
 
 def test_integers_past_the_digit_limit_and_impossible_dates_are_malformed():
@@ -92,11 +102,14 @@ def profile_text(**replace: str) -> str:
     (lambda: profile_text() + "1: 2\nfoo: 3\n", "field 1 is not a profile field"),
     (lambda: profile_text(g_max="  g_max: 25.0\n  7: 1"),
      "field conductance.7 is not a field of model 'pcm'"),
+    (lambda: profile_text(g_max="  g_max: 25.0\n  g_max: 30.0"),
+     "malformed YAML (key 'g_max' written twice, at lines"),
     (lambda: profile_text(inp_bound="  inp_bound: 1.0e-300"),
      "field periphery.inp_bound = 1e-300 is out of range; allowed a number in [0.001, 1e+06]"),
     (lambda: "name: " + "[" * DEEP, "YAML nested too deeply"),
     (lambda: b"\xff\xfe binary", "not a text file"),
-], ids=["huge integer", "mixed keys", "integer key in a section", "tiny input bound", "deep", "binary"])
+], ids=["huge integer", "mixed keys", "integer key in a section", "key twice", "tiny input bound", "deep",
+        "binary"])
 def test_a_crafted_profile_is_one_line(text, message, tmp_path):
     path = tmp_path / "crafted.yaml"
     content = text()

@@ -18,10 +18,32 @@ class MalformedDocument(ValueError):
     """A document that does not parse; ``str()`` is the reason, e.g. 'malformed YAML at line 3'."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, refusing a mapping key written twice (safe_load keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        lines: dict[object, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *base' merges, its keys may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = lines.get(key)
+            except TypeError:  # an unhashable key: the constructor below refuses it
+                continue
+            if first is not None:
+                where = f"lines {first} and {line}" if first != line else f"line {line}"
+                raise MalformedDocument(f"key {key!r} written twice, at {where}")
+            lines[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def parse_yaml(text: str) -> object:
-    """``yaml.safe_load`` of ``text``; nesting deeper than Python's recursion limit is malformed too."""
+    """``yaml.safe_load`` of ``text``; nesting deeper than Python's recursion limit and a mapping
+    key written twice are malformed too."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise MalformedDocument("malformed YAML" + (f" at line {mark.line + 1}" if mark else "")) from None
@@ -31,10 +53,21 @@ def parse_yaml(text: str) -> object:
         raise MalformedDocument(f"malformed YAML ({_first_clause(exc)})") from None
 
 
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object from its ``pairs``, refusing a key written twice (``json.loads`` keeps the last)."""
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        if key in out:
+            raise MalformedDocument(f"key {key!r} written twice in one object")
+        out[key] = value
+    return out
+
+
 def parse_json(text: str) -> object:
-    """``json.loads`` of ``text``; deep nesting and integers over Python's digit limit are malformed."""
+    """``json.loads`` of ``text``; deep nesting, integers over Python's digit limit and a key
+    written twice in one object are malformed."""
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         at = f"line {exc.lineno} column {exc.colno}" if "\n" in text.rstrip() else f"column {exc.colno}"
         raise MalformedDocument(f"not JSON ({exc.msg} at {at})") from None

@@ -52,8 +52,6 @@ def _list() -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
     import yaml
 
     from imc_sim.cli.outputs import check_output_paths
@@ -69,9 +67,8 @@ def _show(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile)
     out = args.plot or f"device-{profile.name}.png"
     check_output_paths(args, {"--plot": out})
-    fields = {k: v for k, v in asdict(profile).items() if k not in ("path", "description", "source")}
-    print(f"{profile.name}: {profile.description}\nsource: {profile.source}\nfile: {profile.path}")
-    print(yaml.safe_dump(fields, sort_keys=False).rstrip())
+    print(f"# {profile.path}: a profile file of these values (copy it to edit them)")
+    print(yaml.safe_dump(profile.document(), sort_keys=False).rstrip())
     table = drift_curves(profile, parse_times(TABLE_TIMES))
     rows = [[f"{level} g_max", *(f"{v:.3f}" for v in values)] for level, values in table["levels"].items()]
     print("\nmean g(t) / g(programmed), Monte Carlo through the aihwkit noise model:")

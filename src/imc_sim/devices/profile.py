@@ -41,7 +41,7 @@ PERIPHERY: dict[str, Any] = {
     "w_noise": Num(0.0, 0.0, 1.0),
     "out_bound": Num(12.0, 1e-3, 1e6),
     "inp_bound": Num(1.0, 1e-3, 1e6),
-    "input_percentile": Num(99.995, 0.0, 100.0, open_lo=True),
+    "input_percentile": Num(99.995, 50.0, 100.0),  # percent: aihwkit's quantile 0.99995 is 99.995
     "ir_drop": Num(0.0, 0.0, 100.0),
     "wire_resistance": Num(0.35, 0.0, 1e3),  # ohm
 }
@@ -134,6 +134,22 @@ class DeviceProfile:
     devices_per_weight: int = 1  # device pairs per weight, conductances summed
     faults: Faults = field(default_factory=Faults)
 
+    def document(self) -> dict[str, Any]:
+        """The profile as its YAML file holds it (``devices_per_weight`` in ``conductance``, an
+        ideal converter as ``ideal``, an optional field not given left out): :func:`profile_from_dict`
+        of it gives this profile back."""
+
+        def given(section: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in section.items() if v is not None}
+
+        periphery = {k: "ideal" if v is None else v for k, v in dataclasses.asdict(self.periphery).items()}
+        return {"name": self.name, "description": self.description, "source": self.source,
+                "model": self.model,
+                "conductance": {**given(self.conductance), "devices_per_weight": self.devices_per_weight},
+                "programming": given(self.programming), "drift": given(self.drift),
+                "read_noise": given(self.read_noise), "compensation": self.compensation,
+                "periphery": periphery, "faults": dataclasses.asdict(self.faults)}
+
     @property
     def drifts(self) -> bool:
         """Whether the family's conductances change with time."""
@@ -188,14 +204,17 @@ def _check_nums(spec: Nums, value: Any, where: str) -> list[float]:
     return out
 
 
-def _check_section(schema: dict[str, Any], raw: Any, where: str, model: str) -> dict[str, Any]:
+def _check_section(schema: dict[str, Any], raw: Any, where: str, model: str,
+                   checked_apart: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The fields of ``schema`` from ``raw``, checked; ``checked_apart`` names the fields of the
+    section checked (and removed from ``raw``) before, which the list of known fields includes."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ImcSimError(f"{where} must be a mapping of fields, got {raw!r}")
     unknown = sorted_keys(set(raw) - set(schema))
     if unknown:
-        known = ", ".join(schema) or "none"
+        known = ", ".join([*schema, *checked_apart]) or "none"
         raise ImcSimError(f"{where}.{unknown[0]} is not a field of model {model!r} (known: {known})")
     out: dict[str, Any] = {}
     for key, spec in schema.items():
@@ -254,7 +273,8 @@ def profile_from_dict(raw: Any, path: str = "<dict>") -> DeviceProfile:
         if devices_per_weight > 1 and family.weight_level:
             raise ImcSimError(f"{where} = {devices_per_weight}: model {model!r} has no devices")
     sections = {
-        name: _check_section(schema[name], raw_sections[name], _where(path, name), model)
+        name: _check_section(schema[name], raw_sections[name], _where(path, name), model,
+                             ("devices_per_weight",) if name == "conductance" else ())
         for name in SECTIONS
     }
     cond = sections["conductance"]

@@ -26,8 +26,8 @@ class Num:
 
     def describe(self) -> str:
         left = "(" if self.open_lo else "["
-        kind = "integer" if self.integer else "number"
-        return f"a {kind} in {left}{self.lo:g}, {self.hi:g}]"
+        kind = "an integer" if self.integer else "a number"
+        return f"{kind} in {left}{self.lo:g}, {self.hi:g}]"
 
 
 @dataclass(frozen=True)

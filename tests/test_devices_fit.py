@@ -4,6 +4,7 @@ back), the profile it writes (loaded, deployed), and its bad input."""
 import csv
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -552,3 +553,36 @@ def test_pcm_read_shape_is_the_family_s_relative_read_std():
     q = ((noisy - g_d) / g_d / one_over_f(t, T0, T_READ)).numpy()
     np.testing.assert_allclose(pcm_shape(g.numpy(), 25.0), q, rtol=1e-12)
     assert q[0] == pytest.approx(0.2) and pcm_shape(np.zeros(1), 25.0)[0] == 0.2
+
+
+def test_a_device_of_another_t0_is_fitted_with_its_t0_and_the_profile_records_it(tmp_path, capsys):
+    """t0 is not fitted: reads drawn with t0 = 200 s and fitted with the default 20 s give a drift
+    exponent 15% low; with --t0 200 it comes back within 3%, and the profile keeps t0 and t_read."""
+    truth = profile_from_dict({"name": "truth", "description": "known pcm", "source": "test", "model": "pcm",
+                               "drift": {"table": TABLE, "t0": 200.0}, "read_noise": {"scale": 0.8}}, "x")
+    m = draw_measurements(truth, TARGETS, TIMES, 300, reads=3, seed=1)
+    assert relative_errors(fit_measurements(m, "pcm", g_max=25.0), *pcm_truth_laws())[1] > 0.12
+    assert relative_errors(fit_measurements(m, "pcm", g_max=25.0, t0=200.0), *pcm_truth_laws())[1] < 0.03
+    write_csv(m, tmp_path / "reads.csv")
+    out = tmp_path / "fit.yaml"
+    assert main(["devices", "fit", str(tmp_path / "reads.csv"), "--family", "pcm", "--out", str(out),
+                 "--g-max", "25", "--t0", "200", "--t-read", "1e-6"]) == 0
+    fitted = load_profile(str(out))
+    assert (fitted.drift["t0"], fitted.read_noise["t_read"]) == (200.0, 1e-6)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("t0", 2e6, "devices fit: t0 = 2000000.0 s is out of range; allowed a number in (0, 1e+06] (seconds)"),
+    ("t_read", 2.0, "devices fit: t_read = 2.0 s is out of range; allowed a number in (0, 1] (seconds)"),
+    ("t0", float("nan"), "devices fit: t0 = nan s is out of range"),
+    ("t0", "200", "devices fit: t0 = '200' s is out of range"),
+])
+def test_a_t0_or_t_read_a_profile_cannot_hold_is_refused_before_the_fit(option, value, message):
+    m = draw_measurements(truth_pcm(), TARGETS, TIMES, 10, reads=2, seed=1)
+    with pytest.raises(ImcSimError, match=re.escape(message)):
+        fit_measurements(m, "pcm", **{option: value})
+
+
+def test_t0_and_t_read_apply_to_fit_only(capsys):
+    assert main(["devices", "show", "pcm", "--t0", "200"]) == 2
+    assert "--t0 and --t-read apply to devices fit only" in capsys.readouterr().err

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from imc_sim.cli.numbers import positive_float
+
 TABLE_TIMES = "1s,1h,1d,1w,30d,1y,10y"
 ACTIONS = {"list": "list the shipped device profiles (the default)",
            "show": "print a profile's parameters and draw its noise and drift",
@@ -14,13 +16,19 @@ ACTIONS = {"list": "list the shipped device profiles (the default)",
 
 
 def _add_options(p: argparse.ArgumentParser, default: object) -> None:
-    """--plot, --family, --out and --g-max, each ``default`` when not given (``run`` checks which apply)."""
+    """--plot, --family, --out, --g-max, --t0 and --t-read, each ``default`` when not given (``run``
+    checks which apply)."""
     p.add_argument("--plot", default=default, help="figure to write (.png, .pdf, .svg) for show "
                    "(default device-NAME.png) or fit (default none)")
     p.add_argument("--family", default=default, help="device family to fit (fit): pcm or state-independent")
     p.add_argument("--out", default=default, help="profile YAML to write (fit)")
     p.add_argument("--g-max", type=float, default=default,
                    help="g_max in uS for fit (default: the largest target)")
+    p.add_argument("--t0", type=positive_float, default=default,
+                   help="fit: the drift law's reference time t0 in s, L(t) = ln((t + t0) / t0) "
+                        "(default 20, aihwkit's PCM; pcm-chip's HERMES fit uses 200)")
+    p.add_argument("--t-read", type=positive_float, default=default,
+                   help="fit: the duration of one read in s, in the 1/f read noise (default 250e-9)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -90,7 +98,8 @@ def _fit(args: argparse.Namespace) -> int:
         raise ImcSimError("devices fit needs MEASUREMENTS, --family and --out "
                           "(imc-sim devices fit data.csv --family pcm --out my-device.yaml)")
     check_output_paths(args, {"--out": args.out, "--plot": args.plot})
-    fit = fit_measurements(read_measurements(args.profile), args.family, g_max=args.g_max)
+    times = {name: value for name, value in (("t0", args.t0), ("t_read", args.t_read)) if value is not None}
+    fit = fit_measurements(read_measurements(args.profile), args.family, g_max=args.g_max, **times)
     print(fit_report(fit))
     write_fitted_profile(fit, args.out, args.profile)
     print(f"wrote {args.out}")
@@ -105,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.action == "fit":
         return _fit(args)
-    if args.family or args.out or args.g_max is not None:
-        raise ImcSimError(f"--family, --out and --g-max apply to devices fit only, "
+    if args.family or args.out or any(v is not None for v in (args.g_max, args.t0, args.t_read)):
+        raise ImcSimError(f"--family, --out, --g-max, --t0 and --t-read apply to devices fit only, "
                           f"not to devices {args.action}")
     if args.action == "show":
         return _show(args)

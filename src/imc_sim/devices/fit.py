@@ -1,6 +1,6 @@
 """Fit a device family's profile to measured conductances (``imc-sim devices fit``).
 
-With L(t) = ln((t + t0) / t0) the family's drift coordinate (t0 from the profile, default 20 s),
+With L(t) = ln((t + t0) / t0) the family's drift coordinate (t0 as measured, default 20 s),
 the reads of each (device, time) averaged to g(t), and x = g_target / g_max:
 
 1. drift, per device: ln g(t) = ln g_prog - nu L(t) (least squares over its times): nu and g_prog;
@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from imc_sim.devices import schema
 from imc_sim.devices.families import FAMILIES
 from imc_sim.devices.families.pcm import one_over_f
 from imc_sim.devices.measurements import Measurements
+from imc_sim.documents import real_number
 from imc_sim.errors import ImcSimError
 
 MIN_DEVICES = 20
@@ -39,7 +41,9 @@ MIN_PER_LEVEL = 5
 MAX_LEVELS = 24
 BINS = 12
 DEGREE = 2
-T0, T_READ = 20.0, 250e-9
+T0, T_READ = schema.T0.default, schema.T_READ.default
+"""s: the drift law's reference time and the read's duration (``--t0``, ``--t-read``), as a
+profile's defaults."""
 
 
 def pcm_shape(g: np.ndarray, g_max: float) -> np.ndarray:
@@ -167,6 +171,10 @@ def fit_measurements(m: Measurements, family: str, g_max: float | None = None,
     if family not in READ_SHAPES:
         raise ImcSimError(f"devices fit: family {family!r} cannot be fitted; supported: "
                           f"{', '.join(READ_SHAPES)}")
+    for name, value, spec in (("t0", t0, schema.T0), ("t_read", t_read, schema.T_READ)):
+        if real_number(value) is None or not spec.lo < value <= spec.hi:
+            raise ImcSimError(f"devices fit: {name} = {value!r} s is out of range; allowed {spec.describe()} "
+                              "(seconds)")
     grid = _grid(m)
     if len(grid.times) < 2:
         raise ImcSimError(f"measurements {m.source}: a single time point ({grid.times[0]:g} s); "

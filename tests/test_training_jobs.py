@@ -90,7 +90,7 @@ def test_bad_jobs_are_refused_before_anything_runs(tiny_model_dir, tiny_glue, tm
     with pytest.raises(ImcSimError, match="two training jobs write the same checkpoint"):
         run_training(good * 2, NoRun())
     bad = jobs_in(tmp_path, tiny_model_dir, tiny_glue, seeds=(1,), max_steps=0)
-    with pytest.raises(ImcSimError, match="--max-steps must be at least 1"):
+    with pytest.raises(ImcSimError, match=r"TrainArgs.max_steps = 0: must be an integer >= 1"):
         run_training(good + bad, NoRun())
     assert not list(tmp_path.iterdir())
 

@@ -79,7 +79,7 @@ def test_a_run_reports_what_it_did(tiny_model_dir, tiny_glue):
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"lr": 0.0}, "--lr must be positive, got 0.0"),
+    ({"lr": 0.0}, "TrainArgs.lr = 0.0: must be a number in (0, 1], or None (the method's default)"),
     ({"drift": "1d"}, "--drift needs --device (the profile that drifts)"),
     ({"device_warmup": 0.5}, "--device-warmup needs --device (or --method lightning, whose layers are analog "
                              "in training)"),

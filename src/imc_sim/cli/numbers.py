@@ -68,6 +68,14 @@ def learning_rate(text: str) -> float:
     return value
 
 
+def step_fraction(text: str) -> float:
+    """A fraction of the training steps: a number in [0, 1)."""
+    value = non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be below 1 (a fraction of the steps), got {value:g}")
+    return value
+
+
 def non_negative_floats(text: str) -> tuple[float, ...]:
     """Comma-separated finite numbers >= 0, at least one (``0,0.01,0.02``)."""
     items = [item.strip() for item in text.split(",")]

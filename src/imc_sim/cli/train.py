@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 
 from imc_sim.cli.data_options import add_data_options
-from imc_sim.cli.numbers import learning_rate, non_negative_float, positive_float, positive_int, random_seed
+from imc_sim.cli.numbers import (
+    learning_rate,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    random_seed,
+    step_fraction,
+)
 from imc_sim.errors import ImcSimError
 from imc_sim.peft import METHODS
 from imc_sim.peft.stochgrasp.config import auto_sigma_factor
@@ -58,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="lightning: clip each column's weights at this many std before every step (2.5)")
     p.add_argument("--device", help="train device-aware against this profile (name or YAML path)")
     p.add_argument("--drift", help="drift time, or a range such as 1h..1y, for --device (default 1d)")
-    p.add_argument("--device-warmup", type=float, default=0.0, metavar="FRACTION",
+    p.add_argument("--device-warmup", type=step_fraction, default=0.0, metavar="FRACTION",
                    help="train digitally for this fraction of the steps before --device (or "
                    "lightning's analog layers) switches on")
     p.add_argument("--device-layers", metavar="PATTERNS",

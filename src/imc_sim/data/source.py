@@ -39,6 +39,10 @@ class DataSource:
     dataset: str | None = None
     dataset_config: str | None = None
 
+    def __post_init__(self) -> None:  # from Python, one column's name alone (not its characters)
+        if isinstance(self.text_columns, str):
+            object.__setattr__(self, "text_columns", (self.text_columns,))
+
     def absolute(self) -> DataSource:
         """A copy whose folder and files are absolute paths: what a checkpoint records, so that a
         later run from another folder finds the same training file (or none), not another one."""

@@ -25,6 +25,7 @@ from imc_sim.peft.lightning import (
     require_lightning,
     set_analog,
 )
+from imc_sim.peft.options import checked_value
 from imc_sim.peft.stochgrasp import StochGraspConfig, attach_stochgrasp, sigma_penalty
 from imc_sim.peft.targets import find_targets, model_type
 
@@ -61,18 +62,20 @@ class Method:
     """Whether the method's own layers are analog in training (then a digital warm-up applies
     without a device profile: :meth:`set_analog`)."""
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        """Raise :class:`ImcSimError` naming the first given option this method does not take."""
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` with their values as the config stores them; :class:`ImcSimError` naming the
+        first given option this method does not take, or a value the option cannot take
+        (:mod:`imc_sim.peft.options`)."""
         for option in given_options(options):
             if option not in self.options:
                 takes = ", ".join(flag(o) for o in self.options) or "no method options"
                 raise ImcSimError(
                     f"{flag(option)} does not apply to --method {self.name} (it takes {takes})")
+        return {k: checked_value(k, v) if v is not None else v for k, v in options.items()}
 
     def make_config(self, options: dict[str, Any]) -> dict[str, Any]:
         """The method's config from ``options`` (checked first: see :meth:`check_options`)."""
-        self.check_options(options)
-        return self.build_config(options)
+        return self.build_config(self.check_options(options))
 
     def build_config(self, options: dict[str, Any]) -> dict[str, Any]:
         return {}
@@ -129,7 +132,8 @@ class PeftLibrary(Method):
         BERT), else ``--targets`` as given, resolved on the model at attach (:func:`find_targets`;
         a list of names in checkpoints written before session 29, passed to peft as it is)."""
         if self.name == "lora":
-            return {"r": options.get("lora_r") or 8, "lora_alpha": 16, "lora_dropout": 0.1,
+            rank = options.get("lora_r")
+            return {"r": 8 if rank is None else rank, "lora_alpha": 16, "lora_dropout": 0.1,
                     "target_modules": options.get("targets")}
         return {"target_modules": None}  # peft's IA3 defaults: keys, values, feed-forward
 
@@ -173,9 +177,9 @@ class Lightning(Method):
 
     trains_analog = True
 
-    def check_options(self, options: dict[str, Any]) -> None:
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
         require_lightning()
-        super().check_options(options)
+        return super().check_options(options)
 
     def build_config(self, options: dict[str, Any]) -> dict[str, Any]:
         return _fill(LightningRecipe, options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -22,6 +23,7 @@ from imc_sim.peft import Method, get_method
 from imc_sim.peft.stochgrasp.config import auto_sigma_factor
 from imc_sim.tasks import TaskSpec, task_record
 from imc_sim.torch_device import out_of_memory_message, resolve_torch_device, to_device
+from imc_sim.training.arguments import check_argument_types
 from imc_sim.training.device_aware import DeviceTraining
 from imc_sim.training.precision import Precision
 from imc_sim.training.sigma_target import sigma_target_auto
@@ -60,21 +62,30 @@ class TrainArgs:
     data_source: data.DataSource | None = None
     """Own files or a hub dataset; None: GLUE's layout at ``data_dir``."""
 
-    def source(self) -> data.DataSource:
-        return self.data_source or data.DataSource(data_dir=self.data_dir)
     torch_device: str = "auto"
     mixed_precision: str = "no"
 
+    def __post_init__(self) -> None:  # a pathlib.Path recorded as text, as the command line gives it
+        for name in ("model", "data_dir", "device"):
+            if isinstance(getattr(self, name), os.PathLike):
+                setattr(self, name, os.fspath(getattr(self, name)))
+
+    def source(self) -> data.DataSource:
+        return self.data_source or data.DataSource(data_dir=self.data_dir)
+
     def validate(self) -> None:
+        check_argument_types(self)
         get_method(self.method).check_options(self.method_options)
-        for name in ("batch_size", "max_steps", "max_length"):
-            if getattr(self, name) < 1:
-                raise ImcSimError(f"--{name.replace('_', '-')} must be at least 1")
+        own = self.data_source
+        if own is not None and self.data_dir is not None and self.data_dir != own.data_dir:
+            raise ImcSimError(f"data_dir {self.data_dir!r} and data_source's {own.data_dir!r} "
+                              "differ: give the folder once, in data_source")
+        if own is not None and own.kind != "glue" and self.task not in ("sst2", "lm"):
+            raise ImcSimError(f"task {self.task!r} names a GLUE task, read from GLUE's layout; own data "
+                              "makes its task from its labels (leave the task out)")
         if self.task == "lm" and self.max_length < 2:
             raise ImcSimError(f"--max-length {self.max_length}: a language model's block needs at least 2 "
                               "tokens (a token, and the next one to predict)")
-        if self.lr is not None and self.lr <= 0:
-            raise ImcSimError(f"--lr must be positive, got {self.lr}")
         if self.drift is not None and self.device is None:
             raise ImcSimError("--drift needs --device (the profile that drifts)")
         if self.drift is not None:
@@ -84,9 +95,6 @@ class TrainArgs:
             parse_time_range(self.drift)
         if self.device is not None and self.method not in DEVICE_METHODS:
             raise ImcSimError(f"--device trains {', '.join(DEVICE_METHODS)}; not {self.method!r}")
-        if not 0.0 <= self.device_warmup < 1.0:
-            raise ImcSimError(
-                f"--device-warmup is a fraction of the steps in [0, 1), got {self.device_warmup}")
         if self.device_warmup and self.device is None and not get_method(self.method).trains_analog:
             raise ImcSimError("--device-warmup needs --device (or --method lightning, whose layers "
                               "are analog in training)")

@@ -4,24 +4,32 @@ run that wrote it. Before session 29 it was keyed on its file name alone, so tha
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from imc_sim.errors import ImcSimError
+from imc_sim.peft import get_method
 from imc_sim.training import cache
 from imc_sim.training.loop import TrainArgs, TrainResult, recorded_args
+
+progress_shown: list[bool] = []
+"""The ``progress`` of each training the fake ran."""
 
 
 @pytest.fixture
 def fake_training(monkeypatch) -> list[TrainArgs]:
     """``train`` replaced by one that records its arguments and returns a minimal checkpoint of them."""
     calls: list[TrainArgs] = []
+    progress_shown.clear()
 
-    def train(args: TrainArgs) -> TrainResult:
+    def train(args: TrainArgs, progress: bool = True) -> TrainResult:
         calls.append(args)
+        progress_shown.append(progress)
+        config = get_method(args.method).make_config({**args.method_options, "seed": args.seed})
         payload = {"base_model": {"kind": "hub", "name": "m"}, "task": "sst2", "method": args.method,
-                   "config": {}, "state": {}, "train_args": recorded_args(args),
+                   "config": config, "state": {}, "train_args": recorded_args(args),
                    "base_fingerprint": {"model_type": "bert", "hidden_size": 8, "num_layers": 1,
                                         "weight_sum": 1.0}}
         return TrainResult(None, None, payload, {})
@@ -153,3 +161,57 @@ def test_fresh_trains_again_over_a_checkpoint_of_other_settings(tmp_path, fake_t
     cache.train_all_cached([(path, TrainArgs(max_steps=10))])
     assert cache.train_all_cached([(path, TrainArgs(max_steps=20))], fresh=True) == [path]
     assert [a.max_steps for a in fake_training] == [10, 20]
+
+
+@pytest.mark.parametrize(("options", "shown"), [
+    ({"k": 8}, "method option k: 32 in the checkpoint, 8 asked for"),
+    ({"targets": "ff2"}, "method option targets: 'all-linear' in the checkpoint, 'ff2' asked for"),
+    ({"learn_scale": False}, "method option learn_scale: True in the checkpoint, False asked for"),
+])
+def test_a_checkpoint_of_other_method_options_is_refused(options, shown, tmp_path, fake_training):
+    """The training audit: options live in the config, which the cache did not compare, so a K=4
+    checkpoint came back for a K=8 run."""
+    path = tmp_path / "grasp.pt"
+    cache.train_cached(path, TrainArgs(method_options={"k": 32}))
+    cache.train_cached(path, TrainArgs())  # K=32 is GRASP's default: the same config
+    with pytest.raises(ImcSimError, match=re.escape(f"other settings ({shown})")):
+        cache.train_cached(path, TrainArgs(method_options=options))
+    assert len(fake_training) == 1
+
+
+def test_an_auto_sigma_target_is_not_compared_and_a_tuple_equals_its_list(tmp_path, fake_training):
+    path = tmp_path / "stochgrasp.pt"
+    asked = TrainArgs(method="stochgrasp", device="gaussian", method_options={"sigma_target": "auto"})
+    cache.train_cached(path, asked)
+    from imc_sim.checkpoint import read_checkpoint, save_checkpoint
+
+    payload = read_checkpoint(path)
+    payload["config"] = {**payload["config"], "sigma_target": 0.02, "sigma_init": [0.001, 0.005]}
+    save_checkpoint(path, {k: v for k, v in payload.items() if k not in ("format", "version")})
+    cache.train_cached(path, asked)  # auto became a number in training; the list is the tuple
+    assert len(fake_training) == 1
+    with pytest.raises(ImcSimError, match="method option sigma_target: 0.02 in the checkpoint, 0.01 asked"):
+        cache.train_cached(path, TrainArgs(method="stochgrasp", device="gaussian"))
+
+
+def test_the_data_folder_of_imc_sim_data_is_recorded_and_compared(tmp_path, fake_training, monkeypatch):
+    """The training audit: with no data_dir the checkpoint recorded None, so a run with another
+    $IMC_SIM_DATA reused a checkpoint of other data."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.setenv("IMC_SIM_DATA", str(tmp_path / "a"))
+    path = tmp_path / "m.pt"
+    cache.train_cached(path, TrainArgs())
+    assert fake_training and recorded_args(TrainArgs())["data_dir"] == str(tmp_path / "a")
+    monkeypatch.setenv("IMC_SIM_DATA", str(tmp_path / "b"))
+    with pytest.raises(ImcSimError, match="data_dir: "):
+        cache.train_cached(path, TrainArgs())
+
+
+def test_the_default_rate_written_out_is_no_rate_given_and_progress_is_passed_on(tmp_path, fake_training):
+    path = tmp_path / "m.pt"
+    cache.train_cached(path, TrainArgs(), progress=False)
+    cache.train_cached(path, TrainArgs(lr=5e-3))  # GRASP's default rate, written out
+    assert len(fake_training) == 1 and progress_shown == [False]
+    with pytest.raises(ImcSimError, match="lr: 0.005 in the checkpoint, 0.001 asked for"):
+        cache.train_cached(path, TrainArgs(lr=1e-3))

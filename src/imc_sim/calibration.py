@@ -43,8 +43,9 @@ def training_batches(source: data.DataSource, task: TaskSpec, tokenizer: Any, ma
 def recorded_training_source(meta: dict[str, Any], task: TaskSpec) -> tuple[data.DataSource, str] | None:
     """The training data a checkpoint's ``train_args`` record and a name for it, where they name
     a file that is here: own ``--train-file``, or GLUE's ``train.tsv`` under a recorded
-    ``--data-dir``; None for a hub dataset, GLUE found through ``$IMC_SIM_DATA`` (no path in the
-    checkpoint) or a file that is not here."""
+    ``--data-dir`` (or ``$IMC_SIM_DATA``'s folder, recorded since session 31); None for a hub
+    dataset, an older checkpoint that found GLUE through ``$IMC_SIM_DATA`` (no path recorded) or a
+    file that is not here."""
     args = meta.get("train_args", {})
     raw = args.get("data_source")
     if raw:

@@ -7,13 +7,14 @@ checkpoint deployed on a new file scores the same names as the same classes.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from imc_sim.data.columns import Columns, choose_columns, column_name, text_cell
 from imc_sim.data.examples import Examples
 from imc_sim.data.files import Table, file_options, read_table
-from imc_sim.data.glue import check_limit, load_split
+from imc_sim.data.glue import check_limit, load_split, resolve_data_dir
 from imc_sim.data.hub import hub_table
 from imc_sim.data.labels import label_index, label_set, label_texts
 from imc_sim.errors import ImcSimError
@@ -44,11 +45,13 @@ class DataSource:
             object.__setattr__(self, "text_columns", (self.text_columns,))
 
     def absolute(self) -> DataSource:
-        """A copy whose folder and files are absolute paths: what a checkpoint records, so that a
-        later run from another folder finds the same training file (or none), not another one."""
-        def at(path: str | None) -> str | None:
+        """A copy whose folder and files are absolute paths, GLUE's folder that of ``$IMC_SIM_DATA``
+        where none is given: what a checkpoint records, so that a later run from another folder or
+        with another ``$IMC_SIM_DATA`` finds the same training file (or none), not another one."""
+        def at(path: str | os.PathLike[str] | None) -> str | None:
             return None if path is None else str(Path(path).expanduser().absolute())
-        return replace(self, data_dir=at(self.data_dir), train_file=at(self.train_file),
+        folder = resolve_data_dir(self.data_dir) if self.kind == "glue" else self.data_dir
+        return replace(self, data_dir=at(folder), train_file=at(self.train_file),
                        validation_file=at(self.validation_file))
 
     @property

@@ -220,3 +220,28 @@ def test_continuation_arguments_are_checked_before_loading(prompts, new_tokens, 
     monkeypatch.setattr(generate, "load_model", lambda *a, **k: pytest.fail("loaded before the check"))
     with pytest.raises(ImcSimError, match=message):
         generate.continuations_under_drift(lm_checkpoint, "pcm", times, prompts, new_tokens)
+
+
+def test_an_encoder_is_refused_as_a_language_model(tmp_path, tiny_model_dir, lm_corpus, capsys):
+    """The training audit: a BERT folder loads as BertLMHeadModel without is_decoder, attends both
+    ways, and trained to a perplexity that read the tokens it predicted."""
+    assert train_lm(tmp_path / "m.pt", tiny_model_dir, lm_corpus) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not causal: its prediction at the first token changes with a later token" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "m.pt").exists()
+
+
+def test_a_causal_model_passes_and_a_decoder_bert_too():
+    from conftest import make_tiny_gpt2_lm
+    from transformers import BertConfig, BertLMHeadModel
+
+    gpt2 = make_tiny_gpt2_lm(vocab_size=100).train()
+    lm.check_causal(gpt2, "gpt2")
+    assert gpt2.training  # left as it was
+    def bert(decoder: bool) -> BertLMHeadModel:
+        return BertLMHeadModel(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
+                                          num_attention_heads=2, intermediate_size=64, is_decoder=decoder))
+
+    lm.check_causal(bert(decoder=True), "bert decoder")
+    with pytest.raises(ImcSimError, match="model 'bert' \\(bert\\) is not causal"):
+        lm.check_causal(bert(decoder=False), "bert")

@@ -41,6 +41,29 @@ def checked_task(source: DataSource, model: str | None) -> TaskSpec:
     return get_task("lm")
 
 
+@torch.no_grad()
+def check_causal(model: nn.Module, name: str) -> None:
+    """One line unless ``model`` predicts each token from the tokens before it alone: the logits at
+    the first position must not move when the last token changes. An encoder loaded as a causal LM
+    (BERT as ``BertLMHeadModel`` without ``is_decoder``) attends both ways, and its perplexity
+    would read the tokens it predicts."""
+    vocab = int(model.config.vocab_size)
+    device = next(model.parameters()).device
+    first = torch.arange(1, 5, device=device).remainder(vocab).unsqueeze(0)
+    second = first.clone()
+    second[0, -1] = (first[0, -1] + 1) % vocab
+    training = model.training
+    model.eval()
+    try:
+        moved = model(input_ids=first).logits[0, 0].float() - model(input_ids=second).logits[0, 0].float()
+    finally:
+        model.train(training)
+    if moved.abs().max() > 1e-4:
+        raise ImcSimError(f"model {name!r} ({model.config.model_type}) is not causal: its prediction at "
+                          "the first token changes with a later token, so its perplexity would read the "
+                          "text it predicts; --task lm needs a causal language model (GPT-2, OPT, Llama)")
+
+
 def check_length(model: nn.Module, length: int, what: str = "--max-length") -> None:
     """``length`` tokens must fit the model's positions (GPT-2: ``n_positions``)."""
     limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings",

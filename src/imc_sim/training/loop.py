@@ -213,6 +213,8 @@ def prepare(args: TrainArgs) -> Run:
         task, train_ex = data.load_train(args.source(), args.task, args.train_limit)
     torch.manual_seed(args.seed)
     backbone = load_backbone(model_reference(args.model), task)
+    if train_ex is None:  # before any adapter or device noise joins the forward
+        lm.check_causal(backbone.model, backbone.reference["name"])
     factor = auto_sigma_factor(options.get("sigma_target"))
     if factor is not None:
         options["sigma_target"] = factor * sigma_target_auto(backbone.model, profile, drift[1])

@@ -131,3 +131,13 @@ def test_a_language_models_run_keeps_to_its_train_and_eval_limits(tiny_gpt2_lm_d
     tokens = lm.dev_batches(source, run.backbone.tokenizer, 8, 4)[1]
     assert tokens < lm.dev_batches(source, run.backbone.tokenizer, 8)[1]
     assert loop.train(args, progress=False).metrics["dev_examples"] == tokens
+
+
+def test_training_gives_torchs_global_generator_back_as_it_was(tiny_model_dir, tiny_glue):
+    """The training audit: prepare() seeds the global generator, so a notebook's draws after any
+    training repeated whatever its own seed."""
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    loop.train(tiny_args(tiny_model_dir, tiny_glue, max_steps=1, eval_limit=3), progress=False)
+    assert torch.equal(torch.rand(3), expected)

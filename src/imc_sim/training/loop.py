@@ -261,9 +261,14 @@ def check_finite(model: torch.nn.Module, steps: int, lr: float, device: str | No
 
 def train(args: TrainArgs, progress: bool = True) -> TrainResult:
     """Fine-tune ``args.method`` on ``args.task``; returns the adapted model and the checkpoint.
-    Running out of device memory anywhere in it is one :class:`ImcSimError` saying what to lower."""
+    Running out of device memory anywhere in it is one :class:`ImcSimError` saying what to lower.
+    torch's global generator is seeded with ``args.seed`` for the run (a fresh head's initial
+    weights) and given back as it was afterwards."""
+    args.validate()
+    device = resolve_torch_device(args.torch_device)
     try:
-        return _train(args, progress)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            return _train(args, progress)
     except torch.OutOfMemoryError:
         raise ImcSimError(out_of_memory_message(args.batch_size, args.max_length,
                                                 args.torch_device)) from None

@@ -175,3 +175,16 @@ def test_compare_refuses_mixed_checkpoints(change, message, tiny_checkpoint, tin
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "c.json").exists()
+
+
+def test_python_dash_m_imc_sim_is_the_command():
+    """``python -m imc_sim`` runs the command line (both audits tried ``python -m``), with its exit codes."""
+    import subprocess
+    import sys
+
+    listing = subprocess.run([sys.executable, "-m", "imc_sim", "devices"], capture_output=True, text=True,
+                             timeout=300)
+    assert listing.returncode == 0 and "pcm-chip" in listing.stdout
+    bad = subprocess.run([sys.executable, "-m", "imc_sim", "devices", "show", "nothing-here"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

@@ -586,3 +586,20 @@ def test_a_t0_or_t_read_a_profile_cannot_hold_is_refused_before_the_fit(option, 
 def test_t0_and_t_read_apply_to_fit_only(capsys):
     assert main(["devices", "show", "pcm", "--t0", "200"]) == 2
     assert "--t0 and --t-read apply to devices fit only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"targets": []}, "targets [] must be conductances in [0, 25] uS"),
+    ({"targets": [2.0, 30.0]}, "targets [2.0, 30.0] must be conductances in [0, 25] uS"),
+    ({"targets": ["5"]}, "targets ['5'] must be conductances"),
+    ({"times": [-1.0]}, "times [-1.0] must be seconds >= 0"),
+    ({"times": [float("nan")]}, "times [nan] must be seconds >= 0"),
+    ({"devices_per_target": 0}, "devices_per_target = 0 must be an integer >= 1"),
+    ({"reads": 1.5}, "reads = 1.5 must be an integer >= 1"),
+    ({"seed": -1}, "seed = -1 must be an integer from 0"),
+])
+def test_drawing_measurements_checks_its_arguments(changes, message):
+    arguments = {"targets": TARGETS, "times": TIMES, "devices_per_target": 5, "reads": 1, "seed": 0,
+                 **changes}
+    with pytest.raises(ImcSimError, match="draw_measurements: " + re.escape(message)):
+        draw_measurements(truth_pcm(), **arguments)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import math
+import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,11 +127,32 @@ def _check_targets(m: Measurements) -> None:
 
 
 @torch.no_grad()
+def _check_drawing(profile: DeviceProfile, targets: Sequence[float], times: Sequence[float],
+                   devices_per_target: int, reads: int, seed: int) -> None:
+    """One line for arguments :func:`draw_measurements` cannot draw from."""
+    g_max = profile.conductance.get("g_max", math.inf)
+    if not len(targets) or not all(_real(g) and 0 <= g <= g_max for g in targets):
+        raise ImcSimError(f"draw_measurements: targets {list(targets)!r} must be conductances in [0, "
+                          f"{g_max:g}] uS (the profile's g_max), at least one")
+    if not len(times) or not all(_real(t) and t >= 0 for t in times):
+        raise ImcSimError(f"draw_measurements: times {list(times)!r} must be seconds >= 0, at least one")
+    for name, value in (("devices_per_target", devices_per_target), ("reads", reads)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ImcSimError(f"draw_measurements: {name} = {value!r} must be an integer >= 1")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
+        raise ImcSimError(f"draw_measurements: seed = {seed!r} must be an integer from 0 to 2**63 - 1")
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def draw_measurements(profile: DeviceProfile, targets: Sequence[float], times: Sequence[float],
                       devices_per_target: int, reads: int = 1, seed: int = 0) -> Measurements:
     """Reads of ``devices_per_target`` devices at each target (uS) through the profile's family:
     programmed once, drift exponent drawn once, then ``reads`` reads at each time (s), each with
     its own read noise (the family's ``drift`` with fresh normals)."""
+    _check_drawing(profile, targets, times, devices_per_target, reads, seed)
     family = build_family(profile)
     generator = torch.Generator().manual_seed(seed)
 

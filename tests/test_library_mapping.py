@@ -242,3 +242,17 @@ def test_a_deployed_model_is_not_deployed_again_until_it_is_digital():
         deploy_model(model, "pcm-chip")
     deployment.use_analog([])
     assert deploy_model(model, "pcm-chip").profile.name == "pcm-chip"
+
+
+def test_saving_a_deployed_model_says_to_give_back_the_digital_model(tmp_path):
+    """save_pretrained of a programmed model wrote a folder without the analog layers' weights,
+    which loaded as a model with random layers (HF's warning only)."""
+    model = make_tiny_bert()
+    deployment = deploy_model(model, "pcm")
+    Chip(deployment, 0).drift_to("1d")
+    with pytest.raises(ImcSimError, match=r"^bert\.encoder\.layer\.0\.attention\.self\.query is on tiles: "
+                                          r"a deployed model has no weights to save"):
+        model.save_pretrained(tmp_path / "deployed")
+    deployment.use_analog([])
+    model.save_pretrained(tmp_path / "digital")
+    assert (tmp_path / "digital" / "model.safetensors").is_file()

@@ -278,6 +278,14 @@ def _check_registered_once(model: nn.Module, names: Collection[str]) -> None:
                               "would replace it under one name only: register each layer once")
 
 
+def _refuse_saving(module: nn.Module, prefix: str, keep_vars: bool) -> None:
+    """A tile's state is a chip (its profile and seed), not a layer's weights: a state dict of it,
+    as ``save_pretrained`` writes, would load as a model whose analog layers are random."""
+    raise ImcSimError(f"{prefix.rstrip('.') or 'the layer'} is on tiles: a deployed model has no weights "
+                      "to save (a chip is its profile and seed); deployment.use_analog([]) gives back the "
+                      "digital model to save")
+
+
 def deploy_model(model: nn.Module, profile: DeviceProfile | str, analog_head: bool = False,
                  digital: Collection[str] = (), layers: Collection[str] | None = None) -> Deployment:
     """Replace the analog layers of ``model`` (:func:`analog_layer_names`: ``layers``, exact names
@@ -313,6 +321,7 @@ def deploy_model(model: nn.Module, profile: DeviceProfile | str, analog_head: bo
     for name in analog:
         original = model.get_submodule(name)
         tiles[name] = CrossbarLinear(original, profile, family)
+        tiles[name].register_state_dict_pre_hook(_refuse_saving)
         replace_module(model, name, tiles[name])
         originals[name] = original
     unfuse_transformers(model, analog)

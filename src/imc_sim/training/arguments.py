@@ -21,7 +21,7 @@ LIMITS = ("train_limit", "eval_limit")
 FRACTIONS = ("warmup", "device_warmup")
 """Fractions of the steps, in [0, 1)."""
 TEXTS = ("method", "task", "torch_device", "mixed_precision")
-OPTIONAL_TEXTS = ("drift", "device_layers")
+OPTIONAL_TEXTS = ("device_layers",)  # drift: validate() says what it may be
 PATHS = ("model", "data_dir")
 """Text or a path (``pathlib.Path``), or None."""
 SEED_LIMIT = 2**63 - 1

@@ -373,3 +373,16 @@ def test_patterns_over_no_layers_say_so():
     with pytest.raises(ImcSimError) as info:
         names_matching([], "ff2", "--digital-layers")
     assert str(info.value) == "--digital-layers pattern 'ff2': no analog layers"
+
+
+def test_a_module_the_loader_initialised_at_random_trains_with_every_method(tiny_bert):
+    """The head includes a module the model's folder lacked (a pooler): GRASP's freezing keeps it
+    trainable (session 31's mutation run: freezing with no model left it frozen, unseen)."""
+    from imc_sim.backbones import FRESH_MODULES
+
+    setattr(tiny_bert, FRESH_MODULES, frozenset({"bert.pooler"}))
+    method = get_method("grasp")
+    model = method.attach(tiny_bert, method.make_config({"k": 4, "seed": 0}))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight"} <= trainable
+    assert "bert.embeddings.word_embeddings.weight" not in trainable

@@ -177,14 +177,14 @@ def test_compare_refuses_mixed_checkpoints(change, message, tiny_checkpoint, tin
     assert not (tmp_path / "c.json").exists()
 
 
-def test_python_dash_m_imc_sim_is_the_command():
-    """``python -m imc_sim`` runs the command line (both audits tried ``python -m``), with its exit codes."""
+def test_python_dash_m_imc_sim_cli_is_the_command():
+    """``python -m imc_sim.cli`` runs the command line (both audits tried it), with its exit codes."""
     import subprocess
     import sys
 
-    listing = subprocess.run([sys.executable, "-m", "imc_sim", "devices"], capture_output=True, text=True,
+    listing = subprocess.run([sys.executable, "-m", "imc_sim.cli", "devices"], capture_output=True, text=True,
                              timeout=300)
     assert listing.returncode == 0 and "pcm-chip" in listing.stdout
-    bad = subprocess.run([sys.executable, "-m", "imc_sim", "devices", "show", "nothing-here"],
+    bad = subprocess.run([sys.executable, "-m", "imc_sim.cli", "devices", "show", "nothing-here"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

@@ -264,10 +264,8 @@ def train(args: TrainArgs, progress: bool = True) -> TrainResult:
     Running out of device memory anywhere in it is one :class:`ImcSimError` saying what to lower.
     torch's global generator is seeded with ``args.seed`` for the run (a fresh head's initial
     weights) and given back as it was afterwards."""
-    args.validate()
-    device = resolve_torch_device(args.torch_device)
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count())):  # manual_seed seeds each
             return _train(args, progress)
     except torch.OutOfMemoryError:
         raise ImcSimError(out_of_memory_message(args.batch_size, args.max_length,

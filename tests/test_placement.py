@@ -419,3 +419,19 @@ def test_digital_layers_from_python_may_be_a_list():
     listed = choose(model, {}, digital_layers=["ff2", "query"])
     assert listed == choose(model, {}, digital_layers="ff2,query") and len(listed) == 4
     assert Placement(["ff2"]).digital_layers == "ff2"
+
+
+def test_choose_digital_with_perplexity_keeps_the_layers_that_add_most():
+    """Lower is better: a 'perplexity' of 30 plus each analog layer's cost; the layers that add
+    most are kept digital (the statistics audit: they were the ones that lowered it)."""
+    model = make_tiny_bert()
+    names = analog_layer_names(model, False)
+    costs = {names[5]: -0.3, names[2]: 0.2, names[7]: 0.5}
+
+    def perplexity():
+        return 30.0 + sum(costs.get(name, 0.0) for name, m in model.named_modules()
+                          if isinstance(m, CrossbarLinear))
+
+    chosen = choose_digital(model, load_profile("pcm"), Placement(None, 2), False, perplexity, [0], DAY,
+                            lambda deployment: None, False, higher_is_better=False)
+    assert chosen == [names[2], names[7]]

@@ -215,3 +215,31 @@ def test_a_measure_that_raises_part_way_leaves_every_layer_analog():
     with pytest.raises(KeyboardInterrupt):
         measure_maps(deployment, failing, seeds=[0], times=[DAY], modes=["one-analog"], progress=False)
     assert measure() == pytest.approx(1.0 - sum(cost.values()))
+
+
+def perplexity_result():
+    """A language model's maps (lower is better), digital perplexity 30, two seeds, 1d and 1y."""
+    analog = SensitivityMap("one-analog", (layer("0.query", (31.0, 33.0), (32.0, 34.0)),
+                                           layer("0.key", (29.0, 29.5), (30.0, 31.0))))
+    digital = SensitivityMap("one-digital", (layer("0.query", (34.0, 36.0), (39.0, 41.0)),
+                                             layer("0.key", (30.0, 32.0), (35.0, 36.0))))
+    return SensitivityResult("ckpt", "grasp", "lm", "perplexity", "pcm", None, False, 64, 2, 30.0,
+                             (TimePoint.of(DAY, (35.0, 37.0)), TimePoint.of(YEAR, (40.0, 42.0))),
+                             (analog, digital))
+
+
+def test_a_perplexity_cost_is_what_the_layer_adds_and_the_costliest_adds_most():
+    """The statistics audit: with perplexity (lower is better) the costs had the wrong sign, the
+    ranking put the layers that lower perplexity first, and tables showed perplexity x 100."""
+    res = perplexity_result()
+    assert means(res.costs("one-analog")) == [[2.0, 3.0], [-0.75, 0.5]]
+    assert means(res.costs("one-digital")) == [[1.0, 1.0], [5.0, 5.5]]
+    assert res.ranking("one-analog") == [PREFIX + "0.query", PREFIX + "0.key"]
+    assert res.ranking("one-digital") == [PREFIX + "0.key", PREFIX + "0.query"]
+    assert format_sensitivity_table(res, "one-analog") == (
+        "one-analog: perplexity added with only it analog (2 seeds); digital 30.00, all analog 1d 36.00, "
+        "1y 41.00\n" + format_table(["layer", "weights", "1d", "1y"],
+                                    [["query", "1,024", "+2.00 +- 1.41", "+3.00 +- 1.41"],
+                                     ["key", "1,024", "-0.75 +- 0.35", "+0.50 +- 0.71"]]))
+    assert format_sensitivity_table(res, "one-digital").startswith(
+        "one-digital: perplexity taken off keeping it digital (2 seeds)")

@@ -52,11 +52,12 @@ class Placement:
 
 def choose_digital(model: nn.Module, profile: DeviceProfile, placement: Placement, analog_head: bool,
                    measure: Callable[[], float], seeds: Sequence[int], t_seconds: float,
-                   calibrate: Callable[[Deployment], None], progress: bool = True) -> list[str]:
+                   calibrate: Callable[[Deployment], None], progress: bool = True,
+                   higher_is_better: bool = True) -> list[str]:
     """The layers of ``model`` that ``placement`` keeps digital, in model order. ``measure()``
-    evaluates ``model``; for ``keep_digital`` the model is deployed (in place, its static input
-    ranges set by ``calibrate``) to rank the layers at ``t_seconds`` on ``seeds``, and
-    left digital again afterwards."""
+    evaluates ``model`` (``higher_is_better``: its metric's direction; False for perplexity); for
+    ``keep_digital`` the model is deployed (in place, its static input ranges set by ``calibrate``)
+    to rank the layers at ``t_seconds`` on ``seeds``, and left digital again afterwards."""
     digital = digital_layer_names(model, placement.digital_layers, analog_head) \
         if placement.digital_layers is not None else []
     analog = len(analog_layer_names(model, analog_head)) - len(digital)
@@ -72,7 +73,7 @@ def choose_digital(model: nn.Module, profile: DeviceProfile, placement: Placemen
     calibrate(deployment)
     _, maps = measure_maps(deployment, measure, seeds, [t_seconds], ["one-analog"], progress)
     deployment.use_analog([])  # the model is digital again
-    chosen = set(rank_layers(maps[0])[: placement.keep_digital]) | set(digital)
+    chosen = set(rank_layers(maps[0], 0, higher_is_better)[: placement.keep_digital]) | set(digital)
     return [name for name in analog_layer_names(model, analog_head) if name in chosen]
 
 
@@ -163,6 +164,7 @@ def format_placement_table(result: PlacementResult, markdown: bool = False) -> s
     per drift time, and the layers made digital since the previous row (the first three of more)."""
     names = [layer.name for layer in result.sensitivity.maps[0].layers]
     short = dict(zip(names, short_names(names), strict=True))
+    fmt = result.sensitivity.format
     rows, before = [], set()
     for p in result.curve:
         added = [short[name] for name in p.digital_layers if name not in before]
@@ -170,7 +172,7 @@ def format_placement_table(result: PlacementResult, markdown: bool = False) -> s
             added = [*added[:3], f"... ({len(added)} layers)"]
         before = set(p.digital_layers)
         rows.append([p.keep_digital, f"{100 * p.fraction_on_chip:.1f}",
-                     *(f"{100 * t.mean:.2f} +- {100 * t.std:.2f}" for t in p.points), ", ".join(added)])
+                     *(fmt.spread(t.mean, t.std) for t in p.points), ", ".join(added)])
     labels = [t.label for t in result.curve[0].points]
     s = result.sensitivity
     return format_table(["kept digital", "% weights on chip", *(f"{s.metric_name} @ {x}" for x in labels),

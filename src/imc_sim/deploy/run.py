@@ -124,7 +124,8 @@ def deploy_checkpoint(
         set_input_ranges(deployment, loaded, scored.batches, input_ranges, str(path))
 
     kept = choose_digital(loaded.model, profile, placement, analog_head, scored.measure,
-                          list(range(seeds)), times[0], calibrate, progress) if placement else []
+                          list(range(seeds)), times[0], calibrate, progress,
+                          metric_format(task.metric_name).higher_is_better) if placement else []
     deployment = deploy_model(loaded.model, profile, analog_head, kept)
     calibrate(deployment)
     report(deployment.describe())

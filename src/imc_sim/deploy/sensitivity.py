@@ -7,10 +7,14 @@ Two maps, both over the same chips (seeds):
 - ``one-digital``: every layer on its tiles but one, kept digital; the layer's cost is the metric
   that keeping it digital wins back, ``metric - all-analog metric`` of the same chip (per seed).
 
+For a metric where lower is better (a language model's perplexity) both differences change sign:
+a cost is always positive where the layer makes the model worse, and shown in the metric's own
+format (:func:`imc_sim.metrics.metric_format`: points of a percentage, or perplexity).
+
 Each seed programs the whole chip once; layers are switched between tiles and digital with
 :meth:`imc_sim.crossbar.mapping.Deployment.use_analog`, which gives the numbers of a fresh
 deployment of the same layers on the same chip (a layer's noise is drawn from its own streams).
-JSON (``schema_version`` :data:`SCHEMA_VERSION`; metrics in [0, 1], one per seed)::
+JSON (``schema_version`` :data:`SCHEMA_VERSION`; metrics as evaluated, one per seed)::
 
     {"schema_version", "kind": "sensitivity", "checkpoint", "method", "task", "metric_name",
      "device", "device_file", "analog_head", "dev_examples", "seeds", "digital_metric",
@@ -33,6 +37,7 @@ from imc_sim.deploy.chip import Chip
 from imc_sim.deploy.results import SeedSummary, TimePoint
 from imc_sim.documents import read_json_object
 from imc_sim.errors import ImcSimError
+from imc_sim.metrics import MetricFormat, metric_format
 from imc_sim.table import format_table
 
 SCHEMA_VERSION = 1
@@ -99,23 +104,28 @@ class SensitivityResult:
                 return m
         raise KeyError(f"no {mode} map in this result")
 
+    @property
+    def format(self) -> MetricFormat:
+        return metric_format(self.metric_name)
+
     def costs(self, mode: str) -> list[list[SeedSummary]]:
         """[layer][time]: what the layer costs on the chip (see the module docstring), per seed."""
+        sign = 1.0 if self.format.higher_is_better else -1.0
         out = []
         for layer in self.by_mode(mode).layers:
             row = []
             for point, reference in zip(layer.points, self.all_analog, strict=True):
                 if mode == "one-analog":
-                    values = [self.digital_metric - m for m in point.metrics]
+                    values = [sign * (self.digital_metric - m) for m in point.metrics]
                 else:
-                    values = [m - a for m, a in zip(point.metrics, reference.metrics, strict=True)]
+                    values = [sign * (m - a) for m, a in zip(point.metrics, reference.metrics, strict=True)]
                 row.append(SeedSummary.of(values))
             out.append(row)
         return out
 
     def ranking(self, mode: str = "one-analog", time_index: int = 0) -> list[str]:
         """Layer names, costliest first at drift time ``time_index`` (see :func:`rank_layers`)."""
-        return rank_layers(self.by_mode(mode), time_index)
+        return rank_layers(self.by_mode(mode), time_index, self.format.higher_is_better)
 
     def to_json(self) -> dict[str, Any]:
         return {"schema_version": self.schema_version, "kind": "sensitivity", "checkpoint": self.checkpoint,
@@ -140,10 +150,11 @@ class SensitivityResult:
             raise ImcSimError(f"not an imc-sim sensitivity result: missing or bad {exc}") from None
 
 
-def rank_layers(layers: SensitivityMap, time_index: int = 0) -> list[str]:
-    """Layer names, costliest first at drift time ``time_index``: the lowest mean metric first
-    in ``one-analog``, the highest in ``one-digital`` (ties in model order)."""
-    sign = 1.0 if layers.mode == "one-analog" else -1.0
+def rank_layers(layers: SensitivityMap, time_index: int = 0, higher_is_better: bool = True) -> list[str]:
+    """Layer names, costliest first at drift time ``time_index``: the worst mean metric first in
+    ``one-analog``, the best in ``one-digital`` (the lowest and the highest where higher is better,
+    the other way round for perplexity; ties in model order)."""
+    sign = 1.0 if (layers.mode == "one-analog") == higher_is_better else -1.0
     order = sorted(range(len(layers.layers)),
                    key=lambda i: (sign * layers.layers[i].points[time_index].mean, i))
     return [layers.layers[i].name for i in order]
@@ -213,14 +224,23 @@ def short_names(names: Sequence[str]) -> list[str]:
     return [name[cut:] for name in names]
 
 
+def cost_words(mode: str, fmt: MetricFormat) -> str:
+    """What a cost of ``mode`` is, in words ('points lost with only it analog')."""
+    analog = mode == "one-analog"
+    if fmt.higher_is_better:
+        return "points lost with only it analog" if analog else "points won back keeping it digital"
+    return "added with only it analog" if analog else "taken off keeping it digital"
+
+
 def format_sensitivity_table(result: SensitivityResult, mode: str) -> str:
     """One row per layer: its cost in points (mean +- std over seeds) at each drift time."""
     layers = result.by_mode(mode).layers
-    costs = result.costs(mode)
-    rows = [[short, f"{layer.weights:,}", *(f"{100 * c.mean:+.2f} +- {100 * c.std:.2f}" for c in row)]
-            for short, layer, row in zip(short_names([la.name for la in layers]), layers, costs, strict=True)]
-    what = "lost with only it analog" if mode == "one-analog" else "won back keeping it digital"
-    head = (f"{mode}: {result.metric_name} points {what} ({result.seeds} seeds); digital "
-            f"{100 * result.digital_metric:.2f}, all analog "
-            + ", ".join(f"{p.label} {100 * p.mean:.2f}" for p in result.all_analog))
+    fmt = result.format
+    rows = [[short, f"{layer.weights:,}", *(f"{'+' if c.mean >= 0 else '-'}{fmt(abs(c.mean))} +- {fmt(c.std)}"
+                                            for c in row)]
+            for short, layer, row in zip(short_names([la.name for la in layers]), layers, result.costs(mode),
+                                         strict=True)]
+    head = (f"{mode}: {result.metric_name} {cost_words(mode, fmt)} ({result.seeds} seeds); digital "
+            f"{fmt(result.digital_metric)}, all analog "
+            + ", ".join(f"{p.label} {fmt(p.mean)}" for p in result.all_analog))
     return head + "\n" + format_table(["layer", "weights", *result.labels], rows)

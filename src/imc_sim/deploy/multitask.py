@@ -7,7 +7,9 @@ tiles (:func:`~imc_sim.crossbar.mapping.share_tiles`): embeddings, norms and the
 digital, the adapter runs before each tile's DAC. A task's static input ranges are part of its
 digital periphery settings (calibrated on its own dev inputs, with its transform in place) and are
 switched with it. Before each task is read out the tiles' per-read noise restarts, so a task's
-numbers are those of ``imc-sim deploy --grasp-periphery`` of its checkpoint alone on the same seed.
+numbers are those of ``imc-sim deploy --grasp-periphery`` of its checkpoint alone on the same seed
+(``--input-ranges dev`` where the profile's ranges are static: deploy's default calibrates them on
+the training file instead).
 """
 
 from __future__ import annotations

@@ -160,3 +160,27 @@ def test_a_result_file_that_is_not_json_says_where_it_stops(tmp_path):
     (tmp_path / "cut.json").write_text('{"device": ')
     with pytest.raises(ImcSimError, match=r"cut\.json: not JSON \(Expecting value at column 12\)$"):
         load_result(tmp_path / "cut.json")
+
+
+def test_one_seed_has_no_spread_to_show():
+    """The statistics audit: one seed printed '73.27 +- 0.00', as if chips agreed."""
+    from imc_sim.deploy.run import format_deploy_table
+
+    one = CheckpointCurve("a", "/a.pt", "grasp", None, 0.8, (TimePoint.of(86400.0, [0.7327]),), MAPPING)
+    two = CheckpointCurve("a", "/a.pt", "grasp", None, 0.8, (TimePoint.of(86400.0, [0.7, 0.7]),), MAPPING)
+    def table(curve, seeds):
+        return format_deploy_table(DeployResult(curve, "sst2", "accuracy", "pcm", None, False, 9, seeds))
+
+    assert "73.27 +- n/a" in table(one, 1) and "70.00 +- 0.00" in table(two, 2)
+
+
+@pytest.mark.parametrize("seeds, label", [([0.7, 0.8], "bars: +-1 std over 2 chips"),
+                                           ([0.7], "one chip: no bars")])
+def test_the_drift_plot_says_what_its_bars_are(seeds, label, tmp_path, monkeypatch):
+    from imc_sim.deploy import plots
+
+    labels = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: labels.append(fig.axes[0].get_ylabel()))
+    one = CheckpointCurve("a", "/a.pt", "grasp", None, 0.8, (TimePoint.of(86400.0, seeds),), MAPPING)
+    plots.plot_drift([one], tmp_path / "p.png", "title", "accuracy")
+    assert labels == [f"accuracy (%)  (dashed: digital; {label})"]

@@ -58,9 +58,9 @@ class MetricFormat:
     def __call__(self, value: float) -> str:
         return f"{self.scale * value:.{self.decimals}f}"
 
-    def spread(self, mean: float, std: float) -> str:
-        """'mean +- std' in this format."""
-        return f"{self(mean)} +- {self(std)}"
+    def spread(self, mean: float, std: float, seeds: int) -> str:
+        """'mean +- std' in this format; 'mean +- n/a' for one seed (a sample std needs two)."""
+        return f"{self(mean)} +- {self(std) if seeds > 1 else 'n/a'}"
 
     def worst(self, values: Sequence[float]) -> float:
         """The worst of ``values``: the minimum, or the maximum when lower is better."""

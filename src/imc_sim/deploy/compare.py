@@ -69,6 +69,6 @@ def format_compare_table(result: CompareResult, markdown: bool = False) -> str:
     fmt = metric_format(result.metric_name)
     labels = [p.label for p in result.checkpoints[0].points]
     rows = [[c.name, c.method, c.device_trained or "-", fmt(c.digital_metric),
-             *(fmt.spread(p.mean, p.std) for p in c.points)]
+             *(fmt.spread(p.mean, p.std, len(p.metrics)) for p in c.points)]
             for c in result.checkpoints]
     return format_table(["checkpoint", "method", "trained on", "digital", *labels], rows, markdown)

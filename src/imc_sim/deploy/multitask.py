@@ -154,5 +154,5 @@ def format_multitask_table(result: MultiTaskResult, markdown: bool = False) -> s
     for t in result.tasks:
         fmt = metric_format(t.metric_name)
         rows.append([t.curve.name, t.metric_name, fmt(t.curve.digital_metric),
-                     *(fmt.spread(p.mean, p.std) for p in t.curve.points)])
+                     *(fmt.spread(p.mean, p.std, len(p.metrics)) for p in t.curve.points)])
     return format_table(["task: checkpoint", "metric", "digital", *labels], rows, markdown)

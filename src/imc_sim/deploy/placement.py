@@ -172,7 +172,7 @@ def format_placement_table(result: PlacementResult, markdown: bool = False) -> s
             added = [*added[:3], f"... ({len(added)} layers)"]
         before = set(p.digital_layers)
         rows.append([p.keep_digital, f"{100 * p.fraction_on_chip:.1f}",
-                     *(fmt.spread(t.mean, t.std) for t in p.points), ", ".join(added)])
+                     *(fmt.spread(t.mean, t.std, len(t.metrics)) for t in p.points), ", ".join(added)])
     labels = [t.label for t in result.curve[0].points]
     s = result.sensitivity
     return format_table(["kept digital", "% weights on chip", *(f"{s.metric_name} @ {x}" for x in labels),

@@ -13,8 +13,11 @@ from imc_sim.metrics import metric_format
 def plot_drift(curves: Sequence[CheckpointCurve], path: str | os.PathLike[str], title: str,
                metric_name: str) -> None:
     """One line per curve: mean +- std over seeds versus time (log axis; t = 0 drawn at 1 ms),
-    digital level dashed."""
+    digital level dashed; the axis label says what the bars are over how many chips."""
     scale = metric_format(metric_name).scale
+    chips = sorted({len(p.metrics) for curve in curves for p in curve.points})
+    bars = (f"bars: +-1 std over {'/'.join(map(str, chips))} chips" if chips != [1]
+            else "one chip: no bars")
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for n, curve in enumerate(curves):
         color = f"C{n % 10}"
@@ -24,7 +27,7 @@ def plot_drift(curves: Sequence[CheckpointCurve], path: str | os.PathLike[str], 
         ax.axhline(scale * curve.digital_metric, color=color, linestyle="--", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("time after programming (s)")
-    ax.set_ylabel(f"{metric_format(metric_name).axis_label(metric_name)}  (dashed: digital)")
+    ax.set_ylabel(f"{metric_format(metric_name).axis_label(metric_name)}  (dashed: digital; {bars})")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)

@@ -144,7 +144,7 @@ def format_deploy_table(result: DeployResult) -> str:
     digital metric (as :func:`imc_sim.metrics.metric_format` shows it)."""
     fmt = metric_format(result.metric_name)
     digital = fmt(result.curve.digital_metric)
-    rows = [[p.label, fmt.spread(p.mean, p.std), fmt(fmt.worst(p.metrics)), digital]
+    rows = [[p.label, fmt.spread(p.mean, p.std, len(p.metrics)), fmt(fmt.worst(p.metrics)), digital]
             for p in result.curve.points]
     return format_table(["drift", f"{result.metric_name} (mean +- std, {result.seeds} seeds)",
                          "min" if fmt.higher_is_better else "max",

@@ -233,7 +233,8 @@ def cost_words(mode: str, fmt: MetricFormat) -> str:
 
 
 def format_sensitivity_table(result: SensitivityResult, mode: str) -> str:
-    """One row per layer: its cost in points (mean +- std over seeds) at each drift time."""
+    """One row per layer: its cost (mean +- std over seeds) at each drift time, in the metric's
+    format: points of a percentage, or perplexity."""
     layers = result.by_mode(mode).layers
     fmt = result.format
     rows = [[short, f"{layer.weights:,}", *(f"{'+' if c.mean >= 0 else '-'}{fmt(abs(c.mean))} +- {fmt(c.std)}"

@@ -126,7 +126,6 @@ def _check_targets(m: Measurements) -> None:
                           f"({lo[bad[0]]:g} and {hi[bad[0]]:g} uS); one target per device")
 
 
-@torch.no_grad()
 def _check_drawing(profile: DeviceProfile, targets: Sequence[float], times: Sequence[float],
                    devices_per_target: int, reads: int, seed: int) -> None:
     """One line for arguments :func:`draw_measurements` cannot draw from."""
@@ -147,6 +146,7 @@ def _real(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
+@torch.no_grad()
 def draw_measurements(profile: DeviceProfile, targets: Sequence[float], times: Sequence[float],
                       devices_per_target: int, reads: int = 1, seed: int = 0) -> Measurements:
     """Reads of ``devices_per_target`` devices at each target (uS) through the profile's family:

@@ -69,7 +69,8 @@ def paired_table(result: CompareResult, markdown: bool) -> str:
         mean = sum(diffs) / len(diffs)
         std = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5 if len(diffs) > 1 else 0.0
         better = sum(d >= 0 if fmt.higher_is_better else d <= 0 for d in diffs)
-        rows.append([m.label, fmt(m.mean), fmt(p.mean), fmt.spread(mean, std, len(diffs)), f"{better}/{len(diffs)}"])
+        rows.append([m.label, fmt(m.mean), fmt(p.mean), fmt.spread(mean, std, len(diffs)),
+                     f"{better}/{len(diffs)}"])
     return format_table(["drift", "merged", "periphery", "periphery - merged (paired)",
                          "chips periphery >= merged"], rows, markdown)
 
